@@ -1,0 +1,149 @@
+"""Test helpers: tiny X-CLIP checkpoints and synthetic videos, built on the fly."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+TOKENIZER_DIR = DATA / "clip_tokenizer"
+VIDEOS = DATA / "videos"
+IMAGE_SIZE = 30  # transformers' own X-CLIP tests use 30x30 images with 2x2 patches
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def tiny_config(num_frames: int = 8, seed_tag: int = 0):
+    """A small X-CLIP config with the real CLIP vocabulary size."""
+    from transformers import XCLIPConfig
+
+    text = {
+        "vocab_size": 49408,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 77,
+    }
+    vision = {
+        "image_size": IMAGE_SIZE,
+        "patch_size": 2,
+        "num_frames": num_frames,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "mit_hidden_size": 64,
+        "mit_intermediate_size": 128,
+        "mit_num_hidden_layers": 1,
+        "mit_num_attention_heads": 4,
+    }
+    return XCLIPConfig(text_config=text, vision_config=vision, projection_dim=64, prompt_layers=2)
+
+
+def save_tiny_checkpoint(
+    folder: Path,
+    seed: int = 0,
+    num_frames: int = 8,
+    legacy_preprocessor: bool = False,
+    resample: int = 2,
+) -> Path:
+    """Save a random tiny X-CLIP with a real CLIP tokenizer and a VideoMAE processor config.
+
+    ``legacy_preprocessor`` writes the hub's ``preprocessor_config.json`` layout instead of
+    the ``processor_config.json`` that transformers 5 saves.
+    """
+    import torch
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPModel, XCLIPProcessor
+
+    torch.manual_seed(seed)
+    model = XCLIPModel(tiny_config(num_frames)).eval()
+    # A larger logit scale than the init value makes probabilities less flat, so
+    # differences would show.
+    with torch.no_grad():
+        model.logit_scale.fill_(4.0)
+    model.save_pretrained(folder)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    if legacy_preprocessor:
+        tokenizer.save_pretrained(folder)
+        (folder / "preprocessor_config.json").write_text(
+            json.dumps(
+                {
+                    "crop_size": IMAGE_SIZE,
+                    "do_center_crop": True,
+                    "do_normalize": True,
+                    "do_resize": True,
+                    "feature_extractor_type": "VideoMAEFeatureExtractor",
+                    "image_mean": list(MEAN),
+                    "image_std": list(STD),
+                    "processor_class": "XCLIPProcessor",
+                    "resample": resample,
+                    "size": IMAGE_SIZE,
+                }
+            )
+        )
+    else:
+        image_processor = VideoMAEImageProcessor(
+            size={"shortest_edge": IMAGE_SIZE},
+            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            image_mean=list(MEAN),
+            image_std=list(STD),
+            resample=resample,
+        )
+        XCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def write_video(
+    path: Path,
+    num_frames: int = 24,
+    size: tuple[int, int] = (64, 48),
+    rate: int = 12,
+    codec: str = "libx264",
+    gop: int = 6,
+    pattern: str = "moving",
+) -> Path:
+    """Write a small synthetic video whose every frame is different (frame number encoded).
+
+    Frames carry their index in the red channel of a block, so tests can tell which frame
+    the decoder returned.
+    """
+    width, height = size
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, rate)
+        if codec == "libx264":
+            stream.options = {"g": str(gop), "crf": "10", "bf": "2"}
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(frame_pixels(index, width, height, pattern), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frame_pixels(index: int, width: int, height: int, pattern: str = "moving") -> np.ndarray:
+    """The RGB picture of frame ``index``: a flat colour code plus a moving bar."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 0] = (index * 10) % 250  # frame number, readable after lossy coding
+    image[..., 1] = 80
+    image[..., 2] = 160
+    if pattern == "moving":
+        x = (index * 3) % max(1, width - 8)
+        image[:, x : x + 8, :] = 255
+    return image
+
+
+def frame_number(rgb: np.ndarray) -> int:
+    """Recover the frame index that ``frame_pixels`` encoded (from a bar-free column block)."""
+    height, _width = rgb.shape[:2]
+    red = np.median(rgb[: height // 4, :, 0])
+    return round(float(red) / 10)

@@ -1,0 +1,40 @@
+"""xclip-cli: zero-shot video classification with X-CLIP.
+
+The public API is importable from here; heavy modules (torch, transformers, PyAV) load only
+when one of their names is first used, so ``xclip --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "XClipRunner": "runner",
+    "ensemble_text_embeddings": "runner",
+    "ClassifyOptions": "classify",
+    "classify_videos": "classify",
+    "sample_video": "decode",
+    "SamplingPlan": "sampling",
+    "plan_segment_centres": "sampling",
+    "PreprocessConfig": "preprocess",
+    "preprocess_frame": "preprocess",
+    "Label": "labels",
+    "LabelSet": "labels",
+    "resolve_labels": "labels",
+    "load_labelset_file": "labels",
+    "Prediction": "results",
+    "VideoResult": "results",
+    "XClipError": "errors",
+    "ExitCode": "errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,48 @@
+"""The X-CLIP checkpoints published by the authors on the Hugging Face hub.
+
+This catalogue only feeds ``xclip models``; at run time the frame count, resolution and
+preprocessing always come from the loaded checkpoint's own config files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "microsoft/xclip-base-patch32"
+ZERO_SHOT_MODEL = "microsoft/xclip-base-patch16-zero-shot"
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """One published checkpoint and what it was trained for."""
+
+    model_id: str
+    frames: int
+    resolution: int
+    trained_on: str
+    note: str = ""
+
+
+def _few_shot(dataset: str, shots: int) -> KnownCheckpoint:
+    return KnownCheckpoint(
+        f"microsoft/xclip-base-patch16-{dataset.lower()}-{shots}-shot",
+        32,
+        224,
+        f"{dataset.upper()}-101 {shots}-shot" if dataset == "ucf" else f"HMDB-51 {shots}-shot",
+        "few-shot",
+    )
+
+
+KNOWN_CHECKPOINTS: tuple[KnownCheckpoint, ...] = (
+    KnownCheckpoint(DEFAULT_MODEL, 8, 224, "Kinetics-400", "default"),
+    KnownCheckpoint("microsoft/xclip-base-patch32-16-frames", 16, 224, "Kinetics-400"),
+    KnownCheckpoint("microsoft/xclip-base-patch16", 8, 224, "Kinetics-400"),
+    KnownCheckpoint("microsoft/xclip-base-patch16-16-frames", 16, 224, "Kinetics-400"),
+    KnownCheckpoint("microsoft/xclip-large-patch14", 8, 224, "Kinetics-400"),
+    KnownCheckpoint("microsoft/xclip-large-patch14-16-frames", 16, 224, "Kinetics-400"),
+    KnownCheckpoint("microsoft/xclip-base-patch16-kinetics-600", 8, 224, "Kinetics-600"),
+    KnownCheckpoint("microsoft/xclip-base-patch16-kinetics-600-16-frames", 16, 224, "Kinetics-600"),
+    KnownCheckpoint("microsoft/xclip-large-patch14-kinetics-600", 8, 224, "Kinetics-600"),
+    KnownCheckpoint(ZERO_SHOT_MODEL, 32, 224, "Kinetics-400", "zero-shot protocol"),
+    *(_few_shot(dataset, shots) for dataset in ("hmdb", "ucf") for shots in (2, 4, 8, 16)),
+)

@@ -1,0 +1,104 @@
+"""Classify videos: decode the sampled frames, preprocess, run the model, keep the top labels.
+
+This is the library entry point that the CLI wraps::
+
+    from xclip_cli import XClipRunner, classify_videos, resolve_labels
+
+    runner = XClipRunner.from_pretrained("microsoft/xclip-base-patch32")
+    for result in classify_videos(runner, ["video.mp4"], resolve_labels("kinetics400")):
+        print(result.path, result.predictions[0].label)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from .decode import SampledVideo, sample_video
+from .errors import VideoError
+from .labels import LabelSet
+from .preprocess import preprocess_frame
+from .results import Prediction, VideoResult
+from .runner import XClipRunner
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """How to sample and what to report."""
+
+    top_k: int = 5
+    start: float | None = None  # seconds; restricts the sampled range
+    end: float | None = None
+    batch_size: int = 1  # videos per vision-encoder call
+
+
+def classify_videos(
+    runner: XClipRunner,
+    paths: Iterable[str],
+    labelset: LabelSet,
+    options: ClassifyOptions = ClassifyOptions(),
+) -> Iterator[VideoResult]:
+    """Yield one result per path, in order; a video that fails yields an error result."""
+    text_features = runner.label_text_features(labelset)
+    pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
+    for path in paths:
+        try:
+            pending.append((path, load_frames(runner, path, options)))
+        except VideoError as exc:
+            yield from _score(runner, pending, text_features, labelset, options)
+            pending = []
+            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=exc.reason)
+            continue
+        if len(pending) >= max(1, options.batch_size):
+            yield from _score(runner, pending, text_features, labelset, options)
+            pending = []
+    yield from _score(runner, pending, text_features, labelset, options)
+
+
+def load_frames(runner: XClipRunner, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor]:
+    """Decode and preprocess the checkpoint's number of frames from ``path``."""
+    return sample_video(
+        path,
+        runner.num_frames,
+        start=options.start,
+        end=options.end,
+        transform=partial(preprocess_frame, config=runner.preprocess),
+    )
+
+
+def _score(
+    runner: XClipRunner,
+    pending: list[tuple[str, SampledVideo[torch.Tensor]]],
+    text_features: torch.Tensor,
+    labelset: LabelSet,
+    options: ClassifyOptions,
+) -> Iterator[VideoResult]:
+    if not pending:
+        return
+    pixel_values = torch.stack([torch.stack(video.frames) for _, video in pending])
+    logits = runner.video_logits(pixel_values, text_features)
+    probabilities = logits.softmax(dim=-1)
+    k = min(options.top_k, len(labelset))
+    top = probabilities.topk(k, dim=-1)
+    for row, (path, video) in enumerate(pending):
+        predictions = tuple(
+            Prediction(
+                label=labelset.labels[index].name,
+                probability=float(probabilities[row, index]),
+                logit=float(logits[row, index]),
+            )
+            for index in top.indices[row].tolist()
+        )
+        yield VideoResult(
+            path=path,
+            predictions=predictions,
+            model=runner.model_id,
+            labelset=labelset.name,
+            timestamps=video.plan.timestamps,
+            duration=video.info.duration,
+            width=video.info.width,
+            height=video.info.height,
+        )

@@ -1,0 +1,216 @@
+"""The ``xclip`` command: parses options, calls the library, picks a writer.
+
+The only module that imports typer. Heavy imports (torch, transformers) happen inside the
+commands that need a model, so ``xclip --help`` and ``xclip labels list`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+
+from . import __version__
+from .checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
+from .errors import ExitCode, OutputError, UsageError, XClipError
+from .labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
+from .writers import FORMATS, WRITERS
+
+app = typer.Typer(
+    help="Zero-shot video classification with X-CLIP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+labels_app = typer.Typer(help="List and inspect the built-in label sets.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", envvar="XCLIP_MODEL", help="Hub id or local folder of an X-CLIP checkpoint."),
+]
+LabelsOpt = Annotated[
+    str,
+    typer.Option("--labels", "-l", help="Built-in set name, YAML file, or comma list ('cooking, dancing')."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", envvar="XCLIP_DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place where domain errors become a one-line message and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except XClipError as exc:
+            _stderr(f"xclip: error: {exc}")
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            _stderr("xclip: interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, like a tool killed by SIGPIPE.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("XCLIP_DEBUG"):
+                raise
+            _stderr(f"xclip: internal error: {type(exc).__name__}: {exc} (set XCLIP_DEBUG=1 for a traceback)")
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"xclip-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Zero-shot video classification with X-CLIP."""
+
+
+@app.command()
+@reports_errors
+def classify(
+    videos: Annotated[list[str], typer.Argument(help="Video files; '-' reads paths from stdin, one per line.")],
+    labels: LabelsOpt = "kinetics400",
+    model: ModelOpt = DEFAULT_MODEL,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
+    output_format: FormatOpt = "table",
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+    start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
+    end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
+) -> None:
+    """Classify videos against a label set and print the top labels."""
+    if output_format not in WRITERS:
+        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
+    if start is not None and end is not None and end <= start:
+        raise UsageError(f"--end {end:g} must be after --start {start:g}")
+    labelset = resolve_labels(labels)
+    with _open_output(output) as stream:
+        from .classify import ClassifyOptions, classify_videos
+        from .runner import XClipRunner
+
+        runner = XClipRunner.from_pretrained(model, device=device)
+        options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
+        writer = WRITERS[output_format](stream)
+        done = failed = 0
+        for result in classify_videos(runner, _expand_stdin(videos), labelset, options):
+            done += 1
+            if not result.ok:
+                failed += 1
+                _stderr(f"xclip: error: {result.path}: {result.error}")
+            writer.write(result)
+        writer.close()
+    if failed:
+        raise typer.Exit(int(ExitCode.ALL_FAILED if failed == done else ExitCode.PARTIAL))
+
+
+@app.command()
+@reports_errors
+def models() -> None:
+    """List the published X-CLIP checkpoints (any local save_pretrained folder works too)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="X-CLIP checkpoints on the Hugging Face hub", title_justify="left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("frames", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("trained on")
+    for ckpt in KNOWN_CHECKPOINTS:
+        trained_on = f"{ckpt.trained_on}, {ckpt.note}" if ckpt.note else ckpt.trained_on
+        marker = "★ " if ckpt.model_id == ZERO_SHOT_MODEL else "  "
+        table.add_row(marker + ckpt.model_id, str(ckpt.frames), str(ckpt.resolution), trained_on)
+    table.caption = "★ the authors' pick for open-vocabulary (zero-shot) labels"
+    Console(highlight=False).print(table)
+
+
+@labels_app.command("list")
+@reports_errors
+def labels_list() -> None:
+    """List the built-in label sets."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"Built-in label sets ({builtin_dir()})", title_justify="left")
+    for column in ("name", "labels", "description"):
+        table.add_column(column, justify="right" if column == "labels" else "left")
+    for name in builtin_names():
+        labelset = load_labelset_file(builtin_dir() / f"{name}.yaml")
+        table.add_row(name, str(len(labelset)), escape(labelset.description))
+    Console(highlight=False).print(table)
+
+
+@labels_app.command("show")
+@reports_errors
+def labels_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML file.")]) -> None:
+    """Show a label set: templates, then one label per line (with its prompts if they differ)."""
+    labelset = resolve_labels(name)
+    print(f"# {labelset.name}: {len(labelset)} labels. {labelset.description}".rstrip())
+    print(f"# templates: {', '.join(repr(t) for t in labelset.templates)}")
+    for label in labelset.labels:
+        extra = "" if label.prompts == (label.name,) else f"  (prompts: {'; '.join(label.prompts)})"
+        print(f"{label.name}{extra}")
+
+
+def _expand_stdin(videos: list[str]) -> Iterator[str]:
+    """Paths as given, with '-' replaced by the lines of stdin (blank lines skipped)."""
+    for video in videos:
+        if video == "-":
+            for line in sys.stdin:
+                path = line.rstrip("\r\n")
+                if path.strip():
+                    yield path
+        else:
+            yield video
+
+
+class _open_output:
+    """stdout, or the ``-o`` file opened before any work so a bad path fails fast."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.stream: TextIO = sys.stdout
+
+    def __enter__(self) -> TextIO:
+        if self.path is not None:
+            try:
+                self.stream = open(self.path, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write output ({exc.strerror or exc})") from None
+        return self.stream
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.stream is not sys.stdout:
+            self.stream.close()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="xclip")

@@ -1,0 +1,39 @@
+"""Resolve ``--device`` to a torch device when the model loads (never at import)."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UsageError
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; explicit devices must be present."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise UsageError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: CUDA is not available on this machine (try --device cpu)")
+        index = spec.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UsageError(f"--device {spec}: no such GPU ({torch.cuda.device_count()} present)")
+        return torch.device(spec)
+    raise UsageError(f"--device {spec!r}: expected one of {DEVICE_CHOICES}")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())

@@ -1,0 +1,202 @@
+"""The model runner: X-CLIP's forward split into a cached text side and a per-video side.
+
+``XCLIPModel.forward`` runs the text encoder for every call, although its output depends only
+on the prompts. Here the text side (encoder plus text projection) runs once per label set and
+is cached in memory and on disk; per video only the vision encoder, the multi-frame
+integration transformer, the video-conditioned prompt generator and the scaled cosine logits
+run, using transformers' own modules, so the logits equal ``logits_per_video``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import text_cache
+from .device import resolve_device
+from .errors import ModelLoadError
+from .labels import LabelSet
+from .preprocess import PreprocessConfig
+
+TEXT_BATCH_SIZE = 64  # prompts per text-encoder call; groups of equal length need no padding
+
+
+@dataclass
+class XClipRunner:
+    """A loaded X-CLIP checkpoint with its tokenizer and preprocessing settings."""
+
+    model: Any  # transformers.XCLIPModel
+    tokenizer: Any
+    preprocess: PreprocessConfig
+    model_id: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    text_encoder_calls: int = 0  # how often the text encoder ran (the cache avoids it)
+    _memory_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per video the checkpoint was trained with (its vision config)."""
+        return int(self.model.config.vision_config.num_frames)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, device: str = "auto") -> XClipRunner:
+        """Load a hub id or a local ``save_pretrained`` folder. Never runs remote code."""
+        torch_device = resolve_device(device)
+        model, processor = _load_checkpoint(model_id)
+        model.to(torch_device).eval()
+        return cls(
+            model=model,
+            tokenizer=processor.tokenizer,
+            preprocess=PreprocessConfig.from_image_processor(processor.image_processor),
+            model_id=model_id,
+            device=torch_device,
+        )
+
+    # --- text side -------------------------------------------------------------------------
+
+    def label_text_features(self, labelset: LabelSet) -> torch.Tensor:
+        """One text-projection vector per label, ensembling the label's prompts (L x D)."""
+        texts_per_label = labelset.texts_per_label()
+        unique_texts = list(dict.fromkeys(text for texts in texts_per_label for text in texts))
+        features = self.text_features(unique_texts)
+        row = {text: index for index, text in enumerate(unique_texts)}
+        return torch.stack(
+            [ensemble_text_embeddings(features[[row[text] for text in texts]]) for texts in texts_per_label]
+        )
+
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """Text-encoder output after the projection, one row per text, from cache if possible."""
+        token_ids = [self._tokenize(text) for text in texts]
+        key = text_cache.cache_key(self.fingerprint(), token_ids)
+        cached = self._memory_cache.get(key)
+        if cached is None:
+            array = text_cache.load(key, expected_rows=len(texts))
+            if array is None:
+                array = self._encode_texts(token_ids)
+                text_cache.store(key, array)
+            cached = torch.from_numpy(array).to(self.device)
+            self._memory_cache[key] = cached
+        return cached
+
+    def fingerprint(self) -> str:
+        """Identity of everything that shapes the text features: config and text-side weights.
+
+        Hashes the text config and a few text-side tensors (a few MB, milliseconds) rather than
+        the whole checkpoint; it works for models built in memory as well as loaded ones.
+        """
+        if self._fingerprint is None:
+            model = self.model
+            digest = hashlib.sha256(model.config.text_config.to_json_string().encode())
+            digest.update(str(model.config.projection_dim).encode())
+            layers = model.text_model.encoder.layers
+            for tensor in (
+                model.text_projection.weight,
+                model.text_model.final_layer_norm.weight,
+                model.text_model.final_layer_norm.bias,
+                model.text_model.embeddings.position_embedding.weight,
+                layers[-1].mlp.fc2.weight,
+                layers[0].self_attn.q_proj.weight,
+            ):
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def _tokenize(self, text: str) -> list[int]:
+        max_length = int(self.model.config.text_config.max_position_embeddings)
+        return list(self.tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+
+    @torch.inference_mode()
+    def _encode_texts(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Run the text encoder, batching prompts of similar length to keep padding small."""
+        self.text_encoder_calls += 1
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        pad_id = self.tokenizer.pad_token_id or 0
+        out = np.empty((len(token_ids), int(self.model.config.projection_dim)), dtype=np.float32)
+        for start in range(0, len(order), TEXT_BATCH_SIZE):
+            batch = order[start : start + TEXT_BATCH_SIZE]
+            width = max(len(token_ids[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+                mask[row, : len(token_ids[i])] = 1
+            output = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            out[batch] = output.pooler_output.float().cpu().numpy()
+        return out
+
+    # --- video side ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def video_logits(self, pixel_values: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``logits_per_video`` (B x L) for videos (B x T x 3 x H x W) and cached text features."""
+        model = self.model
+        pixel_values = pixel_values.to(self.device, dtype=model.dtype)
+        batch, frames, channels, height, width = pixel_values.shape
+        vision = model.vision_model(pixel_values=pixel_values.reshape(-1, channels, height, width))
+        frame_embeds = model.visual_projection(vision.pooler_output).view(batch, frames, -1)
+        video_embeds = model.mit(frame_embeds).pooler_output
+        patches = model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :])
+        patches = patches @ model.prompts_visual_projection
+        patches = patches.view(batch, frames, -1, video_embeds.shape[-1]).mean(dim=1)
+        text = text_features.to(video_embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
+        text = text + model.prompts_generator(text, patches)
+        video_embeds = video_embeds / video_embeds.norm(p=2, dim=-1, keepdim=True)
+        text = text / text.norm(p=2, dim=-1, keepdim=True)
+        return torch.einsum("bd,bkd->bk", video_embeds, model.logit_scale.exp() * text).float()
+
+
+def ensemble_text_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
+    """Combine a label's prompt embeddings (N x D) into one vector.
+
+    The unit-normalised embeddings are averaged and renormalised (CLIP's prompt ensembling),
+    then scaled to the prompts' mean length: X-CLIP's prompt generator adds video-conditioned
+    offsets to the unnormalised text features, so their length matters. With one prompt this
+    returns the embedding unchanged.
+    """
+    if embeddings.shape[0] == 1:
+        return embeddings[0]
+    norms = embeddings.norm(p=2, dim=-1, keepdim=True)
+    direction = (embeddings / norms).mean(dim=0)
+    return direction / direction.norm(p=2) * norms.mean()
+
+
+def _load_checkpoint(model_id: str) -> tuple[Any, Any]:
+    """``from_pretrained`` for the model and its processor, with quiet logs and clear errors."""
+    import transformers
+    from transformers import XCLIPModel, XCLIPProcessor
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("transformers").setLevel(logging.ERROR)
+            processor = XCLIPProcessor.from_pretrained(model_id)
+            model = XCLIPModel.from_pretrained(model_id, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(_load_hint(model_id, exc)) from None
+    return model, processor
+
+
+def _load_hint(model_id: str, exc: Exception) -> str:
+    if Path(model_id).expanduser().exists():
+        return f"cannot load model from {model_id}: {_first_line(exc)}"
+    return (
+        f"cannot load model {model_id!r}: {_first_line(exc)}. Without network access, download it "
+        "once elsewhere (`hf download MODEL`) and copy the Hugging Face cache, or pass a local "
+        "folder saved with save_pretrained: --model PATH"
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

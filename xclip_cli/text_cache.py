@@ -1,0 +1,66 @@
+"""Disk cache of text-encoder outputs (after the text projection), one file per prompt list.
+
+Only these can be cached: X-CLIP's final label vectors depend on the video. Files live under
+``$XCLIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/xclip-cli``, else ``~/.cache/xclip-cli``, and
+are named by a hash of the model's text-side fingerprint and the prompts' token ids, so a
+changed checkpoint, tokenizer or prompt list never reads a stale entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = "1"  # bump when the stored layout or the computation changes
+
+
+def cache_dir() -> Path:
+    """Where text features are stored (not created until something is written)."""
+    override = os.environ.get("XCLIP_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "xclip-cli"
+
+
+def cache_key(model_fingerprint: str, token_ids: list[list[int]]) -> str:
+    """A stable name for the features of these prompts under this model."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}\n{model_fingerprint}\n".encode())
+    for ids in token_ids:
+        digest.update((",".join(map(str, ids)) + "\n").encode())
+    return digest.hexdigest()
+
+
+def load(key: str, expected_rows: int) -> np.ndarray | None:
+    """The cached float32 array for ``key``, or None if absent or unreadable."""
+    path = cache_dir() / "text-features" / f"{key}.npy"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if array.ndim != 2 or array.shape[0] != expected_rows or array.dtype != np.float32:
+        return None
+    return array
+
+
+def store(key: str, array: np.ndarray) -> None:
+    """Write atomically, so concurrent runs and crashes never leave a half-written file.
+
+    A cache that cannot be written (read-only home, full disk) is skipped silently: it only
+    costs speed.
+    """
+    folder = cache_dir() / "text-features"
+    temporary: str | None = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
+            temporary = handle.name
+            np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        os.replace(temporary, folder / f"{key}.npy")
+    except OSError:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)

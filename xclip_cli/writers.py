@@ -1,0 +1,160 @@
+"""Output writers, one per ``--format``: each takes results one at a time and a text stream.
+
+Streaming writers (JSONL, CSV) write and flush each result as it arrives, so a pipeline or an
+interrupted run sees every finished video. Adding a format is one class in ``WRITERS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, ClassVar, TextIO
+
+from .results import VideoResult
+
+CSV_COLUMNS = (
+    "path",
+    "status",
+    "top1_label",
+    "top1_probability",
+    "top_k",
+    "duration",
+    "width",
+    "height",
+    "model",
+    "labelset",
+    "error",
+)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
+
+
+def result_record(result: VideoResult) -> dict[str, Any]:
+    """The JSON form of a result (also one JSONL line)."""
+    return {
+        "path": result.path,
+        "status": result.status,
+        "model": result.model,
+        "labelset": result.labelset,
+        "predictions": [{"label": p.label, "probability": p.probability, "logit": p.logit} for p in result.predictions],
+        "timestamps": list(result.timestamps),
+        "duration": result.duration,
+        "width": result.width,
+        "height": result.height,
+        "error": result.error,
+    }
+
+
+class Writer:
+    """Base writer: ``write`` each result, then ``close`` once."""
+
+    name: ClassVar[str]
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, result: VideoResult) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class TableWriter(Writer):
+    """A Rich table per video (rank, label, probability); failures are reported on stderr."""
+
+    name = "table"
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        from rich.console import Console
+
+        self.console = Console(file=stream, highlight=False, soft_wrap=False)
+
+    def write(self, result: VideoResult) -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        if not result.ok:
+            return
+        caption = f"{result.model} · {result.labelset}"
+        if result.duration is not None:
+            caption += f" · {result.duration:.1f} s, {len(result.timestamps)} frames"
+        table = Table(title=escape(result.path), caption=escape(caption), title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for rank, prediction in enumerate(result.predictions, start=1):
+            table.add_row(str(rank), escape(prediction.label), f"{prediction.probability:.4f}")
+        self.console.print(table)
+
+
+class JsonWriter(Writer):
+    """One JSON array with an object per video, written at the end."""
+
+    name = "json"
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, result: VideoResult) -> None:
+        self.records.append(result_record(result))
+
+    def close(self) -> None:
+        json.dump(self.records, self.stream, indent=2, ensure_ascii=False)
+        self.stream.write("\n")
+        super().close()
+
+
+class JsonlWriter(Writer):
+    """One JSON object per line, flushed as each video finishes."""
+
+    name = "jsonl"
+
+    def write(self, result: VideoResult) -> None:
+        self.stream.write(json.dumps(result_record(result), ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class CsvWriter(Writer):
+    """One row per video; ``top_k`` holds a JSON list of [label, probability] pairs."""
+
+    name = "csv"
+
+    def __init__(self, stream: TextIO, write_header: bool = True) -> None:
+        super().__init__(stream)
+        self.csv = csv.writer(stream)
+        if write_header:
+            self.csv.writerow(CSV_COLUMNS)
+            stream.flush()
+
+    def write(self, result: VideoResult) -> None:
+        top = result.predictions[0] if result.predictions else None
+        row = {
+            "path": result.path,
+            "status": result.status,
+            "top1_label": top.label if top else "",
+            "top1_probability": f"{top.probability:.6f}" if top else "",
+            "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
+            if result.predictions
+            else "",
+            "duration": f"{result.duration:.3f}" if result.duration is not None else "",
+            "width": result.width if result.width is not None else "",
+            "height": result.height if result.height is not None else "",
+            "model": result.model,
+            "labelset": result.labelset,
+            "error": result.error or "",
+        }
+        self.csv.writerow([neutralise_formula(row[column]) for column in CSV_COLUMNS])
+        self.stream.flush()
+
+
+def neutralise_formula(value: Any) -> Any:
+    """Prefix text a spreadsheet would evaluate (``=cmd()``, ``+1``, ``@x``) with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+WRITERS: dict[str, type[Writer]] = {cls.name: cls for cls in (TableWriter, JsonWriter, JsonlWriter, CsvWriter)}
+FORMATS = tuple(WRITERS)
