@@ -1,0 +1,302 @@
+"""Label sets: the shipped built-ins, ``--labels`` resolution, validation messages, YAML safety.
+
+Fast and offline: everything reads the shipped ``labelsets/`` folder or YAML written to tmp dirs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xclip_cli.errors import ExitCode, LabelSetError
+from xclip_cli.labels import (
+    Label,
+    LabelSet,
+    builtin_dir,
+    builtin_names,
+    load_labelset_file,
+    resolve_labels,
+)
+
+# --------------------------------------------------------------------------- built-in sets
+
+GENERATED_COUNTS = {
+    "kinetics400": 400,
+    "kinetics600": 600,
+    "kinetics600-zeroshot": 220,
+    "kinetics600-zeroshot-split1": 160,
+    "kinetics600-zeroshot-split2": 160,
+    "kinetics600-zeroshot-split3": 160,
+    "ucf101": 101,
+    "hmdb51": 51,
+}
+HAND_WRITTEN = ("household", "sports", "pets-and-animals")
+
+
+def test_builtin_names_are_exactly_the_shipped_sets() -> None:
+    assert builtin_names() == sorted([*GENERATED_COUNTS, *HAND_WRITTEN])
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED_COUNTS))
+def test_generated_builtin_has_expected_count(name: str) -> None:
+    labelset = resolve_labels(name)
+    assert len(labelset) == GENERATED_COUNTS[name]
+    assert len(set(labelset.names)) == GENERATED_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", HAND_WRITTEN)
+def test_hand_written_builtin_has_at_least_20_labels(name: str) -> None:
+    labelset = resolve_labels(name)
+    assert len(labelset) >= 20
+    assert all(label.prompts for label in labelset.labels)
+
+
+@pytest.mark.parametrize("name", [*sorted(GENERATED_COUNTS), *HAND_WRITTEN])
+def test_builtin_name_matches_file_stem(name: str) -> None:
+    path = builtin_dir() / f"{name}.yaml"
+    assert path.is_file()
+    assert load_labelset_file(path).name == name
+    assert resolve_labels(name).name == name
+
+
+def test_kinetics400_starts_with_xclip_class_order() -> None:
+    assert resolve_labels("kinetics400").names[:2] == ["abseiling", "air drumming"]
+
+
+def test_ucf101_names_are_readable() -> None:
+    names = resolve_labels("ucf101").names
+    assert names[0] == "apply eye makeup"
+    assert "apply eye makeup" in names
+    assert [name for name in names if re.search(r"[a-z][A-Z]", name)] == []
+
+
+def test_zero_shot_sets_are_new_kinetics600_classes() -> None:
+    # Checked against the data: the 220 zero-shot classes are all in Kinetics-600 and none of them
+    # is a Kinetics-400 name. (Kinetics-400 is *not* a subset of Kinetics-600 by exact name: K600
+    # renamed 32 K400 classes, e.g. "dying hair", so only these two relations are asserted.)
+    k400 = set(resolve_labels("kinetics400").names)
+    k600 = set(resolve_labels("kinetics600").names)
+    zero_shot = set(resolve_labels("kinetics600-zeroshot").names)
+    assert len(zero_shot) == 220
+    assert zero_shot <= k600
+    assert zero_shot.isdisjoint(k400)
+    for split in (1, 2, 3):
+        names = set(resolve_labels(f"kinetics600-zeroshot-split{split}").names)
+        assert len(names) == 160
+        assert names <= zero_shot
+
+
+# --------------------------------------------------------------------------- resolve_labels
+
+
+def test_resolve_labels_yaml_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("labels: [cooking, {name: dancing, prompts: [dancing, a dance]}]\n", encoding="utf-8")
+    labelset = resolve_labels(str(path))
+    assert labelset == LabelSet(
+        name="mine",  # defaults to the file stem
+        labels=(Label("cooking", ("cooking",)), Label("dancing", ("dancing", "a dance"))),
+        templates=("{}",),
+    )
+
+
+def test_resolve_labels_builtin_name_equals_loading_its_file() -> None:
+    assert resolve_labels("hmdb51") == load_labelset_file(builtin_dir() / "hmdb51.yaml")
+
+
+def test_resolve_labels_inline_list() -> None:
+    labelset = resolve_labels("cooking, dancing , skateboarding")
+    assert labelset.name == "inline"
+    assert labelset.names == ["cooking", "dancing", "skateboarding"]
+    assert [label.prompts for label in labelset.labels] == [("cooking",), ("dancing",), ("skateboarding",)]
+    assert labelset.templates == ("{}",)
+
+
+def test_resolve_labels_inline_duplicate_is_rejected() -> None:
+    with pytest.raises(LabelSetError, match=r"--labels: labels\[2\]: duplicate label 'a' \(also labels\[0\]\)"):
+        resolve_labels("a, b, a")
+
+
+def test_resolve_labels_unknown_word() -> None:
+    with pytest.raises(LabelSetError) as info:
+        resolve_labels("cookingg")
+    assert "cookingg" in str(info.value)
+    assert "kinetics400" in str(info.value)  # lists the built-ins
+    assert info.value.exit_code == ExitCode.LABELS
+
+
+# --------------------------------------------------------------------------- texts_per_label
+
+
+def test_texts_per_label_expands_every_prompt_through_every_template() -> None:
+    labelset = LabelSet(
+        name="t",
+        labels=(Label("a", ("p1", "p2")), Label("b", ("q",))),
+        templates=("a video of {}", "{} in action"),
+    )
+    assert labelset.texts_per_label() == [
+        ["a video of p1", "p1 in action", "a video of p2", "p2 in action"],
+        ["a video of q", "q in action"],
+    ]
+
+
+def test_texts_per_label_default_template_is_the_bare_prompt(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("labels: [x, {name: y, prompts: [y1, y2]}]\n", encoding="utf-8")
+    assert load_labelset_file(path).texts_per_label() == [["x"], ["y1", "y2"]]
+
+
+def test_texts_per_label_of_a_builtin_with_templates() -> None:
+    household = resolve_labels("household")
+    assert household.templates == ("a video of a person {}", "a person {}")
+    texts = household.texts_per_label()[household.names.index("washing dishes")]
+    assert texts == [
+        "a video of a person washing dishes",
+        "a person washing dishes",
+        "a video of a person doing the dishes",
+        "a person doing the dishes",
+        "a video of a person washing dishes in a sink",
+        "a person washing dishes in a sink",
+    ]
+
+
+# --------------------------------------------------------------------------- validation errors
+
+INVALID_FILES = {
+    "unknown top-level key": ("labels: [a]\ncolour: red\n", ["colour", "unknown key"]),
+    "unknown label key": ("labels:\n  - a\n  - {name: b, colour: red}\n", ["labels[1].colour", "unknown key"]),
+    "empty label string": ("labels: [a, '  ']\n", ["labels[1]", "must not be empty"]),
+    "label mapping without name": ("labels: [{prompts: [x]}]\n", ["labels[0].name", "missing"]),
+    "duplicate label": ("labels: [a, b, c, b]\n", ["labels[3]", "labels[1]", "duplicate label 'b'"]),
+    "duplicate after stripping": ("labels: [cooking, ' cooking ']\n", ["labels[1]", "labels[0]", "duplicate"]),
+    "template without placeholder": ("templates: ['a video']\nlabels: [a]\n", ["templates[0]", "exactly once"]),
+    "template with two placeholders": ("templates: ['{} and {}']\nlabels: [a]\n", ["templates[0]", "exactly once"]),
+    "second template bad": ("templates: ['{}', 'x']\nlabels: [a]\n", ["templates[1]", "exactly once"]),
+    "labels missing": ("name: x\n", ["labels", "missing"]),
+    "labels empty list": ("labels: []\n", ["labels", "non-empty list", "an empty list"]),
+    "labels not a list": ("labels: cooking\n", ["labels", "non-empty list", "a string"]),
+    "label is a number": ("labels: [42, b]\n", ["labels[0]", "a number"]),
+    "label is a boolean": ("labels: [a, yes]\n", ["labels[1]", "a boolean"]),
+    "prompts not a list": ("labels: [{name: a, prompts: a video}]\n", ["labels[0].prompts", "a string"]),
+    "prompts empty list": ("labels: [{name: a, prompts: []}]\n", ["labels[0].prompts", "an empty list"]),
+    "prompt not a string": ("labels: [a, {name: b, prompts: [b, 3]}]\n", ["labels[1].prompts[1]", "a number"]),
+    "name not a string": ("name: [a]\nlabels: [a]\n", ["name", "expected a string", "a list"]),
+    "templates not a list": ("templates: 'a {}'\nlabels: [a]\n", ["templates", "a string"]),
+    "plain list document": ("- a\n- b\n", ["expected a mapping", "a list"]),
+    "empty document": ("", ["expected a mapping", "nothing"]),
+}
+
+
+@pytest.mark.parametrize("content,expected", INVALID_FILES.values(), ids=list(INVALID_FILES))
+def test_invalid_file_names_path_and_key(tmp_path: Path, content: str, expected: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    for part in expected:
+        assert part in message
+    # the same error through the --labels entry point
+    with pytest.raises(LabelSetError, match=re.escape(message)):
+        resolve_labels(str(path))
+
+
+def test_invalid_yaml_syntax_names_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nlabels: [a, b\nother: c\n", encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid YAML at line ")
+    assert "line 3" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(LabelSetError) as info:
+        resolve_labels(str(path))
+    assert str(info.value) == f"{path}: label set file not found"
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("labels: [caf\xe9]\n".encode("latin-1"))
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    assert str(info.value).startswith(f"{path}: cannot read label set (")
+    assert "utf-8" in str(info.value)
+
+
+def test_directory_named_like_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "dir.yaml"
+    path.mkdir()
+    with pytest.raises(LabelSetError, match=re.escape(f"{path}: cannot read label set")):
+        resolve_labels(str(path))
+
+
+# --------------------------------------------------------------------------- YAML safety
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "labels: [a]\nsource: !!python/object/apply:os.system ['touch {marker}']\n",
+        "labels:\n  - !!python/object/apply:os.system ['touch {marker}']\n",
+        "!!python/object/apply:os.system ['touch {marker}']\n",
+    ],
+)
+def test_python_object_tags_are_rejected_not_executed(tmp_path: Path, template: str) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.yaml"
+    path.write_text(template.replace("{marker}", str(marker)), encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    assert str(info.value).startswith(f"{path}: invalid YAML at line ")
+    assert "python/object/apply:os.system" in str(info.value)
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- property-based
+
+# Printable text without control/format/separator-line characters, no leading/trailing whitespace.
+label_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("C", "Zl", "Zp")),
+    min_size=1,
+    max_size=20,
+).filter(lambda text: text == text.strip() and text != "")
+unique_names = st.lists(label_text, min_size=1, max_size=12, unique=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(set_name=label_text, names=unique_names, allow_unicode=st.booleans())
+def test_round_trip_of_random_label_names(
+    tmp_path_factory: pytest.TempPathFactory, set_name: str, names: list[str], allow_unicode: bool
+) -> None:
+    path = tmp_path_factory.mktemp("roundtrip") / "set.yaml"
+    path.write_text(yaml.safe_dump({"name": set_name, "labels": names}, allow_unicode=allow_unicode), encoding="utf-8")
+    labelset = load_labelset_file(path)
+    assert labelset.name == set_name
+    assert labelset.names == names
+    assert [label.prompts for label in labelset.labels] == [(name,) for name in names]
+
+
+@settings(max_examples=50, deadline=None)
+@given(names=unique_names, data=st.data())
+def test_inserted_duplicate_is_rejected(
+    tmp_path_factory: pytest.TempPathFactory, names: list[str], data: st.DataObject
+) -> None:
+    duplicate = data.draw(st.sampled_from(names), label="duplicate")
+    position = data.draw(st.integers(min_value=0, max_value=len(names)), label="position")
+    with_duplicate = [*names[:position], duplicate, *names[position:]]
+    first, second = [index for index, name in enumerate(with_duplicate) if name == duplicate]
+    path = tmp_path_factory.mktemp("duplicate") / "set.yaml"
+    path.write_text(yaml.safe_dump({"name": "dup", "labels": with_duplicate}), encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    assert str(info.value) == f"{path}: labels[{second}]: duplicate label {duplicate!r} (also labels[{first}])"

@@ -1,0 +1,373 @@
+"""Output writers: golden files for every format, plus the properties each format promises.
+
+Golden files live in tests/data/golden/results.{table.txt,json,jsonl,csv}. After an intended
+change of an output format, regenerate them with
+
+    XCLIP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_writers.py -q
+
+then read the diff (``git diff tests/data/golden``) before committing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from xclip_cli.results import Prediction, VideoResult
+from xclip_cli.writers import (
+    CSV_COLUMNS,
+    WRITERS,
+    CsvWriter,
+    JsonlWriter,
+    JsonWriter,
+    TableWriter,
+    Writer,
+)
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+UPDATE_GOLDEN = os.environ.get("XCLIP_UPDATE_GOLDEN") == "1"
+# Environment variables Rich reads to size the console or force colours onto a non-terminal.
+RICH_ENV = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "LINES", "JUPYTER_COLUMNS")
+
+MODEL = "microsoft/xclip-base-patch32"
+RESULTS = (
+    VideoResult(
+        path="videos/kitchen.mp4",
+        predictions=(
+            Prediction("cooking", 0.7123456789, 24.125),
+            Prediction("washing dishes", 0.2, 22.8),
+            Prediction("eating a meal", 0.0876543211, 21.5),
+        ),
+        model=MODEL,
+        labelset="household",
+        timestamps=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5),
+        duration=4.25,
+        width=640,
+        height=360,
+    ),
+    VideoResult(
+        path="vidéo ünïcode.mp4",
+        predictions=(Prediction("[bold]x[/bold]", 0.99, 30.0), Prediction("café au lait", 0.01, 25.4)),
+        model=MODEL,
+        labelset="inline",
+        timestamps=(0.0, 1.25),
+        duration=2.5,
+        width=360,
+        height=640,
+    ),
+    VideoResult(
+        path="missing.mp4",
+        model=MODEL,
+        labelset="household",
+        error="cannot open video (No such file or directory)",
+    ),
+)
+
+
+@pytest.fixture(autouse=True)
+def fixed_console_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same Rich output whatever the terminal running the tests: 100 columns, no forced colour."""
+    monkeypatch.setenv("COLUMNS", "100")
+    for name in RICH_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def render(fmt: str, results: tuple[VideoResult, ...] | list[VideoResult] = RESULTS) -> str:
+    stream = io.StringIO()
+    writer = WRITERS[fmt](stream)
+    for result in results:
+        writer.write(result)
+    writer.close()
+    return stream.getvalue()
+
+
+def ok(path: str = "clip.mp4", labels: tuple[str, ...] = ("a",)) -> VideoResult:
+    predictions = tuple(Prediction(label, 1.0 / len(labels), 20.0) for label in labels)
+    return VideoResult(
+        path=path,
+        predictions=predictions,
+        model="m",
+        labelset="s",
+        timestamps=(0.0,),
+        duration=1.0,
+        width=32,
+        height=24,
+    )
+
+
+# --------------------------------------------------------------------------- golden files
+
+GOLDEN_FILES = {"table": "results.table.txt", "json": "results.json", "jsonl": "results.jsonl", "csv": "results.csv"}
+
+
+@pytest.mark.parametrize("fmt", sorted(GOLDEN_FILES))
+def test_output_matches_golden_file(fmt: str) -> None:
+    output = render(fmt)
+    path = GOLDEN / GOLDEN_FILES[fmt]
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as file:  # newline="": keep CSV's \r\n
+            file.write(output)
+        return
+    with path.open(encoding="utf-8", newline="") as file:
+        assert output == file.read()
+
+
+def test_golden_files_are_all_tested() -> None:
+    golden = sorted(path.name for path in GOLDEN.iterdir() if not path.name.startswith("."))
+    assert golden == sorted(GOLDEN_FILES.values())
+    assert set(GOLDEN_FILES) == set(WRITERS)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_writers_registry() -> None:
+    assert set(WRITERS) == {"table", "json", "jsonl", "csv"}
+    expected = {"table": TableWriter, "json": JsonWriter, "jsonl": JsonlWriter, "csv": CsvWriter}
+    assert expected == WRITERS
+    for name, cls in WRITERS.items():
+        assert issubclass(cls, Writer)
+        assert cls.name == name
+
+
+# --------------------------------------------------------------------------- JSON and JSONL
+
+RECORD_KEYS = [
+    "path",
+    "status",
+    "model",
+    "labelset",
+    "predictions",
+    "timestamps",
+    "duration",
+    "width",
+    "height",
+    "error",
+]
+
+
+def test_json_document() -> None:
+    records = json.loads(render("json"))
+    assert [list(record) for record in records] == [RECORD_KEYS] * 3
+    first, second, failed = records
+    assert first == {
+        "path": "videos/kitchen.mp4",
+        "status": "ok",
+        "model": MODEL,
+        "labelset": "household",
+        "predictions": [
+            {"label": "cooking", "probability": 0.7123456789, "logit": 24.125},
+            {"label": "washing dishes", "probability": 0.2, "logit": 22.8},
+            {"label": "eating a meal", "probability": 0.0876543211, "logit": 21.5},
+        ],
+        "timestamps": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5],
+        "duration": 4.25,
+        "width": 640,
+        "height": 360,
+        "error": None,
+    }
+    assert second["path"] == "vidéo ünïcode.mp4"
+    assert second["predictions"][0]["label"] == "[bold]x[/bold]"
+    assert failed == {
+        "path": "missing.mp4",
+        "status": "error",
+        "model": MODEL,
+        "labelset": "household",
+        "predictions": [],
+        "timestamps": [],
+        "duration": None,
+        "width": None,
+        "height": None,
+        "error": "cannot open video (No such file or directory)",
+    }
+
+
+def test_json_writes_nothing_until_close() -> None:
+    stream = io.StringIO()
+    writer = JsonWriter(stream)
+    writer.write(RESULTS[0])
+    assert stream.getvalue() == ""
+    writer.close()
+    assert [record["path"] for record in json.loads(stream.getvalue())] == ["videos/kitchen.mp4"]
+
+
+def test_json_of_no_results_is_an_empty_array() -> None:
+    assert render("json", []) == "[]\n"
+
+
+def test_json_keeps_non_ascii_text() -> None:
+    assert "vidéo ünïcode.mp4" in render("json")
+    assert "\\u" not in render("json")
+
+
+class FlushCountingIO(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.flushed_values: list[str] = []
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.flushed_values.append(self.getvalue())
+        super().flush()
+
+
+def test_jsonl_is_one_object_per_line_and_flushes_each() -> None:
+    stream = FlushCountingIO()
+    writer = JsonlWriter(stream)
+    for count, result in enumerate(RESULTS, start=1):
+        writer.write(result)
+        assert stream.flushes == count
+        assert stream.getvalue().count("\n") == count  # the line is complete when flushed
+    lines = stream.getvalue().split("\n")
+    assert lines[-1] == ""
+    records = [json.loads(line) for line in lines[:-1]]
+    assert len(records) == 3
+    assert all(isinstance(record, dict) and list(record) == RECORD_KEYS for record in records)
+    assert [record["path"] for record in records] == [result.path for result in RESULTS]
+    assert [record["status"] for record in records] == ["ok", "ok", "error"]
+    assert records == json.loads(render("json"))
+
+
+# --------------------------------------------------------------------------- table
+
+
+def test_table_shows_markup_literally() -> None:
+    stream = io.StringIO()
+    writer = TableWriter(stream)
+    writer.write(RESULTS[1])
+    output = stream.getvalue()
+    assert "[bold]x[/bold]" in output
+    assert "\x1b" not in output  # a StringIO is not a terminal: no colour codes
+    assert "vidéo ünïcode.mp4" in output
+    assert "0.9900" in output
+
+
+def test_table_writes_nothing_for_an_error_result() -> None:
+    stream = FlushCountingIO()
+    writer = TableWriter(stream)
+    writer.write(RESULTS[2])
+    assert stream.getvalue() == ""
+    writer.close()
+    assert stream.getvalue() == ""
+    assert stream.flushes == 1
+
+
+def test_table_respects_console_width() -> None:
+    output = render("table", [ok(labels=("a very long label " * 10,))])
+    lines = output.splitlines()
+    assert {len(line) for line in lines} == {100}  # wrapped to COLUMNS, title and caption padded
+    row = next(line for line in lines if line.startswith("│    1 │"))
+    assert "a very long label" in row
+
+
+def test_table_caption_has_model_labelset_duration_and_frames() -> None:
+    output = render("table", [RESULTS[0]])
+    # the caption wraps to the table's width; compare its words
+    assert f"{MODEL} · household · 4.2 s, 8 frames" in " ".join(output.split())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TableWriter's Console keeps Rich's emoji=True: ':tada:' in a path or label becomes an emoji",
+)
+def test_table_shows_emoji_codes_literally() -> None:
+    output = render("table", [ok(path="party:tada:.mp4", labels=(":thumbs_up: gesture",))])
+    assert "party:tada:.mp4" in output
+    assert ":thumbs_up: gesture" in output
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def parse_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    return header, rows
+
+
+def test_csv_header_and_rows() -> None:
+    header, rows = parse_csv(render("csv"))
+    assert header == list(CSV_COLUMNS)
+    assert len(rows) == 3
+    assert rows[0] == {
+        "path": "videos/kitchen.mp4",
+        "status": "ok",
+        "top1_label": "cooking",
+        "top1_probability": "0.712346",
+        "top_k": '[["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]',
+        "duration": "4.250",
+        "width": "640",
+        "height": "360",
+        "model": MODEL,
+        "labelset": "household",
+        "error": "",
+    }
+    assert json.loads(rows[0]["top_k"]) == [["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]
+    assert rows[1]["path"] == "vidéo ünïcode.mp4"
+    assert json.loads(rows[1]["top_k"]) == [["[bold]x[/bold]", 0.99], ["café au lait", 0.01]]
+
+
+def test_csv_error_row() -> None:
+    _, rows = parse_csv(render("csv"))
+    assert rows[2] == {
+        "path": "missing.mp4",
+        "status": "error",
+        "top1_label": "",
+        "top1_probability": "",
+        "top_k": "",
+        "duration": "",
+        "width": "",
+        "height": "",
+        "model": MODEL,
+        "labelset": "household",
+        "error": "cannot open video (No such file or directory)",
+    }
+
+
+def test_csv_header_only_without_results_and_optional() -> None:
+    assert render("csv", []) == ",".join(CSV_COLUMNS) + "\r\n"
+    stream = io.StringIO()
+    writer = CsvWriter(stream, write_header=False)
+    writer.write(ok())
+    _, rows = parse_csv(",".join(CSV_COLUMNS) + "\r\n" + stream.getvalue())
+    assert [row["path"] for row in rows] == ["clip.mp4"]
+    assert stream.getvalue().count("\r\n") == 1
+
+
+def test_csv_flushes_header_and_each_row() -> None:
+    stream = FlushCountingIO()
+    writer = CsvWriter(stream)
+    assert stream.flushes == 1
+    assert stream.flushed_values == [",".join(CSV_COLUMNS) + "\r\n"]
+    writer.write(RESULTS[0])
+    writer.write(RESULTS[2])
+    assert stream.flushes == 3
+    assert stream.flushed_values[-1].count("\r\n") == 3
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["+1", "-2", "@SUM(A1)", "=1+1", "\tx", "\rx"],
+    ids=["plus", "minus", "at", "equals", "tab", "carriage-return"],
+)
+def test_csv_neutralises_formula_labels(label: str) -> None:
+    _, rows = parse_csv(render("csv", [ok(labels=(label, "plain"))]))
+    assert rows[0]["top1_label"] == "'" + label
+    # inside the JSON cell (which starts with "[") the label stays as it is
+    assert json.loads(rows[0]["top_k"]) == [[label, 0.5], ["plain", 0.5]]
+
+
+def test_csv_neutralises_formula_paths_only() -> None:
+    formula = '=HYPERLINK("http://example.com/x","click")'
+    _, rows = parse_csv(render("csv", [ok(path=formula), ok(path="videos/normal clip.mp4")]))
+    assert rows[0]["path"] == "'" + formula
+    assert rows[1]["path"] == "videos/normal clip.mp4"
+    assert rows[1]["top1_label"] == "a"
+    assert rows[1]["top1_probability"] == "1.000000"
