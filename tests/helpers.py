@@ -133,9 +133,10 @@ def write_video(
 def frame_pixels(index: int, width: int, height: int, pattern: str = "moving") -> np.ndarray:
     """The RGB picture of frame ``index``: a flat colour code plus a moving bar."""
     image = np.zeros((height, width, 3), dtype=np.uint8)
-    image[..., 0] = (index * 10) % 250  # frame number, readable after lossy coding
+    # The frame number in steps of 10, readable after lossy coding (up to 625 frames).
+    image[..., 0] = (index % 25) * 10
     image[..., 1] = 80
-    image[..., 2] = 160
+    image[..., 2] = (index // 25) * 10
     if pattern == "moving":
         x = (index * 3) % max(1, width - 8)
         image[:, x : x + 8, :] = 255
@@ -145,5 +146,5 @@ def frame_pixels(index: int, width: int, height: int, pattern: str = "moving") -
 def frame_number(rgb: np.ndarray) -> int:
     """Recover the frame index that ``frame_pixels`` encoded (from a bar-free column block)."""
     height, _width = rgb.shape[:2]
-    red = np.median(rgb[: height // 4, :, 0])
-    return round(float(red) / 10)
+    red, blue = (float(np.median(rgb[: height // 4, :, channel])) for channel in (0, 2))
+    return round(red / 10) + 25 * round(blue / 10)

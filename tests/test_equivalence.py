@@ -1,0 +1,197 @@
+"""Numerical equivalence with transformers: XCLIPProcessor + XCLIPModel.logits_per_video.
+
+Random weights give meaningless labels; these tests prove that the split forward, the text
+cache, the ensembling plumbing and the torch preprocessing compute what transformers computes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from helpers import STD, save_tiny_checkpoint, write_video
+from transformers import XCLIPModel, XCLIPProcessor
+
+from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.preprocess import PreprocessConfig, preprocess_frame
+from xclip_cli.runner import XClipRunner, ensemble_text_embeddings
+
+LOGIT_TOLERANCE = 1e-4
+# Our uint8 resize and PIL's may round a pixel to neighbouring values: one uint8 step,
+# expressed in normalised units (largest for the smallest std).
+PIXEL_TOLERANCE = (1 / 255) / min(STD) + 1e-6
+LABELS = ["cooking", "dancing", "skateboarding", "playing the violin", "walking the dog"]
+
+
+def reference_logits(model_dir: Path, texts: list[str], pixel_values: torch.Tensor) -> torch.Tensor:
+    processor = XCLIPProcessor.from_pretrained(model_dir)
+    model = XCLIPModel.from_pretrained(model_dir).eval()
+    inputs = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model(**inputs, pixel_values=pixel_values).logits_per_video
+
+
+def random_pixels(videos: int, runner: XClipRunner, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    size = runner.model.config.vision_config.image_size
+    return torch.randn(videos, runner.num_frames, 3, size, size, generator=generator)
+
+
+@pytest.mark.parametrize("labels", [LABELS[:1], LABELS], ids=["1-label", "5-labels"])
+@pytest.mark.parametrize("videos", [1, 3])
+def test_logits_equal_transformers(tiny_model_dir: Path, labels: list[str], videos: int) -> None:
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    pixel_values = random_pixels(videos, runner)
+    ours = runner.video_logits(pixel_values, runner.label_text_features(inline_labelset(", ".join(labels) + ",")))
+    expected = reference_logits(tiny_model_dir, labels, pixel_values)
+    assert ours.shape == expected.shape == (videos, len(labels))
+    torch.testing.assert_close(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
+
+
+def test_logits_equal_transformers_after_cache_round_trip(tiny_model_dir: Path) -> None:
+    labelset = inline_labelset(", ".join(LABELS))
+    first = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    first.label_text_features(labelset)  # computes and stores on disk
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    pixel_values = random_pixels(2, runner, seed=3)
+    ours = runner.video_logits(pixel_values, runner.label_text_features(labelset))
+    assert runner.text_encoder_calls == 0
+    torch.testing.assert_close(
+        ours, reference_logits(tiny_model_dir, LABELS, pixel_values), atol=LOGIT_TOLERANCE, rtol=0
+    )
+
+
+def test_templates_and_synonyms_are_ensembled_before_the_prompt_generator(tiny_model_dir: Path) -> None:
+    labelset = parse_labelset(
+        {
+            "templates": ["a video of {}", "{}", "a person {}"],
+            "labels": ["cooking", {"name": "dancing", "prompts": ["dancing", "doing a dance"]}, "surfing"],
+        },
+        origin="test",
+    )
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    pixel_values = random_pixels(2, runner, seed=1)
+    ours = runner.video_logits(pixel_values, runner.label_text_features(labelset))
+
+    # Reference: transformers' own forward, with the text projection's output replaced by
+    # the per-label ensemble of get_text_features over each label's texts.
+    processor = XCLIPProcessor.from_pretrained(tiny_model_dir)
+    model = XCLIPModel.from_pretrained(tiny_model_dir).eval()
+    with torch.inference_mode():
+        ensembled = []
+        for texts in labelset.texts_per_label():
+            inputs = processor.tokenizer(texts, padding=True, return_tensors="pt")
+            ensembled.append(ensemble_text_embeddings(model.get_text_features(**inputs).pooler_output))
+        replacement = torch.stack(ensembled)
+        hook = model.text_projection.register_forward_hook(lambda module, args, output: replacement)
+        inputs = processor.tokenizer(labelset.names, padding=True, return_tensors="pt")
+        expected = model(**inputs, pixel_values=pixel_values).logits_per_video
+        hook.remove()
+    assert [len(texts) for texts in labelset.texts_per_label()] == [3, 6, 3]
+    torch.testing.assert_close(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
+
+
+def test_ensemble_of_one_prompt_is_the_prompt_itself() -> None:
+    embedding = torch.randn(1, 16) * 3
+    assert torch.equal(ensemble_text_embeddings(embedding), embedding[0])
+    pair = torch.stack([embedding[0], 2 * embedding[0]])
+    # Same direction: the direction is kept, the length is the mean length.
+    torch.testing.assert_close(ensemble_text_embeddings(pair), 1.5 * embedding[0])
+
+
+@pytest.mark.parametrize(("height", "width"), [(48, 64), (64, 48), (30, 30), (21, 17), (240, 427), (719, 1280)])
+@pytest.mark.parametrize("resample", [2, 3], ids=["bilinear", "bicubic"])
+@pytest.mark.parametrize("legacy", [False, True], ids=["processor_config", "preprocessor_config"])
+def test_pixels_equal_the_checkpoint_image_processor(
+    tmp_path_factory: pytest.TempPathFactory, height: int, width: int, resample: int, legacy: bool
+) -> None:
+    processor, runner_config = _processor_and_config(tmp_path_factory, resample, legacy)
+    rng = np.random.default_rng(height * width)
+    # Smooth content plus noise, like real frames after compression.
+    base = rng.integers(0, 256, size=(height // 4 + 1, width // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)
+    frames = [
+        np.clip(base[:height, :width] + rng.integers(-20, 21, size=(height, width, 3)), 0, 255).astype(np.uint8)
+        for _ in range(3)
+    ]
+    expected = processor(videos=frames, return_tensors="pt")["pixel_values"][0]
+    ours = torch.stack([preprocess_frame(frame, runner_config) for frame in frames])
+    assert ours.shape == expected.shape
+    assert (ours - expected).abs().max().item() <= PIXEL_TOLERANCE
+
+
+_PROCESSORS: dict[tuple[int, bool], tuple[XCLIPProcessor, PreprocessConfig]] = {}
+
+
+def _processor_and_config(
+    factory: pytest.TempPathFactory, resample: int, legacy: bool
+) -> tuple[XCLIPProcessor, PreprocessConfig]:
+    """transformers' processor and our settings, both read from one saved checkpoint."""
+    key = (resample, legacy)
+    if key not in _PROCESSORS:
+        folder = save_tiny_checkpoint(factory.mktemp("proc"), legacy_preprocessor=legacy, resample=resample)
+        _PROCESSORS[key] = (XCLIPProcessor.from_pretrained(folder), _preprocess_config(folder))
+    return _PROCESSORS[key]
+
+
+def _preprocess_config(folder: Path) -> PreprocessConfig:
+    return XClipRunner.from_pretrained(str(folder), device="cpu").preprocess
+
+
+def test_legacy_preprocessor_config_is_read(tmp_path: Path) -> None:
+    folder = save_tiny_checkpoint(tmp_path / "legacy", legacy_preprocessor=True, resample=3)
+    assert (folder / "preprocessor_config.json").exists()
+    config = _preprocess_config(folder)
+    assert config.shortest_edge == 30 and config.crop == (30, 30) and config.mode == "bicubic"
+    assert config.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+def test_num_frames_comes_from_the_checkpoint(tmp_path: Path) -> None:
+    folder = save_tiny_checkpoint(tmp_path / "sixteen", num_frames=16)
+    runner = XClipRunner.from_pretrained(str(folder), device="cpu")
+    assert runner.num_frames == 16
+    clip = write_video(tmp_path / "clip.mp4", num_frames=40)
+    (result,) = classify_videos(runner, [str(clip)], inline_labelset("a, b"))
+    assert len(result.timestamps) == 16
+
+
+def test_end_to_end_probabilities_match_the_transformers_recipe(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The transformers docs recipe on the same video: decode every frame, take X-CLIP's
+    # segment centres, XCLIPProcessor, model(**inputs).
+    clip = write_video(tmp_path / "clip.mp4", num_frames=50, size=(80, 60))
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    (result,) = classify_videos(runner, [str(clip)], inline_labelset(", ".join(LABELS)), ClassifyOptions(top_k=5))
+
+    with av.open(str(clip)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    indices = [int((i + 0.5) * len(frames) / 8) for i in range(8)]
+    processor = XCLIPProcessor.from_pretrained(tiny_model_dir)
+    model = XCLIPModel.from_pretrained(tiny_model_dir).eval()
+    inputs = processor(text=LABELS, videos=[frames[i] for i in indices], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        expected = model(**inputs).logits_per_video.softmax(dim=-1)[0]
+
+    ours = {p.label: p.probability for p in result.predictions}
+    for label, probability in zip(LABELS, expected.tolist(), strict=True):
+        # Pixels may differ by one uint8 rounding step, hence more room than for logits.
+        assert ours[label] == pytest.approx(probability, abs=1e-3)
+    assert result.timestamps == pytest.approx([i / 12 for i in indices])
+
+
+@pytest.mark.slow
+def test_full_size_model_logits_equal_transformers(tmp_path: Path) -> None:
+    """The base-patch32 shape (XCLIPConfig()), random weights: same check at full size."""
+    from helpers import TOKENIZER_DIR
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig
+
+    torch.manual_seed(0)
+    XCLIPModel(XCLIPConfig()).save_pretrained(tmp_path)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(tmp_path)
+    runner = XClipRunner.from_pretrained(str(tmp_path), device="cpu")
+    pixel_values = random_pixels(2, runner)
+    ours = runner.video_logits(pixel_values, runner.label_text_features(inline_labelset(", ".join(LABELS))))
+    torch.testing.assert_close(ours, reference_logits(tmp_path, LABELS, pixel_values), atol=LOGIT_TOLERANCE, rtol=0)
