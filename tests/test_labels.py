@@ -217,6 +217,21 @@ def test_invalid_yaml_syntax_names_path_and_line(tmp_path: Path) -> None:
     assert "line 3" in message
 
 
+@pytest.mark.parametrize(
+    ("content", "key", "line"),
+    [
+        ("name: x\nlabels: [a, b]\nlabels: [c, d]\n", "labels", 3),
+        ("labels:\n  - name: a\n    prompts: [x]\n    name: b\n", "name", 4),
+    ],
+)
+def test_duplicate_keys_are_rejected_not_silently_dropped(tmp_path: Path, content: str, key: str, line: int) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        load_labelset_file(path)
+    assert str(info.value) == f"{path}: invalid YAML at line {line}: duplicate key {key!r}"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
     with pytest.raises(LabelSetError) as info:

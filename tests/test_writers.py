@@ -273,10 +273,6 @@ def test_table_caption_has_model_labelset_duration_and_frames() -> None:
     assert f"{MODEL} · household · 4.2 s, 8 frames" in " ".join(output.split())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TableWriter's Console keeps Rich's emoji=True: ':tada:' in a path or label becomes an emoji",
-)
 def test_table_shows_emoji_codes_literally() -> None:
     output = render("table", [ok(path="party:tada:.mp4", labels=(":thumbs_up: gesture",))])
     assert "party:tada:.mp4" in output

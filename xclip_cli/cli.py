@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 labels_app = typer.Typer(help="List and inspect the built-in label sets.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")

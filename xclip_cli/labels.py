@@ -18,8 +18,24 @@ from .errors import LabelSetError
 
 PLACEHOLDER = "{}"
 DEFAULT_TEMPLATES: tuple[str, ...] = (PLACEHOLDER,)  # X-CLIP's own evaluation uses the bare name
-# libyaml's loader when present: same safe subset of YAML, about 10x faster on the big sets.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader (libyaml's when present: 10x faster) that rejects duplicate keys.
+
+    Plain YAML keeps the last of two ``labels:`` keys and silently drops the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 TOP_LEVEL_KEYS = frozenset({"name", "description", "source", "templates", "labels"})
 LABEL_KEYS = frozenset({"name", "prompts"})
 
@@ -106,7 +122,7 @@ def load_labelset_file(path: Path) -> LabelSet:
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelSetError(f"{path}: cannot read label set ({exc})") from None
     try:
-        data = yaml.load(text, Loader=SAFE_LOADER)
+        data = yaml.load(text, Loader=_StrictSafeLoader)  # a safe loader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

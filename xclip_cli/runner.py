@@ -170,31 +170,66 @@ def ensemble_text_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def _load_checkpoint(model_id: str) -> tuple[Any, Any]:
-    """``from_pretrained`` for the model and its processor, with quiet logs and clear errors."""
+    """``from_pretrained`` for the model and its processor, with quiet logs and clear errors.
+
+    A hub id is first looked up in the local Hugging Face cache only, so a model downloaded
+    once loads offline and without a network round trip. Otherwise one quick hub query
+    decides whether downloading can work: huggingface_hub's per-file downloads retry for
+    minutes when the network is down.
+    """
+    import huggingface_hub
     import transformers
-    from transformers import XCLIPModel, XCLIPProcessor
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()
+    folder = Path(model_id).expanduser()
+    local = folder.is_dir()
+    if not local and (model_id.startswith((".", "/", "~")) or folder.suffix or model_id.count("/") > 1):
+        raise ModelLoadError(f"cannot load model from {model_id}: no such folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        if local:
+            if not (folder / "config.json").is_file():
+                raise ModelLoadError(
+                    f"cannot load model from {model_id}: no config.json (not a save_pretrained folder)"
+                )
+            return _from_pretrained(str(folder), model_id, local_files_only=True)
+        try:
+            return _from_pretrained(model_id, model_id, local_files_only=True)
+        except ModelLoadError:
+            pass  # not (completely) in the cache: download
+        _check_hub_reachable(model_id)
+        return _from_pretrained(model_id, model_id, local_files_only=False)
+
+
+def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tuple[Any, Any]:
+    from transformers import XCLIPModel, XCLIPProcessor
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.getLogger("transformers").setLevel(logging.ERROR)
-            processor = XCLIPProcessor.from_pretrained(model_id)
-            model = XCLIPModel.from_pretrained(model_id, dtype=torch.float32)
+        processor = XCLIPProcessor.from_pretrained(source, local_files_only=local_files_only)
+        model = XCLIPModel.from_pretrained(source, dtype=torch.float32, local_files_only=local_files_only)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(_load_hint(model_id, exc)) from None
+        raise ModelLoadError(f"cannot load model {model_id}: {_first_line(exc)}") from None
     return model, processor
 
 
-def _load_hint(model_id: str, exc: Exception) -> str:
-    if Path(model_id).expanduser().exists():
-        return f"cannot load model from {model_id}: {_first_line(exc)}"
-    return (
-        f"cannot load model {model_id!r}: {_first_line(exc)}. Without network access, download it "
-        "once elsewhere (`hf download MODEL`) and copy the Hugging Face cache, or pass a local "
-        "folder saved with save_pretrained: --model PATH"
-    )
+def _check_hub_reachable(model_id: str) -> None:
+    """Fail fast, with what to do, when the hub id does not exist or cannot be reached."""
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        huggingface_hub.snapshot_download(model_id, allow_patterns=["config.json"])
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"cannot load model {model_id}: no such model on the Hugging Face hub") from None
+    except Exception:
+        raise ModelLoadError(
+            f"cannot load model {model_id}: it is not in the local Hugging Face cache and the hub "
+            "cannot be reached. Download it once where there is network (`hf download MODEL`) and "
+            "copy the cache, or pass a folder saved with save_pretrained: --model PATH"
+        ) from None
 
 
 def _first_line(exc: Exception) -> str:

@@ -68,7 +68,7 @@ class TableWriter(Writer):
         super().__init__(stream)
         from rich.console import Console
 
-        self.console = Console(file=stream, highlight=False, soft_wrap=False)
+        self.console = Console(file=stream, highlight=False, soft_wrap=False, emoji=False)  # ":tada:" stays text
 
     def write(self, result: VideoResult) -> None:
         from rich.markup import escape

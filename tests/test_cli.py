@@ -1,0 +1,207 @@
+"""The ``xclip`` command, driven through CliRunner and as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from xclip_cli.cli import app
+from xclip_cli.errors import ExitCode
+from xclip_cli.writers import CSV_COLUMNS
+
+runner = CliRunner()
+LABELS = "cooking, dancing, skateboarding"
+
+
+def classify(model: Path, *args: str, stdin: str | None = None):
+    return runner.invoke(app, ["classify", *args, "--model", str(model), "--labels", LABELS], input=stdin)
+
+
+def test_json_output_is_data_only_on_stdout(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), str(clip_dir / "b.mp4"), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["path"] for r in records] == [str(clip_dir / "a.mp4"), str(clip_dir / "b.mp4")]
+    first = records[0]
+    assert first["status"] == "ok" and first["error"] is None
+    assert first["model"] == str(tiny_model_dir) and first["labelset"] == "inline"
+    assert len(first["predictions"]) == 3
+    assert sum(p["probability"] for p in first["predictions"]) == pytest.approx(1.0, abs=1e-5)
+    assert {p["label"] for p in first["predictions"]} == {"cooking", "dancing", "skateboarding"}
+    assert len(first["timestamps"]) == 8 and first["duration"] == pytest.approx(3.0)
+    assert (first["width"], first["height"]) == (64, 48)
+    assert (records[1]["width"], records[1]["height"]) == (48, 64)
+
+
+def test_top_k_and_jsonl(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--format", "jsonl", "-k", "2")
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    predictions = json.loads(line)["predictions"]
+    assert len(predictions) == 2 and predictions[0]["probability"] >= predictions[1]["probability"]
+
+
+def test_table_is_the_default(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"))
+    assert result.exit_code == 0, result.stderr
+    assert "rank" in result.stdout and "probability" in result.stdout
+    assert all(label in result.stdout for label in ("cooking", "dancing", "skateboarding"))
+
+
+def test_csv_to_file(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.csv"
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--format", "csv", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert rows[0]["status"] == "ok" and rows[0]["top1_label"] in LABELS
+
+
+def test_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "a clip – ünïcode.mp4"
+    odd.write_bytes((clip_dir / "a.mp4").read_bytes())
+    stdin = f"{clip_dir / 'a.mp4'}\n\n{odd}\n"
+    result = classify(tiny_model_dir, "-", "--format", "jsonl", stdin=stdin)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(clip_dir / "a.mp4"), str(odd)]
+
+
+def test_builtin_and_yaml_label_sets(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "hmdb51", "-f", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["labelset"] == "hmdb51"
+    labels = tmp_path / "mine.yaml"
+    labels.write_text("name: mine\ntemplates: ['a video of {}']\nlabels: [cats, {name: dogs, prompts: [dog, puppy]}]\n")
+    result = runner.invoke(
+        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "-l", str(labels), "-f", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert {p["label"] for p in json.loads(result.stdout)[0]["predictions"]} == {"cats", "dogs"}
+
+
+def test_start_end_restrict_timestamps(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "json", "--start", "1", "--end", "2")
+    assert result.exit_code == 0, result.stderr
+    assert all(1.0 <= t < 2.0 for t in json.loads(result.stdout)[0]["timestamps"])
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--start", "2", "--end", "1")
+    assert result.exit_code == ExitCode.USAGE
+    assert "--end 1 must be after --start 2" in result.stderr
+
+
+def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "page.mp4"
+    fake.write_text("<html>404</html>")
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), str(fake), "-f", "jsonl")
+    assert result.exit_code == ExitCode.PARTIAL
+    statuses = [json.loads(line)["status"] for line in result.stdout.splitlines()]
+    assert statuses == ["ok", "error"]
+    assert result.stderr.strip() == f"xclip: error: {fake}: not a video file ffmpeg can read (invalid data)"
+
+    result = classify(tiny_model_dir, str(fake), str(tmp_path / "missing.mp4"))
+    assert result.exit_code == ExitCode.ALL_FAILED
+    assert len(result.stderr.strip().splitlines()) == 2
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--labels", "no-such-set"], ExitCode.LABELS, "unknown label set 'no-such-set'"),
+        (["--labels", "missing.yaml"], ExitCode.LABELS, "missing.yaml: label set file not found"),
+        (["--model", "/no/such/model"], ExitCode.MODEL, "cannot load model from /no/such/model: no such folder"),
+        (["--model", "."], ExitCode.MODEL, "no config.json (not a save_pretrained folder)"),
+        (["--format", "xml"], ExitCode.USAGE, "--format 'xml'"),
+        (["--device", "tpu"], ExitCode.USAGE, "--device 'tpu'"),
+        (["-o", "/no/such/dir/out.csv"], ExitCode.OUTPUT, "/no/such/dir/out.csv: cannot write output"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(
+    tiny_model_dir: Path, clip_dir: Path, args: list[str], code: ExitCode, message: str
+) -> None:
+    base = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS]
+    result = runner.invoke(app, [*base, *args])
+    assert result.exit_code == code, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("xclip: error: ") and message in line
+    assert result.stdout == ""
+
+
+def test_unknown_hub_id_without_network_says_what_to_do(clip_dir: Path) -> None:
+    # No network here (nor on CI): one quick hub query, not minutes of per-file retries.
+    started = time.monotonic()
+    result = runner.invoke(app, ["classify", str(clip_dir / "a.mp4"), "--model", "microsoft/xclip-nope"])
+    assert result.exit_code == ExitCode.MODEL
+    assert "--model PATH" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60
+
+
+def test_labels_list_and_show() -> None:
+    result = runner.invoke(app, ["labels", "list"])
+    assert result.exit_code == 0
+    assert "kinetics400" in result.stdout and "400" in result.stdout
+    result = runner.invoke(app, ["labels", "show", "ucf101"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("# ucf101: 101 labels")
+    assert "apply eye makeup" in lines and len(lines) == 2 + 101
+
+
+def test_models_marks_the_zero_shot_checkpoint() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if "xclip-base-patch16-zero-shot" in line)
+    assert "★" in line and "32" in line
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("xclip-cli ")
+
+
+def run_module(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xclip_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=300,
+    )
+
+
+def test_python_dash_m_end_to_end(tiny_model_dir: Path, clip_dir: Path) -> None:
+    completed = run_module(
+        "classify", "-", "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl",
+        stdin=f"{clip_dir / 'a.mp4'}\n",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    record = json.loads(completed.stdout)
+    assert record["status"] == "ok" and len(record["predictions"]) == 3
+    assert completed.stderr == ""  # no transformers warnings or progress bars
+
+
+def test_help_and_labels_list_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from xclip_cli.cli import app\n"
+        "commands = (['--help'], ['labels', 'list'], ['labels', 'show', 'sports'], ['models'], ['classify', '-h'])\n"
+        "for args in commands:\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = [m for m in ('torch', 'transformers', 'av') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr

@@ -1,0 +1,94 @@
+"""The text-feature cache: computed once per label set and checkpoint, on disk and in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xclip_cli import text_cache
+from xclip_cli.labels import inline_labelset
+from xclip_cli.runner import XClipRunner
+
+
+def count_text_encoder_runs(runner: XClipRunner) -> list[int]:
+    """Count real forward calls of the text transformer (a hook on the module itself)."""
+    calls: list[int] = []
+    runner.model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_second_run_does_not_run_the_text_encoder(tiny_model_dir: Path, isolated_dirs: Path) -> None:
+    labels = inline_labelset("cooking, dancing, skateboarding")
+    first = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    first_calls = count_text_encoder_runs(first)
+    features = first.label_text_features(labels)
+    assert len(first_calls) >= 1
+    assert len(list((isolated_dirs / "text-features").glob("*.npy"))) == 1
+
+    second = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")  # a new process, in effect
+    second_calls = count_text_encoder_runs(second)
+    again = second.label_text_features(labels)
+    assert second_calls == []
+    assert torch.equal(features, again)
+    second.label_text_features(labels)  # memory cache: not even a disk read
+    assert second_calls == []
+
+
+def test_changed_labels_or_checkpoint_invalidate(tiny_model_dir: Path, other_model_dir: Path) -> None:
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    runner.label_text_features(inline_labelset("cooking, dancing"))
+    calls = count_text_encoder_runs(runner)
+    runner.label_text_features(inline_labelset("cooking, dancing, surfing"))
+    assert len(calls) >= 1
+
+    other = XClipRunner.from_pretrained(str(other_model_dir), device="cpu")
+    other_calls = count_text_encoder_runs(other)
+    other.label_text_features(inline_labelset("cooking, dancing"))
+    assert len(other_calls) >= 1
+    assert other.fingerprint() != runner.fingerprint()
+
+
+def test_cached_features_equal_fresh_ones(tiny_model_dir: Path) -> None:
+    labels = inline_labelset("a b c, playing the violin while riding a unicycle, x")
+    cached = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    cached.label_text_features(labels)
+    reloaded = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    with torch.inference_mode():
+        inputs = runner.tokenizer(labels.names, padding=True, return_tensors="pt")
+        direct = runner.model.get_text_features(**inputs).pooler_output
+    torch.testing.assert_close(reloaded, direct, atol=1e-5, rtol=0)
+
+
+def test_corrupt_cache_file_is_recomputed(tiny_model_dir: Path, isolated_dirs: Path) -> None:
+    labels = inline_labelset("cooking, dancing")
+    XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
+    (path,) = (isolated_dirs / "text-features").glob("*.npy")
+    path.write_bytes(b"not numpy")
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    calls = count_text_encoder_runs(runner)
+    runner.label_text_features(labels)
+    assert len(calls) >= 1
+    assert np.load(path).shape[0] == 2  # rewritten
+
+
+def test_unwritable_cache_only_costs_speed(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XCLIP_CACHE_DIR", str(blocker / "cache"))
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert runner.label_text_features(inline_labelset("a, b")).shape == (2, 64)
+
+
+def test_cache_dir_honours_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XCLIP_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert text_cache.cache_dir() == tmp_path / "xdg" / "xclip-cli"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert text_cache.cache_dir() == tmp_path / "home" / ".cache" / "xclip-cli"
