@@ -1,0 +1,35 @@
+# xclip-cli developer tasks. `make install` creates .venv; everything else uses it.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# The CPU build of torch on the project's machines; on a GPU machine use e.g. `make install TORCH=torch`.
+TORCH ?= torch==2.13.0
+
+.PHONY: install test test-slow lint format bench clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@echo "Installed. Try: $(VENV)/bin/xclip --help"
+
+test:
+	$(PY) -m pytest -q
+
+test-slow:  # the full-size (base-patch32 shape) equivalence check: about a minute
+	$(PY) -m pytest -q -m slow
+
+lint:
+	$(VENV)/bin/ruff check xclip_cli tests benchmarks scripts
+	$(VENV)/bin/ruff format --check xclip_cli tests benchmarks scripts
+
+format:
+	$(VENV)/bin/ruff check --fix xclip_cli tests benchmarks scripts
+	$(VENV)/bin/ruff format xclip_cli tests benchmarks scripts
+
+bench:
+	$(PY) benchmarks/bench_classify.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The wheel ships the built-in label sets and the entry points, and works outside the repo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_carries_label_sets_and_finds_them_when_installed(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path, ROOT],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("xclip_cli-*.whl")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, wheel],
+        check=True,
+        timeout=300,
+    )
+    code = (
+        "import xclip_cli.labels as l, sys\n"
+        "assert str(l.builtin_dir()).startswith(sys.argv[1]), l.builtin_dir()\n"
+        "assert len(l.resolve_labels('kinetics400')) == 400\n"
+        "print(len(l.builtin_names()))\n"
+    )
+    # Run from an empty folder so the source tree is not importable.
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert int(completed.stdout) == len(list((ROOT / "labelsets").glob("*.yaml")))
+    assert (target / "bin" / "xclip").exists()
