@@ -124,7 +124,8 @@ def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Pa
         (["--model", "."], ExitCode.MODEL, "no config.json (not a save_pretrained folder)"),
         (["--format", "xml"], ExitCode.USAGE, "--format 'xml'"),
         (["--device", "tpu"], ExitCode.USAGE, "--device 'tpu'"),
-        (["-o", "/no/such/dir/out.csv"], ExitCode.OUTPUT, "/no/such/dir/out.csv: cannot write output"),
+        (["-o", "/no/such/dir/out.csv"], ExitCode.OUTPUT, "/no/such/dir/out.csv: cannot write output (no folder"),
+        (["-o", "/tmp"], ExitCode.OUTPUT, "/tmp: cannot write output (it is a directory)"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(

@@ -112,16 +112,19 @@ def classify(
     if start is not None and end is not None and end <= start:
         raise UsageError(f"--end {end:g} must be after --start {start:g}")
     labelset = resolve_labels(labels)
-    with _open_output(output) as stream:
-        from .classify import ClassifyOptions, classify_videos
-        from .runner import XClipRunner
+    _check_writable(output)
+    from .classify import ClassifyOptions, classify_videos
+    from .runner import XClipRunner
 
+    with _status(f"Loading {model}"):
         runner = XClipRunner.from_pretrained(model, device=device)
-        options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
+    options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
+    done = failed = 0
+    with _open_output(output) as stream, _status("Classifying") as status:
         writer = WRITERS[output_format](stream)
-        done = failed = 0
         for result in classify_videos(runner, _expand_stdin(videos), labelset, options):
             done += 1
+            status.update(f"Classifying: {done} done")
             if not result.ok:
                 failed += 1
                 _stderr(f"xclip: error: {result.path}: {result.error}")
@@ -192,8 +195,21 @@ def _expand_stdin(videos: list[str]) -> Iterator[str]:
             yield video
 
 
+def _check_writable(path: Path | None) -> None:
+    """Fail before loading the model or touching a video if ``-o`` cannot be written."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write output (it is a directory)")
+    if not folder.is_dir():
+        raise OutputError(f"{path}: cannot write output (no folder {folder})")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise OutputError(f"{path}: cannot write output (permission denied)")
+
+
 class _open_output:
-    """stdout, or the ``-o`` file opened before any work so a bad path fails fast."""
+    """stdout, or the ``-o`` file (created or truncated only once results are coming)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -210,6 +226,30 @@ class _open_output:
     def __exit__(self, *exc_info: object) -> None:
         if self.stream is not sys.stdout:
             self.stream.close()
+
+
+class _status:
+    """A spinner with a message on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.live: Any = None
+
+    def __enter__(self) -> _status:
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self.live = Console(stderr=True).status(self.message)
+            self.live.__enter__()
+        return self
+
+    def update(self, message: str) -> None:
+        if self.live is not None:
+            self.live.update(message)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc_info)
 
 
 def main() -> None:
