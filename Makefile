@@ -4,6 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # The CPU build of torch on the project's machines; on a GPU machine use e.g. `make install TORCH=torch`.
 TORCH ?= torch==2.13.0
+CODE := $(wildcard xclip_cli tests benchmarks scripts)
 
 .PHONY: install test test-slow lint format bench clean
 
@@ -21,12 +22,12 @@ test-slow:  # the full-size (base-patch32 shape) equivalence check: about a minu
 	$(PY) -m pytest -q -m slow
 
 lint:
-	$(VENV)/bin/ruff check xclip_cli tests benchmarks scripts
-	$(VENV)/bin/ruff format --check xclip_cli tests benchmarks scripts
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 format:
-	$(VENV)/bin/ruff check --fix xclip_cli tests benchmarks scripts
-	$(VENV)/bin/ruff format xclip_cli tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix $(CODE)
+	$(VENV)/bin/ruff format $(CODE)
 
 bench:
 	$(PY) benchmarks/bench_classify.py
