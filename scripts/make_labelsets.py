@@ -123,22 +123,16 @@ def build_kinetics(src: Path) -> dict[str, list[str]]:
     k620 = [entry["word"] for entry in read_json(zsl / "classes620_label_defn.json")]
     check_names(k620, "classes620_label_defn.json")
     if len(k620) != 620:
-        raise SourceError(
-            f"classes620_label_defn.json has {len(k620)} entries, not 620"
-        )
+        raise SourceError(f"classes620_label_defn.json has {len(k620)} entries, not 620")
     if k620[:400] != k400:
         raise SourceError("ER-ZSAR entries 0..399 differ from kinetics_400_labels.csv")
     new220 = k620[400:]
     missing = [n for n in new220 if n not in set(k600)]
     if missing:
-        raise SourceError(
-            f"ER-ZSAR new classes not in kinetics_600_labels.csv: {missing}"
-        )
+        raise SourceError(f"ER-ZSAR new classes not in kinetics_600_labels.csv: {missing}")
     derived = read_csv_names(src / "derived" / "kinetics_600_new_220_labels.csv")
     if derived != new220:
-        raise SourceError(
-            "derived/kinetics_600_new_220_labels.csv != ER-ZSAR entries 400..619"
-        )
+        raise SourceError("derived/kinetics_600_new_220_labels.csv != ER-ZSAR entries 400..619")
 
     tst = read_json(zsl / "tst_class_idxs.json")
     val = read_json(zsl / "val_class_idxs.json")
@@ -148,19 +142,12 @@ def build_kinetics(src: Path) -> dict[str, list[str]]:
     for i, (tst_idx, val_idx) in enumerate(zip(tst, val, strict=True), start=1):
         if not all(400 <= j < 620 for j in tst_idx + val_idx):
             raise SourceError(f"split {i}: class index outside 400..619")
-        if set(tst_idx) & set(val_idx) or set(tst_idx) | set(val_idx) != set(
-            range(400, 620)
-        ):
-            raise SourceError(
-                f"split {i}: test and val are not a partition of the 220 classes"
-            )
+        if set(tst_idx) & set(val_idx) or set(tst_idx) | set(val_idx) != set(range(400, 620)):
+            raise SourceError(f"split {i}: test and val are not a partition of the 220 classes")
         split = [k620[j] for j in tst_idx]
         vifi = read_csv_names(src / "vifi_clip" / f"ZS_split{i}_K600.csv")
         if vifi != split:
-            raise SourceError(
-                f"ViFi-CLIP ZS_split{i}_K600.csv differs from "
-                f"ER-ZSAR tst_class_idxs split {i}"
-            )
+            raise SourceError(f"ViFi-CLIP ZS_split{i}_K600.csv differs from ER-ZSAR tst_class_idxs split {i}")
         out[f"kinetics600-zeroshot-split{i}"] = split
     return out
 
@@ -168,10 +155,7 @@ def build_kinetics(src: Path) -> dict[str, list[str]]:
 def build_ucf101(src: Path) -> list[str]:
     """X-CLIP's CSV order; readable names from ER-ZSAR matched by normalised name."""
     raw = read_csv_names(src / "ucf_101_labels.csv")
-    readable = [
-        e["word"]
-        for e in read_json(src / "er_zsar" / "UCF101" / "classes_label_defn.json")
-    ]
+    readable = [e["word"] for e in read_json(src / "er_zsar" / "UCF101" / "classes_label_defn.json")]
     check_names(readable, "UCF101/classes_label_defn.json")
     by_key: dict[str, list[str]] = {}
     for word in readable:
@@ -188,9 +172,7 @@ def build_ucf101(src: Path) -> list[str]:
     if problems or unused:
         for p in problems:
             print(f"ucf101: needs a manual fix: {p}", file=sys.stderr)
-        raise SourceError(
-            f"ucf101: {len(problems)} unmatched, unused ER-ZSAR names {sorted(unused)}"
-        )
+        raise SourceError(f"ucf101: {len(problems)} unmatched, unused ER-ZSAR names {sorted(unused)}")
     return out
 
 
@@ -200,10 +182,7 @@ def build_hmdb51(src: Path) -> list[str]:
     odd = [n for n in names if not re.fullmatch(r"[a-z]+( [a-z]+)*", n)]
     if odd:
         raise SourceError(f"hmdb51: names that may need a readable form: {odd}")
-    readable = [
-        e["word"]
-        for e in read_json(src / "er_zsar" / "HMDB51" / "classes_label_defn.json")
-    ]
+    readable = [e["word"] for e in read_json(src / "er_zsar" / "HMDB51" / "classes_label_defn.json")]
     if sorted(readable) != sorted(names):
         print("hmdb51: note: ER-ZSAR names differ from VideoX names", file=sys.stderr)
     return names
@@ -227,12 +206,8 @@ META: dict[str, dict[str, str]] = {
         "how": "Copied verbatim, in class-id order.",
     },
     "kinetics600-zeroshot": {
-        "description": (
-            "Kinetics-600 zero-shot set: the 220 classes new in K600 (X-CLIP paper)"
-        ),
-        "source": ERZSAR_SRC.format(
-            f"{ZSL_DIR}/classes620_label_defn.json, entries 400-619"
-        ),
+        "description": ("Kinetics-600 zero-shot set: the 220 classes new in K600 (X-CLIP paper)"),
+        "source": ERZSAR_SRC.format(f"{ZSL_DIR}/classes620_label_defn.json, entries 400-619"),
         "how": (
             "The 'word' field of entries 400..619, in ER-ZSAR order (label i = ER-ZSAR "
             "class 400+i). Every name is verbatim a name of kinetics_600_labels.csv."
@@ -265,10 +240,7 @@ for _i in (1, 2, 3):
             f"Kinetics-600 zero-shot test split {_i}: 160 of the 220 new K600 classes "
             "(ER-ZSAR protocol, used by X-CLIP)"
         ),
-        "source": ERZSAR_SRC.format(
-            f"{ZSL_DIR}/tst_class_idxs.json split {_i}, "
-            "names from classes620_label_defn.json"
-        ),
+        "source": ERZSAR_SRC.format(f"{ZSL_DIR}/tst_class_idxs.json split {_i}, names from classes620_label_defn.json"),
         "how": (
             f"Names of the class indices in tst_class_idxs.json[{_i - 1}], "
             "in that order. Checked identical (names and order) to ViFi-CLIP "
@@ -325,9 +297,7 @@ def write_set(out_dir: Path, name: str, labels: list[str]) -> Path:
     if name in HAND_WRITTEN:
         raise AssertionError(f"refusing to overwrite hand-written set {name}")
     if len(labels) != EXPECTED_COUNTS[name]:
-        raise SourceError(
-            f"{name}: {len(labels)} labels, expected {EXPECTED_COUNTS[name]}"
-        )
+        raise SourceError(f"{name}: {len(labels)} labels, expected {EXPECTED_COUNTS[name]}")
     text = render(name, labels)
     loaded = yaml.safe_load(text)
     if loaded["labels"] != labels or loaded["name"] != name:
@@ -395,10 +365,7 @@ def validate_file(path: Path) -> list[str]:
             or not all(isinstance(p, str) and p.strip() for p in prompts)
             or len(set(prompts)) != len(prompts)
         ):
-            errs.append(
-                f"{where}: labels[{i}].prompts must be a list of "
-                "distinct non-empty strings"
-            )
+            errs.append(f"{where}: labels[{i}].prompts must be a list of distinct non-empty strings")
     for name in names:
         if not name.strip() or name != name.strip():
             errs.append(f"{where}: empty or untrimmed label name {name!r}")
@@ -432,15 +399,9 @@ def validate_dir(out_dir: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--source", type=Path, default=DEFAULT_SOURCE, help="upstream label data"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=LABELSETS_DIR, help="labelsets directory"
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="only validate the YAML files"
-    )
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="upstream label data")
+    parser.add_argument("--out", type=Path, default=LABELSETS_DIR, help="labelsets directory")
+    parser.add_argument("--check", action="store_true", help="only validate the YAML files")
     args = parser.parse_args(argv)
 
     if not args.check:
