@@ -1,9 +1,10 @@
-"""Frame preprocessing in torch, equal to the checkpoint's VideoMAE image processor.
+"""Frame preprocessing in torch, matching the checkpoint's VideoMAE image processor.
 
 Resize (shortest edge or fixed size, with antialiasing) on uint8, centre crop, rescale and
 normalise. Every parameter comes from the checkpoint's processor config. Working on uint8
-matches transformers' own resize (which rounds to uint8 too) and is several times faster
-than its PIL path.
+rounds like transformers' own resize: measured equal (to 2.4e-7) to its torchvision backend,
+and within one uint8 step of its PIL backend (the one available beside a CPU-only torch; the
+tests hold us to that), while several times faster than the PIL path.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ class XClipRunner:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     text_encoder_calls: int = 0  # how often the text encoder ran (the cache avoids it)
     _memory_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _label_features: dict[LabelSet, torch.Tensor] = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -64,7 +65,15 @@ class XClipRunner:
     # --- text side -------------------------------------------------------------------------
 
     def label_text_features(self, labelset: LabelSet) -> torch.Tensor:
-        """One text-projection vector per label, ensembling the label's prompts (L x D)."""
+        """One text-projection vector per label, ensembling the label's prompts (L x D).
+
+        Kept in memory per label set, so repeated calls skip even tokenising and hashing.
+        """
+        if labelset not in self._label_features:
+            self._label_features[labelset] = self._ensembled_features(labelset)
+        return self._label_features[labelset]
+
+    def _ensembled_features(self, labelset: LabelSet) -> torch.Tensor:
         texts_per_label = labelset.texts_per_label()
         unique_texts = list(dict.fromkeys(text for texts in texts_per_label for text in texts))
         features = self.text_features(unique_texts)
