@@ -3,7 +3,8 @@
 Two passes over the file: a demux-only pass reads every video packet's presentation
 timestamp and keyframe flag (cheap: no decoding), which gives exact frame times whatever the
 header claims; then the planned frames are decoded, seeking to the keyframe before a target
-only when that skips work, and decoding forward from there. Each decoded frame is turned
+only when that skips work, and decoding forward from there. Frames that are neither sampled nor referenced are skipped by the
+decoder. Each decoded frame is turned
 upright (display rotation) and handed to ``transform`` at once, so at most the T sampled
 frames, already transformed, are kept.
 """
@@ -24,6 +25,9 @@ from .errors import VideoError
 from .sampling import SamplingPlan, frame_span, plan_segment_centres
 
 T = TypeVar("T")
+# PyAV's default: slice threads. Frame threads ("AUTO") measured no faster on one-slice
+# 720p H.264 and 2x slower on multi-slice files (benchmarks/bench_classify.py).
+THREAD_TYPE = "SLICE"
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,8 @@ def _decode_targets(
     transform: Callable[[np.ndarray], T],
 ) -> tuple[dict[int, T], tuple[int, int], int]:
     """Decode the frames whose pts are in ``wanted`` (sorted), seeking only when it skips work."""
-    stream.thread_type = "AUTO"
+    stream.thread_type = THREAD_TYPE
+    targets = set(wanted)
     decoded: dict[int, T] = {}
     shape = (0, 0)
     rotation = 0
@@ -144,7 +149,7 @@ def _decode_targets(
         keyframe = index.keyframe_pts[max(0, bisect.bisect_right(index.keyframe_pts, target) - 1)]
         if frames is None or position is None or keyframe > position:
             container.seek(keyframe, stream=stream, backward=True, any_frame=False)
-            frames = container.decode(stream)
+            frames = _decode_skipping(container, stream, targets)
         frame = _next_frame_at(frames, target)
         if frame is None:
             break
@@ -162,6 +167,20 @@ def _decode_targets(
         for pts in missing:
             decoded[pts] = last
     return decoded, shape, rotation
+
+
+def _decode_skipping(
+    container: av.container.InputContainer, stream: av.VideoStream, targets: set[int]
+) -> Iterator[av.VideoFrame]:
+    """Decode forward, telling the decoder to skip frames that are neither sampled nor referenced.
+
+    Non-reference frames (most B-frames) can be dropped without changing any other frame, so
+    only packets of sampled frames are decoded in full.
+    """
+    codec = stream.codec_context
+    for packet in container.demux(stream):
+        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in targets else "NONREF"
+        yield from packet.decode()
 
 
 def _next_frame_at(frames: Iterator[av.VideoFrame], target: int) -> av.VideoFrame | None:
