@@ -3,10 +3,10 @@
 Two passes over the file: a demux-only pass reads every video packet's presentation
 timestamp and keyframe flag (cheap: no decoding), which gives exact frame times whatever the
 header claims; then the planned frames are decoded, seeking to the keyframe before a target
-only when that skips work, and decoding forward from there. Frames that are neither sampled nor referenced are skipped by the
-decoder. Each decoded frame is turned
-upright (display rotation) and handed to ``transform`` at once, so at most the T sampled
-frames, already transformed, are kept.
+only when that skips work, and decoding forward from there; frames that are neither sampled
+nor referenced are skipped by the decoder. Each decoded frame is turned upright (display
+rotation) and handed to ``transform`` at once, so at most the T sampled frames, already
+transformed, are kept.
 """
 
 from __future__ import annotations
