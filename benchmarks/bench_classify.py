@@ -13,7 +13,7 @@ and a synthetic 1280x720 30 fps H.264 clip of 10 s (``--long`` adds a 60 s one):
   separately (with the text side's share), and so are its parts: decoding plus preprocessing
   (``load_frames``), the warm text-feature lookup and the vision-side forward
   (``runner.video_logits``); plus plain sequential decoding up to the last sampled frame with
-  PyAV's default decoder threading and with ``AUTO`` (what ``xclip_cli.decode`` sets), since
+  PyAV's default decoder threading (what ``xclip_cli.decode`` uses) and with ``AUTO``, since
   which one is faster depends on how the file was encoded (see ``--sliced-clips``);
 * agreement of both paths on the same clip: top-5 labels and probabilities, largest
   probability and logit differences over all 400 labels;
@@ -420,7 +420,7 @@ def measure_decode_threads(clip: Path, num_frames: int, repeat: int) -> list[Tim
         last = segment_centres(stream.frames, num_frames)[-1]
         default = str(stream.codec_context.thread_type.name)
     timings = []
-    for name, thread_type in ((f"PyAV default ({default})", None), ("AUTO (as xclip_cli.decode)", "AUTO")):
+    for name, thread_type in ((f"PyAV default ({default})", None), ("AUTO (frame threads)", "AUTO")):
         timing = measure(
             f"  decode frames 0..{last}, threads {name}", lambda t=thread_type: decode_up_to(clip, last, t), repeat
         )

@@ -144,3 +144,46 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
             container.mux(packet)
     with pytest.raises(VideoError, match="no video stream"):
         sample_video(path, 8)
+
+
+def remux(source: Path, target: Path, container_format: str) -> Path:
+    """Copy the packets into another container (no re-encoding)."""
+    with av.open(str(source)) as src, av.open(str(target), "w", format=container_format) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return target
+
+
+def write_mpeg4_avi(path: Path, num_frames: int) -> Path:
+    """MPEG-4 Part 2 with B-frames in AVI: packet keyframe flags that are not all clean entry points."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "2", "g": "10"}
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(frame_pixels(index, 64, 48), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("frames", [8, 32])
+@pytest.mark.parametrize("kind", ["mpegts", "avi"])
+def test_containers_whose_seeks_land_late_still_give_exact_frames(tmp_path: Path, kind: str, frames: int) -> None:
+    # MPEG-TS seeks land on the keyframe after the one asked for (or at the end); these
+    # must be detected and answered with an earlier keyframe or a decode from the start.
+    if kind == "mpegts":
+        path = remux(write_video(tmp_path / "clip.mp4", num_frames=120, gop=10), tmp_path / "clip.ts", "mpegts")
+    else:
+        path = write_mpeg4_avi(tmp_path / "clip.avi", 120)
+    sampled = sample_video(path, frames)
+    reference = decode_all(path)
+    assert sampled.info.num_frames == len(reference) == 120
+    for index, frame in zip(sampled.plan.frame_indices, sampled.frames, strict=True):
+        assert np.array_equal(frame, reference[index]), index

@@ -12,6 +12,7 @@ transformed, are kept.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +29,7 @@ T = TypeVar("T")
 # PyAV's default: slice threads. Frame threads ("AUTO") measured no faster on one-slice
 # 720p H.264 and 2x slower on multi-slice files (benchmarks/bench_classify.py).
 THREAD_TYPE = "SLICE"
+SEEK_ATTEMPTS = 3  # keyframes tried, going back, before decoding from the start
 
 
 @dataclass(frozen=True)
@@ -148,11 +150,11 @@ def _decode_targets(
     for target in wanted:
         keyframe = index.keyframe_pts[max(0, bisect.bisect_right(index.keyframe_pts, target) - 1)]
         if frames is None or position is None or keyframe > position:
-            container.seek(keyframe, stream=stream, backward=True, any_frame=False)
-            frames = _decode_skipping(container, stream, targets)
+            frames = _frames_from_before(container, stream, index, target, targets)
         frame = _next_frame_at(frames, target)
         if frame is None:
-            break
+            frames = None  # this stretch ended early; a fresh seek may still reach later targets
+            continue
         position = frame.pts
         rotation = _rotation(frame)
         rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
@@ -167,6 +169,34 @@ def _decode_targets(
         for pts in missing:
             decoded[pts] = last
     return decoded, shape, rotation
+
+
+def _frames_from_before(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    index: _FrameIndex,
+    target: int,
+    targets: set[int],
+) -> Iterator[av.VideoFrame]:
+    """Frames decoded from a keyframe at or before ``target``.
+
+    Some demuxers land after the requested keyframe (MPEG-TS lands on the next one, or at the
+    end): the first decoded frame tells, and an earlier keyframe is tried, then the start.
+    """
+    position = max(0, bisect.bisect_right(index.keyframe_pts, target) - 1)
+    for candidate in range(position, max(-1, position - SEEK_ATTEMPTS), -1):
+        container.seek(index.keyframe_pts[candidate], stream=stream, backward=True, any_frame=False)
+        frames = _decode_skipping(container, stream, targets)
+        first = next(frames, None)
+        if first is not None and first.pts is not None and first.pts <= target:
+            return itertools.chain([first], frames)
+    return _decode_from_start(container.name, stream.index, targets)
+
+
+def _decode_from_start(name: str, stream_index: int, targets: set[int]) -> Iterator[av.VideoFrame]:
+    """Last resort when seeking cannot be trusted: a fresh container, decoded from the start."""
+    with av.open(name) as container:
+        yield from _decode_skipping(container, container.streams[stream_index], targets)
 
 
 def _decode_skipping(
