@@ -92,3 +92,24 @@ def test_cache_dir_honours_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert text_cache.cache_dir() == tmp_path / "home" / ".cache" / "xclip-cli"
+
+
+@pytest.mark.parametrize(
+    "tensor", ["text_model.encoder.layers.0.mlp.fc1.weight", "text_model.embeddings.token_embedding.weight"]
+)
+def test_one_edited_text_weight_invalidates(tiny_model_dir: Path, tmp_path: Path, tensor: str) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_model_dir, edited)
+    weights = load_file(edited / "model.safetensors")
+    weights[tensor][3, 5] += 0.01  # one value, between the fingerprint's samples
+    save_file(weights, edited / "model.safetensors", metadata={"format": "pt"})
+    labels = inline_labelset("cooking, dancing")
+    XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
+    runner = XClipRunner.from_pretrained(str(edited), device="cpu")
+    calls = count_text_encoder_runs(runner)
+    runner.label_text_features(labels)
+    assert len(calls) >= 1
