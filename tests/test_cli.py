@@ -206,3 +206,77 @@ def test_help_and_labels_list_do_not_import_torch() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_output_over_an_input_video_is_refused(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    video = tmp_path / "copy.mp4"
+    video.write_bytes((clip_dir / "a.mp4").read_bytes())
+    result = classify(tiny_model_dir, str(video), "-f", "csv", "-o", str(video))
+    assert result.exit_code == ExitCode.OUTPUT
+    assert "cannot write output over one of the input videos" in result.stderr
+    assert video.read_bytes() == (clip_dir / "a.mp4").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "nan"], "--start nan: expected a number of seconds"),
+        (["--end", "0"], "--end 0 must be after --start 0"),
+    ],
+)
+def test_bad_ranges_are_usage_errors(tiny_model_dir: Path, clip_dir: Path, args: list[str], message: str) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), *args)
+    assert result.exit_code == ExitCode.USAGE
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(("suffix", "parse"), [(".json", json.loads), (".jsonl", json.loads), (".csv", None)])
+def test_format_follows_the_output_extension(
+    tiny_model_dir: Path, clip_dir: Path, tmp_path: Path, suffix: str, parse
+) -> None:
+    out = tmp_path / f"results{suffix}"
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text(encoding="utf-8")
+    if parse is None:
+        assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    else:
+        assert parse(text.splitlines()[0] if suffix == ".jsonl" else text)
+
+
+def test_empty_stdin_is_an_error_not_silence(tiny_model_dir: Path) -> None:
+    result = classify(tiny_model_dir, "-", "-f", "jsonl", stdin="")
+    assert result.exit_code == ExitCode.USAGE
+    assert "no videos to classify" in result.stderr
+
+
+def test_one_label_warns(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "sports,", "-f", "json"]
+    )
+    assert result.exit_code == 0
+    assert "has one label" in result.stderr
+    assert json.loads(result.stdout)[0]["predictions"][0]["probability"] == pytest.approx(1.0)
+
+
+def test_a_file_in_the_current_folder_does_not_shadow_a_builtin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sports").write_text("not: [a label set")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["labels", "show", "sports"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("# sports:")
+
+
+def test_closed_stdout_exits_141_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xclip_cli", "labels", "show", "kinetics600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    assert process.wait(timeout=60) == ExitCode.BROKEN_PIPE
+    assert process.stderr.read() == b""

@@ -315,3 +315,10 @@ def test_inserted_duplicate_is_rejected(
     with pytest.raises(LabelSetError) as info:
         load_labelset_file(path)
     assert str(info.value) == f"{path}: labels[{second}]: duplicate label {duplicate!r} (also labels[{first}])"
+
+
+def test_a_non_text_key_is_a_label_set_error(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text("? [a]\n: 1\nlabels: [x, y]\n", encoding="utf-8")
+    with pytest.raises(LabelSetError, match=r"invalid YAML at line 1: a key must be plain text"):
+        load_labelset_file(path)

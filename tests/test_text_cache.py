@@ -63,11 +63,12 @@ def test_cached_features_equal_fresh_ones(tiny_model_dir: Path) -> None:
     torch.testing.assert_close(reloaded, direct, atol=1e-5, rtol=0)
 
 
-def test_corrupt_cache_file_is_recomputed(tiny_model_dir: Path, isolated_dirs: Path) -> None:
+@pytest.mark.parametrize("content", [b"not numpy", b""], ids=["garbage", "empty"])
+def test_corrupt_cache_file_is_recomputed(tiny_model_dir: Path, isolated_dirs: Path, content: bytes) -> None:
     labels = inline_labelset("cooking, dancing")
     XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
     (path,) = (isolated_dirs / "text-features").glob("*.npy")
-    path.write_bytes(b"not numpy")
+    path.write_bytes(content)
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     calls = count_text_encoder_runs(runner)
     runner.label_text_features(labels)

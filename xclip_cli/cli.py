@@ -7,6 +7,7 @@ commands that need a model, so ``xclip --help`` and ``xclip labels list`` start 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +20,9 @@ from . import __version__
 from .checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
 from .errors import ExitCode, OutputError, UsageError, XClipError
 from .labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
-from .writers import FORMATS, WRITERS
+from .writers import FORMATS, WRITERS, data_console
+
+PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 
 app = typer.Typer(
     help="Zero-shot video classification with X-CLIP.",
@@ -41,7 +44,10 @@ LabelsOpt = Annotated[
     typer.Option("--labels", "-l", help="Built-in set name, YAML file, or comma list ('cooking, dancing')."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", envvar="XCLIP_DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help=f"{', '.join(FORMATS)}; default: from the -o extension, else table."),
+]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
 
 
@@ -99,7 +105,7 @@ def classify(
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
-    output_format: FormatOpt = "table",
+    output_format: FormatOpt = None,
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
     start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
@@ -107,12 +113,12 @@ def classify(
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
-    if output_format not in WRITERS:
-        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
-    if start is not None and end is not None and end <= start:
-        raise UsageError(f"--end {end:g} must be after --start {start:g}")
+    _check_range(start, end)
+    writer_class = WRITERS[_pick_format(output_format, output)]
     labelset = resolve_labels(labels)
-    _check_writable(output)
+    if len(labelset) == 1:
+        _stderr(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
+    _check_writable(output, videos)
     from .classify import ClassifyOptions, classify_videos
     from .runner import XClipRunner
 
@@ -120,25 +126,45 @@ def classify(
         runner = XClipRunner.from_pretrained(model, device=device)
     options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
     done = failed = 0
-    with _open_output(output) as stream, _status("Classifying") as status:
-        writer = WRITERS[output_format](stream)
-        for result in classify_videos(runner, _expand_stdin(videos), labelset, options):
-            done += 1
-            status.update(f"Classifying: {done} done")
-            if not result.ok:
-                failed += 1
-                _stderr(f"xclip: error: {result.path}: {result.error}")
-            writer.write(result)
-        writer.close()
+    with _open_output(output) as stream:
+        writer = writer_class(stream)
+        try:
+            for result in classify_videos(runner, _expand_stdin(videos), labelset, options):
+                done += 1
+                if not result.ok:
+                    failed += 1
+                    _stderr(f"xclip: error: {result.path}: {result.error}")
+                writer.write(result)
+        finally:
+            writer.close()  # also on Ctrl-C: a JSON array of the videos finished so far
+    if done == 0:
+        raise UsageError("no videos to classify (stdin gave no paths)")
     if failed:
         raise typer.Exit(int(ExitCode.ALL_FAILED if failed == done else ExitCode.PARTIAL))
+
+
+def _check_range(start: float | None, end: float | None) -> None:
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{name} {value}: expected a number of seconds")
+    if end is not None and end <= (start or 0.0):
+        raise UsageError(f"--end {end:g} must be after --start {start or 0:g}")
+
+
+def _pick_format(output_format: str | None, output: Path | None) -> str:
+    """``--format``, else the ``-o`` file's extension (.json, .jsonl, .csv), else a table."""
+    if output_format is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        return suffix if suffix in WRITERS and suffix != "table" else "table"
+    if output_format not in WRITERS:
+        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
+    return output_format
 
 
 @app.command()
 @reports_errors
 def models() -> None:
     """List the published X-CLIP checkpoints (any local save_pretrained folder works too)."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="X-CLIP checkpoints on the Hugging Face hub", title_justify="left")
@@ -151,14 +177,13 @@ def models() -> None:
         marker = "★ " if ckpt.model_id == ZERO_SHOT_MODEL else "  "
         table.add_row(marker + ckpt.model_id, str(ckpt.frames), str(ckpt.resolution), trained_on)
     table.caption = "★ the authors' pick for open-vocabulary (zero-shot) labels"
-    Console(highlight=False).print(table)
+    _print_table(table)
 
 
 @labels_app.command("list")
 @reports_errors
 def labels_list() -> None:
     """List the built-in label sets."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -168,7 +193,7 @@ def labels_list() -> None:
     for name in builtin_names():
         labelset = load_labelset_file(builtin_dir() / f"{name}.yaml")
         table.add_row(name, str(len(labelset)), escape(labelset.description))
-    Console(highlight=False).print(table)
+    _print_table(table)
 
 
 @labels_app.command("show")
@@ -183,6 +208,11 @@ def labels_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML 
         print(f"{label.name}{extra}")
 
 
+def _print_table(table: Any) -> None:
+    """Print to stdout; when piped, wide enough that no cell is cut (Rich assumes 80 columns)."""
+    data_console(sys.stdout, width=None if sys.stdout.isatty() else PIPED_WIDTH).print(table)
+
+
 def _expand_stdin(videos: list[str]) -> Iterator[str]:
     """Paths as given, with '-' replaced by the lines of stdin (blank lines skipped)."""
     for video in videos:
@@ -195,8 +225,8 @@ def _expand_stdin(videos: list[str]) -> Iterator[str]:
             yield video
 
 
-def _check_writable(path: Path | None) -> None:
-    """Fail before loading the model or touching a video if ``-o`` cannot be written."""
+def _check_writable(path: Path | None, videos: list[str]) -> None:
+    """Fail before loading the model or touching a video if ``-o`` cannot (or must not) be written."""
     if path is None:
         return
     folder = path.parent if str(path.parent) else Path(".")
@@ -206,6 +236,15 @@ def _check_writable(path: Path | None) -> None:
         raise OutputError(f"{path}: cannot write output (no folder {folder})")
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise OutputError(f"{path}: cannot write output (permission denied)")
+    if path.exists() and any(video != "-" and _same_file(path, video) for video in videos):
+        raise OutputError(f"{path}: cannot write output over one of the input videos")
+
+
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 class _open_output:
@@ -242,10 +281,6 @@ class _status:
             self.live = Console(stderr=True).status(self.message)
             self.live.__enter__()
         return self
-
-    def update(self, message: str) -> None:
-        if self.live is not None:
-            self.live.update(message)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.live is not None:

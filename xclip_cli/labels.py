@@ -7,6 +7,7 @@ encoder; the runner averages a label's texts (see ``runner.ensemble_text_embeddi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,8 @@ class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be plain text", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
@@ -89,15 +92,19 @@ def builtin_names() -> list[str]:
 def resolve_labels(spec: str) -> LabelSet:
     """Turn a ``--labels`` value into a label set.
 
-    Accepted, in this order: a path to a YAML file, a built-in set name, or an inline
-    comma-separated list (``"cooking, dancing"``).
+    Accepted, in this order: a path that looks like one (``.yaml``/``.yml``, or a folder
+    separator and no comma), a built-in set name (a file of that name in the current folder does not shadow
+    it), an existing file, or an inline comma-separated list (``"cooking, dancing"``).
     """
     spec = spec.strip()
     path = Path(spec).expanduser()
-    if spec.endswith((".yaml", ".yml")) or path.is_file():
+    looks_like_path = spec.endswith((".yaml", ".yml")) or (os.sep in spec and "," not in spec)
+    if looks_like_path:
         return load_labelset_file(path)
     if spec in builtin_names():
         return load_labelset_file(builtin_dir() / f"{spec}.yaml")
+    if path.is_file():
+        return load_labelset_file(path)
     if "," in spec:
         return inline_labelset(spec)
     raise LabelSetError(

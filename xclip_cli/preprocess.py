@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from .errors import ModelLoadError
 
 # PIL resampling codes used in processor configs -> torch interpolation modes.
-_RESAMPLE_MODES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# (PIL's nearest differs from torch's, and X-CLIP checkpoints use bilinear or bicubic.)
+_RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}
+_SIZE_KEYS = ({"shortest_edge"}, {"height", "width"})
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class PreprocessConfig:
         """Read the settings from a transformers image processor (either backend)."""
         size = _as_dict(processor.size) if processor.do_resize else {}
         shortest = size.get("shortest_edge")
-        if processor.do_resize and shortest is None and not (size.get("height") and size.get("width")):
+        if processor.do_resize and set(size) not in _SIZE_KEYS:
             raise ModelLoadError(f"unsupported image processor size {size!r}: expected shortest_edge or height/width")
         crop = _as_dict(processor.crop_size) if processor.do_center_crop else {}
         resample = int(getattr(processor.resample, "value", processor.resample))
@@ -74,7 +76,7 @@ def preprocess_frame(rgb: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
     height, width = image.shape[-2:]
     size = config.output_size(height, width)
     if size != (height, width):
-        image = F.interpolate(image, size=size, mode=config.mode, antialias=config.mode != "nearest")
+        image = F.interpolate(image, size=size, mode=config.mode, antialias=True)
     if config.crop is not None:
         image = _centre_crop(image, config.crop)
     pixels = image[0].to(torch.float32) * config.rescale_factor

@@ -252,8 +252,8 @@ def _check_hub_reachable(model_id: str) -> None:
     except Exception:
         raise ModelLoadError(
             f"cannot load model {model_id}: it is not in the local Hugging Face cache and the hub "
-            "cannot be reached. Download it once where there is network (`hf download MODEL`) and "
-            "copy the cache, or pass a folder saved with save_pretrained: --model PATH"
+            f"cannot be reached. Download it once where there is network (`hf download {model_id}`) "
+            "and copy the Hugging Face cache, or pass a folder saved with save_pretrained: --model PATH"
         ) from None
 
 

@@ -40,7 +40,7 @@ def load(key: str, expected_rows: int) -> np.ndarray | None:
     path = cache_dir() / "text-features" / f"{key}.npy"
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except Exception:  # absent, truncated, or not an .npy at all: recompute
         return None
     if array.ndim != 2 or array.shape[0] != expected_rows or array.dtype != np.float32:
         return None
@@ -60,6 +60,8 @@ def store(key: str, array: np.ndarray) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
             temporary = handle.name
             np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())  # a crash must not leave a renamed but empty file
         os.replace(temporary, folder / f"{key}.npy")
     except OSError:
         if temporary is not None:

@@ -44,6 +44,20 @@ def result_record(result: VideoResult) -> dict[str, Any]:
     }
 
 
+def data_console(stream: TextIO, width: int | None = None) -> Any:
+    """A Rich console for data output that lets a closed pipe surface as ``BrokenPipeError``.
+
+    Rich's own handling exits with status 1; the CLI reports a closed pipe as 141.
+    """
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _Console(file=stream, highlight=False, soft_wrap=False, emoji=False, width=width)
+
+
 class Writer:
     """Base writer: ``write`` each result, then ``close`` once."""
 
@@ -66,9 +80,7 @@ class TableWriter(Writer):
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        from rich.console import Console
-
-        self.console = Console(file=stream, highlight=False, soft_wrap=False, emoji=False)  # ":tada:" stays text
+        self.console = data_console(stream)  # emoji off: ":tada:" in a path stays text
 
     def write(self, result: VideoResult) -> None:
         from rich.markup import escape
