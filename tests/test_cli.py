@@ -115,6 +115,14 @@ def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Pa
     assert "Traceback" not in result.stderr
 
 
+def test_only_missing_videos_fail_before_the_model_loads(clip_dir: Path, tmp_path: Path) -> None:
+    # The model does not exist either: the missing videos are reported first.
+    missing = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    result = runner.invoke(app, ["classify", *missing, "--model", str(tmp_path / "no-model")])
+    assert result.exit_code == ExitCode.ALL_FAILED
+    assert result.stderr.splitlines() == [f"xclip: error: {path}: No such file or directory" for path in missing]
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -23,13 +23,9 @@ class KnownCheckpoint:
     note: str = ""
 
 
-def _few_shot(dataset: str, shots: int) -> KnownCheckpoint:
+def _few_shot(slug: str, dataset: str, shots: int) -> KnownCheckpoint:
     return KnownCheckpoint(
-        f"microsoft/xclip-base-patch16-{dataset.lower()}-{shots}-shot",
-        32,
-        224,
-        f"{dataset.upper()}-101 {shots}-shot" if dataset == "ucf" else f"HMDB-51 {shots}-shot",
-        "few-shot",
+        f"microsoft/xclip-base-patch16-{slug}-{shots}-shot", 32, 224, f"{dataset} {shots}-shot", "few-shot"
     )
 
 
@@ -44,5 +40,6 @@ KNOWN_CHECKPOINTS: tuple[KnownCheckpoint, ...] = (
     KnownCheckpoint("microsoft/xclip-base-patch16-kinetics-600-16-frames", 16, 224, "Kinetics-600"),
     KnownCheckpoint("microsoft/xclip-large-patch14-kinetics-600", 8, 224, "Kinetics-600"),
     KnownCheckpoint(ZERO_SHOT_MODEL, 32, 224, "Kinetics-400", "zero-shot protocol"),
-    *(_few_shot(dataset, shots) for dataset in ("hmdb", "ucf") for shots in (2, 4, 8, 16)),
+    *(_few_shot("hmdb", "HMDB-51", shots) for shots in (2, 4, 8, 16)),
+    *(_few_shot("ucf", "UCF-101", shots) for shots in (2, 4, 8, 16)),
 )

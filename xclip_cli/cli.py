@@ -6,6 +6,7 @@ commands that need a model, so ``xclip --help`` and ``xclip labels list`` start 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -119,6 +120,7 @@ def classify(
     if len(labelset) == 1:
         _stderr(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
     _check_writable(output, videos)
+    _check_some_input_exists(videos)
     from .classify import ClassifyOptions, classify_videos
     from .runner import XClipRunner
 
@@ -240,6 +242,15 @@ def _check_writable(path: Path | None, videos: list[str]) -> None:
         raise OutputError(f"{path}: cannot write output over one of the input videos")
 
 
+def _check_some_input_exists(videos: list[str]) -> None:
+    """Fail before loading the model (seconds) when no named video exists at all."""
+    if "-" in videos or any(os.path.exists(video) for video in videos):
+        return
+    for video in videos:
+        _stderr(f"xclip: error: {video}: No such file or directory")
+    raise typer.Exit(int(ExitCode.ALL_FAILED))
+
+
 def _same_file(a: Path, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -247,44 +258,30 @@ def _same_file(a: Path, b: str) -> bool:
         return False
 
 
-class _open_output:
+@contextlib.contextmanager
+def _open_output(path: Path | None) -> Iterator[TextIO]:
     """stdout, or the ``-o`` file (created or truncated only once results are coming)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.stream: TextIO = sys.stdout
-
-    def __enter__(self) -> TextIO:
-        if self.path is not None:
-            try:
-                self.stream = open(self.path, "w", encoding="utf-8", newline="")
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write output ({exc.strerror or exc})") from None
-        return self.stream
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.stream is not sys.stdout:
-            self.stream.close()
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    with stream:
+        yield stream
 
 
-class _status:
+@contextlib.contextmanager
+def _status(message: str) -> Iterator[None]:
     """A spinner with a message on stderr when it is a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
 
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.live: Any = None
-
-    def __enter__(self) -> _status:
-        if sys.stderr.isatty():
-            from rich.console import Console
-
-            self.live = Console(stderr=True).status(self.message)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc_info)
+    with Console(stderr=True).status(message):
+        yield
 
 
 def main() -> None:

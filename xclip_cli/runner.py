@@ -207,7 +207,7 @@ def _load_checkpoint(model_id: str) -> tuple[Any, Any]:
             return _from_pretrained(str(folder), model_id, local_files_only=True)
         try:
             return _from_pretrained(model_id, model_id, local_files_only=True)
-        except ModelLoadError:
+        except _NotCached:
             pass  # not (completely) in the cache: download
         _check_hub_reachable(model_id)
         return _from_pretrained(model_id, model_id, local_files_only=False)
@@ -225,6 +225,8 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tupl
             source, dtype=torch.float32, local_files_only=local_files_only, output_loading_info=True
         )
     except (OSError, ValueError, KeyError) as exc:
+        if local_files_only and source == model_id:
+            raise _NotCached from None
         raise ModelLoadError(f"cannot load model {model_id}: {_first_line(exc)}") from None
     # transformers only warns (and we silence it) when weights are missing: refuse a model
     # that would run with random layers.
@@ -240,13 +242,21 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tupl
     return model, processor
 
 
+class _NotCached(Exception):
+    """A hub id whose files are not (all) in the local cache."""
+
+
 def _check_hub_reachable(model_id: str) -> None:
     """Fail fast, with what to do, when the hub id does not exist or cannot be reached."""
     import huggingface_hub
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     try:
         huggingface_hub.snapshot_download(model_id, allow_patterns=["config.json"])
+    except GatedRepoError:
+        raise ModelLoadError(
+            f"cannot load model {model_id}: access is restricted; log in with `hf auth login`"
+        ) from None
     except RepositoryNotFoundError:
         raise ModelLoadError(f"cannot load model {model_id}: no such model on the Hugging Face hub") from None
     except Exception:

@@ -90,14 +90,15 @@ class TableWriter(Writer):
             return
         caption = f"{result.model} · {result.labelset}"
         if result.duration is not None:
-            caption += f" · {result.duration:.1f} s, {len(result.timestamps)} frames"
-        table = Table(title=escape(result.path), caption=escape(caption), title_justify="left")
+            caption += f" · {result.duration:.1f} s"
+        table = Table(title=escape(result.path), title_justify="left")
         table.add_column("rank", justify="right")
         table.add_column("label")
         table.add_column("probability", justify="right")
         for rank, prediction in enumerate(result.predictions, start=1):
             table.add_row(str(rank), escape(prediction.label), f"{prediction.probability:.4f}")
         self.console.print(table)
+        self.console.print(escape(caption), style="dim", overflow="fold")  # not a caption: it would wrap
 
 
 class JsonWriter(Writer):
