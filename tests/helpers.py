@@ -106,6 +106,7 @@ def write_video(
     codec: str = "libx264",
     gop: int = 6,
     pattern: str = "moving",
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Write a small synthetic video whose every frame is different (frame number encoded).
 
@@ -118,7 +119,9 @@ def write_video(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, rate)
-        if codec == "libx264":
+        if options is not None:
+            stream.options = options
+        elif codec == "libx264":
             stream.options = {"g": str(gop), "crf": "10", "bf": "2"}
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frame_pixels(index, width, height, pattern), format="rgb24")

@@ -157,22 +157,6 @@ def remux(source: Path, target: Path, container_format: str) -> Path:
     return target
 
 
-def write_mpeg4_avi(path: Path, num_frames: int) -> Path:
-    """MPEG-4 Part 2 with B-frames in AVI: packet keyframe flags that are not all clean entry points."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"bf": "2", "g": "10"}
-        for index in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_pixels(index, 64, 48), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.mark.parametrize("frames", [8, 32])
 @pytest.mark.parametrize("kind", ["mpegts", "avi"])
 def test_containers_whose_seeks_land_late_still_give_exact_frames(tmp_path: Path, kind: str, frames: int) -> None:
@@ -181,7 +165,9 @@ def test_containers_whose_seeks_land_late_still_give_exact_frames(tmp_path: Path
     if kind == "mpegts":
         path = remux(write_video(tmp_path / "clip.mp4", num_frames=120, gop=10), tmp_path / "clip.ts", "mpegts")
     else:
-        path = write_mpeg4_avi(tmp_path / "clip.avi", 120)
+        # MPEG-4 Part 2 with B-frames in AVI: keyframe flags that are not all clean entry points.
+        options = {"bf": "2", "g": "10"}
+        path = write_video(tmp_path / "clip.avi", num_frames=120, codec="mpeg4", rate=25, options=options)
     sampled = sample_video(path, frames)
     reference = decode_all(path)
     assert sampled.info.num_frames == len(reference) == 120
