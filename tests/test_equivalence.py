@@ -195,3 +195,17 @@ def test_full_size_model_logits_equal_transformers(tmp_path: Path) -> None:
     pixel_values = random_pixels(2, runner)
     ours = runner.video_logits(pixel_values, runner.label_text_features(inline_labelset(", ".join(LABELS))))
     torch.testing.assert_close(ours, reference_logits(tmp_path, LABELS, pixel_values), atol=LOGIT_TOLERANCE, rtol=0)
+
+
+def test_batched_videos_give_the_same_results_as_one_at_a_time(tiny_model_dir: Path, clip_dir: Path) -> None:
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    paths = [str(clip_dir / "a.mp4"), str(clip_dir / "missing.mp4"), str(clip_dir / "b.mp4"), str(clip_dir / "a.mp4")]
+    labels = inline_labelset(", ".join(LABELS))
+    single = list(classify_videos(runner, paths, labels, ClassifyOptions(batch_size=1)))
+    batched = list(classify_videos(runner, paths, labels, ClassifyOptions(batch_size=3)))
+    assert [r.path for r in batched] == paths  # order kept around the failure
+    assert [r.ok for r in batched] == [True, False, True, True]
+    for one, many in zip(single, batched, strict=True):
+        assert [p.label for p in one.predictions] == [p.label for p in many.predictions]
+        for a, b in zip(one.predictions, many.predictions, strict=True):
+            assert a.logit == pytest.approx(b.logit, abs=LOGIT_TOLERANCE)
