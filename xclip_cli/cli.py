@@ -11,7 +11,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -21,7 +21,8 @@ from . import __version__
 from .checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
 from .errors import ExitCode, OutputError, UsageError, XClipError
 from .labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
-from .writers import FORMATS, WRITERS, data_console
+from .results import VideoResult
+from .writers import FORMATS, WRITERS, Writer, data_console
 
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 
@@ -127,22 +128,106 @@ def classify(
     with _status(f"Loading {model}"):
         runner = XClipRunner.from_pretrained(model, device=device)
     options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
-    done = failed = 0
     with _open_output(output) as stream:
-        writer = writer_class(stream)
-        try:
-            for result in classify_videos(runner, _expand_stdin(videos), labelset, options):
-                done += 1
-                if not result.ok:
-                    failed += 1
-                    _stderr(f"xclip: error: {result.path}: {result.error}")
-                writer.write(result)
-        finally:
-            writer.close()  # also on Ctrl-C: a JSON array of the videos finished so far
+        results = classify_videos(runner, _expand_stdin(videos), labelset, options)
+        done, failed = _write_all(results, writer_class(stream), _report_failure)
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
+    _exit_for(done, failed)
+
+
+def _report_failure(result: VideoResult) -> None:
+    if not result.ok:
+        _stderr(f"xclip: error: {result.path}: {result.error}")
+
+
+def _write_all(results: Iterable[VideoResult], writer: Writer, each: Callable[[VideoResult], None]) -> tuple[int, int]:
+    """Write every result as it comes; returns (done, failed). The writer is closed even on
+    Ctrl-C, so a JSON array holds the videos finished so far."""
+    done = failed = 0
+    try:
+        for result in results:
+            done += 1
+            failed += not result.ok
+            each(result)
+            writer.write(result)
+    finally:
+        writer.close()
+    return done, failed
+
+
+def _exit_for(done: int, failed: int) -> None:
     if failed:
         raise typer.Exit(int(ExitCode.ALL_FAILED if failed == done else ExitCode.PARTIAL))
+
+
+@app.command()
+@reports_errors
+def scan(
+    folders: Annotated[list[str] | None, typer.Argument(help="Folders (or files) to scan.")] = None,
+    labels: LabelsOpt = "kinetics400",
+    output: OutputOpt = None,
+    from_file: Annotated[
+        str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start -o afresh instead of resuming it.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
+    glob: Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")] = None,
+    ext: Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
+    output_format: FormatOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
+) -> None:
+    """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
+    from .scan import Shard, find_videos, finished_paths, parse_extensions, read_path_list
+
+    writer_name = _pick_format(output_format, output) if output_format or output else "csv"
+    if writer_name not in ("csv", "jsonl"):
+        raise UsageError("scan writes csv or jsonl (one row per video, as each finishes)")
+    if not folders and from_file is None:
+        raise UsageError("give folders to scan or --from-file LIST")
+    labelset = resolve_labels(labels)
+    _check_writable(output, [])
+    paths = list(find_videos(folders or [], recursive=recursive, pattern=glob, **_extensions(ext, parse_extensions)))
+    if from_file is not None:
+        paths += read_path_list(sys.stdin if from_file == "-" else _read_lines(from_file))
+    if shard is not None:
+        part = Shard.parse(shard)
+        paths = [path for path in paths if path in part]
+    done_before = set() if overwrite or output is None else finished_paths(output)
+    todo = [path for path in dict.fromkeys(paths) if path not in done_before]
+    from .classify import ClassifyOptions, classify_videos
+    from .progress import ScanProgress
+    from .runner import XClipRunner
+
+    if not todo:
+        if not quiet:
+            _stderr(f"xclip: nothing to do: {len(paths)} videos, all already in {output}")
+        return
+    with _status(f"Loading {model}"):
+        runner = XClipRunner.from_pretrained(model, device=device)
+    appending = bool(done_before)
+    with _open_output(output, append=appending) as stream:
+        writer = WRITERS[writer_name](stream, **({"write_header": False} if appending and writer_name == "csv" else {}))
+        with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
+            results = classify_videos(runner, todo, labelset, ClassifyOptions(top_k=top_k, batch_size=batch_size))
+            done, failed = _write_all(results, writer, progress.update)
+    _exit_for(done, failed)
+
+
+def _extensions(ext: str | None, parse: Callable[[str], frozenset[str]]) -> dict[str, frozenset[str]]:
+    return {} if ext is None else {"extensions": parse(ext)}
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--from-file {path}: {exc.strerror or exc}") from None
 
 
 def _check_range(start: float | None, end: float | None) -> None:
@@ -259,13 +344,13 @@ def _same_file(a: Path, b: str) -> bool:
 
 
 @contextlib.contextmanager
-def _open_output(path: Path | None) -> Iterator[TextIO]:
-    """stdout, or the ``-o`` file (created or truncated only once results are coming)."""
+def _open_output(path: Path | None, append: bool = False) -> Iterator[TextIO]:
+    """stdout, or the ``-o`` file (created, truncated or appended to once results are coming)."""
     if path is None:
         yield sys.stdout
         return
     try:
-        stream = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+        stream = open(path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
     with stream:

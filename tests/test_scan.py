@@ -1,0 +1,189 @@
+"""`xclip scan`: every file gets a row, reruns resume, shards partition, kills lose nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_video
+from typer.testing import CliRunner
+
+from xclip_cli.cli import app
+from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.scan import Shard, find_videos, finished_paths
+from xclip_cli.writers import CSV_COLUMNS
+
+runner = CliRunner()
+LABELS = "cooking, dancing, skateboarding"
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == list(CSV_COLUMNS)
+        return list(reader)
+
+
+def scan(model: Path, *args: str, stdin: str | None = None):
+    return runner.invoke(app, ["scan", *args, "--model", str(model), "--labels", LABELS, "-q"], input=stdin)
+
+
+@pytest.fixture
+def footage(tmp_path: Path, clip_dir: Path) -> Path:
+    """Good clips (one in a sub-folder), a web page named .mp4, an empty file, a truncated clip."""
+    folder = tmp_path / "footage"
+    (folder / "day 2").mkdir(parents=True)
+    good = (clip_dir / "a.mp4").read_bytes()
+    (folder / "a.mp4").write_bytes(good)
+    (folder / "day 2" / "b.mp4").write_bytes((clip_dir / "b.mp4").read_bytes())
+    (folder / "page.mp4").write_text("<html>Bad Gateway</html>")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "cut.mp4").write_bytes(good[: len(good) // 3])
+    (folder / "notes.txt").write_text("not a video, not scanned")
+    return folder
+
+
+def test_every_file_gets_a_row_and_partial_failure_exit_code(tiny_model_dir: Path, footage: Path) -> None:
+    out = footage.parent / "results.csv"
+    result = scan(tiny_model_dir, str(footage), "-o", str(out))
+    assert result.exit_code == ExitCode.PARTIAL, result.stderr
+    status = {Path(row["path"]).name: row["status"] for row in rows(out)}
+    assert status == {"a.mp4": "ok", "b.mp4": "ok", "page.mp4": "error", "empty.mp4": "error", "cut.mp4": "error"}
+    assert all(row["error"] for row in rows(out) if row["status"] == "error")
+
+
+def test_all_failed_exit_code(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.mp4").write_text("nope")
+    result = scan(tiny_model_dir, str(tmp_path), "-o", str(tmp_path / "r.csv"))
+    assert result.exit_code == ExitCode.ALL_FAILED
+
+
+def test_rerun_resumes_without_duplicates(tiny_model_dir: Path, footage: Path) -> None:
+    out = footage.parent / "results.csv"
+    first = scan(tiny_model_dir, str(footage), "-o", str(out), "--shard", "0/2")
+    assert first.exit_code in (0, ExitCode.PARTIAL, ExitCode.ALL_FAILED)
+    partial = [row["path"] for row in rows(out)]
+    second = scan(tiny_model_dir, str(footage), "-o", str(out))
+    assert second.exit_code in (0, ExitCode.PARTIAL, ExitCode.ALL_FAILED)
+    paths = [row["path"] for row in rows(out)]
+    assert paths[: len(partial)] == partial  # appended, earlier rows kept as they were
+    assert sorted(paths) == sorted(find_videos([str(footage)]))
+    assert len(paths) == len(set(paths)) == 5
+    # A third run has nothing left to do and does not even load the model.
+    third = runner.invoke(app, ["scan", str(footage), "-o", str(out), "--model", "/no/such/model", "-l", LABELS])
+    assert third.exit_code == 0 and "nothing to do" in third.stderr
+    assert scan(tiny_model_dir, str(footage), "-o", str(out), "--overwrite").exit_code == ExitCode.PARTIAL
+    assert len(rows(out)) == 5
+
+
+def test_shards_partition_the_inputs(tiny_model_dir: Path, footage: Path) -> None:
+    outs = [footage.parent / f"part{i}.csv" for i in range(2)]
+    for index, out in enumerate(outs):
+        scan(tiny_model_dir, str(footage), "-o", str(out), "--shard", f"{index}/2")
+    shards = [{row["path"] for row in rows(out)} for out in outs]
+    assert not shards[0] & shards[1]
+    assert shards[0] | shards[1] == set(find_videos([str(footage)]))
+
+
+def test_shard_membership_is_stable_and_validated() -> None:
+    paths = [f"/videos/{i}.mp4" for i in range(200)]
+    parts = [[p for p in paths if p in Shard(i, 3)] for i in range(3)]
+    assert sorted(p for part in parts for p in part) == sorted(paths) and all(parts)
+    assert [p for p in paths[:50] if p in Shard(1, 3)] == [p for p in parts[1] if p in paths[:50]]
+    for text in ("2/2", "a/b", "1", "-1/3", "0/0"):
+        with pytest.raises(UsageError):
+            Shard.parse(text)
+
+
+def test_paths_from_stdin_with_spaces_and_non_ascii(tiny_model_dir: Path, tmp_path: Path, clip_dir: Path) -> None:
+    names = ["with space.mp4", "ünïcødé 名前.mp4", "-leading-dash.mp4", "=formula.mp4"]
+    for name in names:
+        (tmp_path / name).write_bytes((clip_dir / "a.mp4").read_bytes())
+    listing = "".join(f"{tmp_path / name}\n" for name in names)
+    out = tmp_path / "r.csv"
+    result = scan(tiny_model_dir, "--from-file", "-", "-o", str(out), stdin=listing)
+    assert result.exit_code == 0, result.stderr
+    written = [row["path"] for row in rows(out)]
+    assert written == [str(tmp_path / name) for name in names]
+    assert finished_paths(out) == {str(tmp_path / name) for name in names}
+
+
+def test_formula_paths_are_neutralised_and_still_resume(
+    tiny_model_dir: Path, tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "v").mkdir()
+    video = "=HYPERLINK(1).mp4"
+    (tmp_path / "v" / video).write_bytes((clip_dir / "a.mp4").read_bytes())
+    out = tmp_path / "r.csv"
+    monkeypatch.chdir(tmp_path / "v")
+    assert scan(tiny_model_dir, "--from-file", "-", "-o", str(out), stdin=f"{video}\n").exit_code == 0
+    assert rows(out)[0]["path"] == "'" + video
+    again = runner.invoke(app, ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS], input=f"{video}\n")
+    assert again.exit_code == 0 and "nothing to do: 1 videos, all already in" in again.stderr
+    assert len(rows(out)) == 1
+
+
+def test_glob_ext_and_recursion(footage: Path) -> None:
+    everything = {Path(p).name for p in find_videos([str(footage)])}
+    assert everything == {"a.mp4", "b.mp4", "page.mp4", "empty.mp4", "cut.mp4"}
+    assert {Path(p).name for p in find_videos([str(footage)], recursive=False)} == everything - {"b.mp4"}
+    assert {Path(p).name for p in find_videos([str(footage)], pattern="day 2/*")} == {"b.mp4"}
+    assert {Path(p).name for p in find_videos([str(footage)], extensions=frozenset({"txt"}))} == {"notes.txt"}
+    order = [os.path.relpath(p, footage) for p in find_videos([str(footage)])]
+    assert order == ["a.mp4", "cut.mp4", "empty.mp4", "page.mp4", "day 2/b.mp4"]  # sorted, folder by folder
+
+
+def test_symlink_loops_are_not_followed(tmp_path: Path, clip_dir: Path) -> None:
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes((clip_dir / "a.mp4").read_bytes())
+    (tmp_path / "clips" / "loop").symlink_to(tmp_path / "clips")
+    assert [Path(p).name for p in find_videos([str(tmp_path / "clips")])] == ["a.mp4"]
+
+
+def test_partial_last_row_is_trimmed_before_appending(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    out.write_text(
+        ",".join(CSV_COLUMNS) + "\r\n/x/a.mp4,ok,c,0.9,[],1.0,1,1,m,s,\r\n/x/b.mp4,ok,c,0.", encoding="utf-8"
+    )
+    assert finished_paths(out) == {"/x/a.mp4"}
+    assert out.read_bytes().endswith(b"m,s,\r\n")
+
+
+def test_a_foreign_csv_is_not_appended_to(tiny_model_dir: Path, footage: Path) -> None:
+    out = footage.parent / "other.csv"
+    out.write_text("name,size\nx,1\n")
+    result = scan(tiny_model_dir, str(footage), "-o", str(out))
+    assert result.exit_code == ExitCode.OUTPUT
+    assert "not an xclip results file" in result.stderr
+    assert out.read_text() == "name,size\nx,1\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(40):
+        write_video(folder / f"clip{index:02d}.mp4", num_frames=10, size=(32, 24))
+    out = tmp_path / "r.csv"
+    command = [sys.executable, "-m", "xclip_cli", "scan", str(folder), "-o", str(out), "-q"]
+    command += ["--model", str(tiny_model_dir), "--labels", LABELS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    process.send_signal(sig)
+    code = process.wait(timeout=60)
+    assert code == (ExitCode.INTERRUPTED if sig == signal.SIGINT else -signal.SIGKILL)
+    finished = [row["path"] for row in rows(out)]
+    assert 3 <= len(finished) < 40  # stopped mid-way, every row before it complete
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    paths = [row["path"] for row in rows(out)]
+    assert paths[: len(finished)] == finished
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir())
