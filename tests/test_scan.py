@@ -125,7 +125,7 @@ def test_formula_paths_are_neutralised_and_still_resume(
     assert scan(tiny_model_dir, "--from-file", "-", "-o", str(out), stdin=f"{video}\n").exit_code == 0
     assert rows(out)[0]["path"] == "'" + video
     again = runner.invoke(app, ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS], input=f"{video}\n")
-    assert again.exit_code == 0 and "nothing to do: 1 videos, all already in" in again.stderr
+    assert again.exit_code == 0 and "nothing to do: all 1 videos are already in" in again.stderr
     assert len(rows(out)) == 1
 
 

@@ -206,7 +206,7 @@ def scan(
 
     if not todo:
         if not quiet:
-            _stderr(f"xclip: nothing to do: {len(paths)} videos, all already in {output}")
+            _stderr(f"xclip: nothing to do: all {len(paths)} videos are already in {output}")
         return
     with _status(f"Loading {model}"):
         runner = XClipRunner.from_pretrained(model, device=device)

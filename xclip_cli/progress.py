@@ -49,7 +49,7 @@ class ScanProgress:
         if not result.ok and not self.quiet:
             message = f"xclip: error: {result.path}: {result.error}"
             if self._bar is not None:
-                self._bar.console.print(message, markup=False, highlight=False)
+                self._bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
             else:
                 print(message, file=self.stream, flush=True)
         if self._bar is not None:
