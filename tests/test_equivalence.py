@@ -197,12 +197,12 @@ def test_full_size_model_logits_equal_transformers(tmp_path: Path) -> None:
     torch.testing.assert_close(ours, reference_logits(tmp_path, LABELS, pixel_values), atol=LOGIT_TOLERANCE, rtol=0)
 
 
-def test_batched_videos_give_the_same_results_as_one_at_a_time(tiny_model_dir: Path, clip_dir: Path) -> None:
+def test_batched_and_prefetched_videos_give_the_same_results_as_one_at_a_time(tiny_model_dir: Path, clip_dir: Path) -> None:
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     paths = [str(clip_dir / "a.mp4"), str(clip_dir / "missing.mp4"), str(clip_dir / "b.mp4"), str(clip_dir / "a.mp4")]
     labels = inline_labelset(", ".join(LABELS))
     single = list(classify_videos(runner, paths, labels, ClassifyOptions(batch_size=1)))
-    batched = list(classify_videos(runner, paths, labels, ClassifyOptions(batch_size=3)))
+    batched = list(classify_videos(runner, paths, labels, ClassifyOptions(batch_size=3, workers=2)))
     assert [r.path for r in batched] == paths  # order kept around the failure
     assert [r.ok for r in batched] == [True, False, True, True]
     for one, many in zip(single, batched, strict=True):

@@ -11,7 +11,9 @@ This is the library entry point that the CLI wraps::
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -33,6 +35,7 @@ class ClassifyOptions:
     start: float | None = None  # seconds; restricts the sampled range
     end: float | None = None
     batch_size: int = 1  # videos per vision-encoder call
+    workers: int = 0  # threads decoding upcoming videos while the model runs (0: decode in line)
 
 
 def classify_videos(
@@ -44,18 +47,54 @@ def classify_videos(
     """Yield one result per path, in order; a video that fails yields an error result."""
     text_features = runner.label_text_features(labelset)
     pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
-    for path in paths:
-        try:
-            pending.append((path, load_frames(runner, path, options)))
-        except VideoError as exc:
+    for path, loaded in _frames_in_order(runner, paths, options):
+        if isinstance(loaded, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=exc.reason)
+            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=loaded.reason)
             continue
+        pending.append((path, loaded))
         if len(pending) >= max(1, options.batch_size):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
     yield from _score(runner, pending, text_features, labelset, options)
+
+
+def _frames_in_order(
+    runner: XClipRunner, paths: Iterable[str], options: ClassifyOptions
+) -> Iterator[tuple[str, SampledVideo[torch.Tensor] | VideoError]]:
+    """Each path with its frames (or its error), in order.
+
+    With ``workers``, upcoming videos are decoded in threads (PyAV and torch release the GIL)
+    while the caller runs the model; at most ``workers + batch_size`` videos are in flight, so
+    memory stays bounded however many paths there are.
+    """
+    if options.workers < 1:
+        for path in paths:
+            yield path, _load_or_error(runner, path, options)
+        return
+    lookahead = options.workers + max(1, options.batch_size)
+    with ThreadPoolExecutor(options.workers, thread_name_prefix="xclip-decode") as pool:
+        in_flight: deque[tuple[str, Future[SampledVideo[torch.Tensor] | VideoError]]] = deque()
+        try:
+            for path in paths:
+                in_flight.append((path, pool.submit(_load_or_error, runner, path, options)))
+                if len(in_flight) >= lookahead:
+                    done_path, future = in_flight.popleft()
+                    yield done_path, future.result()
+            while in_flight:
+                done_path, future = in_flight.popleft()
+                yield done_path, future.result()
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+
+
+def _load_or_error(runner: XClipRunner, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor] | VideoError:
+    try:
+        return load_frames(runner, path, options)
+    except VideoError as exc:
+        return exc
 
 
 def load_frames(runner: XClipRunner, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor]:

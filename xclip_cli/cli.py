@@ -50,6 +50,9 @@ FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help=f"{', '.join(FORMATS)}; default: from the -o extension, else table."),
 ]
+WorkersOpt = Annotated[
+    int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
+]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
 
 
@@ -113,6 +116,7 @@ def classify(
     start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
     end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
+    workers: WorkersOpt = 1,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
     _check_range(start, end)
@@ -127,7 +131,7 @@ def classify(
 
     with _status(f"Loading {model}"):
         runner = XClipRunner.from_pretrained(model, device=device)
-    options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size)
+    options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers)
     with _open_output(output) as stream:
         results = classify_videos(runner, _expand_stdin(videos), labelset, options)
         done, failed = _write_all(results, writer_class(stream), _report_failure)
@@ -181,6 +185,7 @@ def scan(
     output_format: FormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
+    workers: WorkersOpt = 1,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from .scan import Shard, find_videos, finished_paths, parse_extensions, read_path_list
@@ -214,7 +219,9 @@ def scan(
     with _open_output(output, append=appending) as stream:
         writer = WRITERS[writer_name](stream, **({"write_header": False} if appending and writer_name == "csv" else {}))
         with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            results = classify_videos(runner, todo, labelset, ClassifyOptions(top_k=top_k, batch_size=batch_size))
+            results = classify_videos(
+                runner, todo, labelset, ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers)
+            )
             done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
 
