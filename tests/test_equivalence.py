@@ -197,7 +197,9 @@ def test_full_size_model_logits_equal_transformers(tmp_path: Path) -> None:
     torch.testing.assert_close(ours, reference_logits(tmp_path, LABELS, pixel_values), atol=LOGIT_TOLERANCE, rtol=0)
 
 
-def test_batched_and_prefetched_videos_give_the_same_results_as_one_at_a_time(tiny_model_dir: Path, clip_dir: Path) -> None:
+def test_batched_and_prefetched_videos_give_the_same_results_as_one_at_a_time(
+    tiny_model_dir: Path, clip_dir: Path
+) -> None:
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     paths = [str(clip_dir / "a.mp4"), str(clip_dir / "missing.mp4"), str(clip_dir / "b.mp4"), str(clip_dir / "a.mp4")]
     labels = inline_labelset(", ".join(LABELS))
