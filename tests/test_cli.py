@@ -288,3 +288,18 @@ def test_closed_stdout_exits_141_quietly() -> None:
     process.stdout.close()  # like `| head -1`
     assert process.wait(timeout=60) == ExitCode.BROKEN_PIPE
     assert process.stderr.read() == b""
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_warns_only_where_it_is_slower(
+    tiny_model_dir: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    import xclip_cli.device
+
+    monkeypatch.setattr(xclip_cli.device, "bf16_is_fast", lambda device: fast)
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--precision", "bf16", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert ("no bfloat16 units" in result.stderr) is not fast
+    assert json.loads(result.stdout)[0]["status"] == "ok"
+    bad = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--precision", "fp16")
+    assert bad.exit_code == ExitCode.USAGE and "--precision 'fp16'" in bad.stderr

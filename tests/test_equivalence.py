@@ -211,3 +211,20 @@ def test_batched_and_prefetched_videos_give_the_same_results_as_one_at_a_time(
         assert [p.label for p in one.predictions] == [p.label for p in many.predictions]
         for a, b in zip(one.predictions, many.predictions, strict=True):
             assert a.logit == pytest.approx(b.logit, abs=LOGIT_TOLERANCE)
+
+
+def test_bf16_is_opt_in_close_to_fp32_and_cached_apart(tiny_model_dir: Path, isolated_dirs: Path) -> None:
+    labels = inline_labelset(", ".join(LABELS))
+    exact = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert exact.precision == "fp32"
+    fast = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu", precision="bf16")
+    pixel_values = random_pixels(2, exact)
+    reference = exact.video_logits(pixel_values, exact.label_text_features(labels))
+    lossy = fast.video_logits(pixel_values, fast.label_text_features(labels))
+    assert lossy.dtype == torch.float32
+    # bfloat16 keeps 8 bits of mantissa: close, not equal. Measured in cosine units (logits
+    # divided by the logit scale), since a trained checkpoint's larger scale magnifies drift.
+    cosine_drift = (lossy - reference).abs().max().item() / exact.model.logit_scale.exp().item()
+    assert 0 < cosine_drift < 0.15
+    assert exact.fingerprint() != fast.fingerprint()
+    assert len(list((isolated_dirs / "text-features").glob("*.npy"))) == 2

@@ -50,6 +50,10 @@ FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help=f"{', '.join(FORMATS)}; default: from the -o extension, else table."),
 ]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(help="fp32 (exact), or bf16: faster on CPUs with bfloat16 units, logits drift (see README)."),
+]
 WorkersOpt = Annotated[
     int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
 ]
@@ -117,6 +121,7 @@ def classify(
     end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 1,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Classify videos against a label set and print the top labels."""
     _check_range(start, end)
@@ -127,10 +132,8 @@ def classify(
     _check_writable(output, videos)
     _check_some_input_exists(videos)
     from .classify import ClassifyOptions, classify_videos
-    from .runner import XClipRunner
 
-    with _status(f"Loading {model}"):
-        runner = XClipRunner.from_pretrained(model, device=device)
+    runner = _load_runner(model, device, precision)
     options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers)
     with _open_output(output) as stream:
         results = classify_videos(runner, _expand_stdin(videos), labelset, options)
@@ -138,6 +141,17 @@ def classify(
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
     _exit_for(done, failed)
+
+
+def _load_runner(model: str, device: str, precision: str) -> Any:
+    from .device import bf16_is_fast
+    from .runner import XClipRunner
+
+    with _status(f"Loading {model}"):
+        runner = XClipRunner.from_pretrained(model, device=device, precision=precision)
+    if precision == "bf16" and not bf16_is_fast(runner.device):
+        _stderr("xclip: warning: this CPU has no bfloat16 units: --precision bf16 will be slower than fp32")
+    return runner
 
 
 def _report_failure(result: VideoResult) -> None:
@@ -186,6 +200,7 @@ def scan(
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 1,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from .scan import Shard, find_videos, finished_paths, parse_extensions, read_path_list
@@ -207,14 +222,12 @@ def scan(
     todo = [path for path in dict.fromkeys(paths) if path not in done_before]
     from .classify import ClassifyOptions, classify_videos
     from .progress import ScanProgress
-    from .runner import XClipRunner
 
     if not todo:
         if not quiet:
             _stderr(f"xclip: nothing to do: all {len(paths)} videos are already in {output}")
         return
-    with _status(f"Loading {model}"):
-        runner = XClipRunner.from_pretrained(model, device=device)
+    runner = _load_runner(model, device, precision)
     appending = bool(done_before)
     with _open_output(output, append=appending) as stream:
         writer = WRITERS[writer_name](stream, **({"write_header": False} if appending and writer_name == "csv" else {}))

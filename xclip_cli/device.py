@@ -37,3 +37,14 @@ def resolve_device(spec: str) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 can beat float32 here: GPUs, or CPUs with bf16 units (AVX-512 BF16, AMX).
+
+    On a CPU without them bf16 is emulated: measured 7.7x slower than fp32 (AVX2 EPYC).
+    """
+    if device.type != "cpu":
+        return True
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check is not None and check())
