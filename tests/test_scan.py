@@ -187,3 +187,9 @@ def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: P
     paths = [row["path"] for row in rows(out)]
     assert paths[: len(finished)] == finished
     assert sorted(paths) == sorted(str(p) for p in folder.iterdir())
+
+
+def test_an_empty_folder_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", str(tmp_path), "-o", str(tmp_path / "r.csv"), "--model", "/no/model"])
+    assert result.exit_code == 0
+    assert result.stderr.strip() == "xclip: nothing to do: no videos found"

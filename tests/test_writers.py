@@ -330,7 +330,7 @@ def test_csv_error_row() -> None:
 def test_csv_header_only_without_results_and_optional() -> None:
     assert render("csv", []) == ",".join(CSV_COLUMNS) + "\r\n"
     stream = io.StringIO()
-    writer = CsvWriter(stream, write_header=False)
+    writer = CsvWriter(stream, appending=True)
     writer.write(ok())
     _, rows = parse_csv(",".join(CSV_COLUMNS) + "\r\n" + stream.getvalue())
     assert [row["path"] for row in rows] == ["clip.mp4"]

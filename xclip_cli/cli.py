@@ -203,7 +203,7 @@ def scan(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
-    from .scan import Shard, find_videos, finished_paths, parse_extensions, read_path_list
+    from .scan import finished_paths
 
     writer_name = _pick_format(output_format, output) if output_format or output else "csv"
     if writer_name not in ("csv", "jsonl"):
@@ -212,12 +212,7 @@ def scan(
         raise UsageError("give folders to scan or --from-file LIST")
     labelset = resolve_labels(labels)
     _check_writable(output, [])
-    paths = list(find_videos(folders or [], recursive=recursive, pattern=glob, **_extensions(ext, parse_extensions)))
-    if from_file is not None:
-        paths += read_path_list(sys.stdin if from_file == "-" else _read_lines(from_file))
-    if shard is not None:
-        part = Shard.parse(shard)
-        paths = [path for path in paths if path in part]
+    paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
     done_before = set() if overwrite or output is None else finished_paths(output)
     todo = [path for path in dict.fromkeys(paths) if path not in done_before]
     from .classify import ClassifyOptions, classify_videos
@@ -225,12 +220,13 @@ def scan(
 
     if not todo:
         if not quiet:
-            _stderr(f"xclip: nothing to do: all {len(paths)} videos are already in {output}")
+            found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
+            _stderr(f"xclip: nothing to do: {found}")
         return
     runner = _load_runner(model, device, precision)
     appending = bool(done_before)
     with _open_output(output, append=appending) as stream:
-        writer = WRITERS[writer_name](stream, **({"write_header": False} if appending and writer_name == "csv" else {}))
+        writer = WRITERS[writer_name](stream, appending=appending)
         with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
             results = classify_videos(
                 runner, todo, labelset, ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers)
@@ -239,8 +235,20 @@ def scan(
     _exit_for(done, failed)
 
 
-def _extensions(ext: str | None, parse: Callable[[str], frozenset[str]]) -> dict[str, frozenset[str]]:
-    return {} if ext is None else {"extensions": parse(ext)}
+def _scan_paths(
+    folders: list[str], from_file: str | None, recursive: bool, glob: str | None, ext: str | None, shard: str | None
+) -> list[str]:
+    """Found videos, then listed ones, kept to this shard."""
+    from .scan import VIDEO_EXTENSIONS, Shard, find_videos, parse_extensions, read_path_list
+
+    extensions = VIDEO_EXTENSIONS if ext is None else parse_extensions(ext)
+    paths = list(find_videos(folders, recursive=recursive, pattern=glob, extensions=extensions))
+    if from_file is not None:
+        paths += read_path_list(sys.stdin if from_file == "-" else _read_lines(from_file))
+    if shard is not None:
+        part = Shard.parse(shard)
+        paths = [path for path in paths if path in part]
+    return paths
 
 
 def _read_lines(path: str) -> list[str]:

@@ -63,8 +63,10 @@ class Writer:
 
     name: ClassVar[str]
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, appending: bool = False) -> None:
+        """``appending``: the stream continues an earlier run's output (a resumed scan)."""
         self.stream = stream
+        self.appending = appending
 
     def write(self, result: VideoResult) -> None:
         raise NotImplementedError
@@ -78,8 +80,8 @@ class TableWriter(Writer):
 
     name = "table"
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(stream)
+    def __init__(self, stream: TextIO, appending: bool = False) -> None:
+        super().__init__(stream, appending)
         self.console = data_console(stream)  # emoji off: ":tada:" in a path stays text
 
     def write(self, result: VideoResult) -> None:
@@ -106,8 +108,8 @@ class JsonWriter(Writer):
 
     name = "json"
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(stream)
+    def __init__(self, stream: TextIO, appending: bool = False) -> None:
+        super().__init__(stream, appending)
         self.records: list[dict[str, Any]] = []
 
     def write(self, result: VideoResult) -> None:
@@ -134,10 +136,10 @@ class CsvWriter(Writer):
 
     name = "csv"
 
-    def __init__(self, stream: TextIO, write_header: bool = True) -> None:
-        super().__init__(stream)
+    def __init__(self, stream: TextIO, appending: bool = False) -> None:
+        super().__init__(stream, appending)
         self.csv = csv.writer(stream)
-        if write_header:
+        if not appending:
             self.csv.writerow(CSV_COLUMNS)
             stream.flush()
 
