@@ -284,8 +284,9 @@ def test_closed_stdout_exits_141_quietly() -> None:
         stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
-    process.stdout.readline()
-    process.stdout.close()  # like `| head -1`
+    # Close the reading end at once: the output (15 kB) would fit in the pipe buffer, so a
+    # reader that first takes a line could let the writer finish without ever seeing EPIPE.
+    process.stdout.close()  # like `| head -0`, before the tool has printed anything
     assert process.wait(timeout=60) == ExitCode.BROKEN_PIPE
     assert process.stderr.read() == b""
 
