@@ -79,7 +79,10 @@ def _frames_in_order(
         try:
             for path in paths:
                 in_flight.append((path, pool.submit(_load_or_error, runner, path, options)))
-                if len(in_flight) >= lookahead:
+                # Hand over what is ready, not only when the window is full: with a slow stdin
+                # list (`find ... | xclip classify -`) a result follows the next path, not the
+                # third one after it.
+                while in_flight and (len(in_flight) >= lookahead or in_flight[0][1].done()):
                     done_path, future = in_flight.popleft()
                     yield done_path, future.result()
             while in_flight:
