@@ -15,6 +15,9 @@ and a synthetic 1280x720 30 fps H.264 clip of 10 s (``--long`` adds a 60 s one):
   (``runner.video_logits``); plus plain sequential decoding up to the last sampled frame with
   PyAV's default decoder threading (what ``xclip_cli.decode`` uses) and with ``AUTO``, since
   which one is faster depends on how the file was encoded (see ``--sliced-clips``);
+* the scan path (8 videos, two decode-ahead workers), the same stream decoded with no model
+  (the floor no model speed-up can beat) and, on CPUs with bf16 units, the scan path and the
+  vision forward with ``--precision bf16``;
 * agreement of both paths on the same clip: top-5 labels and probabilities, largest
   probability and logit differences over all 400 labels;
 * one-shot wall times as a user sees them: ``python -m xclip_cli classify ...`` (warm disk text
@@ -44,6 +47,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -54,6 +58,7 @@ import numpy as np
 import torch
 
 from xclip_cli.classify import ClassifyOptions, classify_videos, load_frames
+from xclip_cli.device import bf16_is_fast
 from xclip_cli.labels import LabelSet, resolve_labels
 from xclip_cli.results import VideoResult
 from xclip_cli.runner import XClipRunner
@@ -399,11 +404,13 @@ def measure_ours(runner: XClipRunner, clip: Path, labelset: LabelSet, repeat: in
     features = runner.label_text_features(labelset)
     vision = measure("  ours: vision forward", lambda: runner.video_logits(pixel_values, features), repeat)
     vision.note = "runner.video_logits, cached text features"
-    return [ours, frames, text, vision, measure_stream(runner, clip, labelset, repeat)]
+    stream = measure_stream(runner, clip, labelset, repeat)
+    return [ours, frames, text, vision, stream, measure_decode_stream(runner, clip, repeat)]
 
 
-STREAM_VIDEOS = 4  # videos per streamed run: the scan path, decoding ahead while the model runs
+STREAM_VIDEOS = 8  # videos per streamed run: the scan path, decoding ahead while the model runs
 STREAM_WORKERS = 2  # the CLI default
+BF16_ROWS = ("ours: stream of videos, per video, --precision bf16", "vision forward, --precision bf16")
 
 
 def measure_stream(runner: XClipRunner, clip: Path, labelset: LabelSet, repeat: int) -> Timing:
@@ -415,10 +422,36 @@ def measure_stream(runner: XClipRunner, clip: Path, labelset: LabelSet, repeat: 
         if not all(result.ok for result in results):
             raise RuntimeError(f"classify failed on {clip}")
 
-    timing = measure("ours: stream of videos, per video (scan path)", stream, repeat)
+    name = "ours: stream of videos, per video (scan path)"
+    if runner.precision != "fp32":
+        name = f"ours: stream of videos, per video, --precision {runner.precision}"
+    timing = measure(name, stream, repeat)
     timing.samples = [seconds / STREAM_VIDEOS for seconds in timing.samples]
     timing.note = f"{STREAM_VIDEOS} videos, --workers {STREAM_WORKERS}; total / {STREAM_VIDEOS}"
     return timing
+
+
+def measure_decode_stream(runner: XClipRunner, clip: Path, repeat: int) -> Timing:
+    """Decode + preprocess of a stream with the scan's workers and no model: the scan's floor."""
+
+    def decode_all() -> None:
+        with ThreadPoolExecutor(STREAM_WORKERS) as pool:
+            list(pool.map(lambda path: load_frames(runner, path, ClassifyOptions()), [str(clip)] * STREAM_VIDEOS))
+
+    timing = measure("  decode + preprocess only, stream (floor)", decode_all, repeat)
+    timing.samples = [seconds / STREAM_VIDEOS for seconds in timing.samples]
+    timing.note = f"{STREAM_VIDEOS} videos on {STREAM_WORKERS} threads, no model; total / {STREAM_VIDEOS}"
+    return timing
+
+
+def measure_bf16(model_dir: Path, clip: Path, labelset: LabelSet, repeat: int) -> list[Timing]:
+    """The scan path and the vision forward in bf16 (lossy, opt-in), where the CPU has bf16 units."""
+    runner = XClipRunner.from_pretrained(str(model_dir), device="cpu", precision="bf16")
+    features = runner.label_text_features(labelset)
+    pixel_values = torch.stack(load_frames(runner, str(clip), ClassifyOptions()).frames).unsqueeze(0)
+    vision = measure("  vision forward, --precision bf16", lambda: runner.video_logits(pixel_values, features), repeat)
+    vision.note = "bf16 autocast; drift: benchmarks/bench_precision.py"
+    return [measure_stream(runner, clip, labelset, repeat), vision]
 
 
 def decode_up_to(clip: Path, last: int, thread_type: str | None) -> None:
@@ -591,6 +624,11 @@ def print_clip_report(report: ClipReport) -> None:
             "seed decode / ours decode+preprocess", timings["seed: decode"], timings["ours: decode + preprocess"]
         )
     )
+    print(ratio_line("ours streamed / its decode floor", stream, timings["decode + preprocess only, stream (floor)"]))
+    bf16 = timings.get("ours: stream of videos, per video, --precision bf16")
+    if bf16 is not None:
+        print(ratio_line("seed / ours streamed, --precision bf16", seed, bf16, "(lossy, opt-in)"))
+        print(ratio_line("ours streamed bf16 / bf16 vision forward", bf16, timings["vision forward, --precision bf16"]))
     default, auto = (t for t in report.timings if t.name.strip().startswith("decode frames"))
     print(ratio_line("decoding: PyAV default threads / AUTO", default, auto, "(< 1: AUTO is slower here)"))
     print("agreement (same clip, 400 labels; random weights make the probabilities nearly flat):")
@@ -604,12 +642,15 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
     vision = timings["ours: vision forward"]
     cli, script = one_shot
     stream = timings["ours: stream of videos, per video (scan path)"]
+    bf16 = [timings[name] for name in BF16_ROWS if name in timings]
     rows = [
         seed,
         ours,
         stream,
         timings["ours: decode + preprocess"],
+        timings["decode + preprocess only, stream (floor)"],
         vision,
+        *bf16,
         *cold,
         cli,
         script,
@@ -620,6 +661,8 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
     print(ratio_line("seed recipe / ours streamed (scan path)", seed, stream, "(issue #3 target >= 10x)"))
     print(ratio_line("ours per video / vision forward", ours, vision))
     print(ratio_line("ours streamed / vision forward", stream, vision, "(issue #3 target <= 1.3x)"))
+    if bf16:
+        print(ratio_line("seed recipe / ours streamed, --precision bf16", seed, bf16[0], "(lossy, opt-in)"))
     print(ratio_line("seed one-shot script / CLI one-shot", script, cli))
 
 
@@ -650,6 +693,9 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     log("first classify call (cold text cache) ...")
     cold = measure_first_call(runner, clips[0], labelset)
     reports = [measure_clip(clip, seed_model, processor, runner, labelset, args.repeat) for clip in clips]
+    if bf16_is_fast(torch.device("cpu")):
+        log(f"{clips[0].name}: --precision bf16 x{args.repeat} ...")
+        reports[0].timings += measure_bf16(model_dir, clips[0], labelset, args.repeat)
     del seed_model
     log(f"one-shot subprocess runs x{args.repeat} ({clips[0].name}) ...")
     one_shot = measure_one_shot(model_dir, clips[0], labelset.names, workdir, args.repeat)
