@@ -107,7 +107,10 @@ def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Pa
     assert result.exit_code == ExitCode.PARTIAL
     statuses = [json.loads(line)["status"] for line in result.stdout.splitlines()]
     assert statuses == ["ok", "error"]
-    assert result.stderr.strip() == f"xclip: error: {fake}: not a video file ffmpeg can read (invalid data)"
+    assert (
+        result.stderr.strip()
+        == f"xclip: error: {fake}: an HTML page, not a video (a failed download or an error page saved as video?)"
+    )
 
     result = classify(tiny_model_dir, str(fake), str(tmp_path / "missing.mp4"))
     assert result.exit_code == ExitCode.ALL_FAILED

@@ -115,20 +115,8 @@ def test_transform_is_applied_to_each_frame(tmp_path: Path) -> None:
     assert sampled.frames == ((48, 64, 3),) * 4
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [(b"", "invalid data|end of file"), (b"<html>502 Bad Gateway</html>", "invalid data")],
-)
-def test_not_a_video(tmp_path: Path, content: bytes, reason: str) -> None:
-    path = tmp_path / "broken.mp4"
-    path.write_bytes(content)
-    with pytest.raises(VideoError, match=reason) as info:
-        sample_video(path, 8)
-    assert info.value.path == str(path)
-
-
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(VideoError, match="No such file"):
+    with pytest.raises(VideoError, match="no such file"):
         sample_video(tmp_path / "nope.mp4", 8)
 
 

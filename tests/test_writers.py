@@ -59,6 +59,7 @@ RESULTS = (
         duration=2.5,
         width=360,
         height=640,
+        warnings=("truncated or damaged: frames cover only 2.50 s of the 9.00 s it declares", "second, kept apart"),
     ),
     VideoResult(
         path="missing.mp4",
@@ -149,6 +150,7 @@ RECORD_KEYS = [
     "width",
     "height",
     "error",
+    "warnings",
 ]
 
 
@@ -171,8 +173,10 @@ def test_json_document() -> None:
         "width": 640,
         "height": 360,
         "error": None,
+        "warnings": [],
     }
     assert second["path"] == "vidéo ünïcode.mp4"
+    assert second["warnings"] == list(RESULTS[1].warnings)
     assert second["predictions"][0]["label"] == "[bold]x[/bold]"
     assert failed == {
         "path": "missing.mp4",
@@ -185,6 +189,7 @@ def test_json_document() -> None:
         "width": None,
         "height": None,
         "error": "cannot open video (No such file or directory)",
+        "warnings": [],
     }
 
 
@@ -304,7 +309,9 @@ def test_csv_header_and_rows() -> None:
         "model": MODEL,
         "labelset": "household",
         "error": "",
+        "warnings": "",
     }
+    assert rows[1]["warnings"] == " | ".join(RESULTS[1].warnings)
     assert json.loads(rows[0]["top_k"]) == [["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]
     assert rows[1]["path"] == "vidéo ünïcode.mp4"
     assert json.loads(rows[1]["top_k"]) == [["[bold]x[/bold]", 0.99], ["café au lait", 0.01]]
@@ -324,6 +331,7 @@ def test_csv_error_row() -> None:
         "model": MODEL,
         "labelset": "household",
         "error": "cannot open video (No such file or directory)",
+        "warnings": "",
     }
 
 

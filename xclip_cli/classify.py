@@ -36,6 +36,7 @@ class ClassifyOptions:
     end: float | None = None
     batch_size: int = 1  # videos per vision-encoder call
     workers: int = 0  # threads decoding upcoming videos while the model runs (0: decode in line)
+    timeout: float | None = None  # seconds a video's decoding may take before it becomes an error
 
 
 def classify_videos(
@@ -108,6 +109,7 @@ def load_frames(runner: XClipRunner, path: str, options: ClassifyOptions) -> Sam
         start=options.start,
         end=options.end,
         transform=partial(preprocess_frame, config=runner.preprocess),
+        timeout=options.timeout,
     )
 
 
@@ -143,4 +145,5 @@ def _score(
             duration=video.info.duration,
             width=video.info.width,
             height=video.info.height,
+            warnings=video.warnings,
         )

@@ -60,6 +60,13 @@ WorkersOpt = Annotated[
     int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(min=0, help="Seconds a video's decoding may take; slower files become errors (default: no limit)."),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show ffmpeg's own messages, and a traceback for internal errors.")
+]
 
 
 def _stderr(message: str) -> None:
@@ -86,7 +93,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            if os.environ.get("XCLIP_DEBUG"):
+            if os.environ.get("XCLIP_DEBUG") or kwargs.get("verbose"):
                 raise
             _stderr(f"xclip: internal error: {type(exc).__name__}: {exc} (set XCLIP_DEBUG=1 for a traceback)")
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
@@ -124,8 +131,11 @@ def classify(
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
+    _set_verbose(verbose)
     _check_range(start, end)
     writer_class = WRITERS[_pick_format(output_format, output)]
     labelset = resolve_labels(labels)
@@ -136,10 +146,12 @@ def classify(
     from .classify import ClassifyOptions, classify_videos
 
     runner = _load_runner(model, device, precision)
-    options = ClassifyOptions(top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers)
+    options = ClassifyOptions(
+        top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers, timeout=timeout
+    )
     with _open_output(output) as stream:
         results = classify_videos(runner, _expand_stdin(videos), labelset, options)
-        done, failed = _write_all(results, writer_class(stream), _report_failure)
+        done, failed = _write_all(results, writer_class(stream), _report_problems)
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
     _exit_for(done, failed)
@@ -156,9 +168,19 @@ def _load_runner(model: str, device: str, precision: str) -> Any:
     return runner
 
 
-def _report_failure(result: VideoResult) -> None:
-    if not result.ok:
-        _stderr(f"xclip: error: {result.path}: {result.error}")
+def _report_problems(result: VideoResult) -> None:
+    from .progress import report_lines
+
+    for line in report_lines(result):
+        _stderr(line)
+
+
+def _set_verbose(verbose: bool) -> None:
+    """ffmpeg stays silent unless asked: its messages are for debugging a file, not for users."""
+    if verbose:
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)
 
 
 def _write_all(results: Iterable[VideoResult], writer: Writer, each: Callable[[VideoResult], None]) -> tuple[int, int]:
@@ -203,10 +225,13 @@ def scan(
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from .scan import finished_paths
 
+    _set_verbose(verbose)
     writer_name = _pick_format(output_format, output) if output_format or output else "csv"
     if writer_name not in ("csv", "jsonl"):
         raise UsageError("scan writes csv or jsonl (one row per video, as each finishes)")
@@ -230,9 +255,8 @@ def scan(
     with _open_output(output, append=appending) as stream:
         writer = WRITERS[writer_name](stream, appending=appending)
         with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            results = classify_videos(
-                runner, todo, labelset, ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers)
-            )
+            options = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout)
+            results = classify_videos(runner, todo, labelset, options)
             done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
 

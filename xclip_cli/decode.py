@@ -7,12 +7,19 @@ only when that skips work, and decoding forward from there; frames that are neit
 nor referenced are skipped by the decoder. Each decoded frame is turned upright (display
 rotation) and handed to ``transform`` at once, so at most the T sampled frames, already
 transformed, are kept.
+
+Damaged files are handled in the open: a seek that lands late or on a keyframe that is not a
+clean entry point is retried from an earlier keyframe, then from the start; a sampled frame
+that still cannot be decoded is replaced by its nearest decoded neighbour with a warning (an
+error when fewer than half decode); a file whose data stops early says so in a warning.
+Streams without timestamps, or whose timestamps restart, are decoded front to back and their
+frames counted.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +30,7 @@ import av
 import numpy as np
 
 from .errors import VideoError
+from .probe import check_openable, unreadable_reason
 from .sampling import SamplingPlan, frame_span, plan_segment_centres
 
 T = TypeVar("T")
@@ -30,6 +38,10 @@ T = TypeVar("T")
 # 720p H.264 and 2x slower on multi-slice files (benchmarks/bench_classify.py).
 THREAD_TYPE = "SLICE"
 SEEK_ATTEMPTS = 3  # keyframes tried, going back, before decoding from the start
+FALLBACK_RATE = Fraction(25)  # frames per second assumed for a stream without timestamps
+# Container formats that hold pictures, not videos: their files are rejected as still images.
+IMAGE_FORMATS = ("image2", "gif", "apng", "webp")
+TRUNCATION_SLACK = 0.5  # seconds of declared duration that may be missing without a warning
 
 
 @dataclass(frozen=True)
@@ -51,13 +63,29 @@ class SampledVideo(Generic[T]):
     frames: tuple[T, ...]
     plan: SamplingPlan
     info: VideoInfo
+    warnings: tuple[str, ...] = ()  # what was wrong with the file, though it still classified
 
 
 @dataclass(frozen=True)
 class _FrameIndex:
-    pts: list[int]  # presentation timestamps in display order, in stream time base
+    pts: list[int]  # presentation timestamps in display order, in stream time base (made monotonic)
     keyframe_pts: list[int]  # sorted
     time_base: Fraction
+    sequential: bool  # timestamps missing or restarting: decode from the start, count frames
+    read_error: bool  # demuxing stopped at damaged or missing data
+
+
+class _Deadline:
+    """A per-file time limit, checked between packets (``None``: no limit)."""
+
+    def __init__(self, name: str, seconds: float | None) -> None:
+        self.name = name
+        self.seconds = seconds
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            raise VideoError(self.name, f"gave up after {self.seconds:g} s (--timeout)")
 
 
 def sample_video(
@@ -67,43 +95,57 @@ def sample_video(
     start: float | None = None,
     end: float | None = None,
     transform: Callable[[np.ndarray], T] = lambda rgb: rgb,  # type: ignore[assignment,return-value]
+    timeout: float | None = None,
 ) -> SampledVideo[T]:
     """Decode ``num_frames`` frames of ``path`` chosen by ``plan_segment_centres``.
 
     ``transform`` receives each upright HxWx3 uint8 RGB frame as soon as it is decoded.
-    Raises ``VideoError`` naming the file when it cannot be opened, has no video stream, or
-    no frame decodes.
+    Raises ``VideoError`` naming the file when it cannot be opened, is not a video, no frame
+    decodes, or ``timeout`` seconds pass.
     """
     name = str(path)
+    check_openable(name)
+    deadline = _Deadline(name, timeout)
     try:
         with av.open(name, mode="r") as container:
             stream = _video_stream(container, name)
-            index = _index_frames(container, stream)
+            index = _index_frames(container, stream, deadline)
             times = [float((pts - index.pts[0]) * index.time_base) for pts in index.pts]
-            if not times:
-                raise VideoError(name, "no video frames found")
             if start is not None and start >= frame_span(times):
                 raise VideoError(name, f"--start {start:g} s is not before the end ({frame_span(times):.2f} s)")
             plan = plan_segment_centres(times, num_frames, start, end)
             wanted = sorted({index.pts[i] for i in plan.frame_indices})
-            decoded, shape, rotation = _decode_targets(container, stream, index, wanted, transform)
+            decoder = _Decoder(container, stream, index, wanted, transform, deadline)
+            decoded = decoder.run()
+            warnings = _truncation_warnings(stream, index, frame_span(times))
+            codec = stream.codec_context.name
     except VideoError:
         raise
     except av.FFmpegError as exc:
-        raise VideoError(name, _ffmpeg_reason(exc)) from None
+        raise VideoError(name, _ffmpeg_reason(name, exc)) from None
     except OSError as exc:
         raise VideoError(name, exc.strerror or str(exc)) from None
-    height, width = shape
+    missing = [pts for pts in wanted if pts not in decoded]
+    if len(missing) * 2 > len(wanted):
+        raise VideoError(name, f"damaged: only {len(wanted) - len(missing)} of {len(wanted)} sampled frames decode")
+    if missing:
+        warnings += (
+            f"{len(missing)} of {len(wanted)} sampled frames could not be decoded (damaged data); "
+            "their nearest decoded frames were used instead",
+        )
+        for pts in missing:
+            decoded[pts] = decoded[min(decoded, key=lambda have: abs(have - pts))]
+    height, width = decoder.shape
     info = VideoInfo(
         width=width,
         height=height,
         duration=plan.duration,
         num_frames=len(index.pts),
-        rotation=rotation,
-        codec=stream.codec_context.name,
+        rotation=decoder.rotation,
+        codec=codec,
     )
     frames = tuple(decoded[index.pts[i]] for i in plan.frame_indices)
-    return SampledVideo(frames=frames, plan=plan, info=info)
+    return SampledVideo(frames=frames, plan=plan, info=info, warnings=warnings)
 
 
 def _video_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
@@ -111,114 +153,237 @@ def _video_stream(container: av.container.InputContainer, name: str) -> av.Video
     if not streams:
         reason = "only a cover picture, no video" if container.streams.video else "no video stream"
         raise VideoError(name, reason)
-    return streams[0]
+    stream = streams[0]
+    if stream.codec_context is None:
+        raise VideoError(name, "no decoder for its video codec in this ffmpeg build (unknown or unsupported codec)")
+    format_name = container.format.name
+    if format_name == "image2" or format_name.endswith("_pipe"):
+        raise VideoError(name, f"a still image ({stream.codec_context.name}), not a video")
+    return stream
 
 
-def _index_frames(container: av.container.InputContainer, stream: av.VideoStream) -> _FrameIndex:
-    """Read every packet's pts and keyframe flag without decoding."""
-    pts: set[int] = set()
-    keyframes: set[int] = set()
-    for packet in container.demux(stream):
-        if packet.pts is None or packet.size == 0:
-            continue
-        pts.add(packet.pts)
-        if packet.is_keyframe:
-            keyframes.add(packet.pts)
+def _index_frames(container: av.container.InputContainer, stream: av.VideoStream, deadline: _Deadline) -> _FrameIndex:
+    """Read every packet's timestamps and keyframe flag without decoding."""
+    packets: list[tuple[int | None, int | None, bool]] = []
+    read_error = False
+    try:
+        for packet in container.demux(stream):
+            deadline.check()
+            if packet.size:
+                packets.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
+    except av.FFmpegError:
+        read_error = True  # damaged or missing data: index what came before it
+    if not packets:
+        raise VideoError(container.name, "no video frames found")
     if stream.time_base is None:
         raise VideoError(container.name, "the video stream has no time base")
-    ordered = sorted(pts)
+    timed = [packet for packet in packets if packet[0] is not None]
+    if not timed:
+        # A raw elementary stream (.h264, .hevc): no timestamps at all, so frames are counted.
+        rate = stream.average_rate or stream.guessed_rate or FALLBACK_RATE
+        return _FrameIndex(list(range(len(packets))), [0], 1 / Fraction(rate), True, read_error)
+    pts, keyframes, restarted = _unwrap_restarts(timed)
+    if len(container.streams.video) == 1 and container.format.name in IMAGE_FORMATS and len(pts) == 1:
+        raise VideoError(container.name, f"a still image ({container.format.name}), not a video")
+    ordered = sorted(set(pts))
     # Without a keyframe flag (rare) we can only decode from the start.
     keyframe_pts = sorted(keyframes) or ordered[:1]
-    return _FrameIndex(pts=ordered, keyframe_pts=keyframe_pts, time_base=stream.time_base)
+    return _FrameIndex(ordered, keyframe_pts, stream.time_base, restarted, read_error)
 
 
-def _decode_targets(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    index: _FrameIndex,
-    wanted: list[int],
-    transform: Callable[[np.ndarray], T],
-) -> tuple[dict[int, T], tuple[int, int], int]:
-    """Decode the frames whose pts are in ``wanted`` (sorted), seeking only when it skips work."""
-    stream.thread_type = THREAD_TYPE
-    targets = set(wanted)
-    decoded: dict[int, T] = {}
-    shape = (0, 0)
-    rotation = 0
-    frames: Iterator[av.VideoFrame] | None = None
-    position: int | None = None  # pts of the last frame decoded
-    for target in wanted:
-        keyframe = index.keyframe_pts[max(0, bisect.bisect_right(index.keyframe_pts, target) - 1)]
-        if frames is None or position is None or keyframe > position:
-            frames = _frames_from_before(container, stream, index, target, targets)
-        frame = _next_frame_at(frames, target)
-        if frame is None:
-            frames = None  # this stretch ended early; a fresh seek may still reach later targets
-            continue
-        position = frame.pts
-        rotation = _rotation(frame)
-        rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
-        shape = rgb.shape[:2]
-        decoded[target] = transform(np.ascontiguousarray(rgb))
-    missing = [pts for pts in wanted if pts not in decoded]
-    if missing:
-        if not decoded:
-            raise VideoError(container.name, "no frame could be decoded")
-        # The stream ended early (frames dropped by the decoder): use the last frame we have.
-        last = decoded[max(decoded)]
-        for pts in missing:
-            decoded[pts] = last
-    return decoded, shape, rotation
+def _unwrap_restarts(packets: list[tuple[int | None, int | None, bool]]) -> tuple[list[int], set[int], bool]:
+    """Presentation timestamps made monotonic across restarts (recordings joined end to end).
 
-
-def _frames_from_before(
-    container: av.container.InputContainer,
-    stream: av.VideoStream,
-    index: _FrameIndex,
-    target: int,
-    targets: set[int],
-) -> Iterator[av.VideoFrame]:
-    """Frames decoded from a keyframe at or before ``target``.
-
-    Some demuxers land after the requested keyframe (MPEG-TS lands on the next one, or at the
-    end): the first decoded frame tells, and an earlier keyframe is tried, then the start.
+    Decode timestamps only grow within a recording, so a drop marks a restart; later
+    timestamps are shifted to continue after the last frame. Returns the shifted pts (decode
+    order), the shifted keyframe pts, and whether any restart was seen.
     """
-    position = max(0, bisect.bisect_right(index.keyframe_pts, target) - 1)
-    for candidate in range(position, max(-1, position - SEEK_ATTEMPTS), -1):
-        container.seek(index.keyframe_pts[candidate], stream=stream, backward=True, any_frame=False)
-        frames = _decode_skipping(container, stream, targets)
-        first = next(frames, None)
-        if first is not None and first.pts is not None and first.pts <= target:
-            return itertools.chain([first], frames)
-    return _decode_from_start(container.name, stream.index, targets)
+    offset = 0
+    last_dts: int | None = None
+    highest: int | None = None
+    step = 1
+    shifted: list[int] = []
+    keyframes: set[int] = set()
+    restarted = False
+    for pts, dts, is_keyframe in packets:
+        assert pts is not None
+        # Without decode timestamps a drop cannot be told from B-frame reordering: no unwrapping.
+        if dts is not None and last_dts is not None and highest is not None and dts + offset < last_dts:
+            restarted = True
+            offset = highest + step - pts
+        value = pts + offset
+        if highest is not None and value > highest:
+            step = value - highest
+        highest = value if highest is None else max(highest, value)
+        if dts is not None:
+            last_dts = dts + offset
+        shifted.append(value)
+        if is_keyframe:
+            keyframes.add(value)
+    return shifted, keyframes, restarted
 
 
-def _decode_from_start(name: str, stream_index: int, targets: set[int]) -> Iterator[av.VideoFrame]:
-    """Last resort when seeking cannot be trusted: a fresh container, decoded from the start."""
-    with av.open(name) as container:
-        yield from _decode_skipping(container, container.streams[stream_index], targets)
+class _Decoder(Generic[T]):
+    """Decodes the frames whose (unwrapped) pts are in ``wanted``, seeking only when it skips work."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.VideoStream,
+        index: _FrameIndex,
+        wanted: list[int],
+        transform: Callable[[np.ndarray], T],
+        deadline: _Deadline,
+    ) -> None:
+        self.container = container
+        self.stream = stream
+        self.index = index
+        self.wanted = wanted
+        self.targets = set(wanted)
+        self.transform = transform
+        self.deadline = deadline
+        self.shape = (0, 0)
+        self.rotation = 0
+        self.decoded: dict[int, T] = {}
+
+    def run(self) -> dict[int, T]:
+        self.stream.thread_type = THREAD_TYPE
+        if self.index.sequential:
+            self._take_in_order(self._counted_frames(self._fresh_decode()))
+            return self.decoded
+        frames: _Frames | None = None
+        from_start = False
+        for target in self.wanted:
+            keyframe = self._keyframe_before(target)
+            frame = None
+            if frames is not None and (from_start or (frames.position is not None and keyframe <= frames.position)):
+                frame = frames.exact(target)
+            if frame is None and not from_start:
+                for candidate in self._seek_candidates(target):
+                    frames = _Frames(self._decode_from(candidate))
+                    frame = frames.exact(target)
+                    if frame is not None:
+                        break
+                else:
+                    # No seek gave the exact frame: decode forward from the start once, and keep
+                    # going from there for every later target.
+                    from_start = True
+                    frames = _Frames(self._fresh_decode())
+                    frame = frames.exact(target)
+            if frame is None:
+                if from_start:
+                    continue  # damaged beyond repair; a nearest frame stands in
+                frames = None
+                continue
+            self._keep(target, frame)
+        return self.decoded
+
+    def _keyframe_before(self, target: int) -> int:
+        keyframes = self.index.keyframe_pts
+        return keyframes[max(0, bisect.bisect_right(keyframes, target) - 1)]
+
+    def _seek_candidates(self, target: int) -> list[int]:
+        keyframes = self.index.keyframe_pts
+        position = max(0, bisect.bisect_right(keyframes, target) - 1)
+        return [keyframes[i] for i in range(position, max(-1, position - SEEK_ATTEMPTS), -1)]
+
+    def _decode_from(self, keyframe: int) -> Iterator[tuple[av.VideoFrame, bool]]:
+        self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
+        return self._decode_skipping(self.container, self.stream)
+
+    def _fresh_decode(self) -> Iterator[tuple[av.VideoFrame, bool]]:
+        """A fresh container decoded from the start: seeking cannot be trusted here."""
+        with av.open(self.container.name) as container:
+            stream = container.streams[self.stream.index]
+            stream.thread_type = THREAD_TYPE
+            yield from self._decode_skipping(container, stream, skip=not self.index.sequential)
+
+    def _decode_skipping(
+        self, container: av.container.InputContainer, stream: av.VideoStream, skip: bool = True
+    ) -> Iterator[tuple[av.VideoFrame, bool]]:
+        """Decode forward, telling the decoder to skip frames that are neither sampled nor referenced.
+
+        Non-reference frames (most B-frames) can be dropped without changing any other frame,
+        so only packets of sampled frames are decoded in full. Yields each frame with whether it
+        may be damaged: after a packet fails to decode, every frame up to the next keyframe may
+        be built on the damage.
+        """
+        codec = stream.codec_context
+        packets = container.demux(stream)
+        damaged = False
+        while True:
+            self.deadline.check()
+            try:
+                packet = next(packets)
+            except (StopIteration, av.FFmpegError):
+                return
+            if skip:
+                codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in self.targets else "NONREF"
+            if packet.is_keyframe:
+                damaged = False
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                damaged = True
+                continue
+            for frame in frames:
+                yield frame, damaged or frame.is_corrupt
+
+    def _counted_frames(
+        self, frames: Iterator[tuple[av.VideoFrame, bool]]
+    ) -> Iterator[tuple[int, av.VideoFrame, bool]]:
+        """Frames in display order with their position, for streams whose timestamps cannot be used."""
+        for position, (frame, damaged) in enumerate(frames):
+            yield self.index.pts[min(position, len(self.index.pts) - 1)], frame, damaged
+
+    def _take_in_order(self, frames: Iterator[tuple[int, av.VideoFrame, bool]]) -> None:
+        last = self.wanted[-1]
+        for pts, frame, damaged in frames:
+            if pts in self.targets and not damaged:
+                self._keep(pts, frame)
+            if pts >= last:
+                return
+
+    def _keep(self, target: int, frame: av.VideoFrame) -> None:
+        self.rotation = _rotation(frame)
+        rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=self.rotation // 90)
+        self.shape = rgb.shape[:2]
+        self.decoded[target] = self.transform(np.ascontiguousarray(rgb))
 
 
-def _decode_skipping(
-    container: av.container.InputContainer, stream: av.VideoStream, targets: set[int]
-) -> Iterator[av.VideoFrame]:
-    """Decode forward, telling the decoder to skip frames that are neither sampled nor referenced.
+class _Frames:
+    """A forward-only run of decoded frames that can look one frame ahead."""
 
-    Non-reference frames (most B-frames) can be dropped without changing any other frame, so
-    only packets of sampled frames are decoded in full.
-    """
-    codec = stream.codec_context
-    for packet in container.demux(stream):
-        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in targets else "NONREF"
-        yield from packet.decode()
+    def __init__(self, frames: Iterator[tuple[av.VideoFrame, bool]]) -> None:
+        self.frames = frames
+        self.ahead: tuple[av.VideoFrame, bool] | None = None
+        self.position: int | None = None  # pts of the last frame taken
+
+    def exact(self, target: int) -> av.VideoFrame | None:
+        """The frame at ``target``, intact; ``None`` if the decoder skipped it, or it came out damaged."""
+        while True:
+            item = self.ahead if self.ahead is not None else next(self.frames, None)
+            self.ahead = None
+            if item is None:
+                return None
+            frame, damaged = item
+            if frame.pts is None or frame.pts < target:
+                continue
+            if frame.pts > target:
+                self.ahead = item  # maybe the next target
+                return None
+            self.position = frame.pts
+            return None if damaged else frame
 
 
-def _next_frame_at(frames: Iterator[av.VideoFrame], target: int) -> av.VideoFrame | None:
-    """The first frame at or after ``target`` (the target itself unless the decoder dropped it)."""
-    for frame in frames:
-        if frame.pts is not None and frame.pts >= target:
-            return frame
-    return None
+def _truncation_warnings(stream: av.VideoStream, index: _FrameIndex, span: float) -> tuple[str, ...]:
+    """A warning when the frames cover clearly less than the stream declares, or reading failed."""
+    declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    if declared is not None and declared - span > max(TRUNCATION_SLACK, 0.05 * declared):
+        return (f"truncated or damaged: frames cover only {span:.2f} s of the {declared:.2f} s it declares",)
+    if index.read_error:
+        return (f"damaged data: reading stopped after {span:.2f} s of video",)
+    return ()
 
 
 def _rotation(frame: av.VideoFrame) -> int:
@@ -227,8 +392,7 @@ def _rotation(frame: av.VideoFrame) -> int:
     return round(degrees / 90.0) % 4 * 90
 
 
-def _ffmpeg_reason(exc: av.FFmpegError) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    if "Invalid data" in text:
-        return "not a video file ffmpeg can read (invalid data)"
-    return text
+def _ffmpeg_reason(name: str, exc: av.FFmpegError) -> str:
+    if isinstance(exc, av.InvalidDataError):
+        return unreadable_reason(name)
+    return getattr(exc, "strerror", None) or str(exc)

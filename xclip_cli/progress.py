@@ -11,6 +11,13 @@ from .results import VideoResult
 LOG_EVERY_SECONDS = 10.0  # plain log lines when stderr is not a terminal
 
 
+def report_lines(result: VideoResult) -> list[str]:
+    """What stderr says about one video: its error, or the warnings it classified with."""
+    if not result.ok:
+        return [f"xclip: error: {result.path}: {result.error}"]
+    return [f"xclip: warning: {result.path}: {warning}" for warning in result.warnings]
+
+
 class ScanProgress:
     """Counts finished videos; shows done/total, videos/s, ETA and failures so far."""
 
@@ -19,7 +26,7 @@ class ScanProgress:
         self.skipped = skipped
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self.done = self.failed = 0
+        self.done = self.failed = self.warned = 0
         self.started = time.monotonic()
         self._last_log = self.started
         self._bar: Any = None
@@ -46,8 +53,8 @@ class ScanProgress:
     def update(self, result: VideoResult) -> None:
         self.done += 1
         self.failed += not result.ok
-        if not result.ok and not self.quiet:
-            message = f"xclip: error: {result.path}: {result.error}"
+        self.warned += bool(result.warnings)
+        for message in [] if self.quiet else report_lines(result):
             if self._bar is not None:
                 self._bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
             else:
@@ -74,6 +81,8 @@ class ScanProgress:
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started
         text = f"{self.done - self.failed} ok, {self.failed} failed"
+        if self.warned:
+            text += f", {self.warned} with warnings"
         if self.skipped:
             text += f", {self.skipped} already done"
         return f"{text} in {_duration(elapsed)}"

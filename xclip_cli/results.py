@@ -27,6 +27,7 @@ class VideoResult:
     width: int | None = None  # decoded size, as displayed (after rotation)
     height: int | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # what was wrong with a video that still classified (damage, truncation)
 
     @property
     def ok(self) -> bool:

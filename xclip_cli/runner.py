@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,12 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tupl
         model, info = XCLIPModel.from_pretrained(
             source, dtype=torch.float32, local_files_only=local_files_only, output_loading_info=True
         )
+    except pickle.UnpicklingError:
+        # torch.load(weights_only=True) met a pickle that is more than tensors: never run it.
+        raise ModelLoadError(
+            f"cannot load model {model_id}: its pickled weights hold more than tensors and could run code; "
+            "refusing to load them (convert the checkpoint to safetensors from a trusted copy)"
+        ) from None
     except (OSError, ValueError, KeyError) as exc:
         if local_files_only and source == model_id:
             raise _NotCached from None

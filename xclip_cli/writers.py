@@ -24,7 +24,9 @@ CSV_COLUMNS = (
     "model",
     "labelset",
     "error",
+    "warnings",
 )
+WARNING_SEPARATOR = " | "  # between warnings in the CSV cell
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
 
 
@@ -41,6 +43,7 @@ def result_record(result: VideoResult) -> dict[str, Any]:
         "width": result.width,
         "height": result.height,
         "error": result.error,
+        "warnings": list(result.warnings),
     }
 
 
@@ -159,6 +162,7 @@ class CsvWriter(Writer):
             "model": result.model,
             "labelset": result.labelset,
             "error": result.error or "",
+            "warnings": WARNING_SEPARATOR.join(result.warnings),
         }
         self.csv.writerow([neutralise_formula(row[column]) for column in CSV_COLUMNS])
         self.stream.flush()
