@@ -179,6 +179,7 @@ CASES: tuple[Case, ...] = (
     Case("podcast-cover-only.mp4", lambda path: _audio(path, fmt="mp4", cover=True), reason="only a cover picture"),
     Case("photo.png", lambda path: _still(path, "image2", "png", "rgb24"), reason="a still image"),
     Case("photo.jpg", lambda path: _still(path, "image2", "mjpeg", "yuvj420p"), reason="a still image"),
+    Case("still.gif", lambda path: _encode(path, _numbered(1), codec="gif", pix_fmt="rgb8"), reason="a still image"),
     Case("capture-card.avi", _unknown_codec, reason="no decoder"),
     # Damaged.
     Case("cut-off.mp4", lambda path: _truncated(path, faststart=False), reason="truncated"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import av
 import numpy as np
 import pytest
 from catalogue import CASES, Case, build_all
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -214,3 +215,31 @@ def test_any_bytes_get_a_plain_reason(tmp_path_factory: pytest.TempPathFactory, 
         path.write_bytes(content)
         reason = unreadable_reason(str(path))
         assert reason and "\n" not in reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    segments=st.lists(
+        st.tuples(st.integers(min_value=-1000, max_value=1000), st.integers(min_value=1, max_value=30)),
+        min_size=1,
+        max_size=5,
+    ),
+    step=st.integers(min_value=1, max_value=10),
+)
+def test_restarting_timestamps_unwrap_to_one_timeline(segments: list[tuple[int, int]], step: int) -> None:
+    """Recordings joined end to end (each with rising timestamps) become one rising timeline."""
+    from xclip_cli.decode import _unwrap_restarts
+
+    ends = [first + (count - 1) * step for first, count in segments]
+    assume(all(later[0] != end for end, later in zip(ends, segments[1:], strict=False)))  # no repeated stamp
+    packets = []
+    for first, count in segments:
+        packets += [(first + i * step, first + i * step, i == 0) for i in range(count)]
+    shifted, keyframes, restarted = _unwrap_restarts(packets)
+    assert len(shifted) == len(packets)
+    assert all(b > a for a, b in itertools.pairwise(shifted))
+    assert len(keyframes) == len(segments)
+    expected_restart = any(
+        later[0] < earlier[0] + (earlier[1] - 1) * step for earlier, later in itertools.pairwise(segments)
+    )
+    assert restarted == expected_restart

@@ -322,3 +322,49 @@ def test_a_non_text_key_is_a_label_set_error(tmp_path: Path) -> None:
     path.write_text("? [a]\n: 1\nlabels: [x, y]\n", encoding="utf-8")
     with pytest.raises(LabelSetError, match=r"invalid YAML at line 1: a key must be plain text"):
         load_labelset_file(path)
+
+
+yaml_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | label_text
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(label_text | st.integers(), children, max_size=4),
+    max_leaves=12,
+)
+# Documents near the schema, so the fuzzing reaches the validation of every key.
+near_schema = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": yaml_values,
+        "description": yaml_values,
+        "templates": yaml_values | st.lists(label_text, max_size=3),
+        "labels": yaml_values | unique_names | st.lists(st.fixed_dictionaries({"name": yaml_values}), max_size=3),
+        "source": yaml_values,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=near_schema | yaml_values)
+def test_any_yaml_document_loads_or_names_file_and_problem(
+    tmp_path_factory: pytest.TempPathFactory, document: object
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "set.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    try:
+        labelset = load_labelset_file(path)
+    except LabelSetError as exc:
+        message = str(exc)
+        assert message.startswith(str(path)) and "\n" not in message
+        return
+    assert len(labelset) >= 1 and all(label.name.strip() for label in labelset.labels)
+
+
+@settings(max_examples=100, deadline=None)
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_as_a_label_file_give_a_label_error(tmp_path_factory: pytest.TempPathFactory, content: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "set.yaml"
+    path.write_bytes(content)
+    try:
+        load_labelset_file(path)
+    except LabelSetError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)

@@ -133,7 +133,8 @@ def load_labelset_file(path: Path) -> LabelSet:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise LabelSetError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        detail = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]  # one line, always
+        raise LabelSetError(f"{path}: invalid YAML{where}: {detail}") from None
     return parse_labelset(data, origin=str(path), default_name=path.stem)
 
 
