@@ -142,7 +142,15 @@ def _fake_keyframes(path: Path) -> None:
     """Every fourth P-frame flagged as a keyframe in the container: seek points that are not
     clean entry points (as some 4:4:4 H.264 files have), so decoding from them gives garbage."""
     source = path.with_suffix(".src.mkv")
-    _encode(source, _numbered(60), options={"g": "60", "bf": "0", "crf": "10"})
+    # A panning texture, so P-frames really depend on earlier frames (flat pictures that change
+    # colour every frame come out intra-coded, and would decode anywhere).
+    texture = np.random.default_rng(0).integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    frames = []
+    for index in range(60):
+        image = np.roll(texture, index, axis=1)
+        image[:16, :16] = (index % 25) * 10
+        frames.append(image)
+    _encode(source, frames, options={"g": "60", "bf": "0", "crf": "10"})
     with av.open(str(source)) as src, av.open(str(path), mode="w") as dst:
         stream_in = src.streams.video[0]
         stream_out = dst.add_stream_from_template(stream_in)
@@ -199,6 +207,7 @@ CASES: tuple[Case, ...] = (
     Case("restarting-timestamps.ts", _timestamps_restart, frames_checked=True),
     Case("raw-stream.h264", lambda path: _encode(path, _numbered(24), fmt="h264"), frames_checked=True),
     Case("fake-keyframes.mkv", _fake_keyframes, frames_checked=True),
+    Case("fake-keyframes.mp4", _fake_keyframes, frames_checked=True),
     # Pictures.
     Case("phone-rotated.mp4", lambda path: _encode(path, _numbered(12), rotation=90)),
     Case("ten-bit.mp4", lambda path: _encode(path, _flat((200, 40, 90)), pix_fmt="yuv420p10le")),
