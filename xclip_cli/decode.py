@@ -270,12 +270,8 @@ class _Decoder(Generic[T]):
                     from_start = True
                     frames = _Frames(self._fresh_decode())
                     frame = frames.exact(target)
-            if frame is None:
-                if from_start:
-                    continue  # damaged beyond repair; a nearest frame stands in
-                frames = None
-                continue
-            self._keep(target, frame)
+            if frame is not None:  # else damaged beyond repair: a nearest frame stands in
+                self._keep(target, frame)
         return self.decoded
 
     def _keyframe_before(self, target: int) -> int:
