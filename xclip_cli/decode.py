@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from .errors import VideoError
 from .probe import check_openable, unreadable_reason
-from .sampling import SamplingPlan, frame_span, plan_segment_centres
+from .sampling import SamplingPlan, frame_span, plan_views
 
 T = TypeVar("T")
 # PyAV's default: slice threads. Frame threads ("AUTO") measured no faster on one-slice
@@ -64,6 +65,7 @@ class SampledVideo(Generic[T]):
     plan: SamplingPlan
     info: VideoInfo
     warnings: tuple[str, ...] = ()  # what was wrong with the file, though it still classified
+    views: tuple[tuple[T, ...], ...] = ()  # the frames of every temporal view; views[0] == frames
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,73 @@ class _Deadline:
             raise VideoError(self.name, f"gave up after {self.seconds:g} s (--timeout)")
 
 
+class VideoReader:
+    """An opened video: frame times from a demux pass, and chosen frames decoded on demand.
+
+    ``times`` are the presentation times of every frame in seconds from the first, in display
+    order; ``decode`` yields chosen frames in that order, so a caller can consume and drop them
+    as it goes (a timeline of an hour-long video never holds more than its current windows).
+    """
+
+    def __init__(self, path: str | Path, timeout: float | None = None) -> None:
+        self.name = str(path)
+        check_openable(self.name)
+        self.deadline = _Deadline(self.name, timeout)
+        self.rotation = 0
+        self.shape = (0, 0)  # (height, width) as displayed, once a frame has been decoded
+        with _plain_errors(self.name):
+            self.container = av.open(self.name, mode="r")
+            try:
+                self.stream = _video_stream(self.container, self.name)
+                self.index = _index_frames(self.container, self.stream, self.deadline)
+            except BaseException:
+                self.container.close()
+                raise
+        self.times = [float((pts - self.index.pts[0]) * self.index.time_base) for pts in self.index.pts]
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    @property
+    def duration(self) -> float:
+        return frame_span(self.times)
+
+    def decode(self, indices: Iterable[int], transform: Callable[[np.ndarray], T]) -> Iterator[tuple[int, T]]:
+        """``(index, transform(upright RGB frame))`` for each chosen frame that decodes, in order.
+
+        Frames that cannot be decoded cleanly are left out; the caller decides what stands in.
+        """
+        by_pts = {self.index.pts[i]: i for i in set(indices)}
+        decoder = _Decoder(self.container, self.stream, self.index, sorted(by_pts), self.deadline)
+        with _plain_errors(self.name):
+            for pts, frame in decoder.frames():
+                self.rotation = _rotation(frame)
+                rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=self.rotation // 90)
+                self.shape = rgb.shape[:2]
+                yield by_pts[pts], transform(np.ascontiguousarray(rgb))
+
+    def warnings(self) -> tuple[str, ...]:
+        """What the file's structure says is wrong with it (truncation, damaged data)."""
+        return _truncation_warnings(self.stream, self.index, self.duration)
+
+    def info(self) -> VideoInfo:
+        height, width = self.shape
+        return VideoInfo(
+            width=width,
+            height=height,
+            duration=self.duration,
+            num_frames=len(self.times),
+            rotation=self.rotation,
+            codec=self.stream.codec_context.name,
+        )
+
+
 def sample_video(
     path: str | Path,
     num_frames: int,
@@ -96,56 +165,53 @@ def sample_video(
     end: float | None = None,
     transform: Callable[[np.ndarray], T] = lambda rgb: rgb,  # type: ignore[assignment,return-value]
     timeout: float | None = None,
+    views: int = 1,
 ) -> SampledVideo[T]:
-    """Decode ``num_frames`` frames of ``path`` chosen by ``plan_segment_centres``.
+    """Decode ``num_frames`` frames of ``path`` per view, chosen by ``plan_views``.
 
     ``transform`` receives each upright HxWx3 uint8 RGB frame as soon as it is decoded.
-    Raises ``VideoError`` naming the file when it cannot be opened, is not a video, no frame
-    decodes, or ``timeout`` seconds pass.
+    Raises ``VideoError`` naming the file when it cannot be opened, is not a video, too few
+    frames decode, or ``timeout`` seconds pass.
     """
-    name = str(path)
-    check_openable(name)
-    deadline = _Deadline(name, timeout)
+    with VideoReader(path, timeout) as reader:
+        if start is not None and start >= reader.duration:
+            raise VideoError(reader.name, f"--start {start:g} s is not before the end ({reader.duration:.2f} s)")
+        plans = plan_views(reader.times, num_frames, views, start, end)
+        wanted = sorted({i for plan in plans for i in plan.frame_indices})
+        decoded = dict(reader.decode(wanted, transform))
+        warnings = reader.warnings() + fill_missing(reader.name, wanted, decoded)
+        info = reader.info()
+    view_frames = tuple(tuple(decoded[i] for i in plan.frame_indices) for plan in plans)
+    return SampledVideo(frames=view_frames[0], plan=plans[0], info=info, warnings=warnings, views=view_frames)
+
+
+def fill_missing(name: str, wanted: Sequence[int], decoded: dict[int, T]) -> tuple[str, ...]:
+    """Stand in the nearest decoded frame for each wanted one that did not decode.
+
+    Returns the warning to report; raises ``VideoError`` when fewer than half decoded.
+    """
+    missing = [i for i in wanted if i not in decoded]
+    if not missing:
+        return ()
+    if len(missing) * 2 > len(wanted):
+        raise VideoError(name, f"damaged: only {len(wanted) - len(missing)} of {len(wanted)} sampled frames decode")
+    for index in missing:
+        decoded[index] = decoded[min(decoded, key=lambda have: abs(have - index))]
+    return (
+        f"{len(missing)} of {len(wanted)} sampled frames could not be decoded (damaged data); "
+        "their nearest decoded frames were used instead",
+    )
+
+
+@contextmanager
+def _plain_errors(name: str) -> Iterator[None]:
+    """ffmpeg and OS errors become a ``VideoError`` that says what is wrong in plain words."""
     try:
-        with av.open(name, mode="r") as container:
-            stream = _video_stream(container, name)
-            index = _index_frames(container, stream, deadline)
-            times = [float((pts - index.pts[0]) * index.time_base) for pts in index.pts]
-            if start is not None and start >= frame_span(times):
-                raise VideoError(name, f"--start {start:g} s is not before the end ({frame_span(times):.2f} s)")
-            plan = plan_segment_centres(times, num_frames, start, end)
-            wanted = sorted({index.pts[i] for i in plan.frame_indices})
-            decoder = _Decoder(container, stream, index, wanted, transform, deadline)
-            decoded = decoder.run()
-            warnings = _truncation_warnings(stream, index, frame_span(times))
-            codec = stream.codec_context.name
-    except VideoError:
-        raise
+        yield
     except av.FFmpegError as exc:
         raise VideoError(name, _ffmpeg_reason(name, exc)) from None
     except OSError as exc:
         raise VideoError(name, exc.strerror or str(exc)) from None
-    missing = [pts for pts in wanted if pts not in decoded]
-    if len(missing) * 2 > len(wanted):
-        raise VideoError(name, f"damaged: only {len(wanted) - len(missing)} of {len(wanted)} sampled frames decode")
-    if missing:
-        warnings += (
-            f"{len(missing)} of {len(wanted)} sampled frames could not be decoded (damaged data); "
-            "their nearest decoded frames were used instead",
-        )
-        for pts in missing:
-            decoded[pts] = decoded[min(decoded, key=lambda have: abs(have - pts))]
-    height, width = decoder.shape
-    info = VideoInfo(
-        width=width,
-        height=height,
-        duration=plan.duration,
-        num_frames=len(index.pts),
-        rotation=decoder.rotation,
-        codec=codec,
-    )
-    frames = tuple(decoded[index.pts[i]] for i in plan.frame_indices)
-    return SampledVideo(frames=frames, plan=plan, info=info, warnings=warnings)
 
 
 def _video_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
@@ -223,7 +289,7 @@ def _unwrap_restarts(packets: list[tuple[int | None, int | None, bool]]) -> tupl
     return shifted, keyframes, restarted
 
 
-class _Decoder(Generic[T]):
+class _Decoder:
     """Decodes the frames whose (unwrapped) pts are in ``wanted``, seeking only when it skips work."""
 
     def __init__(
@@ -232,7 +298,6 @@ class _Decoder(Generic[T]):
         stream: av.VideoStream,
         index: _FrameIndex,
         wanted: list[int],
-        transform: Callable[[np.ndarray], T],
         deadline: _Deadline,
     ) -> None:
         self.container = container
@@ -240,17 +305,16 @@ class _Decoder(Generic[T]):
         self.index = index
         self.wanted = wanted
         self.targets = set(wanted)
-        self.transform = transform
         self.deadline = deadline
-        self.shape = (0, 0)
-        self.rotation = 0
-        self.decoded: dict[int, T] = {}
 
-    def run(self) -> dict[int, T]:
+    def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``(pts, frame)`` for each wanted frame that decodes cleanly, in display order."""
+        if not self.wanted:
+            return
         self.stream.thread_type = THREAD_TYPE
         if self.index.sequential:
-            self._take_in_order(self._counted_frames(self._fresh_decode()))
-            return self.decoded
+            yield from self._take_in_order(self._counted_frames(self._fresh_decode()))
+            return
         frames: _Frames | None = None
         from_start = False
         for target in self.wanted:
@@ -270,9 +334,8 @@ class _Decoder(Generic[T]):
                     from_start = True
                     frames = _Frames(self._fresh_decode())
                     frame = frames.exact(target)
-            if frame is not None:  # else damaged beyond repair: a nearest frame stands in
-                self._keep(target, frame)
-        return self.decoded
+            if frame is not None:  # else damaged beyond repair: the caller decides what stands in
+                yield target, frame
 
     def _keyframe_before(self, target: int) -> int:
         keyframes = self.index.keyframe_pts
@@ -332,19 +395,13 @@ class _Decoder(Generic[T]):
         for position, (frame, damaged) in enumerate(frames):
             yield self.index.pts[min(position, len(self.index.pts) - 1)], frame, damaged
 
-    def _take_in_order(self, frames: Iterator[tuple[int, av.VideoFrame, bool]]) -> None:
+    def _take_in_order(self, frames: Iterator[tuple[int, av.VideoFrame, bool]]) -> Iterator[tuple[int, av.VideoFrame]]:
         last = self.wanted[-1]
         for pts, frame, damaged in frames:
             if pts in self.targets and not damaged:
-                self._keep(pts, frame)
+                yield pts, frame
             if pts >= last:
                 return
-
-    def _keep(self, target: int, frame: av.VideoFrame) -> None:
-        self.rotation = _rotation(frame)
-        rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=self.rotation // 90)
-        self.shape = rgb.shape[:2]
-        self.decoded[target] = self.transform(np.ascontiguousarray(rgb))
 
 
 class _Frames:
