@@ -59,6 +59,7 @@ RESULTS = (
         duration=2.5,
         width=360,
         height=640,
+        views=12,
         warnings=("truncated or damaged: frames cover only 2.50 s of the 9.00 s it declares", "second, kept apart"),
     ),
     VideoResult(
@@ -149,6 +150,7 @@ RECORD_KEYS = [
     "duration",
     "width",
     "height",
+    "views",
     "error",
     "warnings",
 ]
@@ -172,6 +174,7 @@ def test_json_document() -> None:
         "duration": 4.25,
         "width": 640,
         "height": 360,
+        "views": 1,
         "error": None,
         "warnings": [],
     }
@@ -188,6 +191,7 @@ def test_json_document() -> None:
         "duration": None,
         "width": None,
         "height": None,
+        "views": 1,
         "error": "cannot open video (No such file or directory)",
         "warnings": [],
     }
@@ -306,6 +310,7 @@ def test_csv_header_and_rows() -> None:
         "duration": "4.250",
         "width": "640",
         "height": "360",
+        "views": "1",
         "model": MODEL,
         "labelset": "household",
         "error": "",
@@ -328,6 +333,7 @@ def test_csv_error_row() -> None:
         "duration": "",
         "width": "",
         "height": "",
+        "views": "",
         "model": MODEL,
         "labelset": "household",
         "error": "cannot open video (No such file or directory)",

@@ -22,7 +22,7 @@ import torch
 from .decode import SampledVideo, sample_video
 from .errors import VideoError
 from .labels import LabelSet
-from .preprocess import preprocess_frame
+from .preprocess import preprocess_crops
 from .results import Prediction, VideoResult
 from .runner import XClipRunner
 
@@ -37,6 +37,12 @@ class ClassifyOptions:
     batch_size: int = 1  # videos per vision-encoder call
     workers: int = 0  # threads decoding upcoming videos while the model runs (0: decode in line)
     timeout: float | None = None  # seconds a video's decoding may take before it becomes an error
+    clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
+    crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
+
+    @property
+    def views(self) -> int:
+        return self.clips * self.crops
 
 
 def classify_videos(
@@ -102,15 +108,25 @@ def _load_or_error(runner: XClipRunner, path: str, options: ClassifyOptions) -> 
 
 
 def load_frames(runner: XClipRunner, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor]:
-    """Decode and preprocess the checkpoint's number of frames from ``path``."""
+    """Decode and preprocess the checkpoint's number of frames from ``path``, for every view.
+
+    Each frame becomes a (crops, 3, H, W) tensor.
+    """
     return sample_video(
         path,
         runner.num_frames,
         start=options.start,
         end=options.end,
-        transform=partial(preprocess_frame, config=runner.preprocess),
+        transform=partial(preprocess_crops, config=runner.preprocess, crops=options.crops),
         timeout=options.timeout,
+        views=options.clips,
     )
+
+
+def view_pixels(video: SampledVideo[torch.Tensor]) -> torch.Tensor:
+    """(clips * crops, T, 3, H, W): one model input per temporal view and crop."""
+    per_clip = [torch.stack(frames, dim=1) for frames in video.views]  # each (crops, T, 3, H, W)
+    return torch.cat(per_clip)
 
 
 def _score(
@@ -122,9 +138,12 @@ def _score(
 ) -> Iterator[VideoResult]:
     if not pending:
         return
-    pixel_values = torch.stack([torch.stack(video.frames) for _, video in pending])
-    logits = runner.video_logits(pixel_values, text_features)
-    probabilities = logits.softmax(dim=-1)
+    inputs = [view_pixels(video) for _, video in pending]
+    all_logits = runner.video_logits(torch.cat(inputs), text_features)
+    # Multi-view testing: average each video's per-view probabilities (and, for reference, logits).
+    per_video = all_logits.split([len(views) for views in inputs])
+    probabilities = torch.stack([logits.softmax(dim=-1).mean(dim=0) for logits in per_video])
+    logits = torch.stack([logits.mean(dim=0) for logits in per_video])
     k = min(options.top_k, len(labelset))
     top = probabilities.topk(k, dim=-1)
     for row, (path, video) in enumerate(pending):
@@ -141,9 +160,10 @@ def _score(
             predictions=predictions,
             model=runner.model_id,
             labelset=labelset.name,
-            timestamps=video.plan.timestamps,
+            timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),
             duration=video.info.duration,
             width=video.info.width,
             height=video.info.height,
             warnings=video.warnings,
+            views=len(inputs[row]),
         )

@@ -64,6 +64,12 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Seconds a video's decoding may take; slower files become errors (default: no limit)."),
 ]
+ClipsOpt = Annotated[
+    int, typer.Option(min=1, max=64, help="Temporal views per video; their probabilities are averaged.")
+]
+CropsOpt = Annotated[
+    int, typer.Option(help="1: centre crop; 3: left/centre/right crops, averaged (X-CLIP's protocol).")
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show ffmpeg's own messages, and a traceback for internal errors.")
 ]
@@ -132,11 +138,14 @@ def classify(
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    clips: ClipsOpt = 1,
+    crops: CropsOpt = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
     _set_verbose(verbose)
     _check_range(start, end)
+    _check_crops(crops)
     writer_class = WRITERS[_pick_format(output_format, output)]
     labelset = resolve_labels(labels)
     if len(labelset) == 1:
@@ -147,7 +156,14 @@ def classify(
 
     runner = _load_runner(model, device, precision)
     options = ClassifyOptions(
-        top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers, timeout=timeout
+        top_k=top_k,
+        start=start,
+        end=end,
+        batch_size=batch_size,
+        workers=workers,
+        timeout=timeout,
+        clips=clips,
+        crops=crops,
     )
     with _open_output(output) as stream:
         results = classify_videos(runner, _expand_stdin(videos), labelset, options)
@@ -226,12 +242,15 @@ def scan(
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    clips: ClipsOpt = 1,
+    crops: CropsOpt = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from .scan import finished_paths
 
     _set_verbose(verbose)
+    _check_crops(crops)
     writer_name = _pick_format(output_format, output) if output_format or output else "csv"
     if writer_name not in ("csv", "jsonl"):
         raise UsageError("scan writes csv or jsonl (one row per video, as each finishes)")
@@ -255,7 +274,9 @@ def scan(
     with _open_output(output, append=appending) as stream:
         writer = WRITERS[writer_name](stream, appending=appending)
         with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            options = ClassifyOptions(top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout)
+            options = ClassifyOptions(
+                top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
+            )
             results = classify_videos(runner, todo, labelset, options)
             done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
@@ -282,6 +303,11 @@ def _read_lines(path: str) -> list[str]:
         return Path(path).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError as exc:
         raise UsageError(f"--from-file {path}: {exc.strerror or exc}") from None
+
+
+def _check_crops(crops: int) -> None:
+    if crops not in (1, 3):
+        raise UsageError(f"--crops {crops}: expected 1 (centre crop) or 3 (left, centre, right)")
 
 
 def _check_range(start: float | None, end: float | None) -> None:

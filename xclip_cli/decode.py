@@ -66,6 +66,7 @@ class SampledVideo(Generic[T]):
     info: VideoInfo
     warnings: tuple[str, ...] = ()  # what was wrong with the file, though it still classified
     views: tuple[tuple[T, ...], ...] = ()  # the frames of every temporal view; views[0] == frames
+    plans: tuple[SamplingPlan, ...] = ()  # one per view; plans[0] == plan
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def sample_video(
         warnings = reader.warnings() + fill_missing(reader.name, wanted, decoded)
         info = reader.info()
     view_frames = tuple(tuple(decoded[i] for i in plan.frame_indices) for plan in plans)
-    return SampledVideo(frames=view_frames[0], plan=plans[0], info=info, warnings=warnings, views=view_frames)
+    return SampledVideo(view_frames[0], plans[0], info, warnings, views=view_frames, plans=plans)
 
 
 def fill_missing(name: str, wanted: Sequence[int], decoded: dict[int, T]) -> tuple[str, ...]:

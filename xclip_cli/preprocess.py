@@ -85,6 +85,36 @@ def preprocess_frame(rgb: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
     return (pixels - mean) / std
 
 
+def preprocess_crops(rgb: np.ndarray, config: PreprocessConfig, crops: int = 1) -> torch.Tensor:
+    """One frame -> (crops, 3, crop_h, crop_w): the processor's centre crop, or three crops.
+
+    Three crops follow X-CLIP's test protocol (mmaction's ``ThreeCrop``): resize the short side
+    to the crop size, then take crops at the start, the middle and the end of the long side.
+    """
+    if crops == 1:
+        return preprocess_frame(rgb, config).unsqueeze(0)
+    if crops != 3:
+        raise ValueError("crops must be 1 or 3")
+    crop_h, crop_w = config.crop or (config.shortest_edge or 0,) * 2
+    if not crop_h:
+        raise ValueError("three crops need a checkpoint whose processor crops or resizes the short side")
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    height, width = image.shape[-2:]
+    short = min(crop_h, crop_w)
+    size = (int(short * height / width), short) if width <= height else (short, int(short * width / height))
+    size = (max(size[0], crop_h), max(size[1], crop_w))
+    if size != (height, width):
+        image = F.interpolate(image, size=size, mode=config.mode, antialias=True)
+    height, width = size
+    step_h, step_w = (height - crop_h) // 2, (width - crop_w) // 2
+    offsets = [(0, i * step_w) for i in range(3)] if step_w else [(i * step_h, 0) for i in range(3)]
+    views = torch.cat([image[..., top : top + crop_h, left : left + crop_w] for top, left in offsets])
+    pixels = views.to(torch.float32) * config.rescale_factor
+    mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
 def _centre_crop(image: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
     """Centre crop like transformers: zero-pad first when the image is smaller than the crop."""
     crop_h, crop_w = crop

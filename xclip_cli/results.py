@@ -27,6 +27,7 @@ class VideoResult:
     width: int | None = None  # decoded size, as displayed (after rotation)
     height: int | None = None
     error: str | None = None
+    views: int = 1  # temporal views x crops whose probabilities were averaged
     warnings: tuple[str, ...] = ()  # what was wrong with a video that still classified (damage, truncation)
 
     @property

@@ -21,6 +21,7 @@ CSV_COLUMNS = (
     "duration",
     "width",
     "height",
+    "views",
     "model",
     "labelset",
     "error",
@@ -42,6 +43,7 @@ def result_record(result: VideoResult) -> dict[str, Any]:
         "duration": result.duration,
         "width": result.width,
         "height": result.height,
+        "views": result.views,
         "error": result.error,
         "warnings": list(result.warnings),
     }
@@ -96,6 +98,8 @@ class TableWriter(Writer):
         caption = f"{result.model} · {result.labelset}"
         if result.duration is not None:
             caption += f" · {result.duration:.1f} s"
+        if result.views > 1:
+            caption += f" · {result.views} views averaged"
         table = Table(title=escape(result.path), title_justify="left")
         table.add_column("rank", justify="right")
         table.add_column("label")
@@ -159,6 +163,7 @@ class CsvWriter(Writer):
             "duration": f"{result.duration:.3f}" if result.duration is not None else "",
             "width": result.width if result.width is not None else "",
             "height": result.height if result.height is not None else "",
+            "views": result.views if result.ok else "",
             "model": result.model,
             "labelset": result.labelset,
             "error": result.error or "",
