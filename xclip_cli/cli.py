@@ -282,6 +282,73 @@ def scan(
     _exit_for(done, failed)
 
 
+@app.command()
+@reports_errors
+def timeline(
+    video: Annotated[str, typer.Argument(help="The video to follow over time.")],
+    labels: LabelsOpt = "kinetics400",
+    model: ModelOpt = DEFAULT_MODEL,
+    window: Annotated[
+        float | None, typer.Option(min=0, help="Window length in seconds (default: the checkpoint's frames x 1 s).")
+    ] = None,
+    stride: Annotated[
+        float | None, typer.Option(min=0, help="Seconds between window starts (default: window / 2).")
+    ] = None,
+    merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels kept per segment (json, csv).")] = 3,
+    output_format: FormatOpt = None,
+    output: OutputOpt = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw the top labels over time into this PNG.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call.")] = 4,
+    precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Classify sliding windows of a video: a table of what happens when."""
+    from .writers import TIMELINE_WRITERS
+
+    _set_verbose(verbose)
+    if window == 0 or stride == 0:  # typer already refuses negative values
+        raise UsageError("--window and --stride must be positive")
+    write = TIMELINE_WRITERS[_pick_format(output_format, output)]
+    labelset = resolve_labels(labels)
+    _check_writable(output, [video])
+    _check_writable(plot, [video])
+    _check_some_input_exists([video])
+    from .timeline import TimelineOptions, build_timeline
+
+    runner = _load_runner(model, device, precision)
+    options = TimelineOptions(window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout)
+    with _video_time_progress(quiet) as progress:
+        result = build_timeline(runner, video, labelset, options, on_progress=progress)
+    for warning in result.warnings:
+        _stderr(f"xclip: warning: {video}: {warning}")
+    segments = result.segments(merge=merge, top_k=top_k)
+    with _open_output(output) as stream:
+        write(result, segments, merge, stream)
+    if plot is not None:
+        from .plot import plot_timeline
+
+        plot_timeline(result, plot)
+
+
+@contextlib.contextmanager
+def _video_time_progress(quiet: bool) -> Iterator[Callable[[float, float], None]]:
+    """A bar over video seconds on a terminal's stderr; a no-op callback otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("Timeline"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"))
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("timeline", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def _scan_paths(
     folders: list[str], from_file: str | None, recursive: bool, glob: str | None, ext: str | None, shard: str | None
 ) -> list[str]:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, ClassVar, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .results import VideoResult
+
+if TYPE_CHECKING:  # the timeline module imports torch; writers stay light
+    from .timeline import Segment, Timeline
 
 CSV_COLUMNS = (
     "path",
@@ -182,3 +186,92 @@ def neutralise_formula(value: Any) -> Any:
 
 WRITERS: dict[str, type[Writer]] = {cls.name: cls for cls in (TableWriter, JsonWriter, JsonlWriter, CsvWriter)}
 FORMATS = tuple(WRITERS)
+
+
+# --- timelines (`xclip timeline`): one function per format -------------------------------------
+
+TIMELINE_CSV_COLUMNS = ("path", "start", "end", "start_ms", "end_ms", "label", "probability", "windows", "top_k")
+
+
+def segment_record(segment: Segment) -> dict[str, Any]:
+    """A segment with times in seconds and in integer milliseconds."""
+    return {
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "start_ms": round(segment.start * 1000),
+        "end_ms": round(segment.end * 1000),
+        "label": segment.label,
+        "probability": segment.probability,
+        "windows": segment.windows,
+        "predictions": [{"label": p.label, "probability": p.probability} for p in segment.predictions],
+    }
+
+
+def clock(seconds: float) -> str:
+    """``mm:ss.s`` (``h:mm:ss.s`` from an hour on)."""
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes:02d}:{rest:04.1f}"
+
+
+def write_timeline_table(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = data_console(stream)
+    table = Table(title=escape(timeline.path), title_justify="left")
+    for name, justify in (("start", "right"), ("end", "right"), ("label", "left"), ("probability", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for segment in segments:
+        table.add_row(clock(segment.start), clock(segment.end), escape(segment.label), f"{segment.probability:.4f}")
+    console.print(table)
+    caption = (
+        f"{timeline.model} · {timeline.labelset} · {timeline.duration:.1f} s · "
+        f"windows of {timeline.window:g} s every {timeline.stride:g} s · {len(timeline.windows)} windows"
+        + (", merged" if merged else "")
+    )
+    console.print(escape(caption), style="dim", overflow="fold")
+
+
+def write_timeline_json(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
+    document = {
+        "path": timeline.path,
+        "model": timeline.model,
+        "labelset": timeline.labelset,
+        "duration": timeline.duration,
+        "window": timeline.window,
+        "stride": timeline.stride,
+        "merged": merged,
+        "warnings": list(timeline.warnings),
+        "segments": [segment_record(segment) for segment in segments],
+    }
+    json.dump(document, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def write_timeline_jsonl(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
+    for segment in segments:
+        record = {"path": timeline.path, "model": timeline.model, "labelset": timeline.labelset}
+        stream.write(json.dumps(record | segment_record(segment), ensure_ascii=False) + "\n")
+    stream.flush()
+
+
+def write_timeline_csv(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
+    writer = csv.writer(stream)
+    writer.writerow(TIMELINE_CSV_COLUMNS)
+    for segment in segments:
+        record = segment_record(segment)
+        top_k = json.dumps([[p.label, round(p.probability, 6)] for p in segment.predictions], ensure_ascii=False)
+        row = [timeline.path, record["start"], record["end"], record["start_ms"], record["end_ms"]]
+        row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k]
+        writer.writerow([neutralise_formula(cell) for cell in row])
+    stream.flush()
+
+
+# Each gets the timeline, its segments (merged or raw windows), whether they are merged, a stream.
+TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO], None]] = {
+    "table": write_timeline_table,
+    "json": write_timeline_json,
+    "jsonl": write_timeline_jsonl,
+    "csv": write_timeline_csv,
+}

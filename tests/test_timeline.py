@@ -1,0 +1,179 @@
+"""`xclip timeline`: sliding windows in one decoding pass, merged into segments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from catalogue import _encode, _flat
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.cli import app
+from xclip_cli.errors import ExitCode
+from xclip_cli.labels import inline_labelset
+from xclip_cli.runner import XClipRunner
+from xclip_cli.timeline import TimelineOptions, _window_pixels, build_timeline, window_extents
+
+LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
+COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
+RATE = 4  # frames per second of the synthetic videos
+SEGMENT_SECONDS = 8
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_model_dir: Path) -> XClipRunner:
+    return XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A video of three solid-colour segments whose colours the tiny model tells apart.
+
+    Random weights: which label wins for a colour is whatever the fixed tiny model says, so the
+    colours are picked (deterministically) among those whose top labels differ.
+    """
+    folder = tmp_path_factory.mktemp("timeline")
+    labelset = inline_labelset(LABELS)
+    tops = {}
+    for colour in COLOURS:
+        path = folder / f"{colour}.mp4"
+        _encode(path, _flat(colour, 8))
+        tops[colour] = next(iter(classify_videos(runner, [str(path)], labelset))).predictions[0].label
+    chosen = next(c for c in itertools.permutations(COLOURS, 3) if len({tops[colour] for colour in c}) == 3)
+    frames = [frame for colour in chosen for frame in _flat(colour, SEGMENT_SECONDS * RATE)]
+    video = folder / "segments.mp4"
+    _encode(video, frames, rate=RATE)
+    return video, [tops[colour] for colour in chosen]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    duration=st.floats(min_value=0.05, max_value=4000),
+    window=st.floats(min_value=0.5, max_value=60),
+    stride_fraction=st.floats(min_value=0.1, max_value=1.0),
+)
+def test_windows_cover_the_video_to_its_end(duration: float, window: float, stride_fraction: float) -> None:
+    stride = window * stride_fraction
+    extents = window_extents(duration, window, stride)
+    assert extents[0][0] == 0.0
+    assert extents[-1][1] == pytest.approx(duration)
+    for (start, end), (next_start, _) in itertools.pairwise(extents):
+        assert next_start >= start and next_start <= end + 1e-9  # no gap between windows
+    if duration > window:
+        assert all(end - start == pytest.approx(window) for start, end in extents)
+    else:
+        assert extents == [(0.0, duration)]
+
+
+def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
+    video, truth = segmented
+    timeline = build_timeline(runner, str(video), inline_labelset(LABELS), TimelineOptions(window=4, stride=2))
+    assert timeline.duration == pytest.approx(3 * SEGMENT_SECONDS)
+    segments = timeline.segments()
+    cuts = [segment.end for segment in segments[:-1]]
+    true_cuts = [SEGMENT_SECONDS, 2 * SEGMENT_SECONDS]
+    assert all(min(abs(cut - true) for true in true_cuts) <= timeline.stride for cut in cuts)
+    assert all(min(abs(cut - true) for cut in cuts) <= timeline.stride for true in true_cuts)
+    for index, label in enumerate(truth):  # the middle of each true segment has its colour's label
+        middle = (index + 0.5) * SEGMENT_SECONDS
+        assert next(s for s in segments if s.start <= middle < s.end).label == label
+
+
+def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
+    video, _ = segmented
+    timeline = build_timeline(runner, str(video), inline_labelset(LABELS), TimelineOptions(window=4, stride=2))
+    raw, merged = timeline.segments(merge=False), timeline.segments(merge=True)
+    assert len(raw) == len(timeline.windows)
+    assert [label for label, _ in itertools.groupby(s.label for s in raw)] == [s.label for s in merged]
+    assert sum(s.windows for s in merged) == len(raw)
+    assert merged[0].start == 0.0 and merged[-1].end == pytest.approx(timeline.duration)
+    assert all(a.end == b.start for a, b in itertools.pairwise(merged))  # they tile the video
+
+
+def test_each_window_equals_a_classify_of_that_stretch(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
+    video, _ = segmented
+    labelset = inline_labelset(LABELS)
+    timeline = build_timeline(runner, str(video), labelset, TimelineOptions(window=6, stride=5, batch_size=3))
+    assert [(w.start, w.end) for w in timeline.windows][-1] == (18.0, 24.0)  # the end gets its own window
+    for window in timeline.windows:
+        options = ClassifyOptions(top_k=len(labelset), start=window.start, end=window.end)
+        (result,) = classify_videos(runner, [str(video)], labelset, options)
+        expected = {p.label: p.probability for p in result.predictions}
+        got = dict(zip(labelset.names, window.probabilities.tolist(), strict=True))
+        assert got == pytest.approx(expected, abs=1e-5)  # batched windows: float noise only
+
+
+def test_frames_are_dropped_once_no_window_needs_them() -> None:
+    """Over 300 windows of a 3000-frame stream, only about two windows' frames are alive at a time."""
+    alive: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+
+    def frames():
+        for index in range(3000):
+            tensor = torch.zeros(1)
+            alive.add(tensor)
+            yield index, tensor
+
+    windows = [tuple(range(start, start + 20, 2)) for start in range(0, 2980, 10)]
+    largest = 0
+    for pixels, warnings in _window_pixels("stream", windows, frames()):
+        assert pixels.shape == (10, 1) and warnings == []
+        del pixels
+        largest = max(largest, len(alive))
+    assert largest <= 31
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "table"])
+def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fmt: str) -> None:
+    video, truth = segmented
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS]
+    result = cli.invoke(app, [*args, "--window", "4", "--stride", "2", "-f", fmt])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert rows[0]["label"] == truth[0] and rows[-1]["end_ms"] == "24000"
+        assert all(int(row["start_ms"]) == round(float(row["start"]) * 1000) for row in rows)
+    elif fmt == "json":
+        document = json.loads(result.stdout)
+        assert document["merged"] is True and document["window"] == 4 and document["stride"] == 2
+        assert document["segments"][-1]["label"] == truth[-1] and len(document["segments"][0]["predictions"]) == 3
+    elif fmt == "jsonl":
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert records[0]["path"] == str(video) and records[0]["start_ms"] == 0
+    else:
+        assert "label" in result.stdout and "00:24.0" in result.stdout
+
+
+def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list[str]], tmp_path: Path) -> None:
+    video, _ = segmented
+    plot = tmp_path / "timeline.png"
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "jsonl"]
+    result = cli.invoke(app, [*args, "--window", "4", "--stride", "2", "--no-merge", "--plot", str(plot)])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 11 and [r["start"] for r in records[:3]] == [0, 2, 4]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
+    video, _ = segmented
+    timeline = build_timeline(runner, str(video), inline_labelset(LABELS))
+    assert (timeline.window, timeline.stride) == (runner.num_frames * 1.0, runner.num_frames / 2)
+    assert np.isclose(sum(w.owns_to - w.owns_from for w in timeline.windows), timeline.duration)
+
+
+def test_cli_refuses_a_zero_window(tiny_model_dir: Path, segmented: tuple[Path, list[str]]) -> None:
+    video, _ = segmented
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "--window", "0"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == ExitCode.USAGE and "--window" in result.stderr

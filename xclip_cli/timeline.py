@@ -1,0 +1,229 @@
+"""What happens when: classify sliding windows of one video, in one decoding pass.
+
+Windows of ``window`` seconds start every ``stride`` seconds; each gets the checkpoint's T
+frames at the centres of its T segments (the same protocol as a whole-video classify). The
+video is decoded once, front to back: frames are preprocessed as they arrive, a window is
+scored as soon as its last frame is in, and frames no later window needs are dropped, so
+memory stays bounded on hour-long inputs.
+
+Consecutive windows with the same top label merge into segments. Each window owns the stretch
+of time closest to its centre (the first from 0, the last to the end), so merged segments tile
+the video without overlaps.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from .decode import VideoReader, fill_missing
+from .errors import UsageError, VideoError
+from .labels import LabelSet
+from .preprocess import preprocess_frame
+from .results import Prediction
+from .runner import XClipRunner
+from .sampling import TIME_EPSILON, plan_segment_centres
+
+FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
+
+
+@dataclass(frozen=True)
+class TimelineOptions:
+    window: float | None = None  # seconds; default: T x FRAME_SPACING
+    stride: float | None = None  # seconds; default: half the window
+    top_k: int = 3  # labels kept per segment
+    batch_size: int = 4  # windows per vision-encoder call
+    timeout: float | None = None  # seconds the whole decoding may take
+
+
+@dataclass(frozen=True)
+class Window:
+    """One classified window: its extent, the stretch of time it owns, its probabilities."""
+
+    start: float
+    end: float
+    owns_from: float
+    owns_to: float
+    probabilities: np.ndarray  # one per label
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of video with one top label (one window, or a run of windows merged)."""
+
+    start: float
+    end: float
+    label: str
+    probability: float  # mean probability of ``label`` over the segment's windows
+    windows: int
+    predictions: tuple[Prediction, ...]  # top labels of the mean probabilities
+
+
+@dataclass(frozen=True)
+class Timeline:
+    path: str
+    model: str
+    labelset: str
+    duration: float
+    window: float
+    stride: float
+    windows: tuple[Window, ...]
+    labels: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    def segments(self, merge: bool = True, top_k: int = 3) -> tuple[Segment, ...]:
+        """Merged runs of equal top labels tiling the video, or (``merge=False``) raw windows."""
+        runs: list[list[Window]] = []
+        for window in self.windows:
+            same = runs and merge and _top(runs[-1][-1].probabilities) == _top(window.probabilities)
+            if same:
+                runs[-1].append(window)
+            else:
+                runs.append([window])
+        return tuple(self._segment(run, merge, top_k) for run in runs)
+
+    def _segment(self, run: list[Window], merged: bool, top_k: int) -> Segment:
+        mean = np.mean([window.probabilities for window in run], axis=0)
+        best = _top(run[0].probabilities)
+        order = np.argsort(-mean, kind="stable")[:top_k]
+        start, end = (run[0].owns_from, run[-1].owns_to) if merged else (run[0].start, run[0].end)
+        return Segment(
+            start=start,
+            end=end,
+            label=self.labels[best],
+            probability=float(np.mean([window.probabilities[best] for window in run])),
+            windows=len(run),
+            predictions=tuple(Prediction(self.labels[i], float(mean[i]), float("nan")) for i in order),
+        )
+
+
+def window_extents(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
+    """(start, end) of every window: every ``stride`` seconds, plus one ending at the end.
+
+    The last regular window may stop short of the end; a final window then ends exactly at
+    the end, so the close of the video is always classified. A video shorter than a window
+    is one window.
+    """
+    if window <= 0 or stride <= 0:
+        raise UsageError("--window and --stride must be positive")
+    if duration <= window + TIME_EPSILON:
+        return [(0.0, float(duration))]
+    extents = []
+    start = 0.0
+    while start + window <= duration + TIME_EPSILON:
+        extents.append((start, start + window))
+        start = float(len(extents) * stride)  # no accumulated float error
+    if extents[-1][1] < duration - TIME_EPSILON:
+        extents.append((float(duration - window), float(duration)))
+    return extents
+
+
+def build_timeline(
+    runner: XClipRunner,
+    path: str,
+    labelset: LabelSet,
+    options: TimelineOptions = TimelineOptions(),
+    on_progress: Callable[[float, float], None] | None = None,
+) -> Timeline:
+    """Classify every window of ``path``; ``on_progress(seconds_done, duration)`` as it goes."""
+    window = options.window if options.window is not None else runner.num_frames * FRAME_SPACING
+    stride = options.stride if options.stride is not None else window / 2
+    if window <= 0 or stride <= 0:
+        raise UsageError("--window and --stride must be positive")
+    text_features = runner.label_text_features(labelset)
+    with VideoReader(path, options.timeout) as reader:
+        extents = window_extents(reader.duration, window, stride)
+        plans = [plan_segment_centres(reader.times, runner.num_frames, start, end) for start, end in extents]
+        frames = reader.decode(
+            sorted({i for plan in plans for i in plan.frame_indices}),
+            partial(preprocess_frame, config=runner.preprocess),
+        )
+        scored: list[np.ndarray] = []
+        warnings: list[str] = []
+        batch: list[torch.Tensor] = []
+        for pixels, warning in _window_pixels(reader.name, [plan.frame_indices for plan in plans], frames):
+            warnings += warning
+            batch.append(pixels)
+            if len(batch) >= max(1, options.batch_size):
+                scored += _score(runner, batch, text_features)
+                batch = []
+                if on_progress is not None:
+                    on_progress(extents[len(scored) - 1][1], reader.duration)
+        scored += _score(runner, batch, text_features)
+        duration = reader.duration
+        if on_progress is not None:
+            on_progress(duration, duration)
+        warnings = list(reader.warnings()) + sorted(set(warnings))
+    owned = _owned_stretches(extents, duration)
+    windows = tuple(
+        Window(start, end, owns_from, owns_to, probabilities)
+        for (start, end), (owns_from, owns_to), probabilities in zip(extents, owned, scored, strict=True)
+    )
+    return Timeline(
+        path=path,
+        model=runner.model_id,
+        labelset=labelset.name,
+        duration=duration,
+        window=window,
+        stride=stride,
+        windows=windows,
+        labels=tuple(labelset.names),
+        warnings=tuple(warnings),
+    )
+
+
+def _window_pixels(
+    name: str, windows: list[tuple[int, ...]], frames: Iterator[tuple[int, torch.Tensor]]
+) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """(T, 3, H, W) pixels of each window, in order, as soon as the decoding has passed it.
+
+    Only frames that a window not yet handed out still needs are kept.
+    """
+    buffer: dict[int, torch.Tensor] = {}
+    position = -1  # the last frame index the decoder has handed over
+    exhausted = False
+    for indices in windows:
+        while not exhausted and position < max(indices):
+            item = next(frames, None)
+            if item is None:
+                exhausted = True
+                break
+            position, pixels = item
+            buffer[position] = pixels
+        wanted = sorted(set(indices))
+        available = {i: buffer[i] for i in wanted if i in buffer}
+        if len(available) * 2 >= len(wanted):
+            warning = list(fill_missing(name, wanted, available))
+        else:  # a badly damaged stretch: say so, and let the nearest frames kept stand in
+            if not buffer:
+                raise VideoError(name, "no frame could be decoded")
+            for index in wanted:
+                available.setdefault(index, buffer[min(buffer, key=lambda have: abs(have - index))])
+            warning = ["some windows have fewer than half their frames (damaged data); nearest frames used"]
+        yield torch.stack([available[i] for i in indices]), warning
+        keep_from = min(indices)
+        for index in [i for i in buffer if i < keep_from]:
+            del buffer[index]
+
+
+def _score(runner: XClipRunner, batch: list[torch.Tensor], text_features: torch.Tensor) -> list[np.ndarray]:
+    if not batch:
+        return []
+    logits = runner.video_logits(torch.stack(batch), text_features)
+    return list(logits.softmax(dim=-1).float().numpy())
+
+
+def _owned_stretches(extents: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
+    """Split the video at the midpoints between window centres: each window owns the part nearest it."""
+    centres = [(start + end) / 2 for start, end in extents]
+    cuts = [0.0] + [(a + b) / 2 for a, b in itertools.pairwise(centres)] + [duration]
+    return list(itertools.pairwise(cuts))
+
+
+def _top(probabilities: np.ndarray) -> int:
+    return int(np.argmax(probabilities))
