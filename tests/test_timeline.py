@@ -177,3 +177,21 @@ def test_cli_refuses_a_zero_window(tiny_model_dir: Path, segmented: tuple[Path, 
     args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "--window", "0"]
     result = cli.invoke(app, args)
     assert result.exit_code == ExitCode.USAGE and "--window" in result.stderr
+
+
+def test_prefetch_hands_over_errors_and_stops_when_left_early() -> None:
+    from xclip_cli.errors import VideoError
+    from xclip_cli.timeline import _Prefetch
+
+    def failing():
+        yield from range(3)
+        raise VideoError("x.mp4", "damaged")
+
+    got = []
+    with pytest.raises(VideoError, match="damaged"), _Prefetch(failing(), 2) as items:
+        got.extend(items)
+    assert got == [0, 1, 2]
+    prefetch = _Prefetch(itertools.count(), 2)
+    with prefetch as items:
+        assert [next(items), next(items)] == [0, 1]
+    assert not prefetch.thread.is_alive()
