@@ -301,7 +301,7 @@ def timeline(
     plot: Annotated[Path | None, typer.Option(help="Also draw the top labels over time into this PNG.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call (more helps on GPUs).")] = 1,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
     verbose: VerboseOpt = False,
