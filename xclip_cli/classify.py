@@ -54,7 +54,7 @@ def classify_videos(
     """Yield one result per path, in order; a video that fails yields an error result."""
     text_features = runner.label_text_features(labelset)
     pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
-    for path, loaded in _frames_in_order(runner, paths, options):
+    for path, loaded in frames_in_order(runner, paths, options):
         if isinstance(loaded, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
@@ -67,7 +67,7 @@ def classify_videos(
     yield from _score(runner, pending, text_features, labelset, options)
 
 
-def _frames_in_order(
+def frames_in_order(
     runner: XClipRunner, paths: Iterable[str], options: ClassifyOptions
 ) -> Iterator[tuple[str, SampledVideo[torch.Tensor] | VideoError]]:
     """Each path with its frames (or its error), in order.

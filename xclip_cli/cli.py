@@ -125,7 +125,9 @@ def _root(
 @app.command()
 @reports_errors
 def classify(
-    videos: Annotated[list[str], typer.Argument(help="Video files; '-' reads paths from stdin, one per line.")],
+    videos: Annotated[
+        list[str] | None, typer.Argument(help="Video files; '-' reads paths from stdin, one per line.")
+    ] = None,
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
@@ -140,6 +142,9 @@ def classify(
     timeout: TimeoutOpt = None,
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
+    index: Annotated[
+        Path | None, typer.Option(help="Score the videos of an `xclip embed` index instead: nothing is decoded.")
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
@@ -150,6 +155,13 @@ def classify(
     labelset = resolve_labels(labels)
     if len(labelset) == 1:
         _stderr(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
+    if index is not None:
+        if videos:
+            raise UsageError("give videos or --index, not both")
+        _classify_index(index, labelset, model, device, precision, top_k, writer_class, output)
+        return
+    if not videos:
+        raise UsageError("no videos given (paths, '-' for stdin, or --index)")
     _check_writable(output, videos)
     _check_some_input_exists(videos)
     from .classify import ClassifyOptions, classify_videos
@@ -170,6 +182,29 @@ def classify(
         done, failed = _write_all(results, writer_class(stream), _report_problems)
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
+    _exit_for(done, failed)
+
+
+def _classify_index(
+    folder: Path,
+    labelset: Any,
+    model: str,
+    device: str,
+    precision: str,
+    top_k: int,
+    writer_class: type[Writer],
+    output: Path | None,
+) -> None:
+    from .index import Index, score_index
+
+    index = Index(folder)
+    _check_writable(output, [])
+    runner = _load_runner(index.model if model == DEFAULT_MODEL else model, device, precision)
+    with _open_output(output) as stream:
+        results = score_index(runner, index, labelset, top_k)
+        done, failed = _write_all(results, writer_class(stream), _report_problems)
+    if done == 0:
+        raise UsageError(f"{folder}: the index holds no videos")
     _exit_for(done, failed)
 
 
@@ -280,6 +315,91 @@ def scan(
             results = classify_videos(runner, todo, labelset, options)
             done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
+
+
+@app.command()
+@reports_errors
+def embed(
+    folders: Annotated[list[str] | None, typer.Argument(help="Folders (or files) to index.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index folder (created, or resumed).")] = Path(
+        "xclip-index"
+    ),
+    from_file: Annotated[
+        str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start the index afresh instead of resuming it.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
+    glob: Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")] = None,
+    ext: Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 2,
+    precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Decode and encode videos once into an index; search it or classify it later without decoding."""
+    _set_verbose(verbose)
+    if not folders and from_file is None:
+        raise UsageError("give folders to index or --from-file LIST")
+    paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
+    from .classify import ClassifyOptions
+    from .index import IndexWriter, embed_videos
+    from .progress import ScanProgress
+
+    runner = _load_runner(model, device, precision)
+    writer = IndexWriter(output, runner, overwrite=overwrite)
+    todo = [path for path in dict.fromkeys(paths) if path not in writer.done]
+    if not todo:
+        writer.close()
+        if not quiet:
+            found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
+            _stderr(f"xclip: nothing to do: {found}")
+        return
+    done = failed = 0
+    options = ClassifyOptions(workers=workers, timeout=timeout)
+    try:
+        with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
+            for result in embed_videos(runner, todo, writer, options):
+                done += 1
+                failed += not result.ok
+                progress.update(result)
+    finally:
+        writer.close()
+    _exit_for(done, failed)
+
+
+@app.command()
+@reports_errors
+def search(
+    index: Annotated[Path, typer.Argument(help="An index folder built by xclip embed.")],
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Videos to list.")] = 10,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint (default: the one the index was built with).")
+    ] = None,
+    output_format: FormatOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rank the videos of an index by how well they match a text, with X-CLIP's full head."""
+    from .index import Index, search_index
+    from .writers import write_search
+
+    _set_verbose(verbose)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    output_format = _pick_format(output_format, output)
+    opened = Index(index)
+    _check_writable(output, [])
+    runner = _load_runner(model or opened.model, device, precision)
+    hits = search_index(runner, opened, query, top_k)
+    with _open_output(output) as stream:
+        write_search(hits, query, output_format, stream)
 
 
 @app.command()

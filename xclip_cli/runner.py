@@ -117,13 +117,22 @@ class XClipRunner:
             digest.update(f"{model.config.projection_dim} {self.precision}".encode())
             tensors = [("text_projection.weight", model.text_projection.weight)]
             tensors += [(f"text_model.{name}", tensor) for name, tensor in model.text_model.state_dict().items()]
-            for name, tensor in tensors:
-                sample = tensor.detach().reshape(-1)[::FINGERPRINT_STRIDE].to("cpu", torch.float32).contiguous()
-                total = float(tensor.detach().double().sum())  # catches edits between the samples
-                digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
-                digest.update(sample.numpy().tobytes())
-            self._fingerprint = digest.hexdigest()
+            self._fingerprint = _digest_tensors(digest, tensors)
         return self._fingerprint
+
+    def vision_fingerprint(self) -> str:
+        """Identity of everything that shapes ``video_features``: vision weights, frames, preprocessing.
+
+        Stored with an embedding index, so scoring it with another checkpoint is refused.
+        """
+        model = self.model
+        digest = hashlib.sha256(model.config.vision_config.to_json_string().encode())
+        digest.update(f"{model.config.projection_dim} {self.precision} {self.preprocess!r}".encode())
+        modules = ("vision_model", "visual_projection", "mit", "prompts_visual_layernorm")
+        tensors = [("prompts_visual_projection", model.prompts_visual_projection)]
+        for module in modules:
+            tensors += [(f"{module}.{name}", tensor) for name, tensor in getattr(model, module).state_dict().items()]
+        return _digest_tensors(digest, tensors)
 
     def _tokenize(self, text: str) -> list[int]:
         max_length = int(self.model.config.text_config.max_position_embeddings)
@@ -160,25 +169,58 @@ class XClipRunner:
     @torch.inference_mode()
     def video_logits(self, pixel_values: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """``logits_per_video`` (B x L) for videos (B x T x 3 x H x W) and cached text features."""
+        return self.logits_from_features(self.video_features(pixel_values), text_features)
+
+    @torch.inference_mode()
+    def video_features(self, pixel_values: torch.Tensor) -> VideoFeatures:
+        """What X-CLIP's head needs of each video (B x T x 3 x H x W): all the vision-side work."""
         model = self.model
         pixel_values = pixel_values.to(self.device, dtype=model.dtype)
-        with self._autocast():
-            return self._video_logits(pixel_values, text_features).float()
-
-    def _video_logits(self, pixel_values: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        model = self.model
         batch, frames, channels, height, width = pixel_values.shape
-        vision = model.vision_model(pixel_values=pixel_values.reshape(-1, channels, height, width))
-        frame_embeds = model.visual_projection(vision.pooler_output).view(batch, frames, -1)
-        video_embeds = model.mit(frame_embeds).pooler_output
-        patches = model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :])
-        patches = patches @ model.prompts_visual_projection
-        patches = patches.view(batch, frames, -1, video_embeds.shape[-1]).mean(dim=1)
-        text = text_features.to(video_embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
-        text = text + model.prompts_generator(text, patches)
-        video_embeds = video_embeds / video_embeds.norm(p=2, dim=-1, keepdim=True)
-        text = text / text.norm(p=2, dim=-1, keepdim=True)
-        return torch.einsum("bd,bkd->bk", video_embeds, model.logit_scale.exp() * text)
+        with self._autocast():
+            vision = model.vision_model(pixel_values=pixel_values.reshape(-1, channels, height, width))
+            frame_embeds = model.visual_projection(vision.pooler_output).view(batch, frames, -1)
+            video_embeds = model.mit(frame_embeds).pooler_output
+            patches = model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :])
+            patches = patches @ model.prompts_visual_projection
+            patches = patches.view(batch, frames, -1, video_embeds.shape[-1]).mean(dim=1)
+        return VideoFeatures(embeds=video_embeds.float(), patches=patches.float())
+
+    @torch.inference_mode()
+    def logits_from_features(self, features: VideoFeatures, text_features: torch.Tensor) -> torch.Tensor:
+        """X-CLIP's head: the prompt generator conditions the text on each video, then cosine x scale."""
+        model = self.model
+        embeds = features.embeds.to(self.device, dtype=model.dtype)
+        patches = features.patches.to(self.device, dtype=model.dtype)
+        with self._autocast():
+            text = text_features.to(self.device, embeds.dtype).unsqueeze(0).expand(embeds.shape[0], -1, -1)
+            text = text + model.prompts_generator(text, patches)
+            video = embeds / embeds.norm(p=2, dim=-1, keepdim=True)
+            text = text / text.norm(p=2, dim=-1, keepdim=True)
+            logits = torch.einsum("bd,bkd->bk", video, model.logit_scale.exp() * text)
+        return logits.float()
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """Per video: the MIT video embedding (B x D) and the frame-averaged patch features the
+    prompt generator attends to (B x P x D). Enough to score any text later (``xclip embed``)."""
+
+    embeds: torch.Tensor
+    patches: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.embeds.shape[0])
+
+
+def _digest_tensors(digest: Any, tensors: list[tuple[str, torch.Tensor]]) -> str:
+    """Add each tensor's name, shape, exact sum and a strided sample to ``digest``; the hex digest."""
+    for name, tensor in tensors:
+        sample = tensor.detach().reshape(-1)[::FINGERPRINT_STRIDE].to("cpu", torch.float32).contiguous()
+        total = float(tensor.detach().double().sum())  # catches edits between the samples
+        digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def ensemble_text_embeddings(embeddings: torch.Tensor) -> torch.Tensor:

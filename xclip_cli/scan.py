@@ -111,7 +111,7 @@ def finished_paths(results: Path) -> set[str]:
     """
     if not results.exists() or results.stat().st_size == 0:
         return set()
-    _trim_partial_line(results)
+    trim_partial_line(results)
     if results.suffix.lower() == ".jsonl":
         return _jsonl_paths(results)
     with open(results, newline="", encoding="utf-8") as handle:
@@ -133,7 +133,7 @@ def _jsonl_paths(results: Path) -> set[str]:
     return paths
 
 
-def _trim_partial_line(path: Path) -> None:
+def trim_partial_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as handle:

@@ -275,3 +275,37 @@ TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO]
     "jsonl": write_timeline_jsonl,
     "csv": write_timeline_csv,
 }
+
+
+# --- search hits (`xclip search`) ---------------------------------------------------------------
+
+SEARCH_CSV_COLUMNS = ("rank", "path", "score")
+
+
+def write_search(hits: Sequence[tuple[str, float]], query: str, output_format: str, stream: TextIO) -> None:
+    """Ranked (path, score) pairs as a table, JSON, JSONL or CSV."""
+    records = [{"rank": rank, "path": path, "score": score} for rank, (path, score) in enumerate(hits, start=1)]
+    if output_format == "json":
+        json.dump({"query": query, "hits": records}, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+    elif output_format == "jsonl":
+        for record in records:
+            stream.write(json.dumps({"query": query} | record, ensure_ascii=False) + "\n")
+    elif output_format == "csv":
+        writer = csv.writer(stream)
+        writer.writerow(SEARCH_CSV_COLUMNS)
+        writer.writerows(
+            [[record["rank"], neutralise_formula(record["path"]), f"{record['score']:.6f}"] for record in records]
+        )
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=escape(f"search: {query}"), title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("path")
+        table.add_column("score", justify="right")
+        for record in records:
+            table.add_row(str(record["rank"]), escape(record["path"]), f"{record['score']:.4f}")
+        data_console(stream).print(table)
+    stream.flush()

@@ -1,0 +1,128 @@
+"""`xclip embed`, `xclip search`, `xclip classify --index`: score stored features, decode nothing again."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_video
+from typer.testing import CliRunner
+
+from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.cli import app
+from xclip_cli.errors import ExitCode
+from xclip_cli.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_videos, score_index, search_index
+from xclip_cli.labels import inline_labelset
+from xclip_cli.runner import XClipRunner
+
+LABELS = "cooking, dancing, skateboarding, surfing"
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("footage")
+    for index, (size, pattern) in enumerate([((64, 48), "moving"), ((48, 64), "flat"), ((80, 40), "moving")]):
+        write_video(folder / f"clip{index}.mp4", num_frames=20 + 8 * index, size=size, pattern=pattern)
+    (folder / "broken.mp4").write_text("not a video\n")
+    return folder
+
+
+def embed(model_dir: Path, footage: Path, out: Path, *extra: str) -> object:
+    return cli.invoke(app, ["embed", str(footage), "-o", str(out), "--model", str(model_dir), "--quiet", *extra])
+
+
+def test_classify_from_the_index_equals_classify_from_the_videos(
+    tiny_model_dir: Path, footage: Path, tmp_path: Path
+) -> None:
+    result = embed(tiny_model_dir, footage, tmp_path / "index")
+    assert result.exit_code == ExitCode.PARTIAL, result.stderr  # broken.mp4 is an error row
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    labelset = inline_labelset(LABELS)
+    paths = sorted(str(path) for path in footage.iterdir())
+    direct = {r.path: r for r in classify_videos(runner, paths, labelset, ClassifyOptions(top_k=4))}
+    stored = {r.path: r for r in score_index(runner, Index(tmp_path / "index"), labelset, top_k=4)}
+    assert set(stored) == set(direct)
+    for path, expected in direct.items():
+        got = stored[path]
+        assert got.status == expected.status and got.error == expected.error
+        assert [p.label for p in got.predictions] == [p.label for p in expected.predictions]
+        for a, b in zip(got.predictions, expected.predictions, strict=True):
+            assert a.probability == pytest.approx(b.probability, abs=1e-6)
+            assert a.logit == pytest.approx(b.logit, abs=1e-5)
+        assert got.duration == pytest.approx(expected.duration, abs=1e-3) if expected.ok else True
+    # And through the CLI, with the index's own checkpoint picked up without --model.
+    out = cli.invoke(app, ["classify", "--index", str(tmp_path / "index"), "--labels", LABELS, "-f", "jsonl"])
+    assert out.exit_code == ExitCode.PARTIAL, out.stderr
+    records = {r["path"]: r for r in map(json.loads, out.stdout.splitlines())}
+    assert records[paths[1]]["predictions"][0]["label"] == direct[paths[1]].predictions[0].label
+
+
+def test_search_scores_are_what_classify_reports_for_that_text(
+    tiny_model_dir: Path, footage: Path, tmp_path: Path
+) -> None:
+    embed(tiny_model_dir, footage, tmp_path / "index")
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    query = "a person skateboarding down a ramp"
+    hits = search_index(runner, Index(tmp_path / "index"), query, top_k=10)
+    videos = sorted(str(path) for path in footage.glob("clip*.mp4"))
+    assert sorted(path for path, _ in hits) == videos  # broken.mp4 has no features
+    assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+    single = inline_labelset(query + ",")  # the text as a one-label set: its logit is the score
+    direct = {r.path: r.predictions[0].logit for r in classify_videos(runner, videos, single)}
+    for path, score in hits:
+        assert score == pytest.approx(direct[path], abs=1e-5)
+    result = cli.invoke(app, ["search", str(tmp_path / "index"), query, "--top-k", "2", "-f", "json"])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    document = json.loads(result.stdout)
+    assert [hit["path"] for hit in document["hits"]] == [path for path, _ in hits[:2]]
+    table = cli.invoke(app, ["search", str(tmp_path / "index"), query])
+    assert table.exit_code == ExitCode.OK and "rank" in table.stdout
+
+
+def test_embedding_resumes_and_never_duplicates(tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    embed(tiny_model_dir, footage, out)
+    again = embed(tiny_model_dir, footage, out)
+    assert again.exit_code == ExitCode.OK  # every path is already in the index: nothing redone
+    write_video(tmp_path / "more.mp4", num_frames=12)
+    extra = cli.invoke(app, ["embed", str(tmp_path / "more.mp4"), "-o", str(out), "--model", str(tiny_model_dir)])
+    assert extra.exit_code == ExitCode.OK, extra.stderr
+    with open(out / TABLE, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and len({row["path"] for row in rows}) == 5
+    assert sorted({row["shard"] for row in rows if row["shard"]}) == ["0", "1"]  # the rerun wrote a new shard
+    assert np.load(out / "embeds-00001.npy").shape[0] == 1
+
+
+def test_a_killed_run_leaves_no_row_without_its_data(tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    writer = IndexWriter(out, runner)
+    paths = [str(path) for path in sorted(footage.glob("clip*.mp4"))]
+    results = list(embed_videos(runner, paths, writer))
+    assert all(result.ok for result in results) and len(writer.pending) == len(paths) < SHARD_VIDEOS
+    # Killed before the shard was written: no rows yet, so a rerun redoes these videos.
+    np.save(out / "embeds-00000.npy", np.zeros((1, 4), dtype=np.float32))  # a half-written shard
+    del writer
+    resumed = IndexWriter(out, runner)
+    assert resumed.done == set() and not (out / "embeds-00000.npy").exists()
+    list(embed_videos(runner, paths, resumed))
+    resumed.close()
+    assert {entry.path for entry in Index(out).entries} == set(paths)
+
+
+def test_an_index_is_scored_only_with_its_own_checkpoint(
+    tiny_model_dir: Path, other_model_dir: Path, footage: Path, tmp_path: Path
+) -> None:
+    embed(tiny_model_dir, footage, tmp_path / "index")
+    result = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "--model", str(other_model_dir)])
+    assert result.exit_code == ExitCode.USAGE
+    assert "built with" in result.stderr and "\n" not in result.stderr.strip()
+    resumed = embed(other_model_dir, footage, tmp_path / "index")
+    assert resumed.exit_code == ExitCode.USAGE and "--overwrite" in resumed.stderr
+    missing = cli.invoke(app, ["search", str(tmp_path / "nowhere"), "dancing"])
+    assert missing.exit_code == ExitCode.USAGE and "not an xclip index" in missing.stderr

@@ -1,0 +1,320 @@
+"""Embedding indexes: decode and encode videos once, score any text or label set later.
+
+An index is a folder:
+
+* ``index.json``: the checkpoint id, the fingerprint of its vision side, frames, dimensions;
+* ``videos.csv``: one row per video (path, status, shard, row, duration, size, error), appended
+  and flushed as videos finish: the resume state, like a scan's CSV;
+* ``embeds-NNNNN.npy`` (videos x D) and ``patches-NNNNN.npy`` (videos x P x D), float32: what
+  X-CLIP's head needs of each video (``XClipRunner.video_features``). A shard's rows reach
+  ``videos.csv`` only after its arrays are on disk, so a killed run loses at most one shard of
+  work and never leaves a row without its data.
+
+Scoring from an index runs only the text side and the prompt generator, so the numbers equal
+those of classifying the videos (tested), without decoding anything again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .classify import ClassifyOptions, frames_in_order, view_pixels
+from .errors import OutputError, UsageError, VideoError
+from .labels import LabelSet
+from .results import Prediction, VideoResult
+from .runner import VideoFeatures, XClipRunner
+from .scan import trim_partial_line
+
+FORMAT = 1
+MANIFEST = "index.json"
+TABLE = "videos.csv"
+TABLE_COLUMNS = ("path", "status", "shard", "row", "duration", "width", "height", "error")
+SHARD_VIDEOS = 64  # videos per shard file: few files, little lost to a kill
+SCORE_CHUNK = 256  # videos per prompt-generator call when scoring an index
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One video of an index: where its features are, or why it has none."""
+
+    path: str
+    status: str  # ok | error
+    shard: int | None
+    row: int | None
+    duration: float | None
+    width: int | None
+    height: int | None
+    error: str | None
+
+
+class IndexWriter:
+    """Appends videos to an index folder (created, or resumed when it holds the same checkpoint)."""
+
+    def __init__(self, folder: Path, runner: XClipRunner, overwrite: bool = False) -> None:
+        self.folder = folder
+        self.manifest = {
+            "format": FORMAT,
+            "model": runner.model_id,
+            "vision_fingerprint": runner.vision_fingerprint(),
+            "num_frames": runner.num_frames,
+            "precision": runner.precision,
+        }
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot create the index folder ({exc.strerror or exc})") from None
+        if overwrite:
+            for item in folder.iterdir():
+                if item.name in (MANIFEST, TABLE) or item.name.startswith(("embeds-", "patches-")):
+                    item.unlink()
+        existing = _read_manifest(folder) if (folder / MANIFEST).exists() else None
+        if existing is not None and existing.get("vision_fingerprint") != self.manifest["vision_fingerprint"]:
+            raise UsageError(
+                f"{folder}: this index holds features of {existing.get('model')!r}, not of {runner.model_id!r}; "
+                "use that --model, another folder, or --overwrite"
+            )
+        if existing is None:
+            _write_json(folder / MANIFEST, self.manifest)
+        table_exists = (folder / TABLE).exists() and (folder / TABLE).stat().st_size > 0
+        entries = read_entries(folder) if table_exists else []
+        self.done = {entry.path for entry in entries}
+        self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
+        self._trim_unlisted_shards()
+        self.table = open(folder / TABLE, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close)
+        self.csv = csv.writer(self.table)
+        if not table_exists:
+            self.csv.writerow(TABLE_COLUMNS)
+            self.table.flush()
+        self.pending: list[tuple[VideoResult, VideoFeatures]] = []
+
+    def add(self, result: VideoResult, features: VideoFeatures | None) -> None:
+        """Queue one video's features (written with its shard), or write its error row now."""
+        if features is None:
+            self._write_rows([(result, None, None)])
+            return
+        self.pending.append((result, features))
+        if len(self.pending) >= SHARD_VIDEOS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        shard = self.next_shard
+        embeds = torch.cat([features.embeds for _, features in self.pending]).numpy()
+        patches = torch.cat([features.patches for _, features in self.pending]).numpy()
+        _save_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)
+        _save_atomic(self.folder / f"patches-{shard:05d}.npy", patches)
+        self._write_rows([(result, shard, row) for row, (result, _) in enumerate(self.pending)])
+        self.pending = []
+        self.next_shard += 1
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.table.close()
+
+    def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
+        for result, shard, row in rows:
+            self.csv.writerow(
+                [
+                    result.path,
+                    result.status,
+                    "" if shard is None else shard,
+                    "" if row is None else row,
+                    "" if result.duration is None else f"{result.duration:.3f}",
+                    "" if result.width is None else result.width,
+                    "" if result.height is None else result.height,
+                    result.error or "",
+                ]
+            )
+            self.done.add(result.path)
+        self.table.flush()
+        os.fsync(self.table.fileno())
+
+    def _trim_unlisted_shards(self) -> None:
+        """Shards written by a run killed before their rows: their videos will be redone."""
+        for item in self.folder.glob("*-*.npy"):
+            number = item.stem.rpartition("-")[2]
+            if number.isdigit() and int(number) >= self.next_shard:
+                item.unlink()
+
+
+class Index:
+    """A finished (or partly built) index, read for scoring."""
+
+    def __init__(self, folder: Path) -> None:
+        if not (folder / MANIFEST).is_file() or not (folder / TABLE).is_file():
+            raise UsageError(f"{folder}: not an xclip index (no {MANIFEST} and {TABLE}); build one with xclip embed")
+        self.folder = folder
+        self.manifest = _read_manifest(folder)
+        self.entries = read_entries(folder)
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest.get("model", ""))
+
+    def check_runner(self, runner: XClipRunner) -> None:
+        if runner.vision_fingerprint() != self.manifest.get("vision_fingerprint"):
+            raise UsageError(
+                f"{self.folder}: the index was built with {self.model!r}; score it with the same checkpoint "
+                f"(--model {self.model})"
+            )
+
+    def features(self, entries: list[IndexEntry]) -> VideoFeatures:
+        """The stored features of ``entries`` (all ``ok``), read from their shards."""
+        embeds, patches = [], []
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for entry in entries:
+            assert entry.shard is not None and entry.row is not None
+            if entry.shard not in cache:
+                cache[entry.shard] = (
+                    np.load(self.folder / f"embeds-{entry.shard:05d}.npy", mmap_mode="r"),
+                    np.load(self.folder / f"patches-{entry.shard:05d}.npy", mmap_mode="r"),
+                )
+            shard_embeds, shard_patches = cache[entry.shard]
+            embeds.append(np.asarray(shard_embeds[entry.row]))
+            patches.append(np.asarray(shard_patches[entry.row]))
+        return VideoFeatures(embeds=torch.from_numpy(np.stack(embeds)), patches=torch.from_numpy(np.stack(patches)))
+
+
+def embed_videos(
+    runner: XClipRunner, paths: Iterable[str], writer: IndexWriter, options: ClassifyOptions | None = None
+) -> Iterator[VideoResult]:
+    """Decode, encode and store each video (one view, centre crop); yields a result per path.
+
+    ``options`` supplies workers and the timeout; its clips and crops are ignored (one view).
+    """
+    options = ClassifyOptions() if options is None else options
+    options = ClassifyOptions(workers=options.workers, timeout=options.timeout, batch_size=options.batch_size)
+    for path, loaded in frames_in_order(runner, paths, options):
+        if isinstance(loaded, VideoError):
+            result = VideoResult(path=path, model=runner.model_id, error=loaded.reason)
+            writer.add(result, None)
+            yield result
+            continue
+        features = runner.video_features(view_pixels(loaded))
+        result = VideoResult(
+            path=path,
+            model=runner.model_id,
+            duration=loaded.info.duration,
+            width=loaded.info.width,
+            height=loaded.info.height,
+            warnings=loaded.warnings,
+        )
+        writer.add(result, features)
+        yield result
+
+
+def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: int = 5) -> Iterator[VideoResult]:
+    """One result per indexed video, as ``classify`` would give it, without decoding anything."""
+    index.check_runner(runner)
+    text_features = runner.label_text_features(labelset)
+    k = min(top_k, len(labelset))
+    for chunk in _chunks(index.entries, SCORE_CHUNK):
+        ok = [entry for entry in chunk if entry.status == "ok"]
+        logits = runner.logits_from_features(index.features(ok), text_features) if ok else None
+        position = {entry.path: row for row, entry in enumerate(ok)}
+        for entry in chunk:
+            if entry.status != "ok" or logits is None:
+                yield VideoResult(path=entry.path, model=index.model, labelset=labelset.name, error=entry.error)
+                continue
+            row = logits[position[entry.path]]
+            probabilities = row.softmax(dim=-1)
+            top = probabilities.topk(k)
+            predictions = tuple(
+                Prediction(labelset.labels[i].name, float(probabilities[i]), float(row[i]))
+                for i in top.indices.tolist()
+            )
+            yield VideoResult(
+                path=entry.path,
+                predictions=predictions,
+                model=index.model,
+                labelset=labelset.name,
+                duration=entry.duration,
+                width=entry.width,
+                height=entry.height,
+            )
+
+
+def search_index(runner: XClipRunner, index: Index, query: str, top_k: int = 10) -> list[tuple[str, float]]:
+    """Indexed videos ranked by X-CLIP's score for ``query`` (prompt generator included), best first.
+
+    The score is the logit ``classify`` reports for that text: the scaled cosine similarity of
+    the video and the text conditioned on that video.
+    """
+    index.check_runner(runner)
+    text_features = runner.text_features([query])
+    scored: list[tuple[str, float]] = []
+    ok = [entry for entry in index.entries if entry.status == "ok"]
+    for chunk in _chunks(ok, SCORE_CHUNK):
+        logits = runner.logits_from_features(index.features(chunk), text_features)[:, 0]
+        scored += [(entry.path, float(score)) for entry, score in zip(chunk, logits.tolist(), strict=True)]
+    scored.sort(key=lambda item: -item[1])
+    return scored[:top_k]
+
+
+def read_entries(folder: Path) -> list[IndexEntry]:
+    path = folder / TABLE
+    trim_partial_line(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != list(TABLE_COLUMNS):
+            raise UsageError(f"{path}: not an xclip index table (unexpected header)")
+        entries = []
+        for row in reader:
+            if len(row) != len(TABLE_COLUMNS):
+                continue
+            path_, status, shard, number, duration, width, height, error = row
+            entries.append(
+                IndexEntry(
+                    path=path_,
+                    status=status,
+                    shard=int(shard) if shard else None,
+                    row=int(number) if number else None,
+                    duration=float(duration) if duration else None,
+                    width=int(width) if width else None,
+                    height=int(height) if height else None,
+                    error=error or None,
+                )
+            )
+    return entries
+
+
+def _read_manifest(folder: Path) -> dict[str, object]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{folder / MANIFEST}: unreadable index manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UsageError(f"{folder / MANIFEST}: not an xclip index of format {FORMAT}")
+    return manifest
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_suffix(".tmp.npy")
+    with open(temporary, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _chunks(items: list[IndexEntry], size: int) -> Iterable[list[IndexEntry]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
