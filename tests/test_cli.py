@@ -123,7 +123,7 @@ def test_only_missing_videos_fail_before_the_model_loads(clip_dir: Path, tmp_pat
     missing = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
     result = runner.invoke(app, ["classify", *missing, "--model", str(tmp_path / "no-model")])
     assert result.exit_code == ExitCode.ALL_FAILED
-    assert result.stderr.splitlines() == [f"xclip: error: {path}: No such file or directory" for path in missing]
+    assert result.stderr.splitlines() == [f"xclip: error: {path}: no such file" for path in missing]
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,9 @@ PrecisionOpt = Annotated[
 WorkersOpt = Annotated[
     int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
 ]
+ScanFormatOpt = Annotated[
+    str | None, typer.Option("--format", "-f", help="csv or jsonl; default: from the -o extension, else csv.")
+]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
 TimeoutOpt = Annotated[
     float | None,
@@ -126,7 +129,8 @@ def _root(
 @reports_errors
 def classify(
     videos: Annotated[
-        list[str] | None, typer.Argument(help="Video files; '-' reads paths from stdin, one per line.")
+        list[str] | None,
+        typer.Argument(metavar="[VIDEOS]...", help="Video files; '-' reads paths from stdin, one per line."),
     ] = None,
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
@@ -257,7 +261,9 @@ def _exit_for(done: int, failed: int) -> None:
 @app.command()
 @reports_errors
 def scan(
-    folders: Annotated[list[str] | None, typer.Argument(help="Folders (or files) to scan.")] = None,
+    folders: Annotated[
+        list[str] | None, typer.Argument(metavar="[FOLDERS]...", help="Folders (or files) to scan.")
+    ] = None,
     labels: LabelsOpt = "kinetics400",
     output: OutputOpt = None,
     from_file: Annotated[
@@ -271,7 +277,7 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
     model: ModelOpt = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
-    output_format: FormatOpt = None,
+    output_format: ScanFormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 2,
@@ -320,7 +326,9 @@ def scan(
 @app.command()
 @reports_errors
 def embed(
-    folders: Annotated[list[str] | None, typer.Argument(help="Folders (or files) to index.")] = None,
+    folders: Annotated[
+        list[str] | None, typer.Argument(metavar="[FOLDERS]...", help="Folders (or files) to index.")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The index folder (created, or resumed).")] = Path(
         "xclip-index"
     ),
@@ -374,8 +382,8 @@ def embed(
 @app.command()
 @reports_errors
 def search(
-    index: Annotated[Path, typer.Argument(help="An index folder built by xclip embed.")],
-    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    index: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder built by xclip embed.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for, in words.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Videos to list.")] = 10,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Checkpoint (default: the one the index was built with).")
@@ -405,7 +413,7 @@ def search(
 @app.command()
 @reports_errors
 def timeline(
-    video: Annotated[str, typer.Argument(help="The video to follow over time.")],
+    video: Annotated[str, typer.Argument(metavar="VIDEO", help="The video to follow over time.")],
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
     window: Annotated[
@@ -599,7 +607,7 @@ def _check_some_input_exists(videos: list[str]) -> None:
     if "-" in videos or any(os.path.exists(video) for video in videos):
         return
     for video in videos:
-        _stderr(f"xclip: error: {video}: No such file or directory")
+        _stderr(f"xclip: error: {video}: no such file")
     raise typer.Exit(int(ExitCode.ALL_FAILED))
 
 
