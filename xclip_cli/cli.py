@@ -7,6 +7,7 @@ commands that need a model, so ``xclip --help`` and ``xclip labels list`` start 
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import math
 import os
@@ -24,6 +25,9 @@ from .labels import builtin_dir, builtin_names, load_labelset_file, resolve_labe
 from .results import VideoResult
 from .writers import FORMATS, WRITERS, Writer, data_console
 
+# Views per video of each evaluation protocol: X-CLIP's README tests with TEST.NUM_CLIP 4 and
+# TEST.NUM_CROP 3 (microsoft/VideoX, X-CLIP/README.md, "Test").
+PROTOCOLS = {"single": (1, 1), "xclip": (4, 3)}
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 
 app = typer.Typer(
@@ -377,6 +381,91 @@ def embed(
     finally:
         writer.close()
     _exit_for(done, failed)
+
+
+@app.command(name="eval")
+@reports_errors
+def evaluate_command(
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="A folder of class folders, or a path,label CSV/TSV.")],
+    labels: LabelsOpt = "kinetics400",
+    model: ModelOpt = DEFAULT_MODEL,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Per-video predictions CSV; a rerun resumes from it.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start -o afresh instead of resuming it.")] = False,
+    confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix (CSV) here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw the confusion matrix as a PNG heatmap.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json (the report).")] = "table",
+    protocol: Annotated[
+        str, typer.Option(help="single: one view; xclip: 4 clips x 3 crops, X-CLIP's test protocol.")
+    ] = "single",
+    clips: ClipsOpt = 1,
+    crops: CropsOpt = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 2,
+    precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Measure top-1, top-5 and per-class accuracy of a label set on labelled videos."""
+    from .evaluate import (
+        PREDICTION_COLUMNS,
+        TOP_K,
+        evaluate,
+        load_dataset,
+        match_classes,
+        prediction_row,
+        read_predictions,
+        write_confusion_csv,
+    )
+    from .writers import write_eval_report
+
+    _set_verbose(verbose)
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol}: expected one of {', '.join(PROTOCOLS)}")
+    if protocol != "single":
+        clips, crops = PROTOCOLS[protocol]
+    _check_crops(crops)
+    if output_format not in ("table", "json"):
+        raise UsageError(f"--format {output_format}: eval reports as table or json")
+    labelset = resolve_labels(labels)
+    dataset = load_dataset(data)
+    match_classes((video.label for video in dataset), labelset)  # before any video is decoded
+    for path in (output, confusion, plot):
+        _check_writable(path, [video.path for video in dataset])
+    earlier = [] if overwrite or output is None else read_predictions(output)
+    wanted = {video.path for video in dataset}
+    rows = [row for row in earlier if row["path"] in wanted]  # a dataset changed since: its rows only
+    done = {row["path"] for row in rows}
+    todo = {video.path: video for video in dataset if video.path not in done}
+    if todo:
+        from .classify import ClassifyOptions, classify_videos
+        from .progress import ScanProgress
+
+        runner = _load_runner(model, device, precision)
+        options = ClassifyOptions(top_k=TOP_K, workers=workers, timeout=timeout, clips=clips, crops=crops)
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(_open_output(output, append=bool(earlier))) if output else None
+            table = csv.writer(stream) if stream else None
+            if table is not None and not earlier:
+                table.writerow(PREDICTION_COLUMNS)
+            progress = stack.enter_context(ScanProgress(len(todo), skipped=len(done), quiet=quiet))
+            for result in classify_videos(runner, list(todo), labelset, options):
+                row = prediction_row(todo[result.path], result)
+                rows.append(dict(zip(PREDICTION_COLUMNS, row, strict=True)))
+                if table is not None and stream is not None:
+                    table.writerow(row)
+                    stream.flush()
+                progress.update(result)
+    report = evaluate(rows, labelset)
+    write_eval_report(report, labelset.name, output_format, sys.stdout)
+    if confusion is not None:
+        write_confusion_csv(report, confusion)
+    if plot is not None:
+        from .plot import plot_confusion
+
+        plot_confusion(report, plot)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from .results import VideoResult
 
 if TYPE_CHECKING:  # the timeline module imports torch; writers stay light
+    from .evaluate import EvalReport
     from .timeline import Segment, Timeline
 
 CSV_COLUMNS = (
@@ -309,3 +310,39 @@ def write_search(hits: Sequence[tuple[str, float]], query: str, output_format: s
             table.add_row(str(record["rank"]), escape(record["path"]), f"{record['score']:.4f}")
         data_console(stream).print(table)
     stream.flush()
+
+
+# --- evaluation reports (`xclip eval`) ----------------------------------------------------------
+
+
+def write_eval_report(report: EvalReport, labelset: str, output_format: str, stream: TextIO) -> None:
+    """Overall and per-class accuracy as a table or one JSON object."""
+    if output_format == "json":
+        document = {
+            "labelset": labelset,
+            "videos": report.videos,
+            "failed": report.failed,
+            "top1": report.top1,
+            "top5": report.top5,
+            "mean_class_top1": report.mean_class_top1,
+            "per_class": [vars(score) for score in report.per_class],
+        }
+        json.dump(document, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = data_console(stream)
+    table = Table(title=escape(f"{labelset}: per class"), title_justify="left")
+    for name, justify in (("class", "left"), ("videos", "right"), ("top-1", "right"), ("top-5", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for score in report.per_class:
+        table.add_row(escape(score.label), str(score.videos), f"{score.top1:.1%}", f"{score.top5:.1%}")
+    console.print(table)
+    failed = f", {report.failed} failed (left out)" if report.failed else ""
+    console.print(
+        f"top-1 {report.top1:.2%} · top-5 {report.top5:.2%} · mean class top-1 {report.mean_class_top1:.2%} "
+        f"· {report.videos} videos{failed}",
+        markup=False,
+    )

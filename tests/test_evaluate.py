@@ -1,0 +1,123 @@
+"""`xclip eval`: metrics checked by hand, class matching, manifests, and an end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from catalogue import _encode, _flat
+from typer.testing import CliRunner
+
+from xclip_cli.classify import classify_videos
+from xclip_cli.cli import app
+from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.evaluate import compute_metrics, load_dataset, match_classes, normalise
+from xclip_cli.labels import inline_labelset
+from xclip_cli.runner import XClipRunner
+
+LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
+COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
+cli = CliRunner()
+
+
+def test_metrics_by_hand() -> None:
+    names = ["a", "b", "c", "d", "e", "f"]
+    truth = np.array([0, 0, 1, 2])
+    ranked = [[0, 1], [1, 0], [1, 2], [0, 1, 3, 4, 5, 2]]  # the last has the truth 6th: not in the top 5
+    report = compute_metrics(truth, ranked, names, failed=1)
+    assert (report.videos, report.failed) == (4, 1)
+    assert report.top1 == 0.5  # videos 1 and 3
+    assert report.top5 == 0.75  # all but the last
+    assert [(s.label, s.videos, s.top1, s.top5) for s in report.per_class] == [
+        ("a", 2, 0.5, 1.0),
+        ("b", 1, 1.0, 1.0),
+        ("c", 1, 0.0, 0.0),
+    ]
+    assert report.mean_class_top1 == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert report.confusion_labels == ("a", "b", "c")
+    assert report.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_class_names_match_whatever_the_spelling() -> None:
+    labelset = inline_labelset("apply eye makeup, playing daf, yo yo")
+    assert normalise("ApplyEyeMakeup") == normalise("apply_eye makeup") == normalise("Apply-Eye-Makeup")
+    assert match_classes(["ApplyEyeMakeup", "playing_daf", "YoYo"], labelset) == {
+        "ApplyEyeMakeup": 0,
+        "playing_daf": 1,
+        "YoYo": 2,
+    }
+    with pytest.raises(UsageError, match=r"2 dataset classes match no label .*'Juggling', 'Surfing'"):
+        match_classes(["YoYo", "Surfing", "Juggling"], labelset)
+
+
+def test_manifests(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text("path,label\nclips/a.mp4,YoYo\n/abs/b.mp4,playing daf\n\n", encoding="utf-8")
+    videos = load_dataset(tmp_path / "m.csv")
+    assert [(v.path, v.label) for v in videos] == [
+        (str(tmp_path / "clips/a.mp4"), "YoYo"),
+        ("/abs/b.mp4", "playing daf"),
+    ]
+    (tmp_path / "m.tsv").write_text("a.mp4\tYoYo\nb.mp4\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"m.tsv: row 2: expected"):
+        load_dataset(tmp_path / "m.tsv")
+    with pytest.raises(UsageError, match="no class folders"):
+        load_dataset(tmp_path)
+
+
+def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Colours go into the folder of the label the tiny model gives them, but one, which goes astray."""
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    labelset = inline_labelset(LABELS)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    top = {}
+    for colour in COLOURS:
+        _encode(probe / f"{colour}.mp4", _flat(colour, 8))
+        top[colour] = next(iter(classify_videos(runner, [str(probe / f"{colour}.mp4")], labelset))).predictions[0].label
+    data = tmp_path / "data"
+    for number, colour in enumerate(COLOURS[:4]):
+        folder = data / top[colour].title().replace(" ", "")  # CamelCase folder names
+        folder.mkdir(parents=True, exist_ok=True)
+        _encode(folder / f"right{number}.mp4", _flat(colour, 8))
+    wrong_colour = COLOURS[4]
+    wrong_label = next(name for name in labelset.names if name != top[wrong_colour])
+    (data / wrong_label).mkdir(exist_ok=True)
+    _encode(data / wrong_label / "astray.mp4", _flat(wrong_colour, 8))
+    args = ["eval", str(data), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "--quiet"]
+    out = tmp_path / "predictions.csv"
+    result = cli.invoke(
+        app, [*args, "-o", str(out), "--confusion", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png")]
+    )
+    assert result.exit_code == ExitCode.OK, result.stderr
+    report = json.loads(result.stdout)
+    assert report["videos"] == 5 and report["top1"] == pytest.approx(4 / 5)
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as handle:
+        matrix = list(csv.reader(handle))
+    assert sum(int(cell) for row in matrix[1:] for cell in row[1:]) == 5
+    # A rerun resumes from the predictions: nothing is classified again, same report.
+    again = cli.invoke(app, [*args, "-o", str(out)])
+    assert again.exit_code == ExitCode.OK and json.loads(again.stdout) == report
+    with open(out, newline="", encoding="utf-8") as handle:
+        assert len(list(csv.DictReader(handle))) == 5
+
+
+def test_unmatched_classes_stop_before_the_model_loads(tmp_path: Path) -> None:
+    (tmp_path / "data" / "Juggling").mkdir(parents=True)
+    (tmp_path / "data" / "Juggling" / "x.mp4").write_bytes(b"")
+    result = cli.invoke(app, ["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", "/nonexistent/model"])
+    assert result.exit_code == ExitCode.USAGE and "'Juggling'" in result.stderr
+
+
+def test_protocols(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "data" / "Red").mkdir(parents=True)
+    _encode(tmp_path / "data" / "Red" / "x.mp4", _flat((255, 0, 0), 8, size=(80, 48)))
+    args = ["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "-q"]
+    result = cli.invoke(app, [*args, "--protocol", "xclip"])  # 4 clips x 3 crops
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert json.loads(result.stdout)["videos"] == 1
+    bad = cli.invoke(app, [*args, "--protocol", "paper"])
+    assert bad.exit_code == ExitCode.USAGE and "--protocol paper" in bad.stderr

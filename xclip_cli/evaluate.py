@@ -1,0 +1,190 @@
+"""Evaluate a checkpoint and a label set on labelled videos: top-1, top-5, per-class accuracy.
+
+A dataset is a folder with one sub-folder of videos per class, or a CSV/TSV manifest of
+``path,label`` rows (paths relative to the manifest's folder). Class names are matched to the
+label set by a normalised form (case, spaces, underscores, dashes and CamelCase ignored:
+``ApplyEyeMakeup``, ``apply_eye_makeup`` and ``Apply eye makeup`` are one class); classes
+that match no label stop the run before any video is decoded.
+
+The metric code is plain numpy over label indices, tested against hand-computed cases.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .labels import LabelSet
+from .results import VideoResult
+from .scan import find_videos, trim_partial_line
+
+PREDICTION_COLUMNS = ("path", "label", "status", "top1_label", "correct_top1", "correct_top5", "top5", "error")
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class LabelledVideo:
+    path: str
+    label: str  # the class name as the dataset spells it
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    videos: int
+    top1: float
+    top5: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    videos: int  # scored (failed videos are counted apart, not as wrong)
+    failed: int
+    top1: float
+    top5: float
+    mean_class_top1: float  # the mean over classes of each class's top-1 accuracy
+    per_class: tuple[ClassScore, ...]
+    confusion_labels: tuple[str, ...]  # rows: true class, columns: top-1 prediction
+    confusion: np.ndarray
+
+
+def normalise(name: str) -> str:
+    """``ApplyEyeMakeup``, ``apply_eye makeup``, ``Apply-Eye-Makeup`` -> ``applyeyemakeup``."""
+    return re.sub(r"[^0-9a-z]+", "", name.lower())
+
+
+def load_dataset(source: Path) -> list[LabelledVideo]:
+    """Labelled videos from a folder of class folders or a CSV/TSV manifest, in a stable order."""
+    if source.is_dir():
+        classes = sorted(item for item in source.iterdir() if item.is_dir())
+        if not classes:
+            raise UsageError(f"{source}: no class folders (expected one sub-folder of videos per class)")
+        return [LabelledVideo(path, folder.name) for folder in classes for path in find_videos([str(folder)])]
+    if source.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return _read_manifest(source)
+    raise UsageError(f"{source}: expected a folder of class folders or a .csv/.tsv manifest")
+
+
+def _read_manifest(source: Path) -> list[LabelledVideo]:
+    delimiter = "\t" if source.suffix.lower() == ".tsv" else ","
+    try:
+        with open(source, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{source}: cannot read the manifest ({exc})") from None
+    if rows and [cell.strip().lower() for cell in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    videos = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise UsageError(f"{source}: row {number}: expected 'path{delimiter}label'")
+        path = Path(row[0].strip())
+        videos.append(LabelledVideo(str(path if path.is_absolute() else source.parent / path), row[1].strip()))
+    if not videos:
+        raise UsageError(f"{source}: the manifest lists no videos")
+    return videos
+
+
+def match_classes(classes: Iterable[str], labelset: LabelSet) -> dict[str, int]:
+    """Each dataset class -> its label's index; raises ``UsageError`` listing classes that match none."""
+    by_key: dict[str, int] = {}
+    for index, name in enumerate(labelset.names):
+        by_key.setdefault(normalise(name), index)
+    matched, unmatched = {}, []
+    for name in sorted(set(classes)):
+        key = normalise(name)
+        if key in by_key:
+            matched[name] = by_key[key]
+        else:
+            unmatched.append(name)
+    if unmatched:
+        shown = ", ".join(repr(name) for name in unmatched[:8]) + (" ..." if len(unmatched) > 8 else "")
+        raise UsageError(
+            f"{len(unmatched)} dataset classes match no label of {labelset.name!r}: {shown} "
+            "(names are compared ignoring case, spaces, underscores and dashes)"
+        )
+    return matched
+
+
+def prediction_row(video: LabelledVideo, result: VideoResult) -> list[str]:
+    """One row of the predictions CSV (the resume state of an evaluation)."""
+    top = [p.label for p in result.predictions[:TOP_K]]
+    truth = normalise(video.label)
+    return [
+        video.path,
+        video.label,
+        result.status,
+        top[0] if top else "",
+        str(int(bool(top) and normalise(top[0]) == truth)) if result.ok else "",
+        str(int(any(normalise(label) == truth for label in top))) if result.ok else "",
+        json.dumps(top, ensure_ascii=False) if result.ok else "",
+        result.error or "",
+    ]
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """Rows of an earlier run's predictions CSV (a row cut off by a kill is dropped)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    trim_partial_line(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != PREDICTION_COLUMNS:
+            raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
+        return list(reader)
+
+
+def evaluate(rows: Sequence[dict[str, str]], labelset: LabelSet) -> EvalReport:
+    """Metrics over prediction rows (``prediction_row`` form, old runs' rows included)."""
+    index = {normalise(name): i for i, name in reversed(list(enumerate(labelset.names)))}
+    scored = [row for row in rows if row["status"] == "ok"]
+    truth = np.array([index[normalise(row["label"])] for row in scored], dtype=np.int64)
+    ranked = [[index.get(normalise(label), -1) for label in json.loads(row["top5"])] for row in scored]
+    return compute_metrics(truth, ranked, labelset.names, failed=len(rows) - len(scored))
+
+
+def compute_metrics(
+    truth: np.ndarray, ranked: Sequence[Sequence[int]], names: Sequence[str], failed: int = 0
+) -> EvalReport:
+    """Accuracy from true label indices and each video's ranked predicted indices (best first)."""
+    hit1 = np.array([bool(r) and r[0] == t for t, r in zip(truth, ranked, strict=True)], dtype=bool)
+    hit5 = np.array([t in r[:TOP_K] for t, r in zip(truth, ranked, strict=True)], dtype=bool)
+    classes = sorted(set(truth.tolist()))
+    per_class = tuple(
+        ClassScore(names[c], int((truth == c).sum()), float(hit1[truth == c].mean()), float(hit5[truth == c].mean()))
+        for c in classes
+    )
+    predicted = [r[0] for r in ranked if r]
+    shown = sorted(set(classes) | {p for p in predicted if p >= 0})
+    position = {label: i for i, label in enumerate(shown)}
+    confusion = np.zeros((len(shown), len(shown)), dtype=np.int64)
+    for t, r in zip(truth, ranked, strict=True):
+        if r and r[0] >= 0:
+            confusion[position[int(t)], position[r[0]]] += 1
+    count = len(truth)
+    return EvalReport(
+        videos=count,
+        failed=failed,
+        top1=float(hit1.mean()) if count else 0.0,
+        top5=float(hit5.mean()) if count else 0.0,
+        mean_class_top1=float(np.mean([score.top1 for score in per_class])) if per_class else 0.0,
+        per_class=per_class,
+        confusion_labels=tuple(names[i] for i in shown),
+        confusion=confusion,
+    )
+
+
+def write_confusion_csv(report: EvalReport, path: Path) -> None:
+    """Rows: true class; columns: top-1 prediction; cells: video counts."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *report.confusion_labels])
+        for label, row in zip(report.confusion_labels, report.confusion.tolist(), strict=True):
+            writer.writerow([label, *row])
