@@ -126,3 +126,9 @@ def test_an_index_is_scored_only_with_its_own_checkpoint(
     assert resumed.exit_code == ExitCode.USAGE and "--overwrite" in resumed.stderr
     missing = cli.invoke(app, ["search", str(tmp_path / "nowhere"), "dancing"])
     assert missing.exit_code == ExitCode.USAGE and "not an xclip index" in missing.stderr
+
+
+def test_stored_video_embeddings_are_unit_length(tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
+    embed(tiny_model_dir, footage, tmp_path / "index")
+    embeds = np.load(tmp_path / "index" / "embeds-00000.npy")
+    assert embeds.shape[0] == 3 and np.allclose(np.linalg.norm(embeds, axis=1), 1.0, atol=1e-5)

@@ -5,8 +5,8 @@ An index is a folder:
 * ``index.json``: the checkpoint id, the fingerprint of its vision side, frames, dimensions;
 * ``videos.csv``: one row per video (path, status, shard, row, duration, size, error), appended
   and flushed as videos finish: the resume state, like a scan's CSV;
-* ``embeds-NNNNN.npy`` (videos x D) and ``patches-NNNNN.npy`` (videos x P x D), float32: what
-  X-CLIP's head needs of each video (``XClipRunner.video_features``). A shard's rows reach
+* ``embeds-NNNNN.npy`` (videos x D, unit length) and ``patches-NNNNN.npy`` (videos x P x D),
+  float32: what X-CLIP's head needs of each video (``XClipRunner.video_features``). A shard's rows reach
   ``videos.csv`` only after its arrays are on disk, so a killed run loses at most one shard of
   work and never leaves a row without its data.
 
@@ -201,7 +201,9 @@ def embed_videos(
             writer.add(result, None)
             yield result
             continue
-        features = runner.video_features(view_pixels(loaded))
+        raw = runner.video_features(view_pixels(loaded))
+        # Stored unit-length, ready for any cosine search; the head normalises anyway.
+        features = VideoFeatures(raw.embeds / raw.embeds.norm(dim=-1, keepdim=True), raw.patches)
         result = VideoResult(
             path=path,
             model=runner.model_id,
