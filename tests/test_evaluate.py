@@ -121,3 +121,30 @@ def test_protocols(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["videos"] == 1
     bad = cli.invoke(app, [*args, "--protocol", "paper"])
     assert bad.exit_code == ExitCode.USAGE and "--protocol paper" in bad.stderr
+
+
+def test_non_latin_class_names_and_spreadsheet_manifests(tmp_path: Path) -> None:
+    assert match_classes(["狗", "猫"], inline_labelset("猫, 狗")) == {"狗": 1, "猫": 0}
+    assert normalise("Café au lait") == "caféaulait"
+    (tmp_path / "m.csv").write_bytes("path,label\na.mp4,YoYo\n".encode("utf-8-sig"))  # Excel's BOM
+    assert [(v.path, v.label) for v in load_dataset(tmp_path / "m.csv")] == [(str(tmp_path / "a.mp4"), "YoYo")]
+
+
+def test_resuming_never_mixes_two_experiments(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name, colour in (("red", (255, 0, 0)), ("green", (0, 255, 0))):
+        (data / name).mkdir(parents=True)
+        _encode(data / name / f"{name}.mp4", _flat(colour, 8))
+    out = tmp_path / "p.csv"
+    args = ["eval", str(data), "--model", str(tiny_model_dir), "-o", str(out), "-f", "json", "-q"]
+    assert cli.invoke(app, [*args, "--labels", "red, green, blue"]).exit_code == ExitCode.OK
+    other = cli.invoke(app, [*args, "--labels", "red, green, blue, cyan"])  # same name "inline", other prompts
+    assert other.exit_code == ExitCode.USAGE and "made with labelset" in other.stderr
+    views = cli.invoke(app, [*args, "--labels", "red, green, blue", "--clips", "2"])
+    assert views.exit_code == ExitCode.USAGE and "made with views" in views.stderr
+    # A video moved to another class is redone, not scored under its old label.
+    (data / "blue").mkdir()
+    (data / "green" / "green.mp4").rename(data / "blue" / "green.mp4")
+    moved = cli.invoke(app, [*args, "--labels", "red, green, blue"])
+    assert moved.exit_code == ExitCode.OK, moved.stderr
+    assert {c["label"] for c in json.loads(moved.stdout)["per_class"]} == {"red", "blue"}

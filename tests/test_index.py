@@ -132,3 +132,33 @@ def test_stored_video_embeddings_are_unit_length(tiny_model_dir: Path, footage: 
     embed(tiny_model_dir, footage, tmp_path / "index")
     embeds = np.load(tmp_path / "index" / "embeds-00000.npy")
     assert embeds.shape[0] == 3 and np.allclose(np.linalg.norm(embeds, axis=1), 1.0, atol=1e-5)
+
+
+def test_one_writer_at_a_time_and_only_its_own_files_are_touched(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from xclip_cli.errors import UsageError
+
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    out = tmp_path / "index"
+    first = IndexWriter(out, runner)
+    with pytest.raises(UsageError, match="another xclip embed is writing this index"):
+        IndexWriter(out, runner)
+    first.close()
+    (out / "notes-2024.npy").write_bytes(b"mine")
+    (out / "embeds-summary.txt").write_text("mine")
+    IndexWriter(out, runner, overwrite=True).close()
+    assert (out / "notes-2024.npy").exists() and (out / "embeds-summary.txt").exists()
+
+
+def test_the_timeout_counts_decoding_not_the_callers_time() -> None:
+    import time
+
+    from xclip_cli.decode import _Deadline
+    from xclip_cli.errors import VideoError
+
+    deadline = _Deadline("x.mp4", 0.2)
+    with deadline.paused():
+        time.sleep(0.3)
+    deadline.check()  # the 0.3 s were the caller's
+    time.sleep(0.25)
+    with pytest.raises(VideoError, match=r"gave up after 0\.2 s"):
+        deadline.check()

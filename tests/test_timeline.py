@@ -172,13 +172,6 @@ def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented
     assert np.isclose(sum(w.owns_to - w.owns_from for w in timeline.windows), timeline.duration)
 
 
-def test_cli_refuses_a_zero_window(tiny_model_dir: Path, segmented: tuple[Path, list[str]]) -> None:
-    video, _ = segmented
-    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "--window", "0"]
-    result = cli.invoke(app, args)
-    assert result.exit_code == ExitCode.USAGE and "--window" in result.stderr
-
-
 def test_prefetch_hands_over_errors_and_stops_when_left_early() -> None:
     from xclip_cli.errors import VideoError
     from xclip_cli.timeline import _Prefetch
@@ -195,3 +188,33 @@ def test_prefetch_hands_over_errors_and_stops_when_left_early() -> None:
     with prefetch as items:
         assert [next(items), next(items)] == [0, 1]
     assert not prefetch.thread.is_alive()
+
+
+def test_a_damaged_end_is_a_warning_not_a_failure(runner: XClipRunner, tmp_path: Path) -> None:
+    from catalogue import _numbered
+
+    path = tmp_path / "damaged-end.mp4"
+    _encode(
+        path,
+        _numbered(240),
+        rate=12,
+        options={"g": "60", "crf": "10", "bf": "0"},
+        container_options={"movflags": "faststart"},
+    )
+    data = bytearray(path.read_bytes())
+    start = len(data) * 92 // 100
+    data[start : start + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    timeline = build_timeline(runner, str(path), inline_labelset(LABELS), TimelineOptions(window=1, stride=0.5))
+    assert len(timeline.windows) == 39 and timeline.warnings
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_cli_refuses_windows_that_are_not_positive_numbers(
+    tiny_model_dir: Path, segmented: tuple[Path, list[str]], value: str
+) -> None:
+    video, _ = segmented
+    for option in ("--window", "--stride"):
+        args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, option, value]
+        result = cli.invoke(app, args)
+        assert result.exit_code == ExitCode.USAGE and "positive numbers" in result.stderr, result.stderr

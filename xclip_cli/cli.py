@@ -413,10 +413,12 @@ def evaluate_command(
         PREDICTION_COLUMNS,
         TOP_K,
         evaluate,
+        labelset_id,
         load_dataset,
         match_classes,
         prediction_row,
         read_predictions,
+        resumable_rows,
         write_confusion_csv,
     )
     from .writers import write_eval_report
@@ -435,8 +437,8 @@ def evaluate_command(
     for path in (output, confusion, plot):
         _check_writable(path, [video.path for video in dataset])
     earlier = [] if overwrite or output is None else read_predictions(output)
-    wanted = {video.path for video in dataset}
-    rows = [row for row in earlier if row["path"] in wanted]  # a dataset changed since: its rows only
+    settings = {"labelset": labelset_id(labelset), "model": model, "views": str(clips * crops)}
+    rows = resumable_rows(earlier, dataset, settings, output) if output is not None else []
     done = {row["path"] for row in rows}
     todo = {video.path: video for video in dataset if video.path not in done}
     if todo:
@@ -452,7 +454,7 @@ def evaluate_command(
                 table.writerow(PREDICTION_COLUMNS)
             progress = stack.enter_context(ScanProgress(len(todo), skipped=len(done), quiet=quiet))
             for result in classify_videos(runner, list(todo), labelset, options):
-                row = prediction_row(todo[result.path], result)
+                row = prediction_row(todo[result.path], result, settings["labelset"])
                 rows.append(dict(zip(PREDICTION_COLUMNS, row, strict=True)))
                 if table is not None and stream is not None:
                     table.writerow(row)
@@ -527,8 +529,8 @@ def timeline(
     from .writers import TIMELINE_WRITERS
 
     _set_verbose(verbose)
-    if window == 0 or stride == 0:  # typer already refuses negative values
-        raise UsageError("--window and --stride must be positive")
+    if not all(value is None or (math.isfinite(value) and value > 0) for value in (window, stride)):
+        raise UsageError("--window and --stride must be positive numbers of seconds")
     write = TIMELINE_WRITERS[_pick_format(output_format, output)]
     labelset = resolve_labels(labels)
     _check_writable(output, [video])

@@ -90,6 +90,16 @@ class _Deadline:
         if self.at is not None and time.monotonic() > self.at:
             raise VideoError(self.name, f"gave up after {self.seconds:g} s (--timeout)")
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent here (the caller busy with a frame, e.g. running the model) does not count."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self.at is not None:
+                self.at += time.monotonic() - started
+
 
 class VideoReader:
     """An opened video: frame times from a demux pass, and chosen frames decoded on demand.
@@ -140,7 +150,9 @@ class VideoReader:
                 self.rotation = _rotation(frame)
                 rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=self.rotation // 90)
                 self.shape = rgb.shape[:2]
-                yield by_pts[pts], transform(np.ascontiguousarray(rgb))
+                item = by_pts[pts], transform(np.ascontiguousarray(rgb))
+                with self.deadline.paused():
+                    yield item
 
     def warnings(self) -> tuple[str, ...]:
         """What the file's structure says is wrong with it (truncation, damaged data)."""

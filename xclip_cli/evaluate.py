@@ -12,6 +12,7 @@ The metric code is plain numpy over label indices, tested against hand-computed 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,20 @@ from .labels import LabelSet
 from .results import VideoResult
 from .scan import find_videos, trim_partial_line
 
-PREDICTION_COLUMNS = ("path", "label", "status", "top1_label", "correct_top1", "correct_top5", "top5", "error")
+PREDICTION_COLUMNS = (
+    "path",
+    "label",
+    "status",
+    "top1_label",
+    "correct_top1",
+    "correct_top5",
+    "top5",
+    "error",
+    "labelset",
+    "model",
+    "views",
+)
+SETTINGS = ("labelset", "model", "views")  # a resumed run must have used the same
 TOP_K = 5
 
 
@@ -57,7 +71,7 @@ class EvalReport:
 
 def normalise(name: str) -> str:
     """``ApplyEyeMakeup``, ``apply_eye makeup``, ``Apply-Eye-Makeup`` -> ``applyeyemakeup``."""
-    return re.sub(r"[^0-9a-z]+", "", name.lower())
+    return re.sub(r"[\W_]+", "", name.casefold())  # letters and digits of any script are kept
 
 
 def load_dataset(source: Path) -> list[LabelledVideo]:
@@ -75,7 +89,7 @@ def load_dataset(source: Path) -> list[LabelledVideo]:
 def _read_manifest(source: Path) -> list[LabelledVideo]:
     delimiter = "\t" if source.suffix.lower() == ".tsv" else ","
     try:
-        with open(source, newline="", encoding="utf-8") as handle:
+        with open(source, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
             rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{source}: cannot read the manifest ({exc})") from None
@@ -113,8 +127,14 @@ def match_classes(classes: Iterable[str], labelset: LabelSet) -> dict[str, int]:
     return matched
 
 
-def prediction_row(video: LabelledVideo, result: VideoResult) -> list[str]:
-    """One row of the predictions CSV (the resume state of an evaluation)."""
+def labelset_id(labelset: LabelSet) -> str:
+    """The set's name and a digest of its prompts: two sets named alike but worded apart differ."""
+    digest = hashlib.sha256(json.dumps(labelset.texts_per_label(), ensure_ascii=False).encode()).hexdigest()
+    return f"{labelset.name}#{digest[:12]}"
+
+
+def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> list[str]:
+    """One row of the predictions CSV (the resume state of an evaluation); ``labelset``: its id."""
     top = [p.label for p in result.predictions[:TOP_K]]
     truth = normalise(video.label)
     return [
@@ -126,6 +146,9 @@ def prediction_row(video: LabelledVideo, result: VideoResult) -> list[str]:
         str(int(any(normalise(label) == truth for label in top))) if result.ok else "",
         json.dumps(top, ensure_ascii=False) if result.ok else "",
         result.error or "",
+        labelset,
+        result.model,
+        str(result.views),
     ]
 
 
@@ -139,6 +162,26 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
         if tuple(reader.fieldnames or ()) != PREDICTION_COLUMNS:
             raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
         return list(reader)
+
+
+def resumable_rows(
+    rows: Sequence[dict[str, str]], dataset: Sequence[LabelledVideo], settings: dict[str, str], source: Path
+) -> list[dict[str, str]]:
+    """The earlier rows still valid for this run: same settings, and the video's label unchanged.
+
+    Rows made with another label set, checkpoint or number of views would mix two experiments:
+    that stops the run. Videos relabelled since are redone.
+    """
+    for row in rows:
+        changed = [key for key in SETTINGS if row[key] != settings[key]]
+        if changed:
+            key = changed[0]
+            raise UsageError(
+                f"{source}: made with {key} {row[key]!r}, this run uses {settings[key]!r}; "
+                "use --overwrite or another -o"
+            )
+    labels = {video.path: video.label for video in dataset}
+    return [row for row in rows if labels.get(row["path"]) == row["label"]]
 
 
 def evaluate(rows: Sequence[dict[str, str]], labelset: LabelSet) -> EvalReport:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -37,6 +39,8 @@ FORMAT = 1
 MANIFEST = "index.json"
 TABLE = "videos.csv"
 TABLE_COLUMNS = ("path", "status", "shard", "row", "duration", "width", "height", "error")
+LOCK = ".lock"
+SHARD_FILE = re.compile(r"^(embeds|patches)-(\d{5})\.npy$")
 SHARD_VIDEOS = 64  # videos per shard file: few files, little lost to a kill
 SCORE_CHUNK = 256  # videos per prompt-generator call when scoring an index
 
@@ -71,9 +75,10 @@ class IndexWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{folder}: cannot create the index folder ({exc.strerror or exc})") from None
+        self.lock = _lock(folder)
         if overwrite:
             for item in folder.iterdir():
-                if item.name in (MANIFEST, TABLE) or item.name.startswith(("embeds-", "patches-")):
+                if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
                     item.unlink()
         existing = _read_manifest(folder) if (folder / MANIFEST).exists() else None
         if existing is not None and existing.get("vision_fingerprint") != self.manifest["vision_fingerprint"]:
@@ -121,6 +126,7 @@ class IndexWriter:
             self.flush()
         finally:
             self.table.close()
+            self.lock.close()  # releases the lock
 
     def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
         for result, shard, row in rows:
@@ -142,9 +148,9 @@ class IndexWriter:
 
     def _trim_unlisted_shards(self) -> None:
         """Shards written by a run killed before their rows: their videos will be redone."""
-        for item in self.folder.glob("*-*.npy"):
-            number = item.stem.rpartition("-")[2]
-            if number.isdigit() and int(number) >= self.next_shard:
+        for item in self.folder.iterdir():
+            match = SHARD_FILE.match(item.name)
+            if match and int(match.group(2)) >= self.next_shard:
                 item.unlink()
 
 
@@ -164,9 +170,10 @@ class Index:
 
     def check_runner(self, runner: XClipRunner) -> None:
         if runner.vision_fingerprint() != self.manifest.get("vision_fingerprint"):
+            precision = self.manifest.get("precision", "fp32")
             raise UsageError(
-                f"{self.folder}: the index was built with {self.model!r}; score it with the same checkpoint "
-                f"(--model {self.model})"
+                f"{self.folder}: the index was built with {self.model!r} at --precision {precision}; "
+                f"score it with the same (--model {self.model} --precision {precision})"
             )
 
     def features(self, entries: list[IndexEntry]) -> VideoFeatures:
@@ -262,6 +269,23 @@ def search_index(runner: XClipRunner, index: Index, query: str, top_k: int = 10)
         scored += [(entry.path, float(score)) for entry, score in zip(chunk, logits.tolist(), strict=True)]
     scored.sort(key=lambda item: -item[1])
     return scored[:top_k]
+
+
+def _lock(folder: Path) -> IO[str]:
+    """An exclusive lock on the index for this writer's lifetime: two writers would mix shards."""
+    handle = open(folder / LOCK, "a", encoding="utf-8")  # noqa: SIM115 (held until close)
+    try:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # no fcntl (Windows): no lock
+        pass
+    except OSError:
+        handle.close()
+        raise UsageError(
+            f"{folder}: another xclip embed is writing this index; give each concurrent job its own -o"
+        ) from None
+    return handle
 
 
 def read_entries(folder: Path) -> list[IndexEntry]:

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import functools
 import itertools
+import math
 import queue
 import sys
 import threading
@@ -120,8 +121,8 @@ def window_extents(duration: float, window: float, stride: float) -> list[tuple[
     the end, so the close of the video is always classified. A video shorter than a window
     is one window.
     """
-    if window <= 0 or stride <= 0:
-        raise UsageError("--window and --stride must be positive")
+    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
+        raise UsageError("--window and --stride must be positive numbers of seconds")
     if duration <= window + TIME_EPSILON:
         return [(0.0, float(duration))]
     extents = []
@@ -144,8 +145,8 @@ def build_timeline(
     """Classify every window of ``path``; ``on_progress(seconds_done, duration)`` as it goes."""
     window = options.window if options.window is not None else runner.num_frames * FRAME_SPACING
     stride = options.stride if options.stride is not None else window / 2
-    if window <= 0 or stride <= 0:
-        raise UsageError("--window and --stride must be positive")
+    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
+        raise UsageError("--window and --stride must be positive numbers of seconds")
     text_features = runner.label_text_features(labelset)
     with VideoReader(path, options.timeout) as reader:
         extents = window_extents(reader.duration, window, stride)
@@ -317,8 +318,10 @@ def _window_pixels(
                 available.setdefault(index, buffer[min(buffer, key=lambda have: abs(have - index))])
             warning = ["some windows have fewer than half their frames (damaged data); nearest frames used"]
         yield torch.stack([available[i] for i in indices]), warning
+        # Drop what no later window needs, but keep the newest frame: if the rest of the video
+        # does not decode, it stands in for the windows there.
         keep_from = min(indices)
-        for index in [i for i in buffer if i < keep_from]:
+        for index in [i for i in buffer if i < keep_from and i != position]:
             del buffer[index]
 
 
