@@ -274,7 +274,7 @@ def _unwrap_restarts(packets: list[tuple[int | None, int | None, bool]]) -> tupl
     """Presentation timestamps made monotonic across restarts (recordings joined end to end).
 
     Decode timestamps only grow within a recording, so a drop marks a restart; later
-    timestamps are shifted to continue after the last frame. Returns the shifted pts (decode
+    timestamps are shifted to continue one frame after the last one. Returns the shifted pts (decode
     order), the shifted keyframe pts, and whether any restart was seen.
     """
     offset = 0
@@ -291,8 +291,8 @@ def _unwrap_restarts(packets: list[tuple[int | None, int | None, bool]]) -> tupl
             restarted = True
             offset = highest + step - pts
         value = pts + offset
-        if highest is not None and value > highest:
-            step = value - highest
+        if dts is not None and last_dts is not None and dts + offset > last_dts:
+            step = dts + offset - last_dts  # one frame: decode timestamps step by single frames
         highest = value if highest is None else max(highest, value)
         if dts is not None:
             last_dts = dts + offset
