@@ -12,7 +12,7 @@ This is the library entry point that the CLI wraps::
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -50,11 +50,15 @@ def classify_videos(
     paths: Iterable[str],
     labelset: LabelSet,
     options: ClassifyOptions = ClassifyOptions(),
+    ready: Mapping[str, SampledVideo[torch.Tensor] | VideoError] | None = None,
 ) -> Iterator[VideoResult]:
-    """Yield one result per path, in order; a video that fails yields an error result."""
+    """Yield one result per path, in order; a video that fails yields an error result.
+
+    ``ready`` holds videos already decoded for this runner and these options (``EarlyDecode``).
+    """
     text_features = runner.label_text_features(labelset)
     pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
-    for path, loaded in frames_in_order(runner, paths, options):
+    for path, loaded in frames_in_order(runner, paths, options, ready):
         if isinstance(loaded, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
@@ -68,7 +72,10 @@ def classify_videos(
 
 
 def frames_in_order(
-    runner: XClipRunner, paths: Iterable[str], options: ClassifyOptions
+    runner: XClipRunner,
+    paths: Iterable[str],
+    options: ClassifyOptions,
+    ready: Mapping[str, SampledVideo[torch.Tensor] | VideoError] | None = None,
 ) -> Iterator[tuple[str, SampledVideo[torch.Tensor] | VideoError]]:
     """Each path with its frames (or its error), in order.
 
@@ -76,16 +83,21 @@ def frames_in_order(
     while the caller runs the model; at most ``workers + batch_size`` videos are in flight, so
     memory stays bounded however many paths there are.
     """
+    early = dict(ready or {})
+
+    def load(path: str) -> SampledVideo[torch.Tensor] | VideoError:
+        return early.pop(path) if path in early else _load_or_error(runner, path, options)
+
     if options.workers < 1:
         for path in paths:
-            yield path, _load_or_error(runner, path, options)
+            yield path, load(path)
         return
     lookahead = options.workers + max(1, options.batch_size)
     with ThreadPoolExecutor(options.workers, thread_name_prefix="xclip-decode") as pool:
         in_flight: deque[tuple[str, Future[SampledVideo[torch.Tensor] | VideoError]]] = deque()
         try:
             for path in paths:
-                in_flight.append((path, pool.submit(_load_or_error, runner, path, options)))
+                in_flight.append((path, pool.submit(load, path)))
                 # Hand over what is ready, not only when the window is full: with a slow stdin
                 # list (`find ... | xclip classify -`) a result follows the next path, not the
                 # third one after it.

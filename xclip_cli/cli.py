@@ -174,7 +174,6 @@ def classify(
     _check_some_input_exists(videos)
     from .classify import ClassifyOptions, classify_videos
 
-    runner = _load_runner(model, device, precision)
     options = ClassifyOptions(
         top_k=top_k,
         start=start,
@@ -185,8 +184,11 @@ def classify(
         clips=clips,
         crops=crops,
     )
+    early = _start_early_decode(model, videos, options)
+    runner = _load_runner(model, device, precision)
+    ready = early.take(runner.num_frames, runner.preprocess) if early is not None else {}
     with _open_output(output) as stream:
-        results = classify_videos(runner, _expand_stdin(videos), labelset, options)
+        results = classify_videos(runner, _expand_stdin(videos), labelset, options, ready)
         done, failed = _write_all(results, writer_class(stream), _report_problems)
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
@@ -214,6 +216,15 @@ def _classify_index(
     if done == 0:
         raise UsageError(f"{folder}: the index holds no videos")
     _exit_for(done, failed)
+
+
+def _start_early_decode(model: str, videos: list[str], options: Any) -> Any:
+    """Decode the first named video while the model loads (see ``xclip_cli.early``)."""
+    if not videos or videos[0] == "-" or not os.path.isfile(videos[0]):
+        return None
+    from .early import EarlyDecode
+
+    return EarlyDecode(model, videos[0], options)
 
 
 def _load_runner(model: str, device: str, precision: str) -> Any:
