@@ -148,3 +148,11 @@ def test_resuming_never_mixes_two_experiments(tiny_model_dir: Path, tmp_path: Pa
     moved = cli.invoke(app, [*args, "--labels", "red, green, blue"])
     assert moved.exit_code == ExitCode.OK, moved.stderr
     assert {c["label"] for c in json.loads(moved.stdout)["per_class"]} == {"red", "blue"}
+
+
+def test_a_video_listed_under_two_classes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text("a.mp4,YoYo\nb.mp4,Archery\na.mp4,YoYo\n", encoding="utf-8")
+    assert [v.label for v in load_dataset(tmp_path / "m.csv")] == ["YoYo", "Archery"]
+    (tmp_path / "m.csv").write_text("a.mp4,YoYo\na.mp4,Archery\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="listed as 'YoYo' and as 'Archery'"):
+        load_dataset(tmp_path / "m.csv")

@@ -103,7 +103,11 @@ def _read_manifest(source: Path) -> list[LabelledVideo]:
         videos.append(LabelledVideo(str(path if path.is_absolute() else source.parent / path), row[1].strip()))
     if not videos:
         raise UsageError(f"{source}: the manifest lists no videos")
-    return videos
+    labels: dict[str, str] = {}
+    for video in videos:
+        if labels.setdefault(video.path, video.label) != video.label:
+            raise UsageError(f"{source}: {video.path} is listed as {labels[video.path]!r} and as {video.label!r}")
+    return list({video.path: video for video in videos}.values())  # a path listed twice counts once
 
 
 def match_classes(classes: Iterable[str], labelset: LabelSet) -> dict[str, int]:
