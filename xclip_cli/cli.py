@@ -153,6 +153,9 @@ def classify(
     index: Annotated[
         Path | None, typer.Option(help="Score the videos of an `xclip embed` index instead: nothing is decoded.")
     ] = None,
+    server: Annotated[
+        str | None, typer.Option(envvar="XCLIP_SERVER", help="Send the work to a running `xclip serve` (its URL).")
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
@@ -171,6 +174,14 @@ def classify(
     if not videos:
         raise UsageError("no videos given (paths, '-' for stdin, or --index)")
     _check_writable(output, videos)
+    if server is not None:
+        from .client import classify_remote
+
+        with _open_output(output) as stream:
+            results = classify_remote(server, _expand_stdin(videos), labels, top_k)
+            done, failed = _write_all(results, writer_class(stream), _report_problems)
+        _exit_for(done, failed)
+        return
     _check_some_input_exists(videos)
     from .classify import ClassifyOptions, classify_videos
 
@@ -510,6 +521,41 @@ def search(
     hits = search_index(runner, opened, query, top_k)
     with _open_output(output) as stream:
         write_search(hits, query, output_format, stream)
+
+
+@app.command()
+@reports_errors
+def serve(
+    model: ModelOpt = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8765,
+    root: Annotated[
+        list[Path] | None, typer.Option(help="Folder whose videos requests may name by path (repeatable; default: .).")
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest video upload accepted, in MB.")] = 512,
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Label set when a request names none.")] = "kinetics400",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Keep a model loaded and classify over HTTP (see README: xclip serve)."""
+    from .server import ClassifyService, make_server
+
+    _set_verbose(verbose)
+    roots = root or [Path.cwd()]
+    for folder in roots:
+        if not folder.is_dir():
+            raise UsageError(f"--root {folder}: no such folder")
+    runner = _load_runner(model, device, precision)
+    service = ClassifyService(runner, roots, max_upload_mb * 1024 * 1024, labels)
+    try:
+        server = make_server(service, host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    address, bound = server.server_address[:2]
+    _stderr(f"xclip: serving {runner.model_id} on http://{address}:{bound} (roots: {', '.join(map(str, roots))})")
+    with server:
+        server.serve_forever()
 
 
 @app.command()

@@ -1,0 +1,203 @@
+"""``xclip serve``: keep a model loaded and classify over HTTP on localhost.
+
+Standard-library HTTP (``ThreadingHTTPServer``): no extra dependency. Requests are handled in
+threads; the model runs one request at a time. Endpoints:
+
+* ``GET /health`` -> ``{"status": "ok"}``; ``GET /model`` -> the checkpoint, frames, precision;
+* ``POST /classify`` with a JSON body ``{"path": "...", "labels": "kinetics400", "top_k": 5}``:
+  a file on the server's disk, which must lie inside one of the allowed roots (after resolving
+  symlinks and ``..``);
+* ``POST /classify?labels=...&top_k=...&name=clip.mp4`` with the video itself as the body
+  (any other content type), at most ``max_upload`` bytes.
+
+Both answer with what ``xclip classify --format json`` prints for that one video (a list of one
+record); a video that cannot be read is a record with ``"status": "error"``, as in the CLI.
+Bad requests get a 4xx status and ``{"error": "..."}``. Label files are never read on a
+request's behalf: ``labels`` is a built-in name or a comma list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .classify import ClassifyOptions, classify_videos
+from .errors import XClipError
+from .labels import LabelSet, builtin_dir, builtin_names, inline_labelset, load_labelset_file
+from .runner import XClipRunner
+from .writers import result_record
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+class RequestError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ClassifyService:
+    """The loaded model and the rules of what a request may read."""
+
+    runner: XClipRunner
+    roots: Sequence[Path]
+    max_upload: int  # bytes
+    default_labels: str = "kinetics400"
+
+    def __post_init__(self) -> None:
+        self.roots = [Path(os.path.realpath(root)) for root in self.roots]
+        self.lock = threading.Lock()  # one forward pass at a time
+
+    def model_info(self) -> dict[str, Any]:
+        runner = self.runner
+        return {
+            "model": runner.model_id,
+            "num_frames": runner.num_frames,
+            "precision": runner.precision,
+            "device": str(runner.device),
+        }
+
+    def classify(
+        self, path: str, labels: str | None, top_k: int, shown_path: str | None = None
+    ) -> list[dict[str, Any]]:
+        labelset = _request_labels(labels or self.default_labels)
+        with self.lock:
+            (result,) = classify_videos(self.runner, [path], labelset, ClassifyOptions(top_k=top_k))
+        record = result_record(result)
+        if shown_path is not None:
+            record["path"] = shown_path
+        return [record]
+
+    def allowed(self, path: str) -> str:
+        """The real path of ``path`` if it lies inside a root; ``RequestError`` (403) otherwise."""
+        real = os.path.realpath(path)
+        if not any(os.path.commonpath([real, str(root)]) == str(root) for root in self.roots):
+            raise RequestError(HTTPStatus.FORBIDDEN, f"{path}: outside the server's allowed roots")
+        return real
+
+
+def make_server(service: ClassifyService, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    class Handler(_Handler):
+        pass
+
+    Handler.service = service
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    service: ClassifyService
+    server_version = "xclip-serve"
+
+    def do_GET(self) -> None:
+        route = urlsplit(self.path).path
+        if route == "/health":
+            self._send(HTTPStatus.OK, {"status": "ok"})
+        elif route == "/model":
+            self._send(HTTPStatus.OK, self.service.model_info())
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {route}"})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/classify":
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {url.path}"})
+            return
+        try:
+            self._send(HTTPStatus.OK, self._classify(parse_qs(url.query)))
+        except RequestError as exc:
+            self._send(exc.status, {"error": str(exc)})
+        except XClipError as exc:  # a bad label set, for instance
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+    def _classify(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        length = self._length()
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            if length > MAX_JSON_BYTES:
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "JSON body too large")
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+            except ValueError:
+                raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not valid JSON") from None
+            if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+                raise RequestError(HTTPStatus.BAD_REQUEST, 'expected {"path": "...", "labels": ..., "top_k": ...}')
+            path = self.service.allowed(body["path"])
+            return self.service.classify(path, body.get("labels"), _top_k(body.get("top_k")), body["path"])
+        if length > self.service.max_upload:
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"upload of {length} bytes exceeds {self.service.max_upload}"
+            )
+        name = (query.get("name") or ["upload"])[0]
+        with tempfile.TemporaryDirectory(prefix="xclip-serve-") as folder:
+            target = Path(folder) / ("video" + Path(name).suffix[:16])
+            with open(target, "wb") as handle:
+                remaining = length
+                while remaining:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        raise RequestError(HTTPStatus.BAD_REQUEST, "the upload ended early")
+                    handle.write(chunk)
+                    remaining -= len(chunk)
+            labels = (query.get("labels") or [None])[0]
+            return self.service.classify(str(target), labels, _top_k((query.get("top_k") or [None])[0]), name)
+
+    def _length(self) -> int:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required") from None
+        if length < 0:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "negative Content-Length")
+        return length
+
+    def _send(self, status: HTTPStatus, payload: Any) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status >= 400:
+            self.send_header("Connection", "close")  # an unread body must not be taken for a request
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the CLI prints one line when it starts
+
+
+def _request_labels(spec: str) -> LabelSet:
+    """A built-in set or an inline comma list; never a file, whatever the server's folder holds."""
+    spec = spec.strip()
+    if spec in builtin_names():
+        return load_labelset_file(builtin_dir() / f"{spec}.yaml")
+    if "," in spec:
+        return inline_labelset(spec)
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST,
+        f"labels {spec!r}: send a built-in name ({', '.join(builtin_names())}) or a comma list; "
+        "the server reads no label files",
+    )
+
+
+def _top_k(value: Any) -> int:
+    if value is None:
+        return 5
+    try:
+        top_k = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"top_k {value!r} is not a number") from None
+    if top_k < 1:
+        raise RequestError(HTTPStatus.BAD_REQUEST, "top_k must be at least 1")
+    return top_k
