@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_classify import DEFAULT_WORKDIR, ensure_checkpoint, ensure_clip, quiet_transformers
 
-from xclip_cli.classify import ClassifyOptions, load_frames
+from xclip_cli.classify import ClassifyOptions, load_frames, view_pixels
 from xclip_cli.device import bf16_is_fast
 from xclip_cli.labels import resolve_labels
 from xclip_cli.runner import XClipRunner
@@ -43,7 +43,7 @@ def main() -> None:
         started = time.perf_counter()
         text = runner.label_text_features(labels)
         text_seconds = time.perf_counter() - started
-        pixels = torch.stack(load_frames(runner, str(clip), ClassifyOptions()).frames)[None]
+        pixels = view_pixels(load_frames(runner, str(clip), ClassifyOptions()))
         runner.video_logits(pixels, text)  # warm-up
         times = []
         for _ in range(REPEAT):
