@@ -86,7 +86,7 @@ def test_shards_partition_the_inputs(tiny_model_dir: Path, footage: Path) -> Non
     outs = [footage.parent / f"part{i}.csv" for i in range(2)]
     for index, out in enumerate(outs):
         scan(tiny_model_dir, str(footage), "-o", str(out), "--shard", f"{index}/2")
-    shards = [{row["path"] for row in rows(out)} for out in outs]
+    shards = [{row["path"] for row in rows(out)} for out in outs]  # an empty shard still writes its header
     assert not shards[0] & shards[1]
     assert shards[0] | shards[1] == set(find_videos([str(footage)]))
 
@@ -193,3 +193,10 @@ def test_an_empty_folder_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["scan", str(tmp_path), "-o", str(tmp_path / "r.csv"), "--model", "/no/model"])
     assert result.exit_code == 0
     assert result.stderr.strip() == "xclip: nothing to do: no videos found"
+
+
+def test_an_empty_shard_leaves_a_header_only_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "part.csv"
+    result = scan(tiny_model_dir, str(tmp_path / "empty"), "-o", str(out))
+    assert result.exit_code == ExitCode.OK and rows(out) == []

@@ -332,6 +332,10 @@ def scan(
     from .progress import ScanProgress
 
     if not todo:
+        if output is not None and not output.exists():
+            # An empty shard still leaves its (header-only) file, so every job's output exists.
+            with _open_output(output) as stream:
+                WRITERS[writer_name](stream).close()
         if not quiet:
             found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
             _stderr(f"xclip: nothing to do: {found}")
