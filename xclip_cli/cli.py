@@ -71,6 +71,15 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(min=0, help="Seconds a video's decoding may take; slower files become errors (default: no limit)."),
 ]
+# Options shared by the commands that walk folders (scan, embed).
+FromFileOpt = Annotated[
+    str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
+]
+RecursiveOpt = Annotated[bool, typer.Option(help="Descend into sub-folders.")]
+GlobOpt = Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")]
+ExtOpt = Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")]
+ShardOpt = Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")]
+ScanQuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 ClipsOpt = Annotated[
     int, typer.Option(min=1, max=64, help="Temporal views per video; their probabilities are averaged.")
 ]
@@ -292,15 +301,13 @@ def scan(
     ] = None,
     labels: LabelsOpt = "kinetics400",
     output: OutputOpt = None,
-    from_file: Annotated[
-        str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
-    ] = None,
+    from_file: FromFileOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Start -o afresh instead of resuming it.")] = False,
-    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
-    glob: Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")] = None,
-    ext: Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")] = None,
-    shard: Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+    recursive: RecursiveOpt = True,
+    glob: GlobOpt = None,
+    ext: ExtOpt = None,
+    shard: ShardOpt = None,
+    quiet: ScanQuietOpt = False,
     model: ModelOpt = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
     output_format: ScanFormatOpt = None,
@@ -362,15 +369,13 @@ def embed(
     output: Annotated[Path, typer.Option("--output", "-o", help="The index folder (created, or resumed).")] = Path(
         "xclip-index"
     ),
-    from_file: Annotated[
-        str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
-    ] = None,
+    from_file: FromFileOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Start the index afresh instead of resuming it.")] = False,
-    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
-    glob: Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")] = None,
-    ext: Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")] = None,
-    shard: Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+    recursive: RecursiveOpt = True,
+    glob: GlobOpt = None,
+    ext: ExtOpt = None,
+    shard: ShardOpt = None,
+    quiet: ScanQuietOpt = False,
     model: ModelOpt = DEFAULT_MODEL,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 2,
