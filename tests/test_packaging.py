@@ -41,3 +41,10 @@ def test_wheel_carries_label_sets_and_finds_them_when_installed(tmp_path: Path) 
     assert completed.returncode == 0, completed.stderr
     assert int(completed.stdout) == len(list((ROOT / "labelsets").glob("*.yaml")))
     assert (target / "bin" / "xclip").exists()
+
+
+def test_every_public_name_resolves() -> None:
+    import xclip_cli
+
+    for name in xclip_cli.__all__:
+        assert getattr(xclip_cli, name) is not None, name
