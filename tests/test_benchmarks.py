@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end on a tiny checkpoint (timings meaningless, plumbing real)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import write_video
+from transformers import XCLIPModel, XCLIPProcessor
+
+from xclip_cli.labels import inline_labelset
+from xclip_cli.runner import XClipRunner
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+
+
+def test_bench_classify_measures_a_clip(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench_classify
+
+    clip = write_video(tmp_path / "clip.mp4", num_frames=30)
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    seed_model = XCLIPModel.from_pretrained(str(tiny_model_dir)).eval()
+    processor = XCLIPProcessor.from_pretrained(str(tiny_model_dir))
+    labelset = inline_labelset("cooking, dancing, surfing, juggling, knitting, rowing")
+    report = bench_classify.measure_clip(clip, seed_model, processor, runner, labelset, repeat=1)
+    bench_classify.print_clip_report(report)
+    printed = capsys.readouterr().out
+    assert "seed / ours per video" in printed and "top-5: same labels, same order" in printed
+    assert all(timing.samples for timing in report.timings)
+
+
+def test_bench_timeline_compares_one_pass_with_per_window(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import bench_timeline
+
+    clip = write_video(tmp_path / "clip.mp4", num_frames=60, rate=6)
+    long_clip = bench_timeline.ensure_long_clip(clip, 3)
+    assert long_clip.exists()
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    lines = bench_timeline.one_pass_vs_per_window(runner, clip)
+    assert any("per-window / one pass" in line for line in lines)
