@@ -163,6 +163,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextmanager
+def bench_setup(workdir: Path) -> Iterator[Path]:
+    """Quiet transformers, the reused work folder, and a scratch text cache for the run.
+
+    The cache is set before any text feature is computed or stored, so the user's is untouched.
+    """
+    quiet_transformers()
+    workdir = workdir.expanduser()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="xclip-bench-cache-") as cache:
+        os.environ["XCLIP_CACHE_DIR"] = cache
+        yield workdir
+
+
 def quiet_transformers() -> None:
     """No progress bars or load reports from transformers in the benchmark's own process."""
     import transformers
@@ -691,11 +705,7 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    quiet_transformers()
-    workdir = args.workdir.expanduser()
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="xclip-bench-cache-") as cache:
-        os.environ["XCLIP_CACHE_DIR"] = cache  # before any text feature is computed or stored
+    with bench_setup(args.workdir) as workdir:
         run(args, workdir)
 
 

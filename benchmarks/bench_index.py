@@ -11,13 +11,11 @@ Run it with ``python benchmarks/bench_index.py [--videos N] [--workdir DIR]``.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_classify import DEFAULT_WORKDIR, LABELSET, ensure_checkpoint, ensure_clip, log, quiet_transformers
+from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.index import SCORE_CHUNK
@@ -30,11 +28,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--videos", type=int, default=1024)
     args = parser.parse_args()
-    quiet_transformers()
-    with tempfile.TemporaryDirectory(prefix="xclip-bench-cache-") as cache:
-        os.environ["XCLIP_CACHE_DIR"] = cache
-        model_dir = ensure_checkpoint(args.workdir.expanduser())
-        clip = ensure_clip(args.workdir.expanduser(), 10)
+    with bench_setup(args.workdir) as workdir:
+        model_dir = ensure_checkpoint(workdir)
+        clip = ensure_clip(workdir, 10)
         runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
         labelset = resolve_labels(LABELSET)
         kinetics = runner.label_text_features(labelset)

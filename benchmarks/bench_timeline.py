@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import av
-from bench_classify import DEFAULT_WORKDIR, LABELSET, ensure_checkpoint, ensure_clip, log, quiet_transformers
+from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
 
 from xclip_cli.classify import ClassifyOptions, classify_videos
 from xclip_cli.labels import resolve_labels
@@ -115,11 +115,7 @@ def long_clip_process(model_dir: Path, clip: Path, minutes: int) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    quiet_transformers()
-    workdir = args.workdir.expanduser()
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="xclip-bench-cache-") as cache:
-        os.environ["XCLIP_CACHE_DIR"] = cache
+    with bench_setup(args.workdir) as workdir:
         model_dir = ensure_checkpoint(workdir)
         clip = ensure_clip(workdir, 60)
         long_clip = ensure_long_clip(clip, args.minutes)

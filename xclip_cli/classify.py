@@ -40,10 +40,6 @@ class ClassifyOptions:
     clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
     crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
 
-    @property
-    def views(self) -> int:
-        return self.clips * self.crops
-
 
 def classify_videos(
     runner: XClipRunner,
