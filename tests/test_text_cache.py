@@ -114,3 +114,18 @@ def test_one_edited_text_weight_invalidates(tiny_model_dir: Path, tmp_path: Path
     calls = count_text_encoder_runs(runner)
     runner.label_text_features(labels)
     assert len(calls) >= 1
+
+
+def test_fingerprints_do_not_depend_on_torch_threads(tiny_model_dir: Path) -> None:
+    """A Ray worker runs torch on one thread: its cache keys and index checks must still match."""
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    threads = torch.get_num_threads()
+    seen = set()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            runner._fingerprint = None
+            seen.add((runner.fingerprint(), runner.vision_fingerprint()))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 1

@@ -216,10 +216,12 @@ class VideoFeatures:
 def _digest_tensors(digest: Any, tensors: list[tuple[str, torch.Tensor]]) -> str:
     """Add each tensor's name, shape, exact sum and a strided sample to ``digest``; the hex digest."""
     for name, tensor in tensors:
-        sample = tensor.detach().reshape(-1)[::FINGERPRINT_STRIDE].to("cpu", torch.float32).contiguous()
-        total = float(tensor.detach().double().sum())  # catches edits between the samples
+        values = tensor.detach().to("cpu", torch.float32).contiguous().numpy().reshape(-1)
+        # The exact sum catches edits between the samples. numpy's single-threaded pairwise sum,
+        # not torch's: torch's result depends on its thread count (a Ray worker's is 1).
+        total = float(np.sum(values, dtype=np.float64))
         digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
-        digest.update(sample.numpy().tobytes())
+        digest.update(values[::FINGERPRINT_STRIDE].tobytes())
     return digest.hexdigest()
 
 
