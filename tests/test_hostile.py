@@ -178,6 +178,34 @@ def test_awkward_paths_are_written_back_exactly(
     assert paths == [str(path)]
 
 
+def test_file_names_that_are_not_utf8_go_through_as_bytes(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    """`ls | xclip classify -` and scan -o: the name's bytes come back, and the rerun resumes."""
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    name = b"caf\xe9 latin-1.mp4"  # how an old camera or a Windows share may name a file
+    (folder / os.fsdecode(name)).write_bytes((clip_dir / "a.mp4").read_bytes())
+    model = ["--model", str(tiny_model_dir), "--labels", LABELS]
+    xclip = [sys.executable, "-m", "xclip_cli"]
+    listed = subprocess.run(
+        [*xclip, "classify", "-", *model, "-f", "jsonl"],
+        input=name + b"\n",
+        cwd=folder,
+        capture_output=True,
+        timeout=120,
+    )
+    assert listed.returncode == ExitCode.OK, listed.stderr
+    record = json.loads(listed.stdout.decode("utf-8", "surrogateescape"))
+    assert os.fsencode(record["path"]) == name and record["status"] == "ok"
+    out = tmp_path / "out.csv"
+    for expected in ("", "nothing to do"):
+        scanned = subprocess.run(
+            [*xclip, "scan", str(folder), *model, "-o", str(out)], capture_output=True, timeout=120
+        )
+        assert scanned.returncode == ExitCode.OK and expected in scanned.stderr.decode(), scanned.stderr
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(os.fsencode(folder) + b"/" + name + b",ok,")
+
+
 def test_a_pickled_checkpoint_cannot_run_code(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A pytorch_model.bin whose pickle runs a command is refused, and the command never runs."""
     folder = tmp_path / "evil-checkpoint"

@@ -22,7 +22,7 @@ import torch
 from .decode import SampledVideo, sample_video
 from .errors import VideoError
 from .labels import LabelSet
-from .preprocess import preprocess_crops
+from .preprocess import PreprocessConfig, preprocess_crops
 from .results import Prediction, VideoResult
 from .runner import XClipRunner
 
@@ -56,15 +56,15 @@ def classify_videos(
     pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
     for path, loaded in frames_in_order(runner, paths, options, ready):
         if isinstance(loaded, VideoError):
-            yield from _score(runner, pending, text_features, labelset, options)
+            yield from score_videos(runner, pending, text_features, labelset, options)
             pending = []
             yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=loaded.reason)
             continue
         pending.append((path, loaded))
         if len(pending) >= max(1, options.batch_size):
-            yield from _score(runner, pending, text_features, labelset, options)
+            yield from score_videos(runner, pending, text_features, labelset, options)
             pending = []
-    yield from _score(runner, pending, text_features, labelset, options)
+    yield from score_videos(runner, pending, text_features, labelset, options)
 
 
 def frames_in_order(
@@ -120,12 +120,19 @@ def load_frames(runner: XClipRunner, path: str, options: ClassifyOptions) -> Sam
 
     Each frame becomes a (crops, 3, H, W) tensor.
     """
+    return sample_frames(path, runner.num_frames, runner.preprocess, options)
+
+
+def sample_frames(
+    path: str, num_frames: int, preprocess: PreprocessConfig, options: ClassifyOptions
+) -> SampledVideo[torch.Tensor]:
+    """``load_frames`` without a loaded model: for decoders that run apart from it."""
     return sample_video(
         path,
-        runner.num_frames,
+        num_frames,
         start=options.start,
         end=options.end,
-        transform=partial(preprocess_crops, config=runner.preprocess, crops=options.crops),
+        transform=partial(preprocess_crops, config=preprocess, crops=options.crops),
         timeout=options.timeout,
         views=options.clips,
     )
@@ -137,13 +144,14 @@ def view_pixels(video: SampledVideo[torch.Tensor]) -> torch.Tensor:
     return torch.cat(per_clip)
 
 
-def _score(
+def score_videos(
     runner: XClipRunner,
     pending: list[tuple[str, SampledVideo[torch.Tensor]]],
     text_features: torch.Tensor,
     labelset: LabelSet,
     options: ClassifyOptions,
 ) -> Iterator[VideoResult]:
+    """One vision-side model call for the decoded videos in ``pending``; their results in order."""
     if not pending:
         return
     inputs = [view_pixels(video) for _, video in pending]

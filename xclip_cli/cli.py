@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import io
 import math
 import os
 import sys
@@ -318,6 +319,19 @@ def scan(
     timeout: TimeoutOpt = None,
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
+    engine: Annotated[
+        str, typer.Option(help="local (this process), or ray: decode and classify on a Ray cluster.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join ('auto': the one running here; default RAY_ADDRESS or a new one)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="With --engine ray: model actors.")] = 1,
+    num_gpus: Annotated[float, typer.Option(min=0, help="With --engine ray: GPUs per model actor.")] = 0,
+    cpus_per_actor: Annotated[float, typer.Option(min=0.01, help="With --engine ray: CPUs per model actor.")] = 1,
+    decode_cpus: Annotated[
+        float, typer.Option(min=0.01, help="With --engine ray: CPUs per decoding task (0.5: two per CPU).")
+    ] = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
@@ -330,6 +344,8 @@ def scan(
         raise UsageError("scan writes csv or jsonl (one row per video, as each finishes)")
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine!r}: expected local or ray")
     labelset = resolve_labels(labels)
     _check_writable(output, [])
     paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
@@ -347,15 +363,30 @@ def scan(
             found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
             _stderr(f"xclip: nothing to do: {found}")
         return
-    runner = _load_runner(model, device, precision)
+    options = ClassifyOptions(
+        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
+    )
+    if engine == "ray":
+        from .ray_engine import RayOptions, classify_videos_on_ray, import_ray
+
+        import_ray()  # before anything loads: a missing extra is a usage error
+        ray_options = RayOptions(
+            address=ray_address,
+            concurrency=concurrency,
+            num_gpus=num_gpus,
+            cpus_per_actor=cpus_per_actor,
+            decode_cpus=decode_cpus,
+            device=device,
+            precision=precision,
+            verbose=verbose,
+        )
+        results = classify_videos_on_ray(model, todo, labelset, options, ray_options)
+    else:
+        results = classify_videos(_load_runner(model, device, precision), todo, labelset, options)
     appending = bool(done_before)
     with _open_output(output, append=appending) as stream:
         writer = WRITERS[writer_name](stream, appending=appending)
         with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            options = ClassifyOptions(
-                top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
-            )
-            results = classify_videos(runner, todo, labelset, options)
             done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
 
@@ -782,7 +813,8 @@ def _open_output(path: Path | None, append: bool = False) -> Iterator[TextIO]:
         yield sys.stdout
         return
     try:
-        stream = open(path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+        # surrogateescape: file names that are not UTF-8 go out as their bytes. Closed below.
+        stream = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
     with stream:
@@ -803,4 +835,9 @@ def _status(message: str) -> Iterator[None]:
 
 def main() -> None:
     """Console-script entry point."""
+    # File names need not be UTF-8: read them from stdin and write them to stdout as the bytes
+    # they are (like find and ls), instead of failing on the first such name.
+    for stream in (sys.stdin, sys.stdout):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     app(prog_name="xclip")

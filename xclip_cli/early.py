@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .classify import ClassifyOptions
-from .decode import SampledVideo, sample_video
+from .classify import ClassifyOptions, sample_frames
+from .decode import SampledVideo
 from .errors import VideoError
-from .preprocess import _RESAMPLE_MODES, PreprocessConfig, preprocess_crops
+from .preprocess import _RESAMPLE_MODES, PreprocessConfig
 
 DEFAULT_RESCALE = 1 / 255  # VideoMAE's default, absent from the hub's legacy configs
 
@@ -49,16 +48,7 @@ class EarlyDecode:
             if self.settings is None:
                 return
             num_frames, config = self.settings
-            options = self.options
-            self.result = sample_video(
-                self.path,
-                num_frames,
-                start=options.start,
-                end=options.end,
-                transform=partial(preprocess_crops, config=config, crops=options.crops),
-                timeout=options.timeout,
-                views=options.clips,
-            )
+            self.result = sample_frames(self.path, num_frames, config, self.options)
         except VideoError as exc:
             self.result = exc
         except Exception:  # a guess gone wrong: the regular path decodes the video

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     LABELS = 5  # the label set could not be loaded or is invalid
     MODEL = 6  # the model could not be loaded
     OUTPUT = 7  # the output could not be written
+    ENGINE = 8  # the Ray cluster could not be reached, or a scan on it failed
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
 
@@ -38,6 +39,10 @@ class VideoError(XClipError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[VideoError], tuple[str, str]]:
+        # Crosses process boundaries (Ray workers) intact; Exception's default needs one argument.
+        return (type(self), (self.path, self.reason))
 
 
 class LabelSetError(XClipError):
@@ -62,3 +67,9 @@ class UsageError(XClipError):
     """Options that are individually valid but cannot be combined or resolved."""
 
     exit_code = ExitCode.USAGE
+
+
+class EngineError(XClipError):
+    """The distributed engine (Ray) could not start, or failed outside any one video."""
+
+    exit_code = ExitCode.ENGINE

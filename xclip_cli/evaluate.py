@@ -161,7 +161,7 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
     if not path.exists() or path.stat().st_size == 0:
         return []
     trim_partial_line(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != PREDICTION_COLUMNS:
             raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")

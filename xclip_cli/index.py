@@ -93,7 +93,8 @@ class IndexWriter:
         self.done = {entry.path for entry in entries}
         self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
         self._trim_unlisted_shards()
-        self.table = open(folder / TABLE, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close)
+        # surrogateescape: file names that are not UTF-8 are stored as their bytes
+        self.table = open(folder / TABLE, "a", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
         self.csv = csv.writer(self.table)
         if not table_exists:
             self.csv.writerow(TABLE_COLUMNS)
@@ -291,7 +292,7 @@ def _lock(folder: Path) -> IO[str]:
 def read_entries(folder: Path) -> list[IndexEntry]:
     path = folder / TABLE
     trim_partial_line(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header != list(TABLE_COLUMNS):

@@ -90,7 +90,8 @@ class ScanProgress:
     def __exit__(self, *exc_info: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc_info)
-        if not self.quiet:
+        # Stopped by an error before any result: the error line alone says what happened.
+        if not self.quiet and (exc_info[0] is None or self.done):
             self._log(self.summary())
 
     def _log(self, text: str) -> None:

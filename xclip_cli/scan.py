@@ -114,7 +114,7 @@ def finished_paths(results: Path) -> set[str]:
     trim_partial_line(results)
     if results.suffix.lower() == ".jsonl":
         return _jsonl_paths(results)
-    with open(results, newline="", encoding="utf-8") as handle:
+    with open(results, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header != list(CSV_COLUMNS):
@@ -124,7 +124,7 @@ def finished_paths(results: Path) -> set[str]:
 
 def _jsonl_paths(results: Path) -> set[str]:
     paths = set()
-    with open(results, encoding="utf-8") as handle:
+    with open(results, encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 paths.add(json.loads(line)["path"])

@@ -1,0 +1,308 @@
+"""Scans on a Ray cluster: decoding in CPU tasks, the model in a pool of actors (Ray Data).
+
+The same functions as the local engine do the work, so the numbers are the same: decoding
+tasks call ``sample_frames`` and ship each ``SampledVideo`` (or its ``VideoError``); model
+actors load the checkpoint once each and call ``score_videos``. The driver loads the
+checkpoint once on its CPU to check it, read its frame count and preprocessing, and compute the
+label set's text features (through the disk cache), which every actor receives: actors never
+run the text encoder, and no cache needs to be shared between nodes.
+
+Results stream back in the order they finish; the caller writes each one as it arrives.
+Needs ``pip install 'xclip-cli[ray]'`` on the driver and on every worker node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import pickle
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .classify import ClassifyOptions, sample_frames, score_videos
+from .errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
+from .labels import LabelSet
+from .preprocess import PreprocessConfig
+from .results import VideoResult
+
+# Paths per input block: small enough that a handful of videos keeps every CPU busy, large
+# enough that a million paths do not become a million tasks.
+PATHS_PER_BLOCK = 32
+MIN_BLOCKS = 64
+DECODE_MEMORY = 512 * 2**20  # bytes a decoding task may use: frames are resized as they are decoded
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and with what the scan runs on Ray."""
+
+    address: str | None = None  # None: a new local instance (or RAY_ADDRESS); "auto": the running cluster
+    concurrency: int = 1  # model actors
+    num_gpus: float = 0.0  # GPUs per model actor
+    cpus_per_actor: float = 1.0  # torch threads of a model actor follow this
+    decode_cpus: float = 1.0  # per decoding task; below 1 runs more decoders than there are CPUs
+    num_cpus: int | None = None  # CPUs of a local instance started here (None: all of this machine)
+    device: str = "auto"  # where actors run the model; the driver uses its CPU
+    precision: str = "fp32"
+    verbose: bool = False  # worker logs reach the driver's stderr
+
+
+def classify_videos_on_ray(
+    model_id: str,
+    paths: Sequence[str],
+    labelset: LabelSet,
+    options: ClassifyOptions | None = None,
+    ray_options: RayOptions = RayOptions(),
+) -> Iterator[VideoResult]:
+    """One result per path, as each finishes (not in input order); failed videos give error results.
+
+    The checkpoint loads and Ray starts (or is joined) before this returns, so their errors
+    come before any output; Ray started here is shut down once the results are consumed.
+    """
+    options = ClassifyOptions() if options is None else options
+    _check_options(ray_options)
+    ray = import_ray()
+    from .runner import XClipRunner
+
+    driver = XClipRunner.from_pretrained(model_id, device="cpu", precision=ray_options.precision)
+    settings = _ModelSettings(
+        model_id=model_id,
+        num_frames=driver.num_frames,
+        preprocess=driver.preprocess,
+        fingerprints=(driver.fingerprint(), driver.vision_fingerprint()),
+        device=ray_options.device,
+        precision=ray_options.precision,
+    )
+    text_features = driver.label_text_features(labelset).cpu().numpy()
+    del driver  # the driver only needed it for the text side: free its memory for the scan
+    if not paths:
+        return iter(())
+    started_here = _connect(ray, ray_options)
+    try:
+        if started_here:
+            _check_fits(ray.cluster_resources(), ray_options)
+        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options)
+        if ray_options.verbose:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout may carry results
+                scored.explain()  # Ray Data's plans: decoding and model stages, fused or not
+    except BaseException:
+        if started_here:
+            ray.shutdown()
+        raise
+    return _results(ray, scored, started_here)
+
+
+def _pipeline(
+    ray: Any,
+    paths: Sequence[str],
+    settings: _ModelSettings,
+    labelset: LabelSet,
+    text_features: Any,
+    options: ClassifyOptions,
+    ray_options: RayOptions,
+) -> Any:
+    """The (lazy) Ray Data dataset: paths -> decoding tasks -> model actors -> pickled results."""
+    import ray.data
+
+    _quiet_logs(ray_options.verbose)  # after importing ray.data, which configures its loggers
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI draws its own, on stderr
+    context.print_on_execution_start = False
+    blocks = min(len(paths), max(MIN_BLOCKS, math.ceil(len(paths) / PATHS_PER_BLOCK)))
+    # Paths as bytes: Arrow strings must be UTF-8, file names need not be.
+    items = [{"path": os.fsencode(path)} for path in paths]
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    # The memory hint keeps a node from starting more decoders than its RAM holds; as the
+    # model actors ask for none, it also keeps Ray Data from fusing decoding into them,
+    # which would leave the model (a GPU) idle while its actor decodes.
+    decoded = dataset.map(
+        _DecodeVideo(settings.num_frames, settings.preprocess, options),
+        num_cpus=ray_options.decode_cpus,
+        memory=DECODE_MEMORY,
+    )
+    return decoded.map_batches(
+        _ScoreVideos,
+        fn_constructor_args=(settings, labelset, text_features, options),
+        batch_size=max(1, options.batch_size),
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=ray_options.concurrency),
+        num_cpus=ray_options.cpus_per_actor,
+        num_gpus=ray_options.num_gpus or None,
+    )
+
+
+def _results(ray: Any, scored: Any, started_here: bool) -> Iterator[VideoResult]:
+    try:
+        for row in scored.iter_rows():
+            yield pickle.loads(row["result"])
+    except XClipError:
+        raise
+    except Exception as exc:
+        raise _engine_error(exc) from None
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class _ModelSettings:
+    """What every actor loads, and what it must agree with the driver on."""
+
+    model_id: str
+    num_frames: int
+    preprocess: PreprocessConfig
+    fingerprints: tuple[str, str]  # text side, vision side
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class _DecodeVideo:
+    """A decoding task's work on one row: the sampled, preprocessed frames, or the video's error."""
+
+    num_frames: int
+    preprocess: PreprocessConfig
+    options: ClassifyOptions
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        path = os.fsdecode(row["path"])
+        try:
+            decoded: Any = sample_frames(path, self.num_frames, self.preprocess, self.options)
+        except VideoError as exc:
+            decoded = exc
+        return {"path": row["path"], "video": pickle.dumps(decoded, protocol=pickle.HIGHEST_PROTOCOL)}
+
+
+class _ScoreVideos:
+    """A model actor: loads the checkpoint once, then scores batches of decoded videos."""
+
+    def __init__(
+        self, settings: _ModelSettings, labelset: LabelSet, text_features: Any, options: ClassifyOptions
+    ) -> None:
+        import torch
+
+        from .runner import XClipRunner
+
+        self.runner = XClipRunner.from_pretrained(
+            settings.model_id, device=settings.device, precision=settings.precision
+        )
+        runner = self.runner
+        found = (runner.num_frames, runner.preprocess, (runner.fingerprint(), runner.vision_fingerprint()))
+        if found != (settings.num_frames, settings.preprocess, settings.fingerprints):
+            raise ModelLoadError(
+                f"{settings.model_id} on a Ray worker differs from the driver's copy; "
+                "install the same checkpoint on every node"
+            )
+        self.labelset = labelset
+        self.options = options
+        self.text_features = torch.from_numpy(text_features).to(self.runner.device)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        results: list[VideoResult] = []
+        pending = []
+        for raw_path, payload in zip(batch["path"], batch["video"], strict=True):
+            path = os.fsdecode(raw_path)
+            decoded = pickle.loads(payload)
+            if isinstance(decoded, VideoError):
+                results.append(self._error(path, decoded.reason))
+            else:
+                pending.append((path, decoded))
+        results += score_videos(self.runner, pending, self.text_features, self.labelset, self.options)
+        return {"result": [pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL) for result in results]}
+
+    def _error(self, path: str, reason: str) -> VideoResult:
+        return VideoResult(path=path, model=self.runner.model_id, labelset=self.labelset.name, error=reason)
+
+
+def _check_options(ray_options: RayOptions) -> None:
+    if ray_options.concurrency < 1:
+        raise UsageError(f"--concurrency {ray_options.concurrency}: need at least one model actor")
+    if ray_options.num_gpus < 0 or ray_options.cpus_per_actor <= 0 or ray_options.decode_cpus <= 0:
+        raise UsageError("--num-gpus must be >= 0, --cpus-per-actor and --decode-cpus > 0")
+
+
+def _check_fits(resources: dict[str, float], ray_options: RayOptions) -> None:
+    """On an instance started here, refuse actors that leave no CPU for decoding (Ray would wait forever).
+
+    A cluster that was joined may be autoscaling: it is left to Ray to wait for its nodes.
+    """
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    actors = ray_options.concurrency
+    if ray_options.num_gpus * actors > gpus:
+        raise UsageError(
+            f"this machine's Ray has {gpus:g} GPUs: {actors} model actors x --num-gpus {ray_options.num_gpus:g} "
+            "cannot start"
+        )
+    if ray_options.cpus_per_actor * actors + ray_options.decode_cpus > cpus:
+        raise UsageError(
+            f"this machine's Ray has {cpus:g} CPUs: {actors} model actors x --cpus-per-actor "
+            f"{ray_options.cpus_per_actor:g} leave none for decoding; lower --concurrency or --cpus-per-actor"
+        )
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--engine ray needs Ray: pip install 'xclip-cli[ray]'") from None
+    return ray
+
+
+def _connect(ray: Any, ray_options: RayOptions) -> bool:
+    """Join the given cluster, or start a local instance; True when this call started one."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=ray_options.address,
+            num_cpus=None if ray_options.address else ray_options.num_cpus,
+            include_dashboard=False,
+            logging_level=logging.INFO if ray_options.verbose else logging.ERROR,
+            log_to_driver=ray_options.verbose,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = ray_options.address or "a local Ray instance"
+        raise EngineError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+    return True
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Ray Data logs a failed run with full tracebacks; the one-line error says it all."""
+    level = logging.INFO if verbose else logging.CRITICAL
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
+
+
+def _engine_error(exc: BaseException) -> XClipError:
+    """The domain error a worker raised, if any, else what Ray reported, on one line.
+
+    Ray passes an actor's failure on as text (its traceback), so an ``xclip_cli`` error is
+    recognised by its last line and raised again as itself, with its message and exit code.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, XClipError):
+            return seen
+        text = str(getattr(seen, "error_msg", "") or seen)
+        found = _WORKER_ERROR.search(text)
+        if found and found["name"] in _RAISABLE:
+            return _RAISABLE[found["name"]](found["message"])
+        seen = seen.__cause__ or seen.__context__
+    return EngineError(f"the Ray scan failed: {type(exc).__name__}: {_first_line(exc)}")
+
+
+_WORKER_ERROR = re.compile(r"^xclip_cli\.errors\.(?P<name>\w+): (?P<message>.+)$", re.MULTILINE)
+_RAISABLE: dict[str, type[XClipError]] = {
+    error.__name__: error for error in (EngineError, LabelSetError, ModelLoadError, OutputError, UsageError)
+}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
