@@ -162,3 +162,25 @@ def test_the_timeout_counts_decoding_not_the_callers_time() -> None:
     time.sleep(0.25)
     with pytest.raises(VideoError, match=r"gave up after 0\.2 s"):
         deadline.check()
+
+
+def test_an_index_from_0_1_0_is_still_accepted(
+    tiny_model_dir: Path, footage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.1.0 summed weights with torch (thread-dependent); its fingerprints are still recognised."""
+    embed(tiny_model_dir, footage, tmp_path / "index")
+    real = XClipRunner.vision_fingerprint
+
+    def fingerprint(self: XClipRunner, legacy: bool = False) -> str:
+        return "as 0.1.0 computed it" if legacy else real(self)
+
+    monkeypatch.setattr(XClipRunner, "vision_fingerprint", fingerprint)
+    manifest = tmp_path / "index" / "index.json"
+    stored = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(stored | {"vision_fingerprint": "as 0.1.0 computed it"}))
+    searched = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "--model", str(tiny_model_dir)])
+    assert searched.exit_code == 0, searched.stderr
+    assert embed(tiny_model_dir, footage, tmp_path / "index").exit_code in (0, ExitCode.PARTIAL)
+    manifest.write_text(json.dumps(stored | {"vision_fingerprint": "another checkpoint"}))
+    refused = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "--model", str(tiny_model_dir)])
+    assert refused.exit_code == ExitCode.USAGE

@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,16 +168,52 @@ def test_a_rerun_on_ray_resumes(local_ray: None, tiny_model_dir: Path, footage: 
     assert again.exit_code == 0 and "nothing to do" in again.stderr
 
 
-def test_a_worker_side_error_is_one_line_with_its_exit_code(
-    local_ray: None, tiny_model_dir: Path, footage: Path, tmp_path: Path
-) -> None:
-    """The model actors fail to start (no CUDA here): the scan stops with that one-line error."""
-    args = ["scan", str(footage), "--engine", "ray", "--device", "cuda", "--model", str(tiny_model_dir)]
-    result = runner.invoke(app, [*args, "-l", LABELS, "-o", str(tmp_path / "r.csv")])
-    assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.strip().splitlines() == [
+def test_a_worker_side_error_is_one_line_and_stdout_stays_data(tiny_model_dir: Path, footage: Path) -> None:
+    """The model actors fail to start (no CUDA here): that one-line error, and Ray's own report of
+    the dead actor (which it prints to stdout) kept off the results on stdout."""
+    command = [sys.executable, "-m", "xclip_cli", "scan", str(footage), "--engine", "ray", "--device", "cuda"]
+    done = subprocess.run(
+        [*command, "--model", str(tiny_model_dir), "-l", LABELS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert done.stdout in ("", ",".join(CSV_COLUMNS) + "\n")  # at most the header of an empty CSV
+    assert [line for line in done.stderr.splitlines() if line.startswith("xclip:")] == [
         "xclip: error: --device cuda: CUDA is not available on this machine (try --device cpu)"
     ]
+
+
+def test_paths_relative_to_the_drivers_folder_reach_the_workers(
+    local_ray: None, tiny_model_dir: Path, footage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's workers started in another folder (as on any other node): relative paths still work,
+    and results keep the paths and model as given."""
+    monkeypatch.chdir(footage)
+    model = os.path.relpath(tiny_model_dir, footage)
+    results = list(classify_videos_on_ray(model, ["a.mp4", "day 2/b.mp4", "nope.mp4"], inline_labelset(LABELS)))
+    by_path = {result.path: result for result in results}
+    assert by_path.keys() == {"a.mp4", "day 2/b.mp4", "nope.mp4"}
+    assert by_path["a.mp4"].ok and by_path["day 2/b.mp4"].ok and by_path["nope.mp4"].error == "no such file"
+    assert {result.model for result in results} == {model}
+
+
+def test_an_address_that_does_not_answer_fails_at_once(tmp_path: Path) -> None:
+    """Ray itself retries for minutes; the scan says so in one line, before loading any model."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    started = time.monotonic()
+    args = ["scan", str(tmp_path), "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", "--model", "/no/such"]
+    (tmp_path / "a.mp4").write_bytes(b"")
+    result = runner.invoke(app, [*args, "-l", LABELS, "-o", str(tmp_path / "r.csv")])
+    assert result.exit_code == ExitCode.ENGINE
+    assert result.stderr.startswith(f"xclip: error: cannot reach the Ray cluster at 127.0.0.1:{port}")
+    assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 10
+
+
+def test_ray_options_need_the_ray_engine(tiny_model_dir: Path, footage: Path) -> None:
+    for option in (["--ray-address", "auto"], ["--concurrency", "4"], ["--num-gpus", "1"], ["--decode-cpus", "0.5"]):
+        result = runner.invoke(app, ["scan", str(footage), *option, "--model", str(tiny_model_dir), "-l", LABELS])
+        assert result.exit_code == ExitCode.USAGE and f"{option[0]} needs --engine ray" in result.stderr
 
 
 def test_without_ray_installed_the_engine_asks_for_the_extra(
@@ -193,7 +232,7 @@ def test_actors_that_leave_no_cpu_for_decoding_are_refused_on_a_local_instance()
     from xclip_cli.errors import UsageError
     from xclip_cli.ray_engine import _check_fits
 
-    machine = {"CPU": 2.0}
+    machine = {"CPU": 2.0, "memory": 8 * 2**30}
     _check_fits(machine, RayOptions(concurrency=1))
     with pytest.raises(UsageError, match="leave none for decoding"):
         _check_fits(machine, RayOptions(concurrency=2))
@@ -201,7 +240,9 @@ def test_actors_that_leave_no_cpu_for_decoding_are_refused_on_a_local_instance()
         _check_fits(machine, RayOptions(cpus_per_actor=2))
     with pytest.raises(UsageError, match="0 GPUs"):
         _check_fits(machine, RayOptions(num_gpus=1))
-    _check_fits({"CPU": 8.0, "GPU": 2.0}, RayOptions(concurrency=2, num_gpus=1))
+    with pytest.raises(UsageError, match="MiB of memory"):
+        _check_fits({"CPU": 2.0, "memory": 300 * 2**20}, RayOptions())
+    _check_fits({"CPU": 8.0, "GPU": 2.0, "memory": 8 * 2**30}, RayOptions(concurrency=2, num_gpus=1))
 
 
 def test_the_benchmark_compares_the_engines(
@@ -231,7 +272,8 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
     labelset = inline_labelset(LABELS)
     features = driver.label_text_features(labelset).numpy()
     settings = _ModelSettings(
-        model_id=str(other_model_dir),  # what the worker finds at that path
+        model_id=str(other_model_dir),
+        source=str(other_model_dir),  # what the worker finds at that path
         num_frames=driver.num_frames,
         preprocess=driver.preprocess,
         fingerprints=(driver.fingerprint(), driver.vision_fingerprint()),
@@ -240,4 +282,4 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
     )
     with pytest.raises(ModelLoadError, match="differs from the driver's copy"):
         _ScoreVideos(settings, labelset, features, ClassifyOptions())
-    _ScoreVideos(dataclasses.replace(settings, model_id=str(tiny_model_dir)), labelset, features, ClassifyOptions())
+    _ScoreVideos(dataclasses.replace(settings, source=str(tiny_model_dir)), labelset, features, ClassifyOptions())

@@ -346,6 +346,16 @@ def scan(
         raise UsageError("give folders to scan or --from-file LIST")
     if engine not in ("local", "ray"):
         raise UsageError(f"--engine {engine!r}: expected local or ray")
+    ray_only = {
+        "--ray-address": ray_address is not None,
+        "--concurrency": concurrency != 1,
+        "--num-gpus": num_gpus != 0,
+        "--cpus-per-actor": cpus_per_actor != 1,
+        "--decode-cpus": decode_cpus != 1,
+    }
+    given = [name for name, is_set in ray_only.items() if is_set]
+    if engine == "local" and given:
+        raise UsageError(f"{given[0]} needs --engine ray")
     labelset = resolve_labels(labels)
     _check_writable(output, [])
     paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
@@ -366,28 +376,31 @@ def scan(
     options = ClassifyOptions(
         top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
     )
-    if engine == "ray":
-        from .ray_engine import RayOptions, classify_videos_on_ray, import_ray
+    data_out = sys.stdout
+    # Ray prints worker failures to this process's stdout: keep it for the results alone.
+    with contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext():
+        if engine == "ray":
+            from .ray_engine import RayOptions, classify_videos_on_ray, import_ray
 
-        import_ray()  # before anything loads: a missing extra is a usage error
-        ray_options = RayOptions(
-            address=ray_address,
-            concurrency=concurrency,
-            num_gpus=num_gpus,
-            cpus_per_actor=cpus_per_actor,
-            decode_cpus=decode_cpus,
-            device=device,
-            precision=precision,
-            verbose=verbose,
-        )
-        results = classify_videos_on_ray(model, todo, labelset, options, ray_options)
-    else:
-        results = classify_videos(_load_runner(model, device, precision), todo, labelset, options)
-    appending = bool(done_before)
-    with _open_output(output, append=appending) as stream:
-        writer = WRITERS[writer_name](stream, appending=appending)
-        with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            done, failed = _write_all(results, writer, progress.update)
+            import_ray()  # before anything loads: a missing extra is a usage error
+            ray_options = RayOptions(
+                address=ray_address,
+                concurrency=concurrency,
+                num_gpus=num_gpus,
+                cpus_per_actor=cpus_per_actor,
+                decode_cpus=decode_cpus,
+                device=device,
+                precision=precision,
+                verbose=verbose,
+            )
+            results = classify_videos_on_ray(model, todo, labelset, options, ray_options)
+        else:
+            results = classify_videos(_load_runner(model, device, precision), todo, labelset, options)
+        appending = bool(done_before)
+        with _open_output(output, append=appending, stdout=data_out) as stream:
+            writer = WRITERS[writer_name](stream, appending=appending)
+            with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
+                done, failed = _write_all(results, writer, progress.update)
     _exit_for(done, failed)
 
 
@@ -807,10 +820,10 @@ def _same_file(a: Path, b: str) -> bool:
 
 
 @contextlib.contextmanager
-def _open_output(path: Path | None, append: bool = False) -> Iterator[TextIO]:
-    """stdout, or the ``-o`` file (created, truncated or appended to once results are coming)."""
+def _open_output(path: Path | None, append: bool = False, stdout: TextIO | None = None) -> Iterator[TextIO]:
+    """stdout (or ``stdout``), or the ``-o`` file (created, truncated or appended to once results are coming)."""
     if path is None:
-        yield sys.stdout
+        yield stdout or sys.stdout
         return
     try:
         # surrogateescape: file names that are not UTF-8 go out as their bytes. Closed below.

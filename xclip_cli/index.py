@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class IndexWriter:
                 if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
                     item.unlink()
         existing = _read_manifest(folder) if (folder / MANIFEST).exists() else None
-        if existing is not None and existing.get("vision_fingerprint") != self.manifest["vision_fingerprint"]:
+        if existing is not None and not _same_vision(runner, existing):
             raise UsageError(
                 f"{folder}: this index holds features of {existing.get('model')!r}, not of {runner.model_id!r}; "
                 "use that --model, another folder, or --overwrite"
@@ -170,7 +170,7 @@ class Index:
         return str(self.manifest.get("model", ""))
 
     def check_runner(self, runner: XClipRunner) -> None:
-        if runner.vision_fingerprint() != self.manifest.get("vision_fingerprint"):
+        if not _same_vision(runner, self.manifest):
             precision = self.manifest.get("precision", "fp32")
             raise UsageError(
                 f"{self.folder}: the index was built with {self.model!r} at --precision {precision}; "
@@ -270,6 +270,12 @@ def search_index(runner: XClipRunner, index: Index, query: str, top_k: int = 10)
         scored += [(entry.path, float(score)) for entry, score in zip(chunk, logits.tolist(), strict=True)]
     scored.sort(key=lambda item: -item[1])
     return scored[:top_k]
+
+
+def _same_vision(runner: XClipRunner, manifest: dict[str, Any]) -> bool:
+    """Whether the index's features came from ``runner``'s vision side (0.1.0's fingerprints too)."""
+    stored = manifest.get("vision_fingerprint")
+    return stored == runner.vision_fingerprint() or stored == runner.vision_fingerprint(legacy=True)
 
 
 def _lock(folder: Path) -> IO[str]:

@@ -19,9 +19,11 @@ import math
 import os
 import pickle
 import re
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .classify import ClassifyOptions, sample_frames, score_videos
@@ -34,6 +36,7 @@ from .results import VideoResult
 # enough that a million paths do not become a million tasks.
 PATHS_PER_BLOCK = 32
 MIN_BLOCKS = 64
+CONNECT_TIMEOUT = 5.0  # seconds to wait for a cluster's address to answer
 DECODE_MEMORY = 512 * 2**20  # bytes a decoding task may use: frames are resized as they are decoded
 
 
@@ -41,7 +44,7 @@ DECODE_MEMORY = 512 * 2**20  # bytes a decoding task may use: frames are resized
 class RayOptions:
     """Where and with what the scan runs on Ray."""
 
-    address: str | None = None  # None: a new local instance (or RAY_ADDRESS); "auto": the running cluster
+    address: str | None = None  # None: RAY_ADDRESS, else a new local instance; "auto": the one `ray start` runs
     concurrency: int = 1  # model actors
     num_gpus: float = 0.0  # GPUs per model actor
     cpus_per_actor: float = 1.0  # torch threads of a model actor follow this
@@ -67,22 +70,27 @@ def classify_videos_on_ray(
     options = ClassifyOptions() if options is None else options
     _check_options(ray_options)
     ray = import_ray()
+    address = _resolve_address(ray_options.address)  # before loading anything: fail fast
     from .runner import XClipRunner
 
     driver = XClipRunner.from_pretrained(model_id, device="cpu", precision=ray_options.precision)
+    folder = Path(model_id).expanduser()
     settings = _ModelSettings(
         model_id=model_id,
+        # Workers do not share this process's working folder: a local checkpoint goes by its absolute path.
+        source=str(folder.resolve()) if folder.is_dir() else model_id,
         num_frames=driver.num_frames,
         preprocess=driver.preprocess,
         fingerprints=(driver.fingerprint(), driver.vision_fingerprint()),
-        device=ray_options.device,
+        # With no GPU reserved, Ray still shows actors every GPU: "auto" would crowd them onto one.
+        device="cpu" if ray_options.device == "auto" and not ray_options.num_gpus else ray_options.device,
         precision=ray_options.precision,
     )
     text_features = driver.label_text_features(labelset).cpu().numpy()
     del driver  # the driver only needed it for the text side: free its memory for the scan
     if not paths:
         return iter(())
-    started_here = _connect(ray, ray_options)
+    started_here = _connect(ray, address, ray_options)
     try:
         if started_here:
             _check_fits(ray.cluster_resources(), ray_options)
@@ -114,8 +122,9 @@ def _pipeline(
     context.enable_progress_bars = False  # the CLI draws its own, on stderr
     context.print_on_execution_start = False
     blocks = min(len(paths), max(MIN_BLOCKS, math.ceil(len(paths) / PATHS_PER_BLOCK)))
-    # Paths as bytes: Arrow strings must be UTF-8, file names need not be.
-    items = [{"path": os.fsencode(path)} for path in paths]
+    # Paths as bytes: Arrow strings must be UTF-8, file names need not be. Workers open the
+    # absolute path (their working folder is not this one); results keep the path as given.
+    items = [{"path": os.fsencode(path), "file": os.fsencode(os.path.abspath(path))} for path in paths]
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     # The memory hint keeps a node from starting more decoders than its RAM holds; as the
     # model actors ask for none, it also keeps Ray Data from fusing decoding into them,
@@ -153,7 +162,8 @@ def _results(ray: Any, scored: Any, started_here: bool) -> Iterator[VideoResult]
 class _ModelSettings:
     """What every actor loads, and what it must agree with the driver on."""
 
-    model_id: str
+    model_id: str  # as the user gave it, for the results
+    source: str  # what the actors load: the hub id, or the checkpoint folder's absolute path
     num_frames: int
     preprocess: PreprocessConfig
     fingerprints: tuple[str, str]  # text side, vision side
@@ -172,9 +182,9 @@ class _DecodeVideo:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         path = os.fsdecode(row["path"])
         try:
-            decoded: Any = sample_frames(path, self.num_frames, self.preprocess, self.options)
+            decoded: Any = sample_frames(os.fsdecode(row["file"]), self.num_frames, self.preprocess, self.options)
         except VideoError as exc:
-            decoded = exc
+            decoded = VideoError(path, exc.reason)
         return {"path": row["path"], "video": pickle.dumps(decoded, protocol=pickle.HIGHEST_PROTOCOL)}
 
 
@@ -188,9 +198,8 @@ class _ScoreVideos:
 
         from .runner import XClipRunner
 
-        self.runner = XClipRunner.from_pretrained(
-            settings.model_id, device=settings.device, precision=settings.precision
-        )
+        self.runner = XClipRunner.from_pretrained(settings.source, device=settings.device, precision=settings.precision)
+        self.runner.model_id = settings.model_id  # results name the model as the local engine's do
         runner = self.runner
         found = (runner.num_frames, runner.preprocess, (runner.fingerprint(), runner.vision_fingerprint()))
         if found != (settings.num_frames, settings.preprocess, settings.fingerprints):
@@ -231,8 +240,13 @@ def _check_fits(resources: dict[str, float], ray_options: RayOptions) -> None:
 
     A cluster that was joined may be autoscaling: it is left to Ray to wait for its nodes.
     """
-    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    cpus, gpus, memory = resources.get("CPU", 0.0), resources.get("GPU", 0.0), resources.get("memory", 0.0)
     actors = ray_options.concurrency
+    if memory < DECODE_MEMORY:
+        raise UsageError(
+            f"this machine's Ray has {memory / 2**20:.0f} MiB of memory for tasks; "
+            f"decoding needs {DECODE_MEMORY // 2**20} MiB"
+        )
     if ray_options.num_gpus * actors > gpus:
         raise UsageError(
             f"this machine's Ray has {gpus:g} GPUs: {actors} model actors x --num-gpus {ray_options.num_gpus:g} "
@@ -253,23 +267,48 @@ def import_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, ray_options: RayOptions) -> bool:
-    """Join the given cluster, or start a local instance; True when this call started one."""
+def _resolve_address(address: str | None) -> str:
+    """The address to give ``ray.init``: the option, else ``RAY_ADDRESS``, else ``"local"``.
+
+    ``"local"`` starts a new instance even where ``ray start`` runs one (``ray.init()`` alone
+    would join it). A host:port that does not answer fails now, not after Ray's minutes of retries.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+        except OSError as exc:
+            raise EngineError(
+                f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
+                "(is `ray start --head` running there? is the port open?)"
+            ) from None
+    return address
+
+
+def _connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
+    """Join the cluster at ``address``, or start a local instance; True when this call started one."""
     if ray.is_initialized():
         return False
+    local = address == "local"
     try:
         ray.init(
-            address=ray_options.address,
-            num_cpus=None if ray_options.address else ray_options.num_cpus,
+            address=address,
+            num_cpus=ray_options.num_cpus if local else None,
             include_dashboard=False,
             logging_level=logging.INFO if ray_options.verbose else logging.ERROR,
             log_to_driver=ray_options.verbose,
             configure_logging=True,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = ray_options.address or "a local Ray instance"
+        if address == "auto":
+            raise EngineError(
+                "--ray-address auto: no Ray cluster is running on this machine "
+                "(start one with `ray start --head`, or leave out --ray-address for a new one)"
+            ) from None
+        where = "a local Ray instance" if local else f"the Ray cluster at {address}"
         raise EngineError(f"cannot start or reach {where}: {_first_line(exc)}") from None
-    return True
+    return local
 
 
 def _quiet_logs(verbose: bool) -> None:

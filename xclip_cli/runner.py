@@ -120,10 +120,11 @@ class XClipRunner:
             self._fingerprint = _digest_tensors(digest, tensors)
         return self._fingerprint
 
-    def vision_fingerprint(self) -> str:
+    def vision_fingerprint(self, legacy: bool = False) -> str:
         """Identity of everything that shapes ``video_features``: vision weights, frames, preprocessing.
 
         Stored with an embedding index, so scoring it with another checkpoint is refused.
+        ``legacy``: as xclip-cli 0.1.0 computed it (torch's threaded sums), to accept its indexes.
         """
         model = self.model
         digest = hashlib.sha256(model.config.vision_config.to_json_string().encode())
@@ -132,7 +133,7 @@ class XClipRunner:
         tensors = [("prompts_visual_projection", model.prompts_visual_projection)]
         for module in modules:
             tensors += [(f"{module}.{name}", tensor) for name, tensor in getattr(model, module).state_dict().items()]
-        return _digest_tensors(digest, tensors)
+        return _digest_tensors(digest, tensors, torch_sums=legacy)
 
     def _tokenize(self, text: str) -> list[int]:
         max_length = int(self.model.config.text_config.max_position_embeddings)
@@ -213,13 +214,13 @@ class VideoFeatures:
         return int(self.embeds.shape[0])
 
 
-def _digest_tensors(digest: Any, tensors: list[tuple[str, torch.Tensor]]) -> str:
+def _digest_tensors(digest: Any, tensors: list[tuple[str, torch.Tensor]], torch_sums: bool = False) -> str:
     """Add each tensor's name, shape, exact sum and a strided sample to ``digest``; the hex digest."""
     for name, tensor in tensors:
         values = tensor.detach().to("cpu", torch.float32).contiguous().numpy().reshape(-1)
         # The exact sum catches edits between the samples. numpy's single-threaded pairwise sum,
         # not torch's: torch's result depends on its thread count (a Ray worker's is 1).
-        total = float(np.sum(values, dtype=np.float64))
+        total = float(tensor.detach().double().sum()) if torch_sums else float(np.sum(values, dtype=np.float64))
         digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
         digest.update(values[::FINGERPRINT_STRIDE].tobytes())
     return digest.hexdigest()
