@@ -129,3 +129,65 @@ def test_fingerprints_do_not_depend_on_torch_threads(tiny_model_dir: Path) -> No
     finally:
         torch.set_num_threads(threads)
     assert len(seen) == 1
+
+
+def test_a_warm_cache_never_loads_the_tokenizer(tiny_model_dir: Path) -> None:
+    """Loading CLIP's tokenizer costs about 0.3 s of a one-shot run; cache hits are named without it."""
+    labels = inline_labelset("cooking, dancing, skateboarding")
+    first = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    features = first.label_text_features(labels)
+    assert first._tokenizer is not None  # a miss: tokenized and encoded
+    second = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert torch.equal(second.label_text_features(labels), features)
+    assert second._tokenizer is None and second.text_encoder_calls == 0
+
+
+def test_the_lazy_tokenizer_and_image_processor_are_xclip_processors(tiny_model_dir: Path) -> None:
+    from transformers import XCLIPProcessor
+
+    from xclip_cli.preprocess import PreprocessConfig
+
+    processor = XCLIPProcessor.from_pretrained(str(tiny_model_dir))
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert type(runner.tokenizer) is type(processor.tokenizer)
+    prompts = ["a video of cooking", "Playing the VIOLIN, on a unicycle!", "x " * 100, "naïve café 動画"]
+    assert [runner._tokenize(text) for text in prompts] == [
+        processor.tokenizer(text, truncation=True, max_length=runner._max_length)["input_ids"] for text in prompts
+    ]
+    assert runner.preprocess == PreprocessConfig.from_image_processor(processor.image_processor)
+
+
+def test_a_changed_tokenizer_file_misses_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    labels = inline_labelset("cooking, dancing")
+    XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_model_dir, edited)
+    config = json.loads((edited / "tokenizer_config.json").read_text())
+    (edited / "tokenizer_config.json").write_text(json.dumps(config | {"do_lower_case": False}))
+    runner = XClipRunner.from_pretrained(str(edited), device="cpu")
+    runner.label_text_features(labels)
+    assert runner.text_encoder_calls == 1
+
+
+def test_a_broken_tokenizer_is_a_one_line_model_error_when_first_needed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from xclip_cli.cli import app
+    from xclip_cli.errors import ExitCode
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "tokenizer.json").write_text("{ not json")
+    video = tmp_path / "v.mp4"
+    from helpers import write_video
+
+    write_video(video)
+    result = CliRunner().invoke(app, ["classify", str(video), "--model", str(broken), "--labels", "cooking, dancing"])
+    assert result.exit_code == ExitCode.MODEL
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"xclip: error: cannot load the tokenizer of {broken}")

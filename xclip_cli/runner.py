@@ -13,8 +13,9 @@ import hashlib
 import logging
 import pickle
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from .labels import LabelSet
 from .preprocess import PreprocessConfig
 
 FINGERPRINT_STRIDE = 61  # a prime, so the sample does not line up with rows of any width
-TEXT_BATCH_SIZE = 64
-PRECISIONS = ("fp32", "bf16")  # prompts per text-encoder call; groups of equal length need no padding
+TEXT_BATCH_SIZE = 64  # prompts per text-encoder call; groups of equal length need no padding
+PRECISIONS = ("fp32", "bf16")
+TOKENIZER_FILE_SUFFIXES = frozenset({".json", ".txt", ".model", ".tiktoken"})
 
 
 @dataclass
@@ -37,15 +39,26 @@ class XClipRunner:
     """A loaded X-CLIP checkpoint with its tokenizer and preprocessing settings."""
 
     model: Any  # transformers.XCLIPModel
-    tokenizer: Any
+    load_tokenizer: Callable[[], Any]  # called on first use: a warm text cache needs no tokenizer
     preprocess: PreprocessConfig
     model_id: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"  # "bf16": bfloat16 autocast, faster on CPUs with bf16 units, lossy
+    # A digest of the tokenizer's files and versions: names cached text features without
+    # tokenizing. None (a model built in memory): keys come from the token ids instead.
+    tokenizer_identity: str | None = None
     text_encoder_calls: int = 0  # how often the text encoder ran (the cache avoids it)
+    _tokenizer: Any = field(default=None, repr=False)
     _memory_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _label_features: dict[LabelSet, torch.Tensor] = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The checkpoint's tokenizer (loaded on first use: about 0.3 s for CLIP's)."""
+        if self._tokenizer is None:
+            self._tokenizer = self.load_tokenizer()
+        return self._tokenizer
 
     @property
     def num_frames(self) -> int:
@@ -58,15 +71,16 @@ class XClipRunner:
         if precision not in PRECISIONS:
             raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         torch_device = resolve_device(device)
-        model, processor = _load_checkpoint(model_id)
-        model.to(torch_device).eval()
+        loaded = _load_checkpoint(model_id)
+        loaded.model.to(torch_device).eval()
         return cls(
-            model=model,
-            tokenizer=processor.tokenizer,
-            preprocess=PreprocessConfig.from_image_processor(processor.image_processor),
+            model=loaded.model,
+            load_tokenizer=loaded.load_tokenizer,
+            preprocess=PreprocessConfig.from_image_processor(loaded.image_processor),
             model_id=model_id,
             device=torch_device,
             precision=precision,
+            tokenizer_identity=loaded.tokenizer_identity,
         )
 
     # --- text side -------------------------------------------------------------------------
@@ -91,12 +105,17 @@ class XClipRunner:
 
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """Text-encoder output after the projection, one row per text, from cache if possible."""
-        token_ids = [self._tokenize(text) for text in texts]
-        key = text_cache.cache_key(self.fingerprint(), token_ids)
+        token_ids = None if self.tokenizer_identity else [self._tokenize(text) for text in texts]
+        if token_ids is None:
+            names = {"tokenizer": self.tokenizer_identity, "max_length": self._max_length, "texts": list(texts)}
+        else:
+            names = {"token_ids": token_ids}
+        key = text_cache.cache_key(self.fingerprint(), names)
         cached = self._memory_cache.get(key)
         if cached is None:
             array = text_cache.load(key, expected_rows=len(texts))
             if array is None:
+                token_ids = token_ids or [self._tokenize(text) for text in texts]
                 array = self._encode_texts(token_ids)
                 text_cache.store(key, array)
             cached = torch.from_numpy(array).to(self.device)
@@ -135,9 +154,12 @@ class XClipRunner:
             tensors += [(f"{module}.{name}", tensor) for name, tensor in getattr(model, module).state_dict().items()]
         return _digest_tensors(digest, tensors, torch_sums=legacy)
 
+    @property
+    def _max_length(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
     def _tokenize(self, text: str) -> list[int]:
-        max_length = int(self.model.config.text_config.max_position_embeddings)
-        return list(self.tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+        return list(self.tokenizer(text, truncation=True, max_length=self._max_length)["input_ids"])
 
     @torch.inference_mode()
     def _encode_texts(self, token_ids: list[list[int]]) -> np.ndarray:
@@ -241,7 +263,17 @@ def ensemble_text_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
     return direction / direction.norm(p=2) * norms.mean()
 
 
-def _load_checkpoint(model_id: str) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class _Checkpoint:
+    """What ``from_pretrained`` gave: XCLIPProcessor's parts, the tokenizer left for later."""
+
+    model: Any
+    image_processor: Any
+    load_tokenizer: Callable[[], Any]
+    tokenizer_identity: str | None
+
+
+def _load_checkpoint(model_id: str) -> _Checkpoint:
     """``from_pretrained`` for the model and its processor, with quiet logs and clear errors.
 
     A hub id is first looked up in the local Hugging Face cache only, so a model downloaded
@@ -276,14 +308,16 @@ def _load_checkpoint(model_id: str) -> tuple[Any, Any]:
         return _from_pretrained(model_id, model_id, local_files_only=False)
 
 
-def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tuple[Any, Any]:
-    from transformers import AutoConfig, XCLIPModel, XCLIPProcessor
+def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> _Checkpoint:
+    from transformers import AutoConfig, AutoImageProcessor, XCLIPModel
 
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
         if config.model_type != "xclip":
             raise ModelLoadError(f"cannot load model {model_id}: it is a {config.model_type!r} model, not X-CLIP")
-        processor = XCLIPProcessor.from_pretrained(source, local_files_only=local_files_only)
+        # What XCLIPProcessor.from_pretrained loads, part by part (transformers' ProcessorMixin:
+        # AutoImageProcessor and AutoTokenizer on the same source), so the tokenizer can wait.
+        image_processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
         model, info = XCLIPModel.from_pretrained(
             source, dtype=torch.float32, local_files_only=local_files_only, output_loading_info=True
         )
@@ -308,7 +342,55 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> tupl
             f"cannot load model {model_id}: incomplete or mismatched weights "
             f"({len(keys)} {kind.replace('_', ' ')}, e.g. {names[0]})"
         )
-    return model, processor
+    folder = _checkpoint_folder(source, local_files_only=True)
+    load_tokenizer = partial(_load_tokenizer, source, model_id, local_files_only)
+    if folder is None:
+        load_tokenizer()  # no files to name the cache by: tokenize, and fail now rather than later
+    return _Checkpoint(model, image_processor, load_tokenizer, None if folder is None else _tokenizer_identity(folder))
+
+
+def _load_tokenizer(source: str, model_id: str, local_files_only: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+    except Exception as exc:  # tokenizers' Rust errors are plain Exceptions: any is a load failure
+        raise ModelLoadError(f"cannot load the tokenizer of {model_id}: {_first_line(exc)}") from None
+
+
+def _checkpoint_folder(source: str, local_files_only: bool) -> Path | None:
+    """The folder holding the checkpoint's files: ``source`` itself, or its hub cache snapshot."""
+    folder = Path(source)
+    if folder.is_dir():
+        return folder
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(source, "config.json", local_files_only=local_files_only)
+    except (OSError, ValueError):
+        return None
+    return Path(found).parent if found else None
+
+
+def _tokenizer_identity(folder: Path) -> str:
+    """A digest of every small text file of the checkpoint (tokenizer.json, vocab, merges,
+    configs) and of the libraries that tokenize: changes whenever tokenization could."""
+    import transformers
+
+    digest = hashlib.sha256(f"transformers {transformers.__version__}".encode())
+    try:
+        import tokenizers
+
+        digest.update(f" tokenizers {tokenizers.__version__}".encode())
+    except ImportError:
+        pass
+    for path in sorted(folder.iterdir()):
+        if path.suffix in TOKENIZER_FILE_SUFFIXES and path.is_file():
+            digest.update(f"\n{path.name}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class _NotCached(Exception):

@@ -2,20 +2,23 @@
 
 Only these can be cached: X-CLIP's final label vectors depend on the video. Files live under
 ``$XCLIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/xclip-cli``, else ``~/.cache/xclip-cli``, and
-are named by a hash of the model's text-side fingerprint and the prompts' token ids, so a
-changed checkpoint, tokenizer or prompt list never reads a stale entry.
+are named by a hash of the model's text-side fingerprint and the prompts (their texts and a
+digest of the tokenizer's files, or their token ids), so a changed checkpoint, tokenizer or
+prompt list never reads a stale entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = "1"  # bump when the stored layout or the computation changes
+CACHE_VERSION = "2"  # bump when the stored layout or the computation changes
 
 
 def cache_dir() -> Path:
@@ -27,12 +30,14 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "xclip-cli"
 
 
-def cache_key(model_fingerprint: str, token_ids: list[list[int]]) -> str:
-    """A stable name for the features of these prompts under this model."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}\n{model_fingerprint}\n".encode())
-    for ids in token_ids:
-        digest.update((",".join(map(str, ids)) + "\n").encode())
-    return digest.hexdigest()
+def cache_key(model_fingerprint: str, prompts: dict[str, Any]) -> str:
+    """A stable name for the features of these prompts under this model.
+
+    ``prompts`` names them exactly: their token ids, or their texts with the identity of the
+    tokenizer that would make them (so a warm cache needs no tokenizer at all).
+    """
+    payload = json.dumps(prompts, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(f"v{CACHE_VERSION}\n{model_fingerprint}\n{payload}".encode()).hexdigest()
 
 
 def load(key: str, expected_rows: int) -> np.ndarray | None:
