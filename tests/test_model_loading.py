@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -45,3 +46,50 @@ def test_a_clip_checkpoint_is_not_xclip(tmp_path: Path) -> None:
 def test_folder_without_config(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         XClipRunner.from_pretrained(str(tmp_path), device="cpu")
+
+
+def hub_cache(tmp_path: Path, checkpoint: Path, repo: str, skip: tuple[str, ...] = ()) -> Path:
+    """A Hugging Face hub cache holding ``checkpoint`` as ``repo`` (what `hf download` leaves)."""
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = entry / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(commit)
+    for item in checkpoint.iterdir():
+        if item.name not in skip:
+            (snapshot / item.name).write_bytes(item.read_bytes())
+    return cache
+
+
+def test_a_hub_id_loads_offline_from_the_hub_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fresh process (huggingface_hub reads its cache location at import), as a user runs it."""
+    import subprocess
+    import sys
+
+    from helpers import write_video
+
+    video = write_video(tmp_path / "v.mp4")
+    repo = "someone/tiny-xclip"
+    command = [sys.executable, "-m", "xclip_cli", "classify", str(video), "--model", repo]
+    command += ["--labels", "cooking, dancing", "-f", "jsonl"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(hub_cache(tmp_path, tiny_model_dir, repo)))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"status": "ok"' in done.stdout
+    # A cache missing the tokenizer's files (an interrupted download): refused when loading, in one line.
+    tokenizer_files = ("tokenizer.json", "tokenizer_config.json")
+    env["HF_HUB_CACHE"] = str(hub_cache(tmp_path / "partial", tiny_model_dir, repo, skip=tokenizer_files))
+    partial = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert partial.returncode == 6, partial.stderr
+    assert len(partial.stderr.strip().splitlines()) == 1 and repo in partial.stderr
+
+
+def test_a_folder_without_a_vocabulary_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """transformers would build a tokenizer with an empty vocabulary: every prompt unknown tokens."""
+    folder = tmp_path / "no-vocab"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelLoadError, match="no vocabulary file"):
+        XClipRunner.from_pretrained(str(folder), device="cpu")

@@ -32,6 +32,7 @@ FINGERPRINT_STRIDE = 61  # a prime, so the sample does not line up with rows of 
 TEXT_BATCH_SIZE = 64  # prompts per text-encoder call; groups of equal length need no padding
 PRECISIONS = ("fp32", "bf16")
 TOKENIZER_FILE_SUFFIXES = frozenset({".json", ".txt", ".model", ".tiktoken"})
+VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class XClipRunner:
             device=torch_device,
             precision=precision,
             tokenizer_identity=loaded.tokenizer_identity,
+            _tokenizer=loaded.tokenizer,
         )
 
     # --- text side -------------------------------------------------------------------------
@@ -271,6 +273,7 @@ class _Checkpoint:
     image_processor: Any
     load_tokenizer: Callable[[], Any]
     tokenizer_identity: str | None
+    tokenizer: Any = None  # already loaded, when it had to be
 
 
 def _load_checkpoint(model_id: str) -> _Checkpoint:
@@ -344,9 +347,24 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> _Che
         )
     folder = _checkpoint_folder(source, local_files_only=True)
     load_tokenizer = partial(_load_tokenizer, source, model_id, local_files_only)
-    if folder is None:
-        load_tokenizer()  # no files to name the cache by: tokenize, and fail now rather than later
-    return _Checkpoint(model, image_processor, load_tokenizer, None if folder is None else _tokenizer_identity(folder))
+    tokenizer = None
+    if folder is None or not _has_vocabulary(folder):
+        # No files to name the cache by, or not downloaded yet (a hub model's first run): load it
+        # now, which fetches them, rather than name the cache by an incomplete set of files.
+        tokenizer = load_tokenizer()
+        if folder is not None and not _has_vocabulary(folder):
+            # transformers builds an empty-vocabulary tokenizer rather than fail: every prompt
+            # would become unknown tokens and every label score alike.
+            raise ModelLoadError(
+                f"cannot load the tokenizer of {model_id}: no vocabulary file "
+                f"({' or '.join(VOCABULARY_FILES)}) in {folder}"
+            )
+    identity = None if folder is None else _tokenizer_identity(folder)
+    return _Checkpoint(model, image_processor, load_tokenizer, identity, tokenizer)
+
+
+def _has_vocabulary(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in VOCABULARY_FILES)
 
 
 def _load_tokenizer(source: str, model_id: str, local_files_only: bool) -> Any:
