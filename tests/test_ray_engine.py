@@ -283,3 +283,36 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
     with pytest.raises(ModelLoadError, match="differs from the driver's copy"):
         _ScoreVideos(settings, labelset, features, ClassifyOptions())
     _ScoreVideos(dataclasses.replace(settings, source=str(tiny_model_dir)), labelset, features, ClassifyOptions())
+
+
+def _decode_and_die(decoder: object, row: dict[str, bytes]) -> None:
+    """In a forked child: decode as a decoding task would, dying hard inside the decoder."""
+    from xclip_cli import ray_engine
+
+    ray_engine.sample_frames = lambda *args, **kwargs: os.kill(os.getpid(), 9)  # type: ignore[assignment]
+    decoder(row)  # type: ignore[operator]
+
+
+def test_a_video_that_kills_its_decoder_becomes_an_error_row(
+    tiny_model_dir: Path, clip_dir: Path, tmp_path: Path
+) -> None:
+    """Ray retries a task whose process died without end; after DECODE_ATTEMPTS deaths the video is an error."""
+    import multiprocessing
+    import pickle
+
+    from xclip_cli.ray_engine import DECODE_ATTEMPTS, _DecodeVideo
+
+    model = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    decoder = _DecodeVideo(model.num_frames, model.preprocess, ClassifyOptions(), tmp_path / "attempts")
+    video = str(clip_dir / "a.mp4")
+    row = {"path": os.fsencode("a.mp4"), "file": os.fsencode(video)}
+    for _ in range(DECODE_ATTEMPTS):  # each death leaves its mark
+        child = multiprocessing.get_context("fork").Process(target=_decode_and_die, args=(decoder, row))
+        child.start()
+        child.join(60)
+        assert child.exitcode == -9
+    outcome = pickle.loads(decoder(row)["video"])  # the next attempt does not decode again
+    assert outcome.path == "a.mp4" and f"died {DECODE_ATTEMPTS} times" in outcome.reason
+    fresh = _DecodeVideo(model.num_frames, model.preprocess, ClassifyOptions(), tmp_path / "other-scan")
+    assert len(pickle.loads(fresh(row)["video"]).frames) == model.num_frames  # a finished attempt
+    assert list((tmp_path / "other-scan").iterdir()) == []  # leaves no mark

@@ -14,13 +14,17 @@ Needs ``pip install 'xclip-cli[ray]'`` on the driver and on every worker node.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import os
 import pickle
 import re
+import shutil
 import socket
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,7 @@ from .results import VideoResult
 PATHS_PER_BLOCK = 32
 MIN_BLOCKS = 64
 CONNECT_TIMEOUT = 5.0  # seconds to wait for a cluster's address to answer
+DECODE_ATTEMPTS = 3  # deaths of a decoding process on one video before it becomes an error row
 DECODE_MEMORY = 512 * 2**20  # bytes a decoding task may use: frames are resized as they are decoded
 
 
@@ -94,7 +99,8 @@ def classify_videos_on_ray(
     try:
         if started_here:
             _check_fits(ray.cluster_resources(), ray_options)
-        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options)
+        attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
+        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options, attempts)
         if ray_options.verbose:
             with contextlib.redirect_stdout(sys.stderr):  # stdout may carry results
                 scored.explain()  # Ray Data's plans: decoding and model stages, fused or not
@@ -102,7 +108,7 @@ def classify_videos_on_ray(
         if started_here:
             ray.shutdown()
         raise
-    return _results(ray, scored, started_here)
+    return _results(ray, scored, started_here, attempts)
 
 
 def _pipeline(
@@ -113,6 +119,7 @@ def _pipeline(
     text_features: Any,
     options: ClassifyOptions,
     ray_options: RayOptions,
+    attempts: Path,
 ) -> Any:
     """The (lazy) Ray Data dataset: paths -> decoding tasks -> model actors -> pickled results."""
     import ray.data
@@ -130,7 +137,7 @@ def _pipeline(
     # model actors ask for none, it also keeps Ray Data from fusing decoding into them,
     # which would leave the model (a GPU) idle while its actor decodes.
     decoded = dataset.map(
-        _DecodeVideo(settings.num_frames, settings.preprocess, options),
+        _DecodeVideo(settings.num_frames, settings.preprocess, options, attempts),
         num_cpus=ray_options.decode_cpus,
         memory=DECODE_MEMORY,
     )
@@ -145,7 +152,7 @@ def _pipeline(
     )
 
 
-def _results(ray: Any, scored: Any, started_here: bool) -> Iterator[VideoResult]:
+def _results(ray: Any, scored: Any, started_here: bool, attempts: Path) -> Iterator[VideoResult]:
     try:
         for row in scored.iter_rows():
             yield pickle.loads(row["result"])
@@ -156,6 +163,7 @@ def _results(ray: Any, scored: Any, started_here: bool) -> Iterator[VideoResult]
     finally:
         if started_here:
             ray.shutdown()
+        shutil.rmtree(attempts, ignore_errors=True)  # this node's marks (other nodes keep a few bytes)
 
 
 @dataclass(frozen=True)
@@ -173,18 +181,36 @@ class _ModelSettings:
 
 @dataclass(frozen=True)
 class _DecodeVideo:
-    """A decoding task's work on one row: the sampled, preprocessed frames, or the video's error."""
+    """A decoding task's work on one row: the sampled, preprocessed frames, or the video's error.
+
+    A file that kills its decoding process (a crash in ffmpeg, the OOM killer) makes Ray retry
+    the task without end. Each attempt is marked in a file that only a finished attempt removes,
+    so after ``DECODE_ATTEMPTS`` deaths on a node the video becomes an error row instead.
+    """
 
     num_frames: int
     preprocess: PreprocessConfig
     options: ClassifyOptions
+    attempts: Path  # this scan's folder of attempt marks, on each node's temporary disk
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        path = os.fsdecode(row["path"])
-        try:
-            decoded: Any = sample_frames(os.fsdecode(row["file"]), self.num_frames, self.preprocess, self.options)
-        except VideoError as exc:
-            decoded = VideoError(path, exc.reason)
+        path, file = os.fsdecode(row["path"]), os.fsdecode(row["file"])
+        mark = self.attempts / hashlib.sha1(row["file"]).hexdigest()
+        died = int(mark.read_text() or 0) if mark.is_file() else 0
+        decoded: Any
+        if died >= DECODE_ATTEMPTS:
+            decoded = VideoError(
+                path, f"its decoding process died {died} times (a crash in the decoder, or out of memory)"
+            )
+        else:
+            self.attempts.mkdir(parents=True, exist_ok=True)
+            mark.write_text(str(died + 1))
+            try:
+                decoded = sample_frames(file, self.num_frames, self.preprocess, self.options)
+            except VideoError as exc:
+                decoded = VideoError(path, exc.reason)
+            finally:
+                mark.unlink(missing_ok=True)
         return {"path": row["path"], "video": pickle.dumps(decoded, protocol=pickle.HIGHEST_PROTOCOL)}
 
 
