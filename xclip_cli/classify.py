@@ -53,18 +53,32 @@ def classify_videos(
     ``ready`` holds videos already decoded for this runner and these options (``EarlyDecode``).
     """
     text_features = runner.label_text_features(labelset)
+    yield from score_loaded(runner, frames_in_order(runner, paths, options, ready), text_features, labelset, options)
+
+
+def score_loaded(
+    runner: XClipRunner,
+    loaded: Iterable[tuple[str, SampledVideo[torch.Tensor] | VideoError]],
+    text_features: torch.Tensor,
+    labelset: LabelSet,
+    options: ClassifyOptions,
+) -> Iterator[VideoResult]:
+    """Results for decoded videos (or their errors), in order, ``batch_size`` videos per model call.
+
+    Decoding can happen elsewhere: the Ray engine's model actors score what its decoders sent.
+    """
     pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
-    for path, loaded in frames_in_order(runner, paths, options, ready):
-        if isinstance(loaded, VideoError):
-            yield from score_videos(runner, pending, text_features, labelset, options)
+    for path, video in loaded:
+        if isinstance(video, VideoError):
+            yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=loaded.reason)
+            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=video.reason)
             continue
-        pending.append((path, loaded))
+        pending.append((path, video))
         if len(pending) >= max(1, options.batch_size):
-            yield from score_videos(runner, pending, text_features, labelset, options)
+            yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-    yield from score_videos(runner, pending, text_features, labelset, options)
+    yield from _score(runner, pending, text_features, labelset, options)
 
 
 def frames_in_order(
@@ -144,7 +158,7 @@ def view_pixels(video: SampledVideo[torch.Tensor]) -> torch.Tensor:
     return torch.cat(per_clip)
 
 
-def score_videos(
+def _score(
     runner: XClipRunner,
     pending: list[tuple[str, SampledVideo[torch.Tensor]]],
     text_features: torch.Tensor,

@@ -2,7 +2,7 @@
 
 The same functions as the local engine do the work, so the numbers are the same: decoding
 tasks call ``sample_frames`` and ship each ``SampledVideo`` (or its ``VideoError``); model
-actors load the checkpoint once each and call ``score_videos``. The driver loads the
+actors load the checkpoint once each and call ``score_loaded``. The driver loads the
 checkpoint once on its CPU to check it, read its frame count and preprocessing, and compute the
 label set's text features (through the disk cache), which every actor receives: actors never
 run the text encoder, and no cache needs to be shared between nodes.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .classify import ClassifyOptions, sample_frames, score_videos
+from .classify import ClassifyOptions, sample_frames, score_loaded
 from .errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
 from .labels import LabelSet
 from .preprocess import PreprocessConfig
@@ -238,20 +238,10 @@ class _ScoreVideos:
         self.text_features = torch.from_numpy(text_features).to(self.runner.device)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        results: list[VideoResult] = []
-        pending = []
-        for raw_path, payload in zip(batch["path"], batch["video"], strict=True):
-            path = os.fsdecode(raw_path)
-            decoded = pickle.loads(payload)
-            if isinstance(decoded, VideoError):
-                results.append(self._error(path, decoded.reason))
-            else:
-                pending.append((path, decoded))
-        results += score_videos(self.runner, pending, self.text_features, self.labelset, self.options)
+        pairs = zip(batch["path"], batch["video"], strict=True)
+        loaded = ((os.fsdecode(path), pickle.loads(video)) for path, video in pairs)
+        results = score_loaded(self.runner, loaded, self.text_features, self.labelset, self.options)
         return {"result": [pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL) for result in results]}
-
-    def _error(self, path: str, reason: str) -> VideoResult:
-        return VideoResult(path=path, model=self.runner.model_id, labelset=self.labelset.name, error=reason)
 
 
 def _check_options(ray_options: RayOptions) -> None:

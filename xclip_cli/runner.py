@@ -107,18 +107,16 @@ class XClipRunner:
 
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """Text-encoder output after the projection, one row per text, from cache if possible."""
-        token_ids = None if self.tokenizer_identity else [self._tokenize(text) for text in texts]
-        if token_ids is None:
-            names = {"tokenizer": self.tokenizer_identity, "max_length": self._max_length, "texts": list(texts)}
+        if self.tokenizer_identity:  # named without tokenizing: a hit never loads the tokenizer
+            prompts = {"tokenizer": self.tokenizer_identity, "max_length": self._max_length, "texts": list(texts)}
         else:
-            names = {"token_ids": token_ids}
-        key = text_cache.cache_key(self.fingerprint(), names)
+            prompts = {"token_ids": [self._tokenize(text) for text in texts]}
+        key = text_cache.cache_key(self.fingerprint(), prompts)
         cached = self._memory_cache.get(key)
         if cached is None:
             array = text_cache.load(key, expected_rows=len(texts))
             if array is None:
-                token_ids = token_ids or [self._tokenize(text) for text in texts]
-                array = self._encode_texts(token_ids)
+                array = self._encode_texts(prompts.get("token_ids") or [self._tokenize(text) for text in texts])
                 text_cache.store(key, array)
             cached = torch.from_numpy(array).to(self.device)
             self._memory_cache[key] = cached
