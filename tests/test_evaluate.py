@@ -51,6 +51,8 @@ def test_class_names_match_whatever_the_spelling() -> None:
     }
     with pytest.raises(UsageError, match=r"2 dataset classes match no label .*'Juggling', 'Surfing'"):
         match_classes(["YoYo", "Surfing", "Juggling"], labelset)
+    with pytest.raises(UsageError, match=r"match no label .*: 'ApplyEyeMakup' \(did you mean 'apply eye makeup'\?\)"):
+        match_classes(["ApplyEyeMakup", "YoYo"], labelset)
 
 
 def test_manifests(tmp_path: Path) -> None:

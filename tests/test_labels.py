@@ -127,7 +127,42 @@ def test_resolve_labels_unknown_word() -> None:
         resolve_labels("cookingg")
     assert "cookingg" in str(info.value)
     assert "kinetics400" in str(info.value)  # lists the built-ins
+    assert "--labels 'cookingg, other, ...'" in str(info.value)  # and says how to give labels inline
     assert info.value.exit_code == ExitCode.LABELS
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("sport", "sports"), ("kinetics-400", "kinetics400"), ("UCF101", "ucf101")]
+)
+def test_a_name_close_to_a_builtin_gets_did_you_mean(typed: str, meant: str) -> None:
+    with pytest.raises(LabelSetError, match=f"unknown label set '{typed}': did you mean '{meant}'\\?$"):
+        resolve_labels(typed)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name: x\nlable: [a, b]\nlabels: [a, b]\n", "lable: unknown key (did you mean 'labels'? allowed:"),
+        ("labels: [{name: a, promts: [b]}, c]\n", "labels[0].promts: unknown key (did you mean 'prompts'? allowed:"),
+    ],
+)
+def test_unknown_yaml_keys_get_did_you_mean(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "set.yaml").write_text(content, encoding="utf-8")
+    with pytest.raises(LabelSetError) as info:
+        resolve_labels(str(tmp_path / "set.yaml"))
+    assert str(info.value).startswith(f"{tmp_path / 'set.yaml'}: {message}")
+
+
+def test_prompts_may_be_a_single_string(tmp_path: Path) -> None:
+    (tmp_path / "set.yaml").write_text("labels: [{name: dog, prompts: a dog playing}, cat]\n", encoding="utf-8")
+    labelset = resolve_labels(str(tmp_path / "set.yaml"))
+    assert labelset.labels[0].prompts == ("a dog playing",)
+
+
+def test_the_digest_tells_sets_named_alike_but_worded_apart() -> None:
+    first, second = resolve_labels("a, b"), resolve_labels("a, c")
+    assert first.name == second.name and first.digest != second.digest
+    assert resolve_labels("a,b").digest == first.digest and len(first.digest) == 12
 
 
 # --------------------------------------------------------------------------- texts_per_label
@@ -182,7 +217,7 @@ INVALID_FILES = {
     "labels not a list": ("labels: cooking\n", ["labels", "non-empty list", "a string"]),
     "label is a number": ("labels: [42, b]\n", ["labels[0]", "a number"]),
     "label is a boolean": ("labels: [a, yes]\n", ["labels[1]", "a boolean"]),
-    "prompts not a list": ("labels: [{name: a, prompts: a video}]\n", ["labels[0].prompts", "a string"]),
+    "prompts a mapping": ("labels: [{name: a, prompts: {x: y}}]\n", ["labels[0].prompts", "a mapping"]),
     "prompts empty list": ("labels: [{name: a, prompts: []}]\n", ["labels[0].prompts", "an empty list"]),
     "prompt not a string": ("labels: [a, {name: b, prompts: [b, 3]}]\n", ["labels[1].prompts[1]", "a number"]),
     "name not a string": ("name: [a]\nlabels: [a]\n", ["name", "expected a string", "a list"]),

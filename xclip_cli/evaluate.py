@@ -12,7 +12,7 @@ The metric code is plain numpy over label indices, tested against hand-computed 
 from __future__ import annotations
 
 import csv
-import hashlib
+import difflib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -123,7 +123,8 @@ def match_classes(classes: Iterable[str], labelset: LabelSet) -> dict[str, int]:
         else:
             unmatched.append(name)
     if unmatched:
-        shown = ", ".join(repr(name) for name in unmatched[:8]) + (" ..." if len(unmatched) > 8 else "")
+        shown = ", ".join(_with_guess(name, labelset.names) for name in unmatched[:8])
+        shown += " ..." if len(unmatched) > 8 else ""
         raise UsageError(
             f"{len(unmatched)} dataset classes match no label of {labelset.name!r}: {shown} "
             "(names are compared ignoring case, spaces, underscores and dashes)"
@@ -131,10 +132,16 @@ def match_classes(classes: Iterable[str], labelset: LabelSet) -> dict[str, int]:
     return matched
 
 
+def _with_guess(name: str, labels: Sequence[str]) -> str:
+    """``'Ridng'`` -> ``'Ridng' (did you mean 'riding'?)`` when a label is close."""
+    keys = {normalise(label): label for label in reversed(labels)}
+    close = difflib.get_close_matches(normalise(name), list(keys), n=1, cutoff=0.8)
+    return f"{name!r} (did you mean {keys[close[0]]!r}?)" if close else repr(name)
+
+
 def labelset_id(labelset: LabelSet) -> str:
     """The set's name and a digest of its prompts: two sets named alike but worded apart differ."""
-    digest = hashlib.sha256(json.dumps(labelset.texts_per_label(), ensure_ascii=False).encode()).hexdigest()
-    return f"{labelset.name}#{digest[:12]}"
+    return f"{labelset.name}#{labelset.digest}"
 
 
 def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> list[str]:

@@ -7,6 +7,9 @@ encoder; the runner averages a label's texts (see ``runner.ensemble_text_embeddi
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -72,6 +75,12 @@ class LabelSet:
             for label in self.labels
         ]
 
+    @property
+    def digest(self) -> str:
+        """12 hex digits of the prompts' texts: two sets named alike but worded apart differ."""
+        texts = json.dumps(self.texts_per_label(), ensure_ascii=False).encode()
+        return hashlib.sha256(texts).hexdigest()[:12]
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -107,9 +116,12 @@ def resolve_labels(spec: str) -> LabelSet:
         return load_labelset_file(path)
     if "," in spec:
         return inline_labelset(spec)
+    close = difflib.get_close_matches(spec.lower(), builtin_names(), n=1, cutoff=0.75)
+    if close:
+        raise LabelSetError(f"unknown label set {spec!r}: did you mean {close[0]!r}?")
     raise LabelSetError(
         f"unknown label set {spec!r}: not a file, not a built-in ({', '.join(builtin_names())}), "
-        "and not a comma-separated list"
+        f"and not a comma list (to score {spec!r} against other labels: --labels '{spec}, other, ...')"
     )
 
 
@@ -148,7 +160,7 @@ def parse_labelset(data: Any, origin: str, default_name: str = "inline") -> Labe
         raise LabelSetError(f"{origin}: expected a mapping with a 'labels' key, got {_kind(data)}")
     unknown = sorted(set(map(str, data)) - TOP_LEVEL_KEYS)
     if unknown:
-        raise fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+        raise fail(unknown[0], _unknown_key(unknown[0], TOP_LEVEL_KEYS))
     name = _string(data.get("name", default_name), "name", fail)
     description = _string(data.get("description", ""), "description", fail, allow_empty=True)
     source = _string(data.get("source", ""), "source", fail, allow_empty=True)
@@ -177,13 +189,20 @@ def _parse_label(item: Any, key: str, fail: Any) -> Label:
     if isinstance(item, dict):
         unknown = sorted(set(map(str, item)) - LABEL_KEYS)
         if unknown:
-            raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(LABEL_KEYS))})")
+            raise fail(f"{key}.{unknown[0]}", _unknown_key(unknown[0], LABEL_KEYS))
         if "name" not in item:
             raise fail(f"{key}.name", "missing")
         name = _string(item["name"], f"{key}.name", fail)
-        prompts = tuple(_string_list(item.get("prompts", [name]), f"{key}.prompts", fail))
+        prompts = item.get("prompts", [name])
+        prompts = tuple(_string_list([prompts] if isinstance(prompts, str) else prompts, f"{key}.prompts", fail))
         return Label(name=name, prompts=prompts)
     raise fail(key, f"expected a label name or a mapping with 'name' and 'prompts', got {_kind(item)}")
+
+
+def _unknown_key(key: str, allowed: frozenset[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}allowed: {', '.join(sorted(allowed))})"
 
 
 def _string(value: Any, key: str, fail: Any, allow_empty: bool = False) -> str:
