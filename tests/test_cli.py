@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import xclip_cli
 from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode
 from xclip_cli.writers import CSV_COLUMNS
@@ -177,9 +178,34 @@ def test_models_marks_the_zero_shot_checkpoint() -> None:
     assert "★" in line and "32" in line
 
 
-def test_version() -> None:
+def test_version_names_what_it_runs_on() -> None:
+    from importlib.metadata import version
+
     result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.stdout.startswith("xclip-cli ")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"xclip-cli {xclip_cli.__version__}",
+        f"torch {version('torch')}",
+        f"transformers {version('transformers')}",
+        f"PyAV {version('av')}",
+        "default device: cpu",  # the test machines have no GPU
+    ]
+
+
+def test_help_has_examples_and_exit_codes_and_help_cmd_works() -> None:
+    for command in ("classify", "scan", "embed", "eval", "search", "serve", "timeline"):
+        text = runner.invoke(app, [command, "--help"]).stdout
+        assert f"\n    xclip {command} " in text.split("Examples:")[1], command
+        assert "  0  success" in text.split("Exit codes:")[1] and "README" not in text
+        assert runner.invoke(app, ["help", command]).stdout.strip() == text.strip()
+    listing = runner.invoke(app, ["--help"]).stdout
+    assert "..." not in listing.split("Commands:")[1]  # no summary cut short
+    assert "--format [table|json|jsonl|csv]" in runner.invoke(app, ["classify", "--help"]).stdout
+    assert "--precision [fp32|bf16]" in runner.invoke(app, ["scan", "--help"]).stdout
+    unknown = runner.invoke(app, ["help", "nope"])
+    assert (
+        unknown.exit_code == ExitCode.USAGE and unknown.stderr == "xclip: error: no command 'nope'; see xclip --help\n"
+    )
 
 
 def run_module(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -307,3 +333,45 @@ def test_bf16_warns_only_where_it_is_slower(
     assert json.loads(result.stdout)[0]["status"] == "ok"
     bad = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--precision", "fp16")
     assert bad.exit_code == ExitCode.USAGE and "--precision 'fp16'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["classify", "V", "-o", "out.srt"], "out.srt: xclip classify writes table, json, jsonl, csv, not .srt"),
+        (["classify", "V", "-o", "out.xlsx"], "not .xlsx; end the file name in one of those or give --format"),
+        (["classify", "V", "-o", "out.txt"], "not .txt"),
+        (["timeline", "V", "-o", "out.vtt"], "xclip timeline writes table, json, jsonl, csv, not .vtt"),
+        (["timeline", "V", "--plot", "out.gif"], "--plot out.gif: writes .png or .svg or .pdf or .jpg or .jpeg files"),
+        (["search", "IDX", "dogs", "-o", "hits.html"], "xclip search writes table, json, jsonl, csv, not .html"),
+        (["scan", "V", "-o", "out.json"], "xclip scan writes csv, jsonl, not .json"),
+        (["eval", "DATA", "-o", "predictions.json"], "-o predictions.json: writes .csv files"),
+        (["eval", "DATA", "--confusion", "confusion.txt"], "--confusion confusion.txt: writes .csv files"),
+    ],
+)
+def test_an_output_name_that_names_no_format_is_refused_before_the_model_loads(
+    clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fill = {"V": str(clip_dir / "a.mp4"), "IDX": str(tmp_path), "DATA": str(clip_dir)}
+    result = runner.invoke(app, [fill.get(arg, arg) for arg in command] + ["--model", "/no/such/model"])
+    assert result.exit_code == ExitCode.USAGE, result.stderr  # not MODEL: nothing was loaded
+    assert result.stderr.startswith("xclip: error: ") and message in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_format_wins_over_an_unknown_extension(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.txt"
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "csv", "-o", str(out))
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert result.stderr == f"xclip: wrote {out}\n"
+
+
+def test_a_folder_points_to_scan_before_the_model_loads(clip_dir: Path) -> None:
+    result = runner.invoke(app, ["classify", str(clip_dir), "--model", "/no/such/model"])
+    assert result.exit_code == ExitCode.USAGE
+    assert (
+        result.stderr
+        == f"xclip: error: {clip_dir} is a folder: use xclip scan {clip_dir} to classify the videos in it\n"
+    )

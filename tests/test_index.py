@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +186,62 @@ def test_an_index_from_0_1_0_is_still_accepted(
     manifest.write_text(json.dumps(stored | {"vision_fingerprint": "another checkpoint"}))
     refused = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "--model", str(tiny_model_dir)])
     assert refused.exit_code == ExitCode.USAGE
+
+
+def test_paths_lead_to_the_videos_from_anywhere(
+    tiny_model_dir: Path, footage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(footage.parent)
+    assert embed(tiny_model_dir, Path(footage.name), tmp_path / "index").exit_code == ExitCode.PARTIAL
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    found = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "-f", "json"])
+    assert found.exit_code == ExitCode.OK, found.stderr
+    hits = [hit["path"] for hit in json.loads(found.stdout)["hits"]]
+    assert len(hits) == 3 and all(os.path.isfile(path) for path in hits)
+    scored = cli.invoke(app, ["classify", "--index", str(tmp_path / "index"), "-l", LABELS, "-f", "jsonl"])
+    assert scored.exit_code == ExitCode.PARTIAL  # the broken file's row
+    assert all(os.path.isfile(json.loads(line)["path"]) for line in scored.stdout.splitlines()[:3])
+    # Shown relative to where the user is when the videos lie below it.
+    monkeypatch.chdir(footage.parent)
+    here = cli.invoke(app, ["search", str(tmp_path / "index"), "dancing", "-f", "csv"])
+    paths = [row["path"] for row in csv.DictReader(here.stdout.splitlines())]
+    assert sorted(paths) == [f"{footage.name}/clip{i}.mp4" for i in range(3)]
+    # The same videos named absolutely are already in the index.
+    again = cli.invoke(app, ["embed", str(footage), "-o", str(tmp_path / "index"), "-m", str(tiny_model_dir)])
+    assert again.exit_code == ExitCode.OK and "nothing to do: all 4 videos are already in" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "BROKEN"], "this index holds features of TINY at --precision fp32, not of BROKEN at fp32"),
+        (["--precision", "bf16"], "this index holds features of TINY at --precision fp32, not of TINY at bf16"),
+    ],
+)
+def test_embedding_into_an_index_built_otherwise_is_refused_before_loading(
+    tiny_model_dir: Path, footage: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    index = tmp_path / "index"
+    embed(tiny_model_dir, footage, index)
+    before = sorted((path.name, path.stat().st_size) for path in index.iterdir())
+    broken = shutil.copytree(tiny_model_dir, tmp_path / "broken")
+    (broken / "model.safetensors").unlink()  # loading it would fail: a refusal proves nothing loaded
+    write_video(tmp_path / "new.mp4", num_frames=12)
+    base = ["embed", str(tmp_path / "new.mp4"), "-o", str(index), "--model", str(tiny_model_dir)]
+    result = cli.invoke(app, [*base, *[str(broken) if arg == "BROKEN" else arg for arg in args]])
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    expected = message.replace("TINY", str(tiny_model_dir)).replace("BROKEN", str(broken))
+    assert result.stderr == f"xclip: error: {index}: {expected}; use those, another -o, or --overwrite\n"
+    assert sorted((path.name, path.stat().st_size) for path in index.iterdir()) == before
+
+
+def test_an_explicit_model_wins_over_the_index_model(tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
+    embed(tiny_model_dir, footage, tmp_path / "index")
+    # The default hub id, named explicitly, is what the user asked for: it is loaded (and fails
+    # offline here) instead of being swapped silently for the index's checkpoint.
+    result = cli.invoke(
+        app, ["classify", "--index", str(tmp_path / "index"), "-l", LABELS, "-m", "microsoft/xclip-base-patch32"]
+    )
+    assert result.exit_code == ExitCode.MODEL, result.stderr
+    assert "microsoft/xclip-base-patch32" in result.stderr

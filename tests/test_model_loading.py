@@ -93,3 +93,15 @@ def test_a_folder_without_a_vocabulary_is_refused(tiny_model_dir: Path, tmp_path
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match="no vocabulary file"):
         XClipRunner.from_pretrained(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_download_bars_show_on_a_terminal_only(terminal: bool) -> None:
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+    from xclip_cli.runner import download_progress
+
+    disable_progress_bars()  # as loading leaves them (transformers' disable_progress_bar)
+    with download_progress(terminal):
+        assert are_progress_bars_disabled() is not terminal
+    assert are_progress_bars_disabled()  # put back as it was

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,8 @@ from typer.testing import CliRunner
 
 from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.scan import Shard, find_videos, finished_paths
+from xclip_cli.labels import resolve_labels
+from xclip_cli.scan import LEGACY_CSV_COLUMNS, Shard, find_videos, finished_paths
 from xclip_cli.writers import CSV_COLUMNS
 
 runner = CliRunner()
@@ -66,20 +69,20 @@ def test_all_failed_exit_code(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 def test_rerun_resumes_without_duplicates(tiny_model_dir: Path, footage: Path) -> None:
     out = footage.parent / "results.csv"
-    first = scan(tiny_model_dir, str(footage), "-o", str(out), "--shard", "0/2")
+    model = shutil.copytree(tiny_model_dir, footage.parent / "model")
+    first = scan(model, str(footage), "-o", str(out), "--shard", "0/2")
     assert first.exit_code in (0, ExitCode.PARTIAL, ExitCode.ALL_FAILED)
     partial = [row["path"] for row in rows(out)]
-    second = scan(tiny_model_dir, str(footage), "-o", str(out))
+    second = scan(model, str(footage), "-o", str(out))
     assert second.exit_code in (0, ExitCode.PARTIAL, ExitCode.ALL_FAILED)
     paths = [row["path"] for row in rows(out)]
     assert paths[: len(partial)] == partial  # appended, earlier rows kept as they were
     assert sorted(paths) == sorted(find_videos([str(footage)]))
     assert len(paths) == len(set(paths)) == 5
-    # A third run has nothing left to do and does not even load the model.
-    third = runner.invoke(app, ["scan", str(footage), "-o", str(out), "--model", "/no/such/model", "-l", LABELS])
+    # A third run has nothing left to do and does not even load the model (its weights are gone).
+    (model / "model.safetensors").unlink()
+    third = runner.invoke(app, ["scan", str(footage), "-o", str(out), "--model", str(model), "--labels", LABELS])
     assert third.exit_code == 0 and "nothing to do" in third.stderr
-    assert scan(tiny_model_dir, str(footage), "-o", str(out), "--overwrite").exit_code == ExitCode.PARTIAL
-    assert len(rows(out)) == 5
 
 
 def test_shards_partition_the_inputs(tiny_model_dir: Path, footage: Path) -> None:
@@ -124,7 +127,9 @@ def test_formula_paths_are_neutralised_and_still_resume(
     monkeypatch.chdir(tmp_path / "v")
     assert scan(tiny_model_dir, "--from-file", "-", "-o", str(out), stdin=f"{video}\n").exit_code == 0
     assert rows(out)[0]["path"] == "'" + video
-    again = runner.invoke(app, ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS], input=f"{video}\n")
+    again = runner.invoke(
+        app, ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS, "-m", str(tiny_model_dir)], input=f"{video}\n"
+    )
     assert again.exit_code == 0 and "nothing to do: all 1 videos are already in" in again.stderr
     assert len(rows(out)) == 1
 
@@ -148,11 +153,10 @@ def test_symlink_loops_are_not_followed(tmp_path: Path, clip_dir: Path) -> None:
 
 def test_partial_last_row_is_trimmed_before_appending(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    out.write_text(
-        ",".join(CSV_COLUMNS) + "\r\n/x/a.mp4,ok,c,0.9,[],1.0,1,1,m,s,\r\n/x/b.mp4,ok,c,0.", encoding="utf-8"
-    )
+    complete = ",".join(["/x/a.mp4", "error", *[""] * (len(CSV_COLUMNS) - 3), "gone"])
+    out.write_text(",".join(CSV_COLUMNS) + "\r\n" + complete + "\r\n/x/b.mp4,ok,c,0.", encoding="utf-8")
     assert finished_paths(out) == {"/x/a.mp4"}
-    assert out.read_bytes().endswith(b"m,s,\r\n")
+    assert out.read_bytes().endswith(b",gone\r\n")
 
 
 def test_a_foreign_csv_is_not_appended_to(tiny_model_dir: Path, footage: Path) -> None:
@@ -180,6 +184,9 @@ def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: P
     process.send_signal(sig)
     code = process.wait(timeout=60)
     assert code == (ExitCode.INTERRUPTED if sig == signal.SIGINT else -signal.SIGKILL)
+    if sig == signal.SIGINT:
+        said = process.stderr.read().decode() if process.stderr else ""
+        assert said == f"xclip: interrupted: {out} holds every finished video; rerun the same command to resume\n"
     finished = [row["path"] for row in rows(out)]
     assert 3 <= len(finished) < 40  # stopped mid-way, every row before it complete
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -200,3 +207,72 @@ def test_an_empty_shard_leaves_a_header_only_csv(tiny_model_dir: Path, tmp_path:
     out = tmp_path / "part.csv"
     result = scan(tiny_model_dir, str(tmp_path / "empty"), "-o", str(out))
     assert result.exit_code == ExitCode.OK and rows(out) == []
+
+
+@pytest.fixture
+def two_clips(tmp_path: Path, clip_dir: Path) -> Path:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes((clip_dir / name).read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--labels", "cooking, surfing"], "made with other prompts or templates for label set 'inline'"),
+        (["--labels", "sports"], "made with --labels 'inline', this run uses 'sports'"),
+        (["--clips", "2"], "made with 1 views per video (--clips x --crops), this run uses 2"),
+        (["--top-k", "2"], "--top-k"),
+        (["--model", "OTHER"], "made with --model"),
+    ],
+    ids=["same-name-other-prompts", "other-set", "views", "top-k", "model"],
+)
+def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
+    tiny_model_dir: Path, other_model_dir: Path, two_clips: Path, suffix: str, change: list[str], message: str
+) -> None:
+    out = two_clips.parent / f"results.{suffix}"
+    first = runner.invoke(
+        app, ["scan", str(two_clips / "a.mp4"), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS]
+    )
+    assert first.exit_code == ExitCode.OK, first.stderr
+    before = out.read_bytes()
+    change = [str(other_model_dir) if arg == "OTHER" else arg for arg in change]
+    args = ["scan", str(two_clips), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS, *change]
+    again = runner.invoke(app, args)
+    assert again.exit_code == ExitCode.USAGE, again.stderr
+    assert again.stderr.startswith(f"xclip: error: {out}: ") and message in again.stderr
+    assert again.stderr.rstrip().endswith("use --overwrite or another -o") and again.stderr.count("\n") == 1
+    assert out.read_bytes() == before
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == ExitCode.OK
+
+
+def test_the_same_model_named_two_ways_resumes(
+    tiny_model_dir: Path, two_clips: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = two_clips.parent / "results.csv"
+    assert scan(tiny_model_dir, str(two_clips / "a.mp4"), "-o", str(out)).exit_code == ExitCode.OK
+    monkeypatch.chdir(tiny_model_dir.parent)
+    relative = os.path.relpath(tiny_model_dir)
+    assert scan(Path(relative), str(two_clips), "-o", str(out)).exit_code == ExitCode.OK
+    assert [Path(row["path"]).name for row in rows(out)] == ["a.mp4", "b.mp4"]
+
+
+def test_a_results_file_of_an_older_version_is_refused(tiny_model_dir: Path, two_clips: Path) -> None:
+    out = two_clips.parent / "results.csv"
+    out.write_text(",".join(LEGACY_CSV_COLUMNS) + "\n", encoding="utf-8")
+    result = scan(tiny_model_dir, str(two_clips), "-o", str(out))
+    assert result.exit_code == ExitCode.USAGE and "written by an older xclip-cli" in result.stderr
+
+
+def test_scan_csv_has_cells_for_each_label_asked_for(tiny_model_dir: Path, two_clips: Path) -> None:
+    out = two_clips.parent / "results.csv"
+    assert scan(tiny_model_dir, str(two_clips), "-o", str(out), "--top-k", "2").exit_code == ExitCode.OK
+    with open(out, newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    for row in table:
+        ranked = [[row[f"top{rank}_label"], float(row[f"top{rank}_probability"])] for rank in (1, 2)]
+        assert ranked == json.loads(row["top_k"])
+        assert row["labelset_digest"] == resolve_labels(LABELS).digest

@@ -31,10 +31,13 @@ def root(clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+LOG: list[str] = []  # the server's one line per request
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, root: Path) -> Iterator[str]:
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    http = make_server(ClassifyService(runner, [root], max_upload=200_000), "127.0.0.1", 0)
+    http = make_server(ClassifyService(runner, [root], max_upload=200_000, log=LOG.append), "127.0.0.1", 0)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{http.server_address[1]}"
@@ -91,7 +94,7 @@ def test_bad_requests(server: str, root: Path, tmp_path: Path) -> None:
         ({"path": str(root / ".." / outside.parent.name / "outside.mp4")}, 403, "outside"),
         ({"path": str(sneaky)}, 403, "outside"),  # a symlink inside a root pointing out of it
         ({"path": str(root / "a.mp4"), "labels": "/etc/passwd"}, 400, "reads no label files"),
-        ({"path": str(root / "a.mp4"), "top_k": 0}, 400, "top_k"),
+        ({"path": str(root / "a.mp4"), "top_k": 0}, 400, "--top-k 0"),
         ({"nothing": 1}, 400, "expected"),
     ]
     for body, code, message in cases:
@@ -116,3 +119,67 @@ def test_cli_through_the_server_prints_what_a_local_run_prints(
     assert refused.exit_code == ExitCode.USAGE and "reads no label files" in refused.stderr
     down = cli.invoke(app, ["classify", paths[0], "--server", "http://127.0.0.1:9"])
     assert down.exit_code == ExitCode.USAGE and "cannot reach the xclip server" in down.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--model", "OTHER"], {}, "serves TINY, not OTHER: drop --model (and XCLIP_MODEL) to use it"),
+        (
+            [],
+            {"XCLIP_MODEL": "microsoft/xclip-base-patch16"},
+            "serves TINY, not microsoft/xclip-base-patch16: drop --model (and XCLIP_MODEL) to use it",
+        ),
+        (["--precision", "bf16"], {}, "runs at --precision fp32, not bf16"),
+        (["--device", "cuda"], {}, "runs on cpu, not cuda"),
+    ],
+    ids=["model", "model-from-env", "precision", "device"],
+)
+def test_what_the_server_fixes_is_refused_when_asked_otherwise(
+    server: str,
+    tiny_model_dir: Path,
+    other_model_dir: Path,
+    root: Path,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    args = [str(other_model_dir) if arg == "OTHER" else arg for arg in args]
+    result = cli.invoke(app, ["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS, *args], env=env)
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    expected = message.replace("TINY", str(tiny_model_dir)).replace("OTHER", str(other_model_dir))
+    assert result.stderr == f"xclip: error: {server} {expected}\n" and result.stdout == ""
+
+
+def test_the_servers_own_model_named_explicitly_is_fine(server: str, tiny_model_dir: Path, root: Path) -> None:
+    result = cli.invoke(
+        app, ["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS, "-m", str(tiny_model_dir)]
+    )
+    assert result.exit_code == ExitCode.OK, result.stderr
+
+
+def test_sampling_options_reach_the_server(server: str, tiny_model_dir: Path, root: Path) -> None:
+    path = str(root / "a.mp4")
+    options = ["--clips", "2", "--crops", "3", "--start", "0.2", "--end", "1.0", "-k", "2"]
+    remote = cli.invoke(app, ["classify", path, "-l", LABELS, "-f", "json", "--server", server, *options])
+    assert remote.exit_code == ExitCode.OK, remote.stderr
+    (record,) = json.loads(remote.stdout)
+    assert record["views"] == 6 and len(record["predictions"]) == 2
+    assert remote.stdout == local(tiny_model_dir, path, *options)
+
+
+def test_a_file_outside_the_roots_is_uploaded(server: str, tiny_model_dir: Path, clip_dir: Path) -> None:
+    path = str(clip_dir / "b.mp4")  # not under the server's root
+    remote = cli.invoke(app, ["classify", path, "-l", LABELS, "-f", "json", "--server", server])
+    assert remote.exit_code == ExitCode.OK, remote.stderr
+    assert remote.stdout == local(tiny_model_dir, path)
+
+
+def test_the_server_logs_one_line_per_request(server: str, root: Path) -> None:
+    LOG.clear()
+    call(server + "/health")
+    call(server + "/classify", json.dumps({"path": str(root / "a.mp4"), "labels": LABELS}).encode())
+    call(server + "/classify", json.dumps({"path": "/etc/passwd"}).encode())
+    assert len(LOG) == 3
+    assert LOG[0].startswith("127.0.0.1 GET /health 200 ") and LOG[1].startswith("127.0.0.1 POST /classify 200 ")
+    assert LOG[2].startswith("127.0.0.1 POST /classify 403 ") and LOG[2].endswith(" s")

@@ -218,3 +218,31 @@ def test_cli_refuses_windows_that_are_not_positive_numbers(
         args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, option, value]
         result = cli.invoke(app, args)
         assert result.exit_code == ExitCode.USAGE and "positive numbers" in result.stderr, result.stderr
+
+
+def test_the_plot_shows_every_segment_label_and_a_band_matching_the_segments() -> None:
+    from matplotlib.colors import to_rgba
+
+    from xclip_cli.plot import PLOT_LABELS, pyplot, timeline_figure
+    from xclip_cli.timeline import Timeline, Window
+
+    labels = tuple(f"label {i}" for i in range(12))
+    windows = []
+    for i in range(9):  # nine windows, each topped by another label: nine segments
+        probabilities = np.full(len(labels), 0.5 / (len(labels) - 1))
+        probabilities[i] = 0.5
+        windows.append(Window(2.0 * i, 2.0 * i + 4, 2.0 * i, 2.0 * i + 2, probabilities))
+    timeline = Timeline("v.mp4", "m", "s", 18.0, 4.0, 2.0, tuple(windows), labels)
+    segments = timeline.segments()
+    assert len({segment.label for segment in segments}) == 9 > PLOT_LABELS
+    plt = pyplot()
+    figure = timeline_figure(timeline, segments, plt)
+    axes = figure.axes[0]
+    colour = {line.get_label(): to_rgba(line.get_color()) for line in axes.get_lines()}
+    assert {segment.label for segment in segments} <= set(colour)
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == list(colour)
+    (band,) = [collection for collection in axes.collections if collection.get_gid() == "segments"]
+    extents = [x for path in band.get_paths() for x in (path.vertices[:, 0].min(), path.vertices[:, 0].max())]
+    assert extents == pytest.approx([x for segment in segments for x in (segment.start, segment.end)])
+    assert [tuple(face) for face in band.get_facecolors()] == [colour[segment.label] for segment in segments]
+    plt.close(figure)

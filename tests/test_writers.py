@@ -45,6 +45,7 @@ RESULTS = (
         ),
         model=MODEL,
         labelset="household",
+        labelset_digest="0123456789ab",
         timestamps=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5),
         duration=4.25,
         width=640,
@@ -55,6 +56,7 @@ RESULTS = (
         predictions=(Prediction("[bold]x[/bold]", 0.99, 30.0), Prediction("café au lait", 0.01, 25.4)),
         model=MODEL,
         labelset="inline",
+        labelset_digest="ba9876543210",
         timestamps=(0.0, 1.25),
         duration=2.5,
         width=360,
@@ -66,6 +68,7 @@ RESULTS = (
         path="missing.mp4",
         model=MODEL,
         labelset="household",
+        labelset_digest="0123456789ab",
         error="cannot open video (No such file or directory)",
     ),
 )
@@ -145,6 +148,7 @@ RECORD_KEYS = [
     "status",
     "model",
     "labelset",
+    "labelset_digest",
     "predictions",
     "timestamps",
     "duration",
@@ -165,6 +169,7 @@ def test_json_document() -> None:
         "status": "ok",
         "model": MODEL,
         "labelset": "household",
+        "labelset_digest": "0123456789ab",
         "predictions": [
             {"label": "cooking", "probability": 0.7123456789, "logit": 24.125},
             {"label": "washing dishes", "probability": 0.2, "logit": 22.8},
@@ -186,6 +191,7 @@ def test_json_document() -> None:
         "status": "error",
         "model": MODEL,
         "labelset": "household",
+        "labelset_digest": "0123456789ab",
         "predictions": [],
         "timestamps": [],
         "duration": None,
@@ -306,6 +312,14 @@ def test_csv_header_and_rows() -> None:
         "status": "ok",
         "top1_label": "cooking",
         "top1_probability": "0.712346",
+        "top2_label": "washing dishes",
+        "top2_probability": "0.200000",
+        "top3_label": "eating a meal",
+        "top3_probability": "0.087654",
+        "top4_label": "",  # fewer labels than --top-k: empty cells
+        "top4_probability": "",
+        "top5_label": "",
+        "top5_probability": "",
         "top_k": '[["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]',
         "duration": "4.250",
         "width": "640",
@@ -313,6 +327,7 @@ def test_csv_header_and_rows() -> None:
         "views": "1",
         "model": MODEL,
         "labelset": "household",
+        "labelset_digest": "0123456789ab",
         "error": "",
         "warnings": "",
     }
@@ -327,8 +342,7 @@ def test_csv_error_row() -> None:
     assert rows[2] == {
         "path": "missing.mp4",
         "status": "error",
-        "top1_label": "",
-        "top1_probability": "",
+        **{f"top{rank}_{part}": "" for rank in range(1, 6) for part in ("label", "probability")},
         "top_k": "",
         "duration": "",
         "width": "",
@@ -336,9 +350,21 @@ def test_csv_error_row() -> None:
         "views": "",
         "model": MODEL,
         "labelset": "household",
+        "labelset_digest": "0123456789ab",
         "error": "cannot open video (No such file or directory)",
         "warnings": "",
     }
+
+
+def test_csv_has_cells_for_each_rank_up_to_top_k() -> None:
+    stream = io.StringIO()
+    writer = CsvWriter(stream, top_k=2)
+    writer.write(RESULTS[0])
+    writer.close()
+    header, rows = parse_csv(stream.getvalue())
+    assert header[:6] == ["path", "status", "top1_label", "top1_probability", "top2_label", "top2_probability"]
+    assert header[6] == "top_k" and "top3_label" not in header
+    assert (rows[0]["top2_label"], rows[0]["top2_probability"]) == ("washing dishes", "0.200000")
 
 
 def test_csv_header_only_without_results_and_optional() -> None:

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "XClipRunner": "runner",
     "ensemble_text_embeddings": "runner",
-    "ClassifyOptions": "classify",
+    "ClassifyOptions": "options",
     "classify_videos": "classify",
     "VideoFeatures": "runner",
     "sample_video": "decode",

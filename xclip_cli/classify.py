@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -22,23 +21,10 @@ import torch
 from .decode import SampledVideo, sample_video
 from .errors import VideoError
 from .labels import LabelSet
+from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
 from .results import Prediction, VideoResult
 from .runner import XClipRunner
-
-
-@dataclass(frozen=True)
-class ClassifyOptions:
-    """How to sample and what to report."""
-
-    top_k: int = 5
-    start: float | None = None  # seconds; restricts the sampled range
-    end: float | None = None
-    batch_size: int = 1  # videos per vision-encoder call
-    workers: int = 0  # threads decoding upcoming videos while the model runs (0: decode in line)
-    timeout: float | None = None  # seconds a video's decoding may take before it becomes an error
-    clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
-    crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
 
 
 def classify_videos(
@@ -72,7 +58,13 @@ def score_loaded(
         if isinstance(video, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-            yield VideoResult(path=path, model=runner.model_id, labelset=labelset.name, error=video.reason)
+            yield VideoResult(
+                path=path,
+                model=runner.model_id,
+                labelset=labelset.name,
+                labelset_digest=labelset.digest,
+                error=video.reason,
+            )
             continue
         pending.append((path, video))
         if len(pending) >= max(1, options.batch_size):
@@ -190,6 +182,7 @@ def _score(
             predictions=predictions,
             model=runner.model_id,
             labelset=labelset.name,
+            labelset_digest=labelset.digest,
             timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),
             duration=video.info.duration,
             width=video.info.width,

@@ -12,8 +12,10 @@ import functools
 import io
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -21,7 +23,8 @@ import typer
 
 from . import __version__
 from .checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
-from .errors import ExitCode, OutputError, UsageError, XClipError
+from .errors import ExitCode, Interrupted, OutputError, UsageError, XClipError
+from .help_text import epilog
 from .labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
 from .results import VideoResult
 from .writers import FORMATS, WRITERS, Writer, data_console
@@ -30,6 +33,26 @@ from .writers import FORMATS, WRITERS, Writer, data_console
 # TEST.NUM_CROP 3 (microsoft/VideoX, X-CLIP/README.md, "Test").
 PROTOCOLS = {"single": (1, 1), "xclip": (4, 3)}
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
+PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
+
+
+def _choices(values: Iterable[str]) -> str:
+    """A metavar that lists the choices, as ``--format [table|json|jsonl|csv]``."""
+    return "[" + "|".join(values) + "]"
+
+
+# Shown in full in `xclip --help` (Click cuts a docstring's first line at 45 characters).
+SHORT_HELP = {
+    "classify": "Classify videos against a label set: the top labels of each.",
+    "scan": "Classify every video in folders into a CSV; reruns resume.",
+    "embed": "Encode videos once into an index for search and classify --index.",
+    "eval": "Accuracy of a label set on labelled videos (top-1, top-5, per class).",
+    "search": "Rank the videos of an index by how well they match a text.",
+    "serve": "Keep a model loaded and classify over HTTP.",
+    "timeline": "What happens when: classify sliding windows of one video.",
+    "models": "List the published X-CLIP checkpoints.",
+    "help": "Show the help of a command: xclip help scan.",
+}
 
 app = typer.Typer(
     help="Zero-shot video classification with X-CLIP.",
@@ -50,22 +73,40 @@ LabelsOpt = Annotated[
     str,
     typer.Option("--labels", "-l", help="Built-in set name, YAML file, or comma list ('cooking, dancing')."),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", envvar="XCLIP_DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
+DEVICE_OPTION = typer.Option(
+    "--device",
+    envvar="XCLIP_DEVICE",
+    metavar="[auto|cpu|cuda|cuda:N|mps]",
+    help="Where the model runs; auto: CUDA, then MPS, then CPU.",
+)
+DeviceOpt = Annotated[str, DEVICE_OPTION]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", "-f", help=f"{', '.join(FORMATS)}; default: from the -o extension, else table."),
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=_choices(FORMATS),
+        help="Output format [default: from the -o extension, else table].",
+    ),
 ]
-PrecisionOpt = Annotated[
-    str,
-    typer.Option(help="fp32 (exact), or bf16: faster on CPUs with bfloat16 units, logits drift (see README)."),
-]
+PRECISION_OPTION = typer.Option(
+    metavar=_choices(("fp32", "bf16")),
+    help="fp32 (exact), or bf16: faster on CPUs with bfloat16 units, logits drift.",
+)
+PrecisionOpt = Annotated[str, PRECISION_OPTION]
 # 2: measured 1.35 s/video against 1.43-1.56 with 1 on one-slice 720p H.264 (two single-threaded
 # decoders fill both cores), and equal on multi-slice files (bench scan path, 2-core CPU).
 WorkersOpt = Annotated[
     int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
 ]
 ScanFormatOpt = Annotated[
-    str | None, typer.Option("--format", "-f", help="csv or jsonl; default: from the -o extension, else csv.")
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=_choices(("csv", "jsonl")),
+        help="Output format [default: from the -o extension, else csv].",
+    ),
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
 TimeoutOpt = Annotated[
@@ -85,7 +126,7 @@ ClipsOpt = Annotated[
     int, typer.Option(min=1, max=64, help="Temporal views per video; their probabilities are averaged.")
 ]
 CropsOpt = Annotated[
-    int, typer.Option(help="1: centre crop; 3: left/centre/right crops, averaged (X-CLIP's protocol).")
+    int, typer.Option(metavar="[1|3]", help="1: centre crop; 3: left/centre/right crops, averaged (X-CLIP's protocol).")
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show ffmpeg's own messages, and a traceback for internal errors.")
@@ -103,6 +144,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Interrupted as exc:
+            _stderr(f"xclip: interrupted: {exc}")
+            raise typer.Exit(int(exc.exit_code)) from None
         except XClipError as exc:
             _stderr(f"xclip: error: {exc}")
             raise typer.Exit(int(exc.exit_code)) from None
@@ -125,9 +169,24 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _version(value: bool) -> None:
-    if value:
-        print(f"xclip-cli {__version__}")
-        raise typer.Exit()
+    """The tool's version, then what it runs on: what a bug report needs (imports torch: slow)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    print(f"xclip-cli {__version__}")
+    for package, shown in (("torch", "torch"), ("transformers", "transformers"), ("av", "PyAV")):
+        try:
+            print(f"{shown} {version(package)}")
+        except PackageNotFoundError:
+            print(f"{shown} not installed")
+    try:
+        from .device import resolve_device
+
+        print(f"default device: {resolve_device(os.environ.get('XCLIP_DEVICE', 'auto'))}")
+    except (ImportError, XClipError) as exc:
+        print(f"default device: unknown ({exc})")
+    raise typer.Exit()
 
 
 @app.callback()
@@ -139,7 +198,7 @@ def _root(
     """Zero-shot video classification with X-CLIP."""
 
 
-@app.command()
+@app.command(epilog=epilog("classify"), short_help=SHORT_HELP["classify"])
 @reports_errors
 def classify(
     videos: Annotated[
@@ -147,16 +206,25 @@ def classify(
         typer.Argument(metavar="[VIDEOS]...", help="Video files; '-' reads paths from stdin, one per line."),
     ] = None,
     labels: LabelsOpt = "kinetics400",
-    model: ModelOpt = DEFAULT_MODEL,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            envvar="XCLIP_MODEL",
+            help=f"Hub id or local folder of an X-CLIP checkpoint [default: {DEFAULT_MODEL}; "
+            "with --index: the index's].",
+        ),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")] = 5,
     output_format: FormatOpt = None,
     output: OutputOpt = None,
-    device: DeviceOpt = "auto",
+    device: Annotated[str | None, DEVICE_OPTION] = None,
     start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
     end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call.")] = 1,
     workers: WorkersOpt = 2,
-    precision: PrecisionOpt = "fp32",
+    precision: Annotated[str | None, PRECISION_OPTION] = None,
     timeout: TimeoutOpt = None,
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
@@ -169,32 +237,9 @@ def classify(
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
+    from .options import ClassifyOptions
+
     _set_verbose(verbose)
-    _check_range(start, end)
-    _check_crops(crops)
-    writer_class = WRITERS[_pick_format(output_format, output)]
-    labelset = resolve_labels(labels)
-    if len(labelset) == 1:
-        _stderr(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
-    if index is not None:
-        if videos:
-            raise UsageError("give videos or --index, not both")
-        _classify_index(index, labelset, model, device, precision, top_k, writer_class, output)
-        return
-    if not videos:
-        raise UsageError("no videos given (paths, '-' for stdin, or --index)")
-    _check_writable(output, videos)
-    if server is not None:
-        from .client import classify_remote
-
-        with _open_output(output) as stream:
-            results = classify_remote(server, _expand_stdin(videos), labels, top_k)
-            done, failed = _write_all(results, writer_class(stream), _report_problems)
-        _exit_for(done, failed)
-        return
-    _check_some_input_exists(videos)
-    from .classify import ClassifyOptions, classify_videos
-
     options = ClassifyOptions(
         top_k=top_k,
         start=start,
@@ -205,21 +250,46 @@ def classify(
         clips=clips,
         crops=crops,
     )
+    writer_class = WRITERS[_pick_format(output_format, output, "classify")]
+    labelset = resolve_labels(labels)
+    if len(labelset) == 1:
+        _stderr(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
+    if index is not None:
+        if videos:
+            raise UsageError("give videos or --index, not both")
+        _classify_index(index, labelset, model, device or "auto", precision or "fp32", top_k, writer_class, output)
+        return
+    if not videos:
+        raise UsageError("no videos given (paths, '-' for stdin, or --index)")
+    _check_writable(output, videos)
+    _check_no_folders(videos)
+    if server is not None:
+        from .client import check_server, classify_remote, server_info
+
+        check_server(server_info(server), server, model, precision, device)
+        with _open_output(output) as stream:
+            results = classify_remote(server, _expand_stdin(videos), labels, options)
+            _finish(_write_all(results, writer_class(stream, top_k=top_k), _report_problems), output)
+        return
+    _check_some_input_exists(videos)
+    from .classify import classify_videos
+
+    model = model or DEFAULT_MODEL
     early = _start_early_decode(model, videos, options)
-    runner = _load_runner(model, device, precision)
+    runner = _load_runner(model, device or "auto", precision or "fp32")
     ready = early.take(runner.num_frames, runner.preprocess) if early is not None else {}
     with _open_output(output) as stream:
         results = classify_videos(runner, _expand_stdin(videos), labelset, options, ready)
-        done, failed = _write_all(results, writer_class(stream), _report_problems)
+        done, failed = _write_all(results, writer_class(stream, top_k=top_k), _report_problems)
     if done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
-    _exit_for(done, failed)
+    _finish((done, failed), output)
 
 
 def _classify_index(
     folder: Path,
     labelset: Any,
-    model: str,
+    model: str | None,
     device: str,
     precision: str,
     top_k: int,
@@ -230,13 +300,31 @@ def _classify_index(
 
     index = Index(folder)
     _check_writable(output, [])
-    runner = _load_runner(index.model if model == DEFAULT_MODEL else model, device, precision)
+    runner = _load_runner(model or index.model, device, precision)  # an explicit --model wins (and is checked)
     with _open_output(output) as stream:
-        results = score_index(runner, index, labelset, top_k)
-        done, failed = _write_all(results, writer_class(stream), _report_problems)
+        results = (
+            replace(result, path=display_path(result.path)) for result in score_index(runner, index, labelset, top_k)
+        )
+        done, failed = _write_all(results, writer_class(stream, top_k=top_k), _report_problems)
     if done == 0:
         raise UsageError(f"{folder}: the index holds no videos")
-    _exit_for(done, failed)
+    _finish((done, failed), output)
+
+
+def _check_no_folders(videos: list[str]) -> None:
+    """A folder is a scan's job: say so before the model loads, not one error per file later."""
+    for video in videos:
+        if os.path.isdir(video):
+            raise UsageError(f"{video} is a folder: use xclip scan {shlex.quote(video)} to classify the videos in it")
+
+
+def _finish(counts: tuple[int, int], *written: Path | None, quiet: bool = False) -> None:
+    """Say which files were written (stderr), then exit with the code for (done, failed)."""
+    if not quiet:
+        for path in written:
+            if path is not None:
+                _stderr(f"xclip: wrote {path}")
+    _exit_for(*counts)
 
 
 def _start_early_decode(model: str, videos: list[str], options: Any) -> Any:
@@ -274,18 +362,23 @@ def _set_verbose(verbose: bool) -> None:
         av.logging.set_level(av.logging.WARNING)
 
 
-def _write_all(results: Iterable[VideoResult], writer: Writer, each: Callable[[VideoResult], None]) -> tuple[int, int]:
-    """Write every result as it comes; returns (done, failed). The writer is closed even on
-    Ctrl-C, so a JSON array holds the videos finished so far."""
+def _write_all(
+    results: Iterable[VideoResult], writer: Writer | None, each: Callable[[VideoResult], None]
+) -> tuple[int, int]:
+    """Write every result as it comes (``writer=None``: the results store themselves); returns
+    (done, failed). The writer is closed even on Ctrl-C, so a JSON array holds the videos
+    finished so far."""
     done = failed = 0
     try:
         for result in results:
             done += 1
             failed += not result.ok
             each(result)
-            writer.write(result)
+            if writer is not None:
+                writer.write(result)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     return done, failed
 
 
@@ -294,7 +387,7 @@ def _exit_for(done: int, failed: int) -> None:
         raise typer.Exit(int(ExitCode.ALL_FAILED if failed == done else ExitCode.PARTIAL))
 
 
-@app.command()
+@app.command(epilog=epilog("scan"), short_help=SHORT_HELP["scan"])
 @reports_errors
 def scan(
     folders: Annotated[
@@ -335,13 +428,14 @@ def scan(
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
-    from .scan import finished_paths
+    from .options import ClassifyOptions
+    from .scan import RunSettings, finished_paths
 
     _set_verbose(verbose)
-    _check_crops(crops)
-    writer_name = _pick_format(output_format, output) if output_format or output else "csv"
-    if writer_name not in ("csv", "jsonl"):
-        raise UsageError("scan writes csv or jsonl (one row per video, as each finishes)")
+    options = ClassifyOptions(
+        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
+    )
+    writer_name = _pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
     if engine not in ("local", "ray"):
@@ -359,23 +453,21 @@ def scan(
     labelset = resolve_labels(labels)
     _check_writable(output, [])
     paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
-    done_before = set() if overwrite or output is None else finished_paths(output)
+    settings = RunSettings(model, labelset.name, labelset.digest, options.views, top_k, len(labelset))
+    done_before = set() if overwrite or output is None else finished_paths(output, settings)
     todo = [path for path in dict.fromkeys(paths) if path not in done_before]
-    from .classify import ClassifyOptions, classify_videos
+    from .classify import classify_videos
     from .progress import ScanProgress
 
     if not todo:
         if output is not None and not output.exists():
             # An empty shard still leaves its (header-only) file, so every job's output exists.
             with _open_output(output) as stream:
-                WRITERS[writer_name](stream).close()
+                WRITERS[writer_name](stream, top_k=top_k).close()
         if not quiet:
             found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
             _stderr(f"xclip: nothing to do: {found}")
         return
-    options = ClassifyOptions(
-        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
-    )
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
     with contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext():
@@ -397,14 +489,25 @@ def scan(
         else:
             results = classify_videos(_load_runner(model, device, precision), todo, labelset, options)
         appending = bool(done_before)
-        with _open_output(output, append=appending, stdout=data_out) as stream:
-            writer = WRITERS[writer_name](stream, appending=appending)
+        with _open_output(output, append=appending, stdout=data_out) as stream, _resumable(output):
+            writer = WRITERS[writer_name](stream, appending=appending, top_k=top_k)
             with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-                done, failed = _write_all(results, writer, progress.update)
-    _exit_for(done, failed)
+                counts = _write_all(results, writer, progress.update)
+    _finish(counts, output, quiet=quiet)
 
 
-@app.command()
+@contextlib.contextmanager
+def _resumable(output: Path | None) -> Iterator[None]:
+    """On Ctrl-C, say that the same command resumes (the file holds every finished video)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if output is None:
+            raise
+        raise Interrupted(f"{output} holds every finished video; rerun the same command to resume") from None
+
+
+@app.command(epilog=epilog("embed"), short_help=SHORT_HELP["embed"])
 @reports_errors
 def embed(
     folders: Annotated[
@@ -428,37 +531,35 @@ def embed(
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode and encode videos once into an index; search it or classify it later without decoding."""
+    from .options import ClassifyOptions
+
     _set_verbose(verbose)
+    options = ClassifyOptions(workers=workers, timeout=timeout)
     if not folders and from_file is None:
         raise UsageError("give folders to index or --from-file LIST")
     paths = _scan_paths(folders or [], from_file, recursive, glob, ext, shard)
-    from .classify import ClassifyOptions
-    from .index import IndexWriter, embed_videos
+    from .index import IndexWriter, embed_videos, indexed_paths
     from .progress import ScanProgress
 
-    runner = _load_runner(model, device, precision)
-    writer = IndexWriter(output, runner, overwrite=overwrite)
-    todo = [path for path in dict.fromkeys(paths) if path not in writer.done]
+    done_before = set() if overwrite else indexed_paths(output, model, precision)  # before the model loads
+    todo = [path for path in dict.fromkeys(paths) if os.path.abspath(path) not in done_before]
     if not todo:
-        writer.close()
         if not quiet:
             found = f"all {len(paths)} videos are already in {output}" if paths else "no videos found"
             _stderr(f"xclip: nothing to do: {found}")
         return
-    done = failed = 0
-    options = ClassifyOptions(workers=workers, timeout=timeout)
+    runner = _load_runner(model, device, precision)
+    writer = IndexWriter(output, runner, overwrite=overwrite)
+    todo = [path for path in todo if not writer.has(path)]
     try:
-        with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress:
-            for result in embed_videos(runner, todo, writer, options):
-                done += 1
-                failed += not result.ok
-                progress.update(result)
+        with ScanProgress(len(todo), skipped=len(paths) - len(todo), quiet=quiet) as progress, _resumable(output):
+            counts = _write_all(embed_videos(runner, todo, writer, options), None, progress.update)
     finally:
         writer.close()
-    _exit_for(done, failed)
+    _finish(counts, output, quiet=quiet)
 
 
-@app.command(name="eval")
+@app.command(name="eval", epilog=epilog("eval"), short_help=SHORT_HELP["eval"])
 @reports_errors
 def evaluate_command(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="A folder of class folders, or a path,label CSV/TSV.")],
@@ -496,6 +597,7 @@ def evaluate_command(
         resumable_rows,
         write_confusion_csv,
     )
+    from .options import ClassifyOptions
     from .writers import write_eval_report
 
     _set_verbose(verbose)
@@ -503,9 +605,12 @@ def evaluate_command(
         raise UsageError(f"--protocol {protocol}: expected one of {', '.join(PROTOCOLS)}")
     if protocol != "single":
         clips, crops = PROTOCOLS[protocol]
-    _check_crops(crops)
+    options = ClassifyOptions(top_k=TOP_K, workers=workers, timeout=timeout, clips=clips, crops=crops)
     if output_format not in ("table", "json"):
         raise UsageError(f"--format {output_format}: eval reports as table or json")
+    _check_extension(output, "-o", ("csv",))
+    _check_extension(confusion, "--confusion", ("csv",))
+    _check_extension(plot, "--plot", PLOT_EXTENSIONS)
     labelset = resolve_labels(labels)
     dataset = load_dataset(data)
     match_classes((video.label for video in dataset), labelset)  # before any video is decoded
@@ -517,17 +622,17 @@ def evaluate_command(
     done = {row["path"] for row in rows}
     todo = {video.path: video for video in dataset if video.path not in done}
     if todo:
-        from .classify import ClassifyOptions, classify_videos
+        from .classify import classify_videos
         from .progress import ScanProgress
 
         runner = _load_runner(model, device, precision)
-        options = ClassifyOptions(top_k=TOP_K, workers=workers, timeout=timeout, clips=clips, crops=crops)
         with contextlib.ExitStack() as stack:
             stream = stack.enter_context(_open_output(output, append=bool(earlier))) if output else None
             table = csv.writer(stream) if stream else None
             if table is not None and not earlier:
                 table.writerow(PREDICTION_COLUMNS)
             progress = stack.enter_context(ScanProgress(len(todo), skipped=len(done), quiet=quiet))
+            stack.enter_context(_resumable(output))
             for result in classify_videos(runner, list(todo), labelset, options):
                 row = prediction_row(todo[result.path], result, settings["labelset"])
                 rows.append(dict(zip(PREDICTION_COLUMNS, row, strict=True)))
@@ -543,9 +648,10 @@ def evaluate_command(
         from .plot import plot_confusion
 
         plot_confusion(report, plot)
+    _finish((0, 0), output, confusion, plot, quiet=quiet)
 
 
-@app.command()
+@app.command(epilog=epilog("search"), short_help=SHORT_HELP["search"])
 @reports_errors
 def search(
     index: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder built by xclip embed.")],
@@ -567,16 +673,17 @@ def search(
     _set_verbose(verbose)
     if not query.strip():
         raise UsageError("the query is empty")
-    output_format = _pick_format(output_format, output)
+    output_format = _pick_format(output_format, output, "search")
     opened = Index(index)
     _check_writable(output, [])
     runner = _load_runner(model or opened.model, device, precision)
-    hits = search_index(runner, opened, query, top_k)
+    hits = [(display_path(path), score) for path, score in search_index(runner, opened, query, top_k)]
     with _open_output(output) as stream:
         write_search(hits, query, output_format, stream)
+    _finish((0, 0), output)
 
 
-@app.command()
+@app.command(epilog=epilog("serve"), short_help=SHORT_HELP["serve"])
 @reports_errors
 def serve(
     model: ModelOpt = DEFAULT_MODEL,
@@ -591,7 +698,13 @@ def serve(
     precision: PrecisionOpt = "fp32",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Keep a model loaded and classify over HTTP (see README: xclip serve)."""
+    """Keep a model loaded and classify over HTTP: xclip classify --server, or POST /classify.
+
+    Listens on 127.0.0.1 (this machine) unless --host says otherwise. GET /health and GET /model
+    describe it; POST /classify takes {"path": ..., "labels": ..., "top_k": ...} as JSON (a file
+    inside a --root folder) or a video as the body (labels, top_k, name in the query), and answers
+    with what xclip classify -f json prints. Label files are never read for a request.
+    """
     from .server import ClassifyService, make_server
 
     _set_verbose(verbose)
@@ -600,7 +713,7 @@ def serve(
         if not folder.is_dir():
             raise UsageError(f"--root {folder}: no such folder")
     runner = _load_runner(model, device, precision)
-    service = ClassifyService(runner, roots, max_upload_mb * 1024 * 1024, labels)
+    service = ClassifyService(runner, roots, max_upload_mb * 1024 * 1024, labels, log=_log_request)
     try:
         server = make_server(service, host, port)
     except OSError as exc:
@@ -608,10 +721,18 @@ def serve(
     address, bound = server.server_address[:2]
     _stderr(f"xclip: serving {runner.model_id} on http://{address}:{bound} (roots: {', '.join(map(str, roots))})")
     with server:
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            _stderr(f"xclip: stopped serving on http://{address}:{bound}")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
-@app.command()
+def _log_request(line: str) -> None:
+    _stderr(f"xclip: {line}")
+
+
+@app.command(epilog=epilog("timeline"), short_help=SHORT_HELP["timeline"])
 @reports_errors
 def timeline(
     video: Annotated[str, typer.Argument(metavar="VIDEO", help="The video to follow over time.")],
@@ -641,7 +762,8 @@ def timeline(
     _set_verbose(verbose)
     if not all(value is None or (math.isfinite(value) and value > 0) for value in (window, stride)):
         raise UsageError("--window and --stride must be positive numbers of seconds")
-    write = TIMELINE_WRITERS[_pick_format(output_format, output)]
+    write = TIMELINE_WRITERS[_pick_format(output_format, output, "timeline")]
+    _check_extension(plot, "--plot", PLOT_EXTENSIONS)
     labelset = resolve_labels(labels)
     _check_writable(output, [video])
     _check_writable(plot, [video])
@@ -660,7 +782,8 @@ def timeline(
     if plot is not None:
         from .plot import plot_timeline
 
-        plot_timeline(result, plot)
+        plot_timeline(result, segments, plot)
+    _finish((0, 0), output, plot, quiet=quiet)
 
 
 @contextlib.contextmanager
@@ -701,30 +824,49 @@ def _read_lines(path: str) -> list[str]:
         raise UsageError(f"--from-file {path}: {exc.strerror or exc}") from None
 
 
-def _check_crops(crops: int) -> None:
-    if crops not in (1, 3):
-        raise UsageError(f"--crops {crops}: expected 1 (centre crop) or 3 (left, centre, right)")
+def _pick_format(
+    output_format: str | None,
+    output: Path | None,
+    command: str,
+    formats: Iterable[str] = FORMATS,
+    default: str = "table",
+) -> str:
+    """``--format``, else the ``-o`` file's extension, else ``default``.
+
+    An extension that names no format the command writes (``out.srt``, ``out.xlsx``) is refused:
+    writing a table into it would look like success.
+    """
+    formats = tuple(formats)
+    if output_format is not None:
+        if output_format not in formats:
+            raise UsageError(f"--format {output_format!r}: xclip {command} writes {', '.join(formats)}")
+        return output_format
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if not suffix:
+        return default
+    if suffix in formats and suffix != "table":
+        return suffix
+    raise UsageError(
+        f"{output}: xclip {command} writes {', '.join(formats)}, not .{suffix}; "
+        "end the file name in one of those or give --format"
+    )
 
 
-def _check_range(start: float | None, end: float | None) -> None:
-    for name, value in (("--start", start), ("--end", end)):
-        if value is not None and not math.isfinite(value):
-            raise UsageError(f"{name} {value}: expected a number of seconds")
-    if end is not None and end <= (start or 0.0):
-        raise UsageError(f"--end {end:g} must be after --start {start or 0:g}")
+def _check_extension(path: Path | None, option: str, extensions: tuple[str, ...]) -> None:
+    """A file option that can hold one kind of file only (``--confusion x.csv``, ``--plot x.png``)."""
+    if path is not None and path.suffix and path.suffix.lower().lstrip(".") not in extensions:
+        raise UsageError(f"{option} {path}: writes {' or '.join('.' + ext for ext in extensions)} files")
 
 
-def _pick_format(output_format: str | None, output: Path | None) -> str:
-    """``--format``, else the ``-o`` file's extension (.json, .jsonl, .csv), else a table."""
-    if output_format is None:
-        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
-        return suffix if suffix in WRITERS and suffix != "table" else "table"
-    if output_format not in WRITERS:
-        raise UsageError(f"--format {output_format!r}: expected one of {', '.join(FORMATS)}")
-    return output_format
+def display_path(path: str) -> str:
+    """A stored absolute path as a user can use it here: relative below the current folder."""
+    if not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
 
 
-@app.command()
+@app.command(short_help=SHORT_HELP["models"])
 @reports_errors
 def models() -> None:
     """List the published X-CLIP checkpoints (any local save_pretrained folder works too)."""
@@ -741,6 +883,26 @@ def models() -> None:
         table.add_row(marker + ckpt.model_id, str(ckpt.frames), str(ckpt.resolution), trained_on)
     table.caption = "★ the authors' pick for open-vocabulary (zero-shot) labels"
     _print_table(table)
+
+
+@app.command(name="help", short_help=SHORT_HELP["help"])
+def help_command(
+    ctx: typer.Context,
+    command: Annotated[
+        list[str] | None, typer.Argument(metavar="[COMMAND]...", help="e.g. scan, or labels show.")
+    ] = None,
+) -> None:
+    """Show the help of a command (or of xclip itself): the same as COMMAND --help."""
+    root = ctx.parent
+    assert root is not None
+    target, context = root.command, root
+    for name in command or []:
+        sub = getattr(target, "get_command", lambda _ctx, _name: None)(context, name)
+        if sub is None:
+            _stderr(f"xclip: error: no command {' '.join(command or [])!r}; see xclip --help")
+            raise typer.Exit(int(ExitCode.USAGE))
+        target, context = sub, type(ctx)(sub, info_name=name, parent=context)
+    print(target.get_help(context))
 
 
 @labels_app.command("list")
@@ -761,7 +923,7 @@ def labels_list() -> None:
 
 @labels_app.command("show")
 @reports_errors
-def labels_show(name: Annotated[str, typer.Argument(help="Built-in name or YAML file.")]) -> None:
+def labels_show(name: Annotated[str, typer.Argument(metavar="NAME", help="Built-in name or YAML file.")]) -> None:
     """Show a label set: templates, then one label per line (with its prompts if they differ)."""
     labelset = resolve_labels(name)
     print(f"# {labelset.name}: {len(labelset)} labels. {labelset.description}".rstrip())

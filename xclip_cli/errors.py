@@ -69,6 +69,12 @@ class UsageError(XClipError):
     exit_code = ExitCode.USAGE
 
 
+class Interrupted(XClipError):
+    """Ctrl-C during a resumable run; the message says what was kept and how to go on."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class EngineError(XClipError):
     """The distributed engine (Ray) could not start, or failed outside any one video."""
 

@@ -3,8 +3,10 @@
 An index is a folder:
 
 * ``index.json``: the checkpoint id, the fingerprint of its vision side, frames, dimensions;
-* ``videos.csv``: one row per video (path, status, shard, row, duration, size, error), appended
-  and flushed as videos finish: the resume state, like a scan's CSV;
+* ``videos.csv``: one row per video (absolute path, status, shard, row, duration, size, error),
+  appended and flushed as videos finish: the resume state, like a scan's CSV. Paths are stored
+  absolute so that they lead to the videos from wherever the index is read (indexes written
+  before ``"paths": "absolute"`` in the manifest hold them as given to ``xclip embed``);
 * ``embeds-NNNNN.npy`` (videos x D, unit length) and ``patches-NNNNN.npy`` (videos x P x D),
   float32: what X-CLIP's head needs of each video (``XClipRunner.video_features``). A shard's rows reach
   ``videos.csv`` only after its arrays are on disk, so a killed run loses at most one shard of
@@ -33,7 +35,7 @@ from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
 from .results import Prediction, VideoResult
 from .runner import VideoFeatures, XClipRunner
-from .scan import trim_partial_line
+from .scan import same_model, trim_partial_line
 
 FORMAT = 1
 MANIFEST = "index.json"
@@ -70,6 +72,7 @@ class IndexWriter:
             "vision_fingerprint": runner.vision_fingerprint(),
             "num_frames": runner.num_frames,
             "precision": runner.precision,
+            "paths": "absolute",
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +93,8 @@ class IndexWriter:
             _write_json(folder / MANIFEST, self.manifest)
         table_exists = (folder / TABLE).exists() and (folder / TABLE).stat().st_size > 0
         entries = read_entries(folder) if table_exists else []
-        self.done = {entry.path for entry in entries}
+        # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
+        self.done = {os.path.abspath(entry.path) for entry in entries}
         self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
         self._trim_unlisted_shards()
         # surrogateescape: file names that are not UTF-8 are stored as their bytes
@@ -100,6 +104,10 @@ class IndexWriter:
             self.csv.writerow(TABLE_COLUMNS)
             self.table.flush()
         self.pending: list[tuple[VideoResult, VideoFeatures]] = []
+
+    def has(self, path: str) -> bool:
+        """Whether ``path`` (relative to the current folder, or absolute) is already in the index."""
+        return os.path.abspath(path) in self.done
 
     def add(self, result: VideoResult, features: VideoFeatures | None) -> None:
         """Queue one video's features (written with its shard), or write its error row now."""
@@ -131,9 +139,10 @@ class IndexWriter:
 
     def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
         for result, shard, row in rows:
+            path = os.path.abspath(result.path)
             self.csv.writerow(
                 [
-                    result.path,
+                    path,
                     result.status,
                     "" if shard is None else shard,
                     "" if row is None else row,
@@ -143,7 +152,7 @@ class IndexWriter:
                     result.error or "",
                 ]
             )
-            self.done.add(result.path)
+            self.done.add(path)
         self.table.flush()
         os.fsync(self.table.fileno())
 
@@ -153,6 +162,26 @@ class IndexWriter:
             match = SHARD_FILE.match(item.name)
             if match and int(match.group(2)) >= self.next_shard:
                 item.unlink()
+
+
+def indexed_paths(folder: Path, model: str, precision: str) -> set[str]:
+    """Absolute paths already in the index at ``folder`` (none if there is no index yet).
+
+    Checked before any model loads: an index built with another checkpoint or precision is
+    refused with ``UsageError`` (adding to it would mix features of two models).
+    """
+    if not (folder / MANIFEST).exists():
+        return set()
+    manifest = _read_manifest(folder)
+    built = (str(manifest.get("model", "")), str(manifest.get("precision", "fp32")))
+    if not same_model(built[0], model) or built[1] != precision:
+        raise UsageError(
+            f"{folder}: this index holds features of {built[0]} at --precision {built[1]}, "
+            f"not of {model} at {precision}; use those, another -o, or --overwrite"
+        )
+    if not (folder / TABLE).exists() or (folder / TABLE).stat().st_size == 0:
+        return set()
+    return {os.path.abspath(entry.path) for entry in read_entries(folder)}
 
 
 class Index:
@@ -235,7 +264,13 @@ def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: in
         position = {entry.path: row for row, entry in enumerate(ok)}
         for entry in chunk:
             if entry.status != "ok" or logits is None:
-                yield VideoResult(path=entry.path, model=index.model, labelset=labelset.name, error=entry.error)
+                yield VideoResult(
+                    path=entry.path,
+                    model=index.model,
+                    labelset=labelset.name,
+                    labelset_digest=labelset.digest,
+                    error=entry.error,
+                )
                 continue
             row = logits[position[entry.path]]
             probabilities = row.softmax(dim=-1)
@@ -249,6 +284,7 @@ def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: in
                 predictions=predictions,
                 model=index.model,
                 labelset=labelset.name,
+                labelset_digest=labelset.digest,
                 duration=entry.duration,
                 width=entry.width,
                 height=entry.height,

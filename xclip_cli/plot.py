@@ -2,46 +2,80 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .timeline import Timeline
+from .timeline import Segment, Timeline
 
 if TYPE_CHECKING:
     from .evaluate import EvalReport
 from .writers import clock
 
-PLOT_LABELS = 5  # lines drawn: the labels that win the most windows, then the most probable
+PLOT_LABELS = 5  # lines drawn at least: every label that tops a segment, then the most probable
+BAND_HEIGHT = 0.06  # the segment band, as a share of the probability axis above 1
 
 
-def plot_timeline(timeline: Timeline, path: Path, labels: int = PLOT_LABELS) -> None:
-    """Draw one line per top label over the window centres, time axis in mm:ss."""
-    plt = _pyplot()
+def plotted_labels(timeline: Timeline, segments: Sequence[Segment], least: int = PLOT_LABELS) -> list[int]:
+    """Label indices to draw: every segment's top label (in order of appearance), then the
+    labels with the highest mean probability, up to ``least`` lines."""
+    chosen = list(dict.fromkeys(timeline.labels.index(segment.label) for segment in segments))
+    probabilities = np.stack([window.probabilities for window in timeline.windows])
+    for index in np.argsort(-probabilities.mean(axis=0), kind="stable").tolist():
+        if len(chosen) >= least:
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return chosen
+
+
+def timeline_figure(timeline: Timeline, segments: Sequence[Segment], plt: Any) -> Any:
+    """The figure: one line per plotted label over the window centres, and above them a band
+    with one bar per segment (the table's rows) in its top label's colour."""
     from matplotlib.ticker import FuncFormatter
 
     probabilities = np.stack([window.probabilities for window in timeline.windows])
     centres = [(window.start + window.end) / 2 for window in timeline.windows]
-    wins = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
-    order = np.lexsort((-probabilities.mean(axis=0), -wins))[:labels]
-    figure, axes = plt.subplots(figsize=(10, 4), layout="constrained")
-    for index in order:
-        axes.plot(centres, probabilities[:, index], marker="o", markersize=3, label=timeline.labels[index])
+    chosen = plotted_labels(timeline, segments)
+    colours = plt.get_cmap("tab10" if len(chosen) <= 10 else "tab20")
+    figure, axes = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    colour_of = {}
+    for position, index in enumerate(chosen):
+        colour_of[timeline.labels[index]] = colours(position % colours.N)
+        axes.plot(
+            centres,
+            probabilities[:, index],
+            marker="o",
+            markersize=3,
+            color=colour_of[timeline.labels[index]],
+            label=timeline.labels[index],
+        )
+    band = (1.02, BAND_HEIGHT)
+    bars = [(segment.start, segment.end - segment.start) for segment in segments]
+    axes.broken_barh(bars, band, facecolors=[colour_of[segment.label] for segment in segments], gid="segments")
+    axes.text(0, band[0] + band[1] + 0.01, "top label per segment", fontsize="x-small", va="bottom")
     axes.set_xlim(0, max(timeline.duration, 1e-6))
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, band[0] + band[1] + 0.08)
     axes.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds).split(".")[0]))
     axes.set_xlabel("time (mm:ss, window centres)")
     axes.set_ylabel("probability")
     axes.set_title(f"{Path(timeline.path).name} · {timeline.labelset}", loc="left")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    _save(figure, plt, path)
+    return figure
+
+
+def plot_timeline(timeline: Timeline, segments: Sequence[Segment], path: Path) -> None:
+    """Draw the timeline (see ``timeline_figure``) into a PNG (or SVG, PDF, JPEG by extension)."""
+    plt = pyplot()
+    _save(timeline_figure(timeline, segments, plt), plt, path)
 
 
 def plot_confusion(report: EvalReport, path: Path) -> None:
     """A heatmap of the confusion matrix, rows normalised to the share of each true class."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = report.confusion.astype(float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = min(30.0, 3 + 0.25 * len(report.confusion_labels))
@@ -56,7 +90,7 @@ def plot_confusion(report: EvalReport, path: Path) -> None:
     _save(figure, plt, path)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
 

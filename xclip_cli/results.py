@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_TOP_K = 5  # labels reported per video unless --top-k says otherwise
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -22,6 +24,7 @@ class VideoResult:
     predictions: tuple[Prediction, ...] = ()
     model: str = ""
     labelset: str = ""
+    labelset_digest: str = ""  # LabelSet.digest: tells two sets named alike but worded apart
     timestamps: tuple[float, ...] = ()  # seconds of the frames used, from the first frame
     duration: float | None = None  # seconds
     width: int | None = None  # decoded size, as displayed (after rotation)

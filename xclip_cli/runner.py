@@ -9,11 +9,13 @@ run, using transformers' own modules, so the logits equal ``logits_per_video``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import pickle
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -306,7 +308,22 @@ def _load_checkpoint(model_id: str) -> _Checkpoint:
         except _NotCached:
             pass  # not (completely) in the cache: download
         _check_hub_reachable(model_id)
-        return _from_pretrained(model_id, model_id, local_files_only=False)
+        with download_progress(sys.stderr.isatty()):
+            return _from_pretrained(model_id, model_id, local_files_only=False)
+
+
+@contextlib.contextmanager
+def download_progress(shown: bool) -> Iterator[None]:
+    """huggingface_hub's download bars while a checkpoint is fetched, on a terminal only
+    (hundreds of MB without a sign of life look like a hang; in a log they are noise)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    (enable_progress_bars if shown else disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (disable_progress_bars if was_disabled else enable_progress_bars)()
 
 
 def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> _Checkpoint:

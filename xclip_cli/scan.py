@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OutputError, UsageError
-from .writers import CSV_COLUMNS, FORMULA_PREFIXES
+from .writers import FORMULA_PREFIXES, csv_columns
 
 VIDEO_EXTENSIONS = frozenset(
     {"mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "m2ts", "mts", "ts"}
@@ -103,34 +103,125 @@ def read_path_list(lines: Iterable[str]) -> Iterator[str]:
             yield path
 
 
-def finished_paths(results: Path) -> set[str]:
+@dataclass(frozen=True)
+class RunSettings:
+    """What a scan's rows depend on: a results file is resumed only by a run with the same."""
+
+    model: str
+    labelset: str
+    labelset_digest: str
+    views: int
+    top_k: int
+    num_labels: int
+
+    def differences(self, record: dict[str, str]) -> str | None:
+        """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
+        if record.get("labelset_digest", "") == "":
+            return "rows written by an older xclip-cli (no label-set digest)"
+        if not same_model(record["model"], self.model):
+            return f"--model {record['model']}, this run uses {self.model}"
+        if record["labelset"] != self.labelset:
+            return f"--labels {record['labelset']!r}, this run uses {self.labelset!r}"
+        if record["labelset_digest"] != self.labelset_digest:
+            digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
+            return f"other prompts or templates for label set {self.labelset!r} ({digests})"
+        if record["status"] != "ok":
+            return None
+        if record["views"] != str(self.views):
+            return f"{record['views']} views per video (--clips x --crops), this run uses {self.views}"
+        if "reported" in record and record["reported"] != str(min(self.top_k, self.num_labels)):
+            return f"--top-k {record['reported']}, this run uses {self.top_k}"
+        return None
+
+
+def same_model(a: str, b: str) -> bool:
+    """Two ``--model`` values name one checkpoint: equal ids, or one local folder written two ways."""
+    if a == b:
+        return True
+    try:
+        return os.path.isdir(a) and os.path.isdir(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def finished_paths(results: Path, settings: RunSettings | None = None) -> set[str]:
     """Paths already in a results file (CSV or JSONL), to skip when resuming.
 
-    A file cut off mid-row by a kill is first trimmed back to its last complete line, so
-    appending continues a valid file.
+    With ``settings``, a file whose rows were made otherwise (another label set, model, number
+    of views or --top-k) is refused with ``UsageError`` and left untouched: appending would mix
+    two experiments in one file. A row cut off by a kill is then trimmed, so appending continues
+    a valid file.
     """
     if not results.exists() or results.stat().st_size == 0:
         return set()
+    records = _jsonl_records(results) if results.suffix.lower() == ".jsonl" else _csv_records(results, settings)
+    if settings is not None:
+        for record in records:
+            difference = settings.differences(record)
+            if difference is not None:
+                raise UsageError(f"{results}: made with {difference}; use --overwrite or another -o")
     trim_partial_line(results)
-    if results.suffix.lower() == ".jsonl":
-        return _jsonl_paths(results)
-    with open(results, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header != list(CSV_COLUMNS):
+    return {record["path"] for record in records}
+
+
+def _complete_lines(results: Path) -> list[str]:
+    """The file's lines, without a last one cut off mid-write (the file itself is not changed)."""
+    text = results.read_bytes().decode("utf-8", "surrogateescape")
+    return text[: text.rfind("\n") + 1].splitlines(keepends=True)
+
+
+def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, str]]:
+    reader = csv.reader(_complete_lines(results))
+    header = tuple(next(reader, ()))
+    expected = csv_columns(settings.top_k) if settings is not None else header
+    if header != expected:
+        ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
+        if header == csv_columns(len(ranked)) and settings is not None:
+            reason = f"made with --top-k {len(ranked)}, this run uses {settings.top_k}"
+        elif header == LEGACY_CSV_COLUMNS:
+            reason = "written by an older xclip-cli (other columns)"
+        else:
             raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
-        return {_unneutralise(row[0]) for row in reader if row}
+        raise UsageError(f"{results}: {reason}; use --overwrite or another -o")
+    records = []
+    for row in reader:
+        if len(row) == len(header):
+            record = dict(zip(header, row, strict=True))
+            records.append(record | {"path": _unneutralise(record["path"])})
+    return records
 
 
-def _jsonl_paths(results: Path) -> set[str]:
-    paths = set()
-    with open(results, encoding="utf-8", errors="surrogateescape") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                paths.add(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                raise OutputError(f"{results}: line {number} is not an xclip result; use --overwrite") from None
-    return paths
+def _jsonl_records(results: Path) -> list[dict[str, str]]:
+    records = []
+    for number, line in enumerate(_complete_lines(results), start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record["path"], str):
+                raise TypeError
+            fields = {key: "" if record.get(key) is None else str(record.get(key)) for key in _RECORD_KEYS}
+            records.append(fields | {"path": record["path"], "reported": str(len(record.get("predictions") or ()))})
+        except (ValueError, KeyError, TypeError):
+            raise OutputError(f"{results}: line {number} is not an xclip result; use --overwrite") from None
+    return records
+
+
+_RECORD_KEYS = ("path", "status", "model", "labelset", "labelset_digest", "views")
+# The header of results files written before the per-rank columns and the label-set digest.
+LEGACY_CSV_COLUMNS = (
+    "path",
+    "status",
+    "top1_label",
+    "top1_probability",
+    "top_k",
+    "duration",
+    "width",
+    "height",
+    "views",
+    "model",
+    "labelset",
+    "error",
+    "warnings",
+)
 
 
 def trim_partial_line(path: Path) -> None:

@@ -10,6 +10,8 @@ threads; the model runs one request at a time. Endpoints:
 * ``POST /classify?labels=...&top_k=...&name=clip.mp4`` with the video itself as the body
   (any other content type), at most ``max_upload`` bytes.
 
+Both also take ``start``, ``end``, ``clips``, ``crops`` and ``timeout`` (``ClassifyOptions``).
+
 Both answer with what ``xclip classify --format json`` prints for that one video (a list of one
 record); a video that cannot be read is a record with ``"status": "error"``, as in the CLI.
 Bad requests get a 4xx status and ``{"error": "..."}``. Label files are never read on a
@@ -22,7 +24,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,9 +33,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .classify import ClassifyOptions, classify_videos
+from .classify import classify_videos
 from .errors import XClipError
 from .labels import LabelSet, builtin_dir, builtin_names, inline_labelset, load_labelset_file
+from .options import ClassifyOptions
 from .runner import XClipRunner
 from .writers import result_record
 
@@ -53,6 +57,7 @@ class ClassifyService:
     roots: Sequence[Path]
     max_upload: int  # bytes
     default_labels: str = "kinetics400"
+    log: Callable[[str], None] | None = None  # one line per request, e.g. to stderr
 
     def __post_init__(self) -> None:
         self.roots = [Path(os.path.realpath(root)) for root in self.roots]
@@ -68,11 +73,11 @@ class ClassifyService:
         }
 
     def classify(
-        self, path: str, labels: str | None, top_k: int, shown_path: str | None = None
+        self, path: str, labels: str | None, options: ClassifyOptions, shown_path: str | None = None
     ) -> list[dict[str, Any]]:
         labelset = _request_labels(labels or self.default_labels)
         with self.lock:
-            (result,) = classify_videos(self.runner, [path], labelset, ClassifyOptions(top_k=top_k))
+            (result,) = classify_videos(self.runner, [path], labelset, options)
         record = result_record(result)
         if shown_path is not None:
             record["path"] = shown_path
@@ -99,6 +104,10 @@ def make_server(service: ClassifyService, host: str = "127.0.0.1", port: int = 8
 class _Handler(BaseHTTPRequestHandler):
     service: ClassifyService
     server_version = "xclip-serve"
+
+    def handle_one_request(self) -> None:
+        self._started = time.monotonic()
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         route = urlsplit(self.path).path
@@ -134,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict) or not isinstance(body.get("path"), str):
                 raise RequestError(HTTPStatus.BAD_REQUEST, 'expected {"path": "...", "labels": ..., "top_k": ...}')
             path = self.service.allowed(body["path"])
-            return self.service.classify(path, body.get("labels"), _top_k(body.get("top_k")), body["path"])
+            return self.service.classify(path, body.get("labels"), _options(body), body["path"])
         if length > self.service.max_upload:
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"upload of {length} bytes exceeds {self.service.max_upload}"
@@ -151,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
                     handle.write(chunk)
                     remaining -= len(chunk)
             labels = (query.get("labels") or [None])[0]
-            return self.service.classify(str(target), labels, _top_k((query.get("top_k") or [None])[0]), name)
+            return self.service.classify(str(target), labels, _options({k: v[0] for k, v in query.items()}), name)
 
     def _length(self) -> int:
         try:
@@ -164,6 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: HTTPStatus, payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        if self.service.log is not None:  # before the answer: a client never sees it before its line
+            took = time.monotonic() - self._started
+            self.service.log(f"{self.client_address[0]} {self.command} {self.path} {int(status)} {took:.2f} s")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -174,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: the CLI prints one line when it starts
+        pass  # http.server's own lines go nowhere: handle_one_request logs one line per request
 
 
 def _request_labels(spec: str) -> LabelSet:
@@ -191,13 +203,16 @@ def _request_labels(spec: str) -> LabelSet:
     )
 
 
-def _top_k(value: Any) -> int:
-    if value is None:
-        return 5
-    try:
-        top_k = int(value)
-    except (TypeError, ValueError):
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"top_k {value!r} is not a number") from None
-    if top_k < 1:
-        raise RequestError(HTTPStatus.BAD_REQUEST, "top_k must be at least 1")
-    return top_k
+def _options(fields: dict[str, Any]) -> ClassifyOptions:
+    """A request's sampling options (JSON values, or query strings); a bad value is a 400."""
+    kinds = {"top_k": int, "clips": int, "crops": int, "start": float, "end": float, "timeout": float}
+    values: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        value = fields.get(key)
+        if value is None:
+            continue
+        try:
+            values[key] = kind(value)
+        except (TypeError, ValueError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"{key} {value!r} is not a number") from None
+    return ClassifyOptions(**values)  # UsageError (a 400) for values out of range

@@ -11,17 +11,13 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .results import VideoResult
+from .results import DEFAULT_TOP_K, Prediction, VideoResult
 
 if TYPE_CHECKING:  # the timeline module imports torch; writers stay light
     from .evaluate import EvalReport
     from .timeline import Segment, Timeline
 
-CSV_COLUMNS = (
-    "path",
-    "status",
-    "top1_label",
-    "top1_probability",
+CSV_TAIL_COLUMNS = (
     "top_k",
     "duration",
     "width",
@@ -29,9 +25,19 @@ CSV_COLUMNS = (
     "views",
     "model",
     "labelset",
+    "labelset_digest",
     "error",
     "warnings",
 )
+
+
+def csv_columns(top_k: int = DEFAULT_TOP_K) -> tuple[str, ...]:
+    """The CSV header: the path, status and each of the ``top_k`` labels in its own cells, then the rest."""
+    ranked = [f"top{rank}_{part}" for rank in range(1, top_k + 1) for part in ("label", "probability")]
+    return ("path", "status", *ranked, *CSV_TAIL_COLUMNS)
+
+
+CSV_COLUMNS = csv_columns()  # with the default --top-k
 WARNING_SEPARATOR = " | "  # between warnings in the CSV cell
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
 
@@ -43,6 +49,7 @@ def result_record(result: VideoResult) -> dict[str, Any]:
         "status": result.status,
         "model": result.model,
         "labelset": result.labelset,
+        "labelset_digest": result.labelset_digest,
         "predictions": [{"label": p.label, "probability": p.probability, "logit": p.logit} for p in result.predictions],
         "timestamps": list(result.timestamps),
         "duration": result.duration,
@@ -52,6 +59,24 @@ def result_record(result: VideoResult) -> dict[str, Any]:
         "error": result.error,
         "warnings": list(result.warnings),
     }
+
+
+def result_from_record(record: dict[str, Any], path: str | None = None) -> VideoResult:
+    """``result_record`` undone (a server's answer, a JSONL line); ``path`` replaces the stored one."""
+    return VideoResult(
+        path=record["path"] if path is None else path,
+        predictions=tuple(Prediction(p["label"], p["probability"], p["logit"]) for p in record["predictions"]),
+        model=record["model"],
+        labelset=record["labelset"],
+        labelset_digest=record.get("labelset_digest", ""),
+        timestamps=tuple(record["timestamps"]),
+        duration=record["duration"],
+        width=record["width"],
+        height=record["height"],
+        views=record.get("views", 1),
+        error=record["error"],
+        warnings=tuple(record.get("warnings", ())),
+    )
 
 
 def data_console(stream: TextIO, width: int | None = None) -> Any:
@@ -73,10 +98,12 @@ class Writer:
 
     name: ClassVar[str]
 
-    def __init__(self, stream: TextIO, appending: bool = False) -> None:
-        """``appending``: the stream continues an earlier run's output (a resumed scan)."""
+    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
+        """``appending``: the stream continues an earlier run's output (a resumed scan);
+        ``top_k``: the labels asked for per video (the CSV's columns)."""
         self.stream = stream
         self.appending = appending
+        self.top_k = top_k
 
     def write(self, result: VideoResult) -> None:
         raise NotImplementedError
@@ -90,8 +117,8 @@ class TableWriter(Writer):
 
     name = "table"
 
-    def __init__(self, stream: TextIO, appending: bool = False) -> None:
-        super().__init__(stream, appending)
+    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(stream, appending, top_k)
         self.console = data_console(stream)  # emoji off: ":tada:" in a path stays text
 
     def write(self, result: VideoResult) -> None:
@@ -120,8 +147,8 @@ class JsonWriter(Writer):
 
     name = "json"
 
-    def __init__(self, stream: TextIO, appending: bool = False) -> None:
-        super().__init__(stream, appending)
+    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(stream, appending, top_k)
         self.records: list[dict[str, Any]] = []
 
     def write(self, result: VideoResult) -> None:
@@ -144,24 +171,28 @@ class JsonlWriter(Writer):
 
 
 class CsvWriter(Writer):
-    """One row per video; ``top_k`` holds a JSON list of [label, probability] pairs."""
+    """One row per video: each of the top labels in its own cells (``topN_label``,
+    ``topN_probability``), and ``top_k`` as a JSON list of [label, probability] pairs."""
 
     name = "csv"
 
-    def __init__(self, stream: TextIO, appending: bool = False) -> None:
-        super().__init__(stream, appending)
+    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(stream, appending, top_k)
+        self.columns = csv_columns(top_k)
         self.csv = csv.writer(stream)
         if not appending:
-            self.csv.writerow(CSV_COLUMNS)
+            self.csv.writerow(self.columns)
             stream.flush()
 
     def write(self, result: VideoResult) -> None:
-        top = result.predictions[0] if result.predictions else None
+        ranked = dict.fromkeys(self.columns[2 : 2 + 2 * self.top_k], "")
+        for rank, prediction in enumerate(result.predictions[: self.top_k], start=1):
+            ranked[f"top{rank}_label"] = prediction.label
+            ranked[f"top{rank}_probability"] = f"{prediction.probability:.6f}"
         row = {
             "path": result.path,
             "status": result.status,
-            "top1_label": top.label if top else "",
-            "top1_probability": f"{top.probability:.6f}" if top else "",
+            **ranked,
             "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
             if result.predictions
             else "",
@@ -171,10 +202,11 @@ class CsvWriter(Writer):
             "views": result.views if result.ok else "",
             "model": result.model,
             "labelset": result.labelset,
+            "labelset_digest": result.labelset_digest,
             "error": result.error or "",
             "warnings": WARNING_SEPARATOR.join(result.warnings),
         }
-        self.csv.writerow([neutralise_formula(row[column]) for column in CSV_COLUMNS])
+        self.csv.writerow([neutralise_formula(row[column]) for column in self.columns])
         self.stream.flush()
 
 

@@ -1,0 +1,58 @@
+"""How to sample and what to report: the options of a classification, checked when made.
+
+Light on purpose (no torch): the CLI builds and checks these before anything heavy loads, and
+the server client sends them without ever importing the model code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import UsageError
+from .results import DEFAULT_TOP_K
+
+CROPS = (1, 3)  # the processor's centre crop, or X-CLIP's left/centre/right crops
+MAX_CLIPS = 64
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """How to sample and what to report; impossible values raise ``UsageError`` at once."""
+
+    top_k: int = DEFAULT_TOP_K
+    start: float | None = None  # seconds; restricts the sampled range
+    end: float | None = None
+    batch_size: int = 1  # videos per vision-encoder call
+    workers: int = 0  # threads decoding upcoming videos while the model runs (0: decode in line)
+    timeout: float | None = None  # seconds a video's decoding may take before it becomes an error
+    clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
+    crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
+
+    def __post_init__(self) -> None:
+        if self.crops not in CROPS:
+            raise UsageError(f"--crops {self.crops}: expected 1 (centre crop) or 3 (left, centre, right)")
+        if not 1 <= self.clips <= MAX_CLIPS:
+            raise UsageError(f"--clips {self.clips}: expected 1 to {MAX_CLIPS}")
+        for name, value in (("--top-k", self.top_k), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise UsageError(f"{name} {value}: expected at least 1")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: expected 0 or more")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UsageError(f"--timeout {self.timeout}: expected a positive number of seconds")
+        check_range(self.start, self.end)
+
+    @property
+    def views(self) -> int:
+        """Model inputs per video: temporal views times crops."""
+        return self.clips * self.crops
+
+
+def check_range(start: float | None, end: float | None) -> None:
+    """``UsageError`` unless ``start``/``end`` are finite, non-negative and in order."""
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} {value}: expected a number of seconds from 0 on")
+    if end is not None and end <= (start or 0.0):
+        raise UsageError(f"--end {end:g} must be after --start {start or 0:g}")
