@@ -413,7 +413,8 @@ def scan(
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
     engine: Annotated[
-        str, typer.Option(help="local (this process), or ray: decode and classify on a Ray cluster.")
+        str,
+        typer.Option(metavar="[local|ray]", help="local (this process), or ray: decode and classify on a Ray cluster."),
     ] = "local",
     ray_address: Annotated[
         str | None,
@@ -571,9 +572,14 @@ def evaluate_command(
     overwrite: Annotated[bool, typer.Option(help="Start -o afresh instead of resuming it.")] = False,
     confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix (CSV) here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the confusion matrix as a PNG heatmap.")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json (the report).")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", metavar="[table|json]", help="The report's format.")
+    ] = "table",
     protocol: Annotated[
-        str, typer.Option(help="single: one view; xclip: 4 clips x 3 crops, X-CLIP's test protocol.")
+        str,
+        typer.Option(
+            metavar="[single|xclip]", help="single: one view; xclip: 4 clips x 3 crops, X-CLIP's test protocol."
+        ),
     ] = "single",
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
