@@ -13,7 +13,7 @@ and a synthetic 1280x720 30 fps H.264 clip of 10 s (``--long`` adds a 60 s one):
   separately (with the text side's share), and so are its parts: decoding plus preprocessing
   (``load_frames``), the warm text-feature lookup and the vision-side forward
   (``runner.video_logits``); plus plain sequential decoding up to the last sampled frame with
-  PyAV's default decoder threading (what ``xclip_cli.decode`` uses) and with ``AUTO``, since
+  PyAV's default decoder threading (what ``xclip_cli.media.decode`` uses) and with ``AUTO``, since
   which one is faster depends on how the file was encoded (see ``--sliced-clips``);
 * the scan path (8 videos, two decode-ahead workers), the same stream decoded with no model
   (the floor no model speed-up can beat) and, on CPUs with bf16 units, the scan path and the

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-from helpers import frame_pixels, write_video
+from helpers import encode_video, frame_pixels, write_video
 
 SIZE = (64, 48)
 
@@ -35,38 +34,6 @@ class Case:
 
 def _bytes(content: bytes) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(content)
-
-
-def _encode(
-    path: Path,
-    frames: list[np.ndarray],
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    rate: int = 12,
-    options: dict[str, str] | None = None,
-    container_options: dict[str, str] | None = None,
-    pts: list[int] | None = None,
-    rotation: int = 0,
-    fmt: str | None = None,
-) -> None:
-    """Encode RGB frames with any codec, pixel format and timestamps."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), mode="w", format=fmt, options=container_options or {}) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.time_base = Fraction(1, rate)
-        if options:
-            stream.options = options
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index if pts is None else pts[index]
-            frame.time_base = Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def _numbered(count: int, size: tuple[int, int] = SIZE, pattern: str = "moving") -> list[np.ndarray]:
@@ -107,14 +74,14 @@ def _audio(path: Path, fmt: str | None = None, cover: bool = False) -> None:
 def _truncated(path: Path, faststart: bool) -> None:
     """A 48-frame clip cut to 55% of its size: with the index at the front, or at the end (lost)."""
     options = {"movflags": "faststart"} if faststart else None
-    _encode(path, _numbered(48), options={"g": "6", "crf": "10"}, container_options=options)
+    encode_video(path, _numbered(48), options={"g": "6", "crf": "10"}, container_options=options)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.55)])
 
 
 def _corrupt_middle(path: Path) -> None:
     """Random bytes over the middle tenth of the file: a damaged download, index intact."""
-    _encode(path, _numbered(48), options={"g": "6", "crf": "10"}, container_options={"movflags": "faststart"})
+    encode_video(path, _numbered(48), options={"g": "6", "crf": "10"}, container_options={"movflags": "faststart"})
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     span = len(data) // 10
@@ -124,15 +91,15 @@ def _corrupt_middle(path: Path) -> None:
 
 def _unknown_codec(path: Path) -> None:
     """An AVI whose video fourcc no decoder knows (as from an exotic capture card)."""
-    _encode(path, _numbered(6), codec="mjpeg", pix_fmt="yuvj420p")
+    encode_video(path, _numbered(6), codec="mjpeg", pix_fmt="yuvj420p")
     path.write_bytes(path.read_bytes().replace(b"MJPG", b"XQZ9"))
 
 
 def _timestamps_restart(path: Path) -> None:
     """Two MPEG-TS recordings concatenated byte for byte: timestamps jump back to the start."""
     first, second = path.with_suffix(".1.ts"), path.with_suffix(".2.ts")
-    _encode(first, _numbered(24), options={"g": "6", "bf": "0"})
-    _encode(second, [frame_pixels(24 + i, *SIZE) for i in range(24)], options={"g": "6", "bf": "0"})
+    encode_video(first, _numbered(24), options={"g": "6", "bf": "0"})
+    encode_video(second, [frame_pixels(24 + i, *SIZE) for i in range(24)], options={"g": "6", "bf": "0"})
     path.write_bytes(first.read_bytes() + second.read_bytes())
     first.unlink()
     second.unlink()
@@ -150,7 +117,7 @@ def _fake_keyframes(path: Path) -> None:
         image = np.roll(texture, index, axis=1)
         image[:16, :16] = (index % 25) * 10
         frames.append(image)
-    _encode(source, frames, options={"g": "60", "bf": "0", "crf": "10"})
+    encode_video(source, frames, options={"g": "60", "bf": "0", "crf": "10"})
     with av.open(str(source)) as src, av.open(str(path), mode="w") as dst:
         stream_in = src.streams.video[0]
         stream_out = dst.add_stream_from_template(stream_in)
@@ -169,7 +136,7 @@ def _fifo(path: Path) -> None:
 
 
 def _still(path: Path, fmt: str, codec: str, pix_fmt: str) -> None:
-    _encode(path, _numbered(1), codec=codec, pix_fmt=pix_fmt, fmt=fmt)
+    encode_video(path, _numbered(1), codec=codec, pix_fmt=pix_fmt, fmt=fmt)
 
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n"
@@ -187,7 +154,9 @@ CASES: tuple[Case, ...] = (
     Case("podcast-cover-only.mp4", lambda path: _audio(path, fmt="mp4", cover=True), reason="only a cover picture"),
     Case("photo.png", lambda path: _still(path, "image2", "png", "rgb24"), reason="a still image"),
     Case("photo.jpg", lambda path: _still(path, "image2", "mjpeg", "yuvj420p"), reason="a still image"),
-    Case("still.gif", lambda path: _encode(path, _numbered(1), codec="gif", pix_fmt="rgb8"), reason="a still image"),
+    Case(
+        "still.gif", lambda path: encode_video(path, _numbered(1), codec="gif", pix_fmt="rgb8"), reason="a still image"
+    ),
     Case("capture-card.avi", _unknown_codec, reason="no decoder"),
     # Damaged.
     Case("cut-off.mp4", lambda path: _truncated(path, faststart=False), reason="truncated"),
@@ -196,33 +165,33 @@ CASES: tuple[Case, ...] = (
     # Timing.
     Case(
         "starts-at-10s.mp4",
-        lambda path: _encode(path, _numbered(24), pts=[120 + i for i in range(24)]),
+        lambda path: encode_video(path, _numbered(24), pts=[120 + i for i in range(24)]),
         frames_checked=True,
     ),
     Case(
         "variable-rate.mkv",
-        lambda path: _encode(path, _numbered(12), pts=[0, 1, 2, 3, 7, 11, 12, 13, 21, 23, 25, 27], rate=20),
+        lambda path: encode_video(path, _numbered(12), pts=[0, 1, 2, 3, 7, 11, 12, 13, 21, 23, 25, 27], rate=20),
         frames_checked=True,
     ),
     Case("restarting-timestamps.ts", _timestamps_restart, frames_checked=True),
-    Case("raw-stream.h264", lambda path: _encode(path, _numbered(24), fmt="h264"), frames_checked=True),
+    Case("raw-stream.h264", lambda path: encode_video(path, _numbered(24), fmt="h264"), frames_checked=True),
     Case("fake-keyframes.mkv", _fake_keyframes, frames_checked=True),
     Case("fake-keyframes.mp4", _fake_keyframes, frames_checked=True),
     # Pictures.
-    Case("phone-rotated.mp4", lambda path: _encode(path, _numbered(12), rotation=90)),
-    Case("ten-bit.mp4", lambda path: _encode(path, _flat((200, 40, 90)), pix_fmt="yuv420p10le")),
-    Case("four-four-four.mp4", lambda path: _encode(path, _flat((200, 40, 90)), pix_fmt="yuv444p")),
-    Case("full-range.mp4", lambda path: _encode(path, _flat((200, 40, 90)), pix_fmt="yuvj420p")),
-    Case("uhd-4k.mp4", lambda path: _encode(path, _numbered(3, size=(3840, 2160), pattern="flat"))),
-    Case("tiny-32x24.mp4", lambda path: _encode(path, _numbered(12, size=(32, 24)))),
-    Case("animated.gif", lambda path: _encode(path, _numbered(6), codec="gif", pix_fmt="rgb8")),
-    Case("one-frame.mp4", lambda path: _encode(path, _numbered(1))),
+    Case("phone-rotated.mp4", lambda path: encode_video(path, _numbered(12), rotation=90)),
+    Case("ten-bit.mp4", lambda path: encode_video(path, _flat((200, 40, 90)), pix_fmt="yuv420p10le")),
+    Case("four-four-four.mp4", lambda path: encode_video(path, _flat((200, 40, 90)), pix_fmt="yuv444p")),
+    Case("full-range.mp4", lambda path: encode_video(path, _flat((200, 40, 90)), pix_fmt="yuvj420p")),
+    Case("uhd-4k.mp4", lambda path: encode_video(path, _numbered(3, size=(3840, 2160), pattern="flat"))),
+    Case("tiny-32x24.mp4", lambda path: encode_video(path, _numbered(12, size=(32, 24)))),
+    Case("animated.gif", lambda path: encode_video(path, _numbered(6), codec="gif", pix_fmt="rgb8")),
+    Case("one-frame.mp4", lambda path: encode_video(path, _numbered(1))),
     # Other codecs and containers.
-    Case("vp9.webm", lambda path: _encode(path, _numbered(12), codec="libvpx-vp9"), frames_checked=True),
-    Case("mpeg4.avi", lambda path: _encode(path, _numbered(12), codec="mpeg4"), frames_checked=True),
-    Case("prores.mov", lambda path: _encode(path, _numbered(6), codec="prores", pix_fmt="yuv422p10le")),
-    Case("lossless.mkv", lambda path: _encode(path, _numbered(12), codec="ffv1", pix_fmt="yuv444p")),
-    Case("motion-jpeg.avi", lambda path: _encode(path, _numbered(6), codec="mjpeg", pix_fmt="yuvj420p")),
+    Case("vp9.webm", lambda path: encode_video(path, _numbered(12), codec="libvpx-vp9"), frames_checked=True),
+    Case("mpeg4.avi", lambda path: encode_video(path, _numbered(12), codec="mpeg4"), frames_checked=True),
+    Case("prores.mov", lambda path: encode_video(path, _numbered(6), codec="prores", pix_fmt="yuv422p10le")),
+    Case("lossless.mkv", lambda path: encode_video(path, _numbered(12), codec="ffv1", pix_fmt="yuv444p")),
+    Case("motion-jpeg.avi", lambda path: encode_video(path, _numbered(6), codec="mjpeg", pix_fmt="yuvj420p")),
     Case("standard.mp4", lambda path: write_video(path), frames_checked=True),
 )
 

@@ -14,8 +14,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("XCLIP_CACHE_DIR", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("XCLIP_MODEL", raising=False)
-    monkeypatch.delenv("XCLIP_DEVICE", raising=False)
+    # A developer's running server, cluster or debug setting must not change what is tested.
+    for name in ("XCLIP_MODEL", "XCLIP_DEVICE", "XCLIP_SERVER", "XCLIP_DEBUG", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
     return cache
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+from typer.testing import CliRunner
 
 DATA = Path(__file__).parent / "data"
 TOKENIZER_DIR = DATA / "clip_tokenizer"
@@ -113,19 +115,40 @@ def write_video(
     Frames carry their index in the red channel of a block, so tests can tell which frame
     the decoder returned.
     """
-    width, height = size
-    with av.open(str(path), mode="w") as container:
+    if options is None and codec == "libx264":
+        options = {"g": str(gop), "crf": "10", "bf": "2"}
+    frames = [frame_pixels(index, *size, pattern) for index in range(num_frames)]
+    encode_video(path, frames, codec=codec, rate=rate, options=options)
+    return path
+
+
+def encode_video(
+    path: Path,
+    frames: list[np.ndarray],
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rate: int = 12,
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+    pts: list[int] | None = None,
+    rotation: int = 0,
+    fmt: str | None = None,
+) -> Path:
+    """Encode RGB frames with any codec, pixel format, timestamps (in 1/rate s) and rotation:
+    the one PyAV encoding loop of the tests."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), mode="w", format=fmt, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = Fraction(1, rate)
-        if options is not None:
+        if options:
             stream.options = options
-        elif codec == "libx264":
-            stream.options = {"g": str(gop), "crf": "10", "bf": "2"}
-        for index in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_pixels(index, width, height, pattern), format="rgb24")
-            frame.pts = index
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index if pts is None else pts[index]
+            frame.time_base = Fraction(1, rate)
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -151,3 +174,10 @@ def frame_number(rgb: np.ndarray) -> int:
     height, _width = rgb.shape[:2]
     red, blue = (float(np.median(rgb[: height // 4, :, channel])) for channel in (0, 2))
     return round(red / 10) + 25 * round(blue / 10)
+
+
+def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """The ``xclip`` command run in-process (typer's CliRunner), stdout and stderr apart."""
+    from xclip_cli.cli import app
+
+    return CliRunner().invoke(app, args, input=input, env=env)

@@ -12,19 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke
 
 import xclip_cli
-from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode
 from xclip_cli.writers import CSV_COLUMNS
 
-runner = CliRunner()
 LABELS = "cooking, dancing, skateboarding"
 
 
 def classify(model: Path, *args: str, stdin: str | None = None):
-    return runner.invoke(app, ["classify", *args, "--model", str(model), "--labels", LABELS], input=stdin)
+    return invoke(["classify", *args, "--model", str(model), "--labels", LABELS], input=stdin)
 
 
 def test_json_output_is_data_only_on_stdout(tiny_model_dir: Path, clip_dir: Path) -> None:
@@ -65,7 +63,7 @@ def test_csv_to_file(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> No
     assert result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert list(rows[0]) == list(CSV_COLUMNS)
-    assert rows[0]["status"] == "ok" and rows[0]["top1_label"] in LABELS
+    assert rows[0]["status"] == "ok" and rows[0]["top1_label"] in [label.strip() for label in LABELS.split(",")]
 
 
 def test_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
@@ -78,15 +76,15 @@ def test_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) 
 
 
 def test_builtin_and_yaml_label_sets(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "hmdb51", "-f", "json"]
+    result = invoke(
+        ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "hmdb51", "-f", "json"]
     )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)[0]["labelset"] == "hmdb51"
     labels = tmp_path / "mine.yaml"
     labels.write_text("name: mine\ntemplates: ['a video of {}']\nlabels: [cats, {name: dogs, prompts: [dog, puppy]}]\n")
-    result = runner.invoke(
-        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "-l", str(labels), "-f", "json"]
+    result = invoke(
+        ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "-l", str(labels), "-f", "json"]
     )
     assert result.exit_code == 0, result.stderr
     assert {p["label"] for p in json.loads(result.stdout)[0]["predictions"]} == {"cats", "dogs"}
@@ -122,7 +120,7 @@ def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Pa
 def test_only_missing_videos_fail_before_the_model_loads(clip_dir: Path, tmp_path: Path) -> None:
     # The model does not exist either: the missing videos are reported first.
     missing = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
-    result = runner.invoke(app, ["classify", *missing, "--model", str(tmp_path / "no-model")])
+    result = invoke(["classify", *missing, "--model", str(tmp_path / "no-model")])
     assert result.exit_code == ExitCode.ALL_FAILED
     assert result.stderr.splitlines() == [f"xclip: error: {path}: no such file" for path in missing]
 
@@ -144,7 +142,7 @@ def test_errors_are_one_line_with_exit_codes(
     tiny_model_dir: Path, clip_dir: Path, args: list[str], code: ExitCode, message: str
 ) -> None:
     base = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS]
-    result = runner.invoke(app, [*base, *args])
+    result = invoke([*base, *args])
     assert result.exit_code == code, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("xclip: error: ") and message in line
@@ -154,17 +152,17 @@ def test_errors_are_one_line_with_exit_codes(
 def test_unknown_hub_id_without_network_says_what_to_do(clip_dir: Path) -> None:
     # No network here (nor on CI): one quick hub query, not minutes of per-file retries.
     started = time.monotonic()
-    result = runner.invoke(app, ["classify", str(clip_dir / "a.mp4"), "--model", "microsoft/xclip-nope"])
+    result = invoke(["classify", str(clip_dir / "a.mp4"), "--model", "microsoft/xclip-nope"])
     assert result.exit_code == ExitCode.MODEL
     assert "--model PATH" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 60
 
 
 def test_labels_list_and_show() -> None:
-    result = runner.invoke(app, ["labels", "list"])
+    result = invoke(["labels", "list"])
     assert result.exit_code == 0
     assert "kinetics400" in result.stdout and "400" in result.stdout
-    result = runner.invoke(app, ["labels", "show", "ucf101"])
+    result = invoke(["labels", "show", "ucf101"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("# ucf101: 101 labels")
@@ -172,7 +170,7 @@ def test_labels_list_and_show() -> None:
 
 
 def test_models_marks_the_zero_shot_checkpoint() -> None:
-    result = runner.invoke(app, ["models"])
+    result = invoke(["models"])
     assert result.exit_code == 0
     line = next(line for line in result.stdout.splitlines() if "xclip-base-patch16-zero-shot" in line)
     assert "★" in line and "32" in line
@@ -181,7 +179,7 @@ def test_models_marks_the_zero_shot_checkpoint() -> None:
 def test_version_names_what_it_runs_on() -> None:
     from importlib.metadata import version
 
-    result = runner.invoke(app, ["--version"])
+    result = invoke(["--version"])
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
         f"xclip-cli {xclip_cli.__version__}",
@@ -194,15 +192,15 @@ def test_version_names_what_it_runs_on() -> None:
 
 def test_help_has_examples_and_exit_codes_and_help_cmd_works() -> None:
     for command in ("classify", "scan", "embed", "eval", "search", "serve", "timeline"):
-        text = runner.invoke(app, [command, "--help"]).stdout
+        text = invoke([command, "--help"]).stdout
         assert f"\n    xclip {command} " in text.split("Examples:")[1], command
         assert "  0  success" in text.split("Exit codes:")[1] and "README" not in text
-        assert runner.invoke(app, ["help", command]).stdout.strip() == text.strip()
-    listing = runner.invoke(app, ["--help"]).stdout
+        assert invoke(["help", command]).stdout.strip() == text.strip()
+    listing = invoke(["--help"]).stdout
     assert "..." not in listing.split("Commands:")[1]  # no summary cut short
-    assert "--format [table|json|jsonl|csv]" in runner.invoke(app, ["classify", "--help"]).stdout
-    assert "--precision [fp32|bf16]" in runner.invoke(app, ["scan", "--help"]).stdout
-    unknown = runner.invoke(app, ["help", "nope"])
+    assert "--format [table|json|jsonl|csv]" in invoke(["classify", "--help"]).stdout
+    assert "--precision [fp32|bf16]" in invoke(["scan", "--help"]).stdout
+    unknown = invoke(["help", "nope"])
     assert (
         unknown.exit_code == ExitCode.USAGE and unknown.stderr == "xclip: error: no command 'nope'; see xclip --help\n"
     )
@@ -267,18 +265,19 @@ def test_bad_ranges_are_usage_errors(tiny_model_dir: Path, clip_dir: Path, args:
     assert message in result.stderr
 
 
-@pytest.mark.parametrize(("suffix", "parse"), [(".json", json.loads), (".jsonl", json.loads), (".csv", None)])
-def test_format_follows_the_output_extension(
-    tiny_model_dir: Path, clip_dir: Path, tmp_path: Path, suffix: str, parse
-) -> None:
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv"])
+def test_format_follows_the_output_extension(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"results{suffix}"
-    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-o", str(out))
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), str(clip_dir / "b.mp4"), "-o", str(out))
     assert result.exit_code == 0, result.stderr
     text = out.read_text(encoding="utf-8")
-    if parse is None:
-        assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    paths = [str(clip_dir / "a.mp4"), str(clip_dir / "b.mp4")]
+    if suffix == ".csv":
+        assert text.splitlines()[0] == ",".join(CSV_COLUMNS) and len(text.splitlines()) == 3
+    elif suffix == ".json":  # one array: a JSONL file of two lines would not parse as one document
+        assert [record["path"] for record in json.loads(text)] == paths
     else:
-        assert parse(text.splitlines()[0] if suffix == ".jsonl" else text)
+        assert [json.loads(line)["path"] for line in text.splitlines()] == paths
 
 
 def test_empty_stdin_is_an_error_not_silence(tiny_model_dir: Path) -> None:
@@ -288,8 +287,8 @@ def test_empty_stdin_is_an_error_not_silence(tiny_model_dir: Path) -> None:
 
 
 def test_one_label_warns(tiny_model_dir: Path, clip_dir: Path) -> None:
-    result = runner.invoke(
-        app, ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "sports,", "-f", "json"]
+    result = invoke(
+        ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "sports,", "-f", "json"]
     )
     assert result.exit_code == 0
     assert "has one label" in result.stderr
@@ -301,7 +300,7 @@ def test_a_file_in_the_current_folder_does_not_shadow_a_builtin(
 ) -> None:
     (tmp_path / "sports").write_text("not: [a label set")
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["labels", "show", "sports"])
+    result = invoke(["labels", "show", "sports"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("# sports:")
 
@@ -354,7 +353,7 @@ def test_an_output_name_that_names_no_format_is_refused_before_the_model_loads(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fill = {"V": str(clip_dir / "a.mp4"), "IDX": str(tmp_path), "DATA": str(clip_dir)}
-    result = runner.invoke(app, [fill.get(arg, arg) for arg in command] + ["--model", "/no/such/model"])
+    result = invoke([fill.get(arg, arg) for arg in command] + ["--model", "/no/such/model"])
     assert result.exit_code == ExitCode.USAGE, result.stderr  # not MODEL: nothing was loaded
     assert result.stderr.startswith("xclip: error: ") and message in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -369,7 +368,7 @@ def test_format_wins_over_an_unknown_extension(tiny_model_dir: Path, clip_dir: P
 
 
 def test_a_folder_points_to_scan_before_the_model_loads(clip_dir: Path) -> None:
-    result = runner.invoke(app, ["classify", str(clip_dir), "--model", "/no/such/model"])
+    result = invoke(["classify", str(clip_dir), "--model", "/no/such/model"])
     assert result.exit_code == ExitCode.USAGE
     assert (
         result.stderr

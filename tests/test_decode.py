@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from helpers import VIDEOS, frame_number, frame_pixels, write_video
+from helpers import VIDEOS, encode_video, frame_number, frame_pixels, write_video
 
-from xclip_cli.decode import sample_video
 from xclip_cli.errors import VideoError
+from xclip_cli.media.decode import sample_video
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
@@ -60,20 +59,8 @@ def test_stream_starting_late_and_variable_rate(tmp_path: Path) -> None:
     # first frame, never from a frame rate.
     path = tmp_path / "vfr.mkv"
     gaps = [1, 1, 1, 4, 4, 1, 1, 8, 2, 2, 2, 2]  # in 1/20 s
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=20)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.time_base = Fraction(1, 20)
-        pts = 200
-        for index, gap in enumerate(gaps):
-            frame = av.VideoFrame.from_ndarray(frame_pixels(index, 64, 48), format="rgb24")
-            frame.pts = pts
-            frame.time_base = Fraction(1, 20)
-            pts += gap
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    pts = [200 + int(sum(gaps[:index])) for index in range(len(gaps))]
+    encode_video(path, [frame_pixels(index, 64, 48) for index in range(len(gaps))], rate=20, pts=pts)
     sampled = sample_video(path, 4)
     times = np.cumsum([0, *gaps[:-1]]) / 20
     assert sampled.plan.timestamps == pytest.approx([times[i] for i in sampled.plan.frame_indices])

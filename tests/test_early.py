@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_checkpoint
-from typer.testing import CliRunner
+from helpers import invoke, save_tiny_checkpoint
 
 import xclip_cli.early as early
-from xclip_cli.cli import app
 from xclip_cli.runner import XClipRunner
-
-cli = CliRunner()
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["processor_config", "preprocessor_config"])
@@ -45,11 +41,11 @@ def test_results_are_the_same_with_and_without_early_decoding(
         return result  # type: ignore[return-value]
 
     monkeypatch.setattr(early.EarlyDecode, "take", spy)
-    with_early = cli.invoke(app, args)
+    with_early = invoke(args)
     assert with_early.exit_code == 0, with_early.stderr
     assert used == [True]  # the first video came from the early decoding
     monkeypatch.setattr(early, "checkpoint_settings", lambda model_id: None)
-    without = cli.invoke(app, args)
+    without = invoke(args)
     assert without.exit_code == 0 and used == [True, False]
     assert with_early.stdout == without.stdout
 
@@ -62,7 +58,7 @@ def test_a_wrong_guess_is_thrown_away(tiny_model_dir: Path, clip_dir: Path, monk
         return frames + 1, config
 
     args = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "a, b", "-f", "json"]
-    expected = cli.invoke(app, args).stdout
+    expected = invoke(args).stdout
     monkeypatch.setattr(early, "checkpoint_settings", off_by_one)
-    result = cli.invoke(app, args)
+    result = invoke(args)
     assert result.exit_code == 0 and result.stdout == expected

@@ -8,19 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from catalogue import _encode, _flat
-from typer.testing import CliRunner
+from catalogue import _flat
+from helpers import encode_video, invoke
 
 from xclip_cli.classify import classify_videos
-from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.evaluate import compute_metrics, load_dataset, match_classes, normalise
+from xclip_cli.evaluation import compute_metrics, load_dataset, match_classes, normalise
 from xclip_cli.labels import inline_labelset
 from xclip_cli.runner import XClipRunner
 
 LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
-cli = CliRunner()
 
 
 def test_metrics_by_hand() -> None:
@@ -77,22 +75,20 @@ def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Pat
     probe.mkdir()
     top = {}
     for colour in COLOURS:
-        _encode(probe / f"{colour}.mp4", _flat(colour, 8))
+        encode_video(probe / f"{colour}.mp4", _flat(colour, 8))
         top[colour] = next(iter(classify_videos(runner, [str(probe / f"{colour}.mp4")], labelset))).predictions[0].label
     data = tmp_path / "data"
     for number, colour in enumerate(COLOURS[:4]):
         folder = data / top[colour].title().replace(" ", "")  # CamelCase folder names
         folder.mkdir(parents=True, exist_ok=True)
-        _encode(folder / f"right{number}.mp4", _flat(colour, 8))
+        encode_video(folder / f"right{number}.mp4", _flat(colour, 8))
     wrong_colour = COLOURS[4]
     wrong_label = next(name for name in labelset.names if name != top[wrong_colour])
     (data / wrong_label).mkdir(exist_ok=True)
-    _encode(data / wrong_label / "astray.mp4", _flat(wrong_colour, 8))
+    encode_video(data / wrong_label / "astray.mp4", _flat(wrong_colour, 8))
     args = ["eval", str(data), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "--quiet"]
     out = tmp_path / "predictions.csv"
-    result = cli.invoke(
-        app, [*args, "-o", str(out), "--confusion", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png")]
-    )
+    result = invoke([*args, "-o", str(out), "--confusion", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png")])
     assert result.exit_code == ExitCode.OK, result.stderr
     report = json.loads(result.stdout)
     assert report["videos"] == 5 and report["top1"] == pytest.approx(4 / 5)
@@ -101,7 +97,7 @@ def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Pat
         matrix = list(csv.reader(handle))
     assert sum(int(cell) for row in matrix[1:] for cell in row[1:]) == 5
     # A rerun resumes from the predictions: nothing is classified again, same report.
-    again = cli.invoke(app, [*args, "-o", str(out)])
+    again = invoke([*args, "-o", str(out)])
     assert again.exit_code == ExitCode.OK and json.loads(again.stdout) == report
     with open(out, newline="", encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == 5
@@ -110,18 +106,18 @@ def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Pat
 def test_unmatched_classes_stop_before_the_model_loads(tmp_path: Path) -> None:
     (tmp_path / "data" / "Juggling").mkdir(parents=True)
     (tmp_path / "data" / "Juggling" / "x.mp4").write_bytes(b"")
-    result = cli.invoke(app, ["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", "/nonexistent/model"])
+    result = invoke(["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", "/nonexistent/model"])
     assert result.exit_code == ExitCode.USAGE and "'Juggling'" in result.stderr
 
 
 def test_protocols(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "data" / "Red").mkdir(parents=True)
-    _encode(tmp_path / "data" / "Red" / "x.mp4", _flat((255, 0, 0), 8, size=(80, 48)))
+    encode_video(tmp_path / "data" / "Red" / "x.mp4", _flat((255, 0, 0), 8, size=(80, 48)))
     args = ["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "-q"]
-    result = cli.invoke(app, [*args, "--protocol", "xclip"])  # 4 clips x 3 crops
+    result = invoke([*args, "--protocol", "xclip"])  # 4 clips x 3 crops
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)["videos"] == 1
-    bad = cli.invoke(app, [*args, "--protocol", "paper"])
+    bad = invoke([*args, "--protocol", "paper"])
     assert bad.exit_code == ExitCode.USAGE and "--protocol paper" in bad.stderr
 
 
@@ -136,18 +132,18 @@ def test_resuming_never_mixes_two_experiments(tiny_model_dir: Path, tmp_path: Pa
     data = tmp_path / "data"
     for name, colour in (("red", (255, 0, 0)), ("green", (0, 255, 0))):
         (data / name).mkdir(parents=True)
-        _encode(data / name / f"{name}.mp4", _flat(colour, 8))
+        encode_video(data / name / f"{name}.mp4", _flat(colour, 8))
     out = tmp_path / "p.csv"
     args = ["eval", str(data), "--model", str(tiny_model_dir), "-o", str(out), "-f", "json", "-q"]
-    assert cli.invoke(app, [*args, "--labels", "red, green, blue"]).exit_code == ExitCode.OK
-    other = cli.invoke(app, [*args, "--labels", "red, green, blue, cyan"])  # same name "inline", other prompts
+    assert invoke([*args, "--labels", "red, green, blue"]).exit_code == ExitCode.OK
+    other = invoke([*args, "--labels", "red, green, blue, cyan"])  # same name "inline", other prompts
     assert other.exit_code == ExitCode.USAGE and "made with labelset" in other.stderr
-    views = cli.invoke(app, [*args, "--labels", "red, green, blue", "--clips", "2"])
+    views = invoke([*args, "--labels", "red, green, blue", "--clips", "2"])
     assert views.exit_code == ExitCode.USAGE and "made with views" in views.stderr
     # A video moved to another class is redone, not scored under its old label.
     (data / "blue").mkdir()
     (data / "green" / "green.mp4").rename(data / "blue" / "green.mp4")
-    moved = cli.invoke(app, [*args, "--labels", "red, green, blue"])
+    moved = invoke([*args, "--labels", "red, green, blue"])
     assert moved.exit_code == ExitCode.OK, moved.stderr
     assert {c["label"] for c in json.loads(moved.stdout)["per_class"]} == {"red", "blue"}
 

@@ -14,16 +14,14 @@ import av
 import numpy as np
 import pytest
 from catalogue import CASES, Case, build_all
+from helpers import invoke
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from xclip_cli.cli import app
-from xclip_cli.decode import sample_video
 from xclip_cli.errors import ExitCode, ModelLoadError, VideoError
-from xclip_cli.probe import unreadable_reason
+from xclip_cli.media.decode import sample_video
+from xclip_cli.media.probe import unreadable_reason
 
-runner = CliRunner()
 LABELS = "cooking, dancing, skateboarding"
 IDS = [case.name for case in CASES]
 COLOUR_CASES = {"ten-bit.mp4", "four-four-four.mp4", "full-range.mp4"}  # flat (200, 40, 90) pictures
@@ -106,8 +104,8 @@ def test_cli_exit_code_and_one_line(tiny_model_dir: Path, catalogue: dict[str, P
     path = str(catalogue[case.name])
     # A folder named as an argument is refused up front (see test_cli); from a list it is one failed video.
     named, stdin = (["-"], path + "\n") if os.path.isdir(path) else ([path], None)
-    result = runner.invoke(
-        app, ["classify", *named, "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl"], input=stdin
+    result = invoke(
+        ["classify", *named, "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl"], input=stdin
     )
     lines = result.stderr.splitlines()
     if case.ok:
@@ -164,16 +162,14 @@ def test_awkward_paths_are_written_back_exactly(
 ) -> None:
     path = tmp_path / name
     path.write_bytes((clip_dir / "a.mp4").read_bytes())
-    result = runner.invoke(
-        app, ["classify", "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl", "--", str(path)]
+    result = invoke(
+        ["classify", "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl", "--", str(path)]
     )
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)["path"] == str(path)
     out = tmp_path / "out.csv"
     for _ in range(2):  # the rerun finds the path in the CSV and skips it
-        scanned = runner.invoke(
-            app, ["scan", str(tmp_path), "--model", str(tiny_model_dir), "--labels", LABELS, "-o", str(out)]
-        )
+        scanned = invoke(["scan", str(tmp_path), "--model", str(tiny_model_dir), "--labels", LABELS, "-o", str(out)])
         assert scanned.exit_code == ExitCode.OK, scanned.stderr
     with open(out, newline="", encoding="utf-8") as handle:
         paths = [row["path"] for row in csv.DictReader(handle)]
@@ -258,7 +254,7 @@ def test_any_bytes_get_a_plain_reason(tmp_path_factory: pytest.TempPathFactory, 
 )
 def test_restarting_timestamps_unwrap_to_one_timeline(segments: list[tuple[int, int]], step: int) -> None:
     """Recordings joined end to end (each with rising timestamps) become one rising timeline."""
-    from xclip_cli.decode import _unwrap_restarts
+    from xclip_cli.media.decode import _unwrap_restarts
 
     ends = [first + (count - 1) * step for first, count in segments]
     assume(all(later[0] != end for end, later in zip(ends, segments[1:], strict=False)))  # no repeated stamp

@@ -400,6 +400,8 @@ def test_any_bytes_as_a_label_file_give_a_label_error(tmp_path_factory: pytest.T
     path = tmp_path_factory.mktemp("fuzz") / "set.yaml"
     path.write_bytes(content)
     try:
-        load_labelset_file(path)
+        labelset = load_labelset_file(path)
     except LabelSetError as exc:
         assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+        return
+    assert len(labelset) >= 1 and all(label.name.strip() and label.prompts for label in labelset.labels)

@@ -10,21 +10,18 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers import write_video
+from helpers import invoke, write_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from xclip_cli.classify import ClassifyOptions, classify_videos
-from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
+from xclip_cli.media.sampling import plan_segment_centres, plan_views
 from xclip_cli.preprocess import preprocess_crops, preprocess_frame
 from xclip_cli.runner import XClipRunner
-from xclip_cli.sampling import plan_segment_centres, plan_views
 
 LABELS = "cooking, dancing, skateboarding, surfing"
-runner_cli = CliRunner()
 
 
 @settings(max_examples=200, deadline=None)
@@ -95,9 +92,9 @@ def test_multi_view_is_the_mean_of_single_views_computed_separately(tiny_model_d
 def test_cli_reports_the_views_and_refuses_two_crops(tiny_model_dir: Path, clip_dir: Path) -> None:
     video = str(clip_dir / "a.mp4")
     base = ["classify", video, "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "json"]
-    result = runner_cli.invoke(app, [*base, "--clips", "2", "--crops", "3"])
+    result = invoke([*base, "--clips", "2", "--crops", "3"])
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)[0]["views"] == 6
-    refused = runner_cli.invoke(app, [*base, "--crops", "2"])
+    refused = invoke([*base, "--crops", "2"])
     assert refused.exit_code == ExitCode.USAGE
     assert "--crops 2" in refused.stderr

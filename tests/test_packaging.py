@@ -48,3 +48,31 @@ def test_every_public_name_resolves() -> None:
 
     for name in xclip_cli.__all__:
         assert getattr(xclip_cli, name) is not None, name
+
+
+def test_every_public_name_is_the_object_not_a_submodule() -> None:
+    # A lazily exported name that is also a submodule's name would be whichever was imported last.
+    code = (
+        "import importlib, pkgutil, types, xclip_cli\n"
+        "for module in pkgutil.walk_packages(xclip_cli.__path__, 'xclip_cli.'):\n"
+        "    if not module.name.startswith(('xclip_cli.cli', 'xclip_cli.ray_engine', 'xclip_cli.plot')):\n"
+        "        importlib.import_module(module.name)\n"
+        "wrong = [n for n in xclip_cli.__all__ if isinstance(getattr(xclip_cli, n), types.ModuleType)]\n"
+        "assert not wrong, wrong\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_the_media_package_never_imports_torch(clip_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "from xclip_cli.media import decode, discovery, probe, sampling\n"
+        "video = decode.sample_video(sys.argv[1], 8)\n"
+        "assert len(video.frames) == 8 and list(discovery.find_videos([sys.argv[2]]))\n"
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    command = [sys.executable, "-c", code, str(clip_dir / "a.mp4"), str(clip_dir)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr

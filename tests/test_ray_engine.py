@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 import ray  # a dev extra: these tests never skip, so CI proves the engine
-from helpers import write_video
-from typer.testing import CliRunner
+from helpers import invoke, write_video
 
 from xclip_cli.classify import ClassifyOptions, classify_videos
-from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
 from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
@@ -31,7 +29,6 @@ from xclip_cli.results import VideoResult
 from xclip_cli.runner import XClipRunner
 from xclip_cli.writers import CSV_COLUMNS
 
-runner = CliRunner()
 LABELS = "cooking, dancing, skateboarding, juggling, surfing"
 PROBABILITY_TOLERANCE = 1e-5  # a model actor runs torch on one thread, the local engine on two
 LOGIT_TOLERANCE = 1e-4
@@ -101,7 +98,7 @@ def assert_same_results(ray_results: list[VideoResult], local_results: list[Vide
 
 
 def local_scan(model: Path, footage: Path, out: Path, *extra: str) -> None:
-    result = runner.invoke(app, ["scan", str(footage), "--model", str(model), "-l", LABELS, "-o", str(out), *extra])
+    result = invoke(["scan", str(footage), "--model", str(model), "-l", LABELS, "-o", str(out), *extra])
     assert result.exit_code == ExitCode.PARTIAL, result.stderr
 
 
@@ -161,12 +158,12 @@ def test_a_rerun_on_ray_resumes(local_ray: None, tiny_model_dir: Path, footage: 
     lines = local_out.read_text(encoding="utf-8").splitlines(keepends=True)
     ray_out.write_text("".join(lines[:3]) + lines[3][:10], encoding="utf-8")  # 2 rows, then killed mid-row
     args = ["scan", str(footage), "--engine", "ray", "--model", str(tiny_model_dir), "-l", LABELS, "-o", str(ray_out)]
-    result = runner.invoke(app, args)
+    result = invoke(args)
     assert result.exit_code == ExitCode.PARTIAL, result.stderr
     assert "2 already done" in result.stderr
     assert ray_out.read_text(encoding="utf-8").startswith("".join(lines[:3]))  # kept, not redone
     assert_same_rows(csv_rows(ray_out), csv_rows(local_out))
-    again = runner.invoke(app, args)
+    again = invoke(args)
     assert again.exit_code == 0 and "nothing to do" in again.stderr
 
 
@@ -206,7 +203,7 @@ def test_an_address_that_does_not_answer_fails_at_once(tmp_path: Path) -> None:
     started = time.monotonic()
     args = ["scan", str(tmp_path), "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", "--model", "/no/such"]
     (tmp_path / "a.mp4").write_bytes(b"")
-    result = runner.invoke(app, [*args, "-l", LABELS, "-o", str(tmp_path / "r.csv")])
+    result = invoke([*args, "-l", LABELS, "-o", str(tmp_path / "r.csv")])
     assert result.exit_code == ExitCode.ENGINE
     assert result.stderr.startswith(f"xclip: error: cannot reach the Ray cluster at 127.0.0.1:{port}")
     assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 10
@@ -214,7 +211,7 @@ def test_an_address_that_does_not_answer_fails_at_once(tmp_path: Path) -> None:
 
 def test_ray_options_need_the_ray_engine(tiny_model_dir: Path, footage: Path) -> None:
     for option in (["--ray-address", "auto"], ["--concurrency", "4"], ["--num-gpus", "1"], ["--decode-cpus", "0.5"]):
-        result = runner.invoke(app, ["scan", str(footage), *option, "--model", str(tiny_model_dir), "-l", LABELS])
+        result = invoke(["scan", str(footage), *option, "--model", str(tiny_model_dir), "-l", LABELS])
         assert result.exit_code == ExitCode.USAGE and f"{option[0]} needs --engine ray" in result.stderr
 
 
@@ -223,7 +220,7 @@ def test_without_ray_installed_the_engine_asks_for_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     args = ["scan", str(footage), "--engine", "ray", "--model", str(tiny_model_dir), "-l", LABELS]
-    result = runner.invoke(app, [*args, "-o", str(tmp_path / "r.csv")])
+    result = invoke([*args, "-o", str(tmp_path / "r.csv")])
     assert result.exit_code == ExitCode.USAGE
     assert "pip install 'xclip-cli[ray]'" in result.stderr
     assert not (tmp_path / "r.csv").exists()

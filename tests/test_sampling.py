@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xclip_cli.sampling import frame_span, plan_segment_centres
+from xclip_cli.media.sampling import frame_span, plan_segment_centres
 
 
 def constant_rate(n: int, fps: float) -> list[float]:

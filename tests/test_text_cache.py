@@ -175,19 +175,16 @@ def test_a_changed_tokenizer_file_misses_the_cache(tiny_model_dir: Path, tmp_pat
 def test_a_broken_tokenizer_is_a_one_line_model_error_when_first_needed(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from typer.testing import CliRunner
-
-    from xclip_cli.cli import app
     from xclip_cli.errors import ExitCode
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "tokenizer.json").write_text("{ not json")
     video = tmp_path / "v.mp4"
-    from helpers import write_video
+    from helpers import invoke, write_video
 
     write_video(video)
-    result = CliRunner().invoke(app, ["classify", str(video), "--model", str(broken), "--labels", "cooking, dancing"])
+    result = invoke(["classify", str(video), "--model", str(broken), "--labels", "cooking, dancing"])
     assert result.exit_code == ExitCode.MODEL
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"xclip: error: cannot load the tokenizer of {broken}")

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from catalogue import _encode, _flat
+from catalogue import _flat
+from helpers import encode_video, invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from xclip_cli.classify import ClassifyOptions, classify_videos
-from xclip_cli.cli import app
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
 from xclip_cli.runner import XClipRunner
@@ -28,7 +27,6 @@ LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
 RATE = 4  # frames per second of the synthetic videos
 SEGMENT_SECONDS = 8
-cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +46,12 @@ def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> 
     tops = {}
     for colour in COLOURS:
         path = folder / f"{colour}.mp4"
-        _encode(path, _flat(colour, 8))
+        encode_video(path, _flat(colour, 8))
         tops[colour] = next(iter(classify_videos(runner, [str(path)], labelset))).predictions[0].label
     chosen = next(c for c in itertools.permutations(COLOURS, 3) if len({tops[colour] for colour in c}) == 3)
     frames = [frame for colour in chosen for frame in _flat(colour, SEGMENT_SECONDS * RATE)]
     video = folder / "segments.mp4"
-    _encode(video, frames, rate=RATE)
+    encode_video(video, frames, rate=RATE)
     return video, [tops[colour] for colour in chosen]
 
 
@@ -137,7 +135,7 @@ def test_frames_are_dropped_once_no_window_needs_them() -> None:
 def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fmt: str) -> None:
     video, truth = segmented
     args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS]
-    result = cli.invoke(app, [*args, "--window", "4", "--stride", "2", "-f", fmt])
+    result = invoke([*args, "--window", "4", "--stride", "2", "-f", fmt])
     assert result.exit_code == ExitCode.OK, result.stderr
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -158,7 +156,7 @@ def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list
     video, _ = segmented
     plot = tmp_path / "timeline.png"
     args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "jsonl"]
-    result = cli.invoke(app, [*args, "--window", "4", "--stride", "2", "--no-merge", "--plot", str(plot)])
+    result = invoke([*args, "--window", "4", "--stride", "2", "--no-merge", "--plot", str(plot)])
     assert result.exit_code == ExitCode.OK, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 11 and [r["start"] for r in records[:3]] == [0, 2, 4]
@@ -194,7 +192,7 @@ def test_a_damaged_end_is_a_warning_not_a_failure(runner: XClipRunner, tmp_path:
     from catalogue import _numbered
 
     path = tmp_path / "damaged-end.mp4"
-    _encode(
+    encode_video(
         path,
         _numbered(240),
         rate=12,
@@ -216,7 +214,7 @@ def test_cli_refuses_windows_that_are_not_positive_numbers(
     video, _ = segmented
     for option in ("--window", "--stride"):
         args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, option, value]
-        result = cli.invoke(app, args)
+        result = invoke(args)
         assert result.exit_code == ExitCode.USAGE and "positive numbers" in result.stderr, result.stderr
 
 

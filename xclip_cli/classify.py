@@ -18,9 +18,9 @@ from functools import partial
 
 import torch
 
-from .decode import SampledVideo, sample_video
 from .errors import VideoError
 from .labels import LabelSet
+from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
 from .results import Prediction, VideoResult

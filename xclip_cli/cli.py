@@ -591,7 +591,7 @@ def evaluate_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """Measure top-1, top-5 and per-class accuracy of a label set on labelled videos."""
-    from .evaluate import (
+    from .evaluation import (
         PREDICTION_COLUMNS,
         TOP_K,
         evaluate,
@@ -811,7 +811,7 @@ def _scan_paths(
     folders: list[str], from_file: str | None, recursive: bool, glob: str | None, ext: str | None, shard: str | None
 ) -> list[str]:
     """Found videos, then listed ones, kept to this shard."""
-    from .scan import VIDEO_EXTENSIONS, Shard, find_videos, parse_extensions, read_path_list
+    from .media.discovery import VIDEO_EXTENSIONS, Shard, find_videos, parse_extensions, read_path_list
 
     extensions = VIDEO_EXTENSIONS if ext is None else parse_extensions(ext)
     paths = list(find_videos(folders, recursive=recursive, pattern=glob, extensions=extensions))

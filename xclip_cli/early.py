@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .classify import ClassifyOptions, sample_frames
-from .decode import SampledVideo
 from .errors import VideoError
+from .media.decode import SampledVideo
 from .preprocess import _RESAMPLE_MODES, PreprocessConfig
 
 DEFAULT_RESCALE = 1 / 255  # VideoMAE's default, absent from the hub's legacy configs

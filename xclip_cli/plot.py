@@ -12,7 +12,7 @@ from .errors import OutputError, UsageError
 from .timeline import Segment, Timeline
 
 if TYPE_CHECKING:
-    from .evaluate import EvalReport
+    from .evaluation import EvalReport
 from .writers import clock
 
 PLOT_LABELS = 5  # lines drawn at least: every label that tops a segment, then the most probable

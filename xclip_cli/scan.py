@@ -1,106 +1,20 @@
-"""Batch scans: find videos, split them into shards, and resume from earlier results.
+"""Batch scans: resume from earlier results, and only when they were made the same way.
 
-Pure file-system and bookkeeping helpers; the CLI's ``scan`` command feeds their output to
-``classify_videos`` and appends each finished row to the results file at once.
+Bookkeeping helpers; the CLI's ``scan`` command feeds the paths still to do to
+``classify_videos`` and appends each finished row to the results file at once. Finding the
+videos and sharding them is ``media.discovery``'s.
 """
 
 from __future__ import annotations
 
 import csv
-import fnmatch
-import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OutputError, UsageError
 from .writers import FORMULA_PREFIXES, csv_columns
-
-VIDEO_EXTENSIONS = frozenset(
-    {"mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "m2ts", "mts", "ts"}
-    | {"3gp", "3g2", "ogv", "vob", "mxf", "gif"}
-)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Process only the paths whose stable hash falls in part ``index`` of ``count``."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``"i/n"`` with 0 <= i < n, e.g. ``0/4``."""
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise UsageError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-        if count < 1 or not 0 <= index < count:
-            raise UsageError(f"--shard {text!r}: need 0 <= i < n")
-        return cls(index, count)
-
-    def __contains__(self, path: str) -> bool:
-        # A hash of the path, not its position: shards stay the same when files are added.
-        digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index
-
-
-def find_videos(
-    roots: Iterable[str],
-    *,
-    recursive: bool = True,
-    pattern: str | None = None,
-    extensions: frozenset[str] = VIDEO_EXTENSIONS,
-) -> Iterator[str]:
-    """Video files under ``roots`` in a stable (sorted) order, by extension and glob.
-
-    Directory symlinks are not followed (no loops); a root that is a file is yielded as is.
-    ``pattern`` is matched against the path relative to its root (``**/*.mp4``, ``cam1/*``).
-    """
-    for root in roots:
-        if os.path.isfile(root):
-            yield root
-            continue
-        if not os.path.isdir(root):
-            raise UsageError(f"{root}: no such folder")
-        for folder, dirs, files in os.walk(root, followlinks=False):
-            dirs.sort()
-            if not recursive:
-                dirs.clear()
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                if _wanted(path, root, pattern, extensions):
-                    yield path
-
-
-def _wanted(path: str, root: str, pattern: str | None, extensions: frozenset[str]) -> bool:
-    extension = os.path.splitext(path)[1].lower().lstrip(".")
-    if extension not in extensions:
-        return False
-    if pattern is None:
-        return True
-    relative = os.path.relpath(path, root)
-    # fnmatch's "*" crosses folders, so "**/*.mp4" also matches files at the top level.
-    return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern.removeprefix("**/"))
-
-
-def parse_extensions(text: str) -> frozenset[str]:
-    """``"mp4, .MKV"`` -> {"mp4", "mkv"}."""
-    extensions = frozenset(part.strip().lower().lstrip(".") for part in text.split(",") if part.strip())
-    if not extensions:
-        raise UsageError(f"--ext {text!r}: expected a comma list of extensions, e.g. mp4,mkv")
-    return extensions
-
-
-def read_path_list(lines: Iterable[str]) -> Iterator[str]:
-    """Paths from a list file or stdin: one per line, exactly as written (blank lines skipped)."""
-    for line in lines:
-        path = line.rstrip("\r\n")
-        if path.strip():
-            yield path
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .decode import VideoReader, fill_missing
 from .errors import UsageError, VideoError
 from .labels import LabelSet
+from .media.decode import VideoReader, fill_missing
+from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
 from .preprocess import preprocess_frame
 from .results import Prediction
 from .runner import XClipRunner
-from .sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
 TRIM_EVERY_WINDOWS = 32  # about two minutes of video with the default windows

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from .results import DEFAULT_TOP_K, Prediction, VideoResult
 
 if TYPE_CHECKING:  # the timeline module imports torch; writers stay light
-    from .evaluate import EvalReport
+    from .evaluation import EvalReport
     from .timeline import Segment, Timeline
 
 CSV_TAIL_COLUMNS = (

@@ -23,8 +23,9 @@ import numpy as np
 
 from .errors import UsageError
 from .labels import LabelSet
+from .media.discovery import find_videos
 from .results import VideoResult
-from .scan import find_videos, trim_partial_line
+from .scan import trim_partial_line
 
 PREDICTION_COLUMNS = (
     "path",

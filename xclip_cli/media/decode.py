@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 import av
 import numpy as np
 
-from .errors import VideoError
+from ..errors import VideoError
 from .probe import check_openable, unreadable_reason
 from .sampling import SamplingPlan, frame_span, plan_views
 
