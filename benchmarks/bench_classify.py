@@ -60,9 +60,11 @@ import av
 import numpy as np
 import torch
 
-from xclip_cli.classify import ClassifyOptions, classify_videos, load_frames, view_pixels
+from xclip_cli.classify import classify_videos
 from xclip_cli.device import bf16_is_fast
 from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.pipeline import load_frames, view_pixels
 from xclip_cli.results import VideoResult
 from xclip_cli.runner import XClipRunner
 

@@ -19,9 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_classify import DEFAULT_WORKDIR, ensure_checkpoint, ensure_clip, quiet_transformers
 
-from xclip_cli.classify import ClassifyOptions, load_frames, view_pixels
 from xclip_cli.device import bf16_is_fast
 from xclip_cli.labels import resolve_labels
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.pipeline import load_frames, view_pixels
 from xclip_cli.runner import XClipRunner
 
 REPEAT = 5

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
 from xclip_cli.results import VideoResult
 from xclip_cli.runner import XClipRunner

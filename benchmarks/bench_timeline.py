@@ -29,8 +29,9 @@ from pathlib import Path
 import av
 from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.labels import resolve_labels
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.runner import XClipRunner
 from xclip_cli.timeline import TimelineOptions, build_timeline, window_extents
 

@@ -15,8 +15,9 @@ import torch
 from helpers import STD, save_tiny_checkpoint, write_video
 from transformers import XCLIPModel, XCLIPProcessor
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.preprocess import PreprocessConfig, preprocess_frame
 from xclip_cli.runner import XClipRunner, ensemble_text_embeddings
 

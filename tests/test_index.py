@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from helpers import invoke, write_video
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
 from xclip_cli.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_videos, score_index, search_index
 from xclip_cli.labels import inline_labelset
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.runner import XClipRunner
 
 LABELS = "cooking, dancing, skateboarding, surfing"

@@ -21,9 +21,10 @@ import pytest
 import ray  # a dev extra: these tests never skip, so CI proves the engine
 from helpers import invoke, write_video
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
 from xclip_cli.results import VideoResult
 from xclip_cli.runner import XClipRunner

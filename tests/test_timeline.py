@@ -17,9 +17,10 @@ from helpers import encode_video, invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xclip_cli.classify import ClassifyOptions, classify_videos
+from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.runner import XClipRunner
 from xclip_cli.timeline import TimelineOptions, _window_pixels, build_timeline, window_extents
 
@@ -110,6 +111,14 @@ def test_each_window_equals_a_classify_of_that_stretch(runner: XClipRunner, segm
         expected = {p.label: p.probability for p in result.predictions}
         got = dict(zip(labelset.names, window.probabilities.tolist(), strict=True))
         assert got == pytest.approx(expected, abs=1e-5)  # batched windows: float noise only
+        assert window.logits is not None
+        logits = dict(zip(labelset.names, window.logits.tolist(), strict=True))
+        assert logits == pytest.approx({p.label: p.logit for p in result.predictions}, abs=1e-4)
+    # A raw window's predictions report its real logits (a merged segment's: their mean), never NaN.
+    for segment, window in zip(timeline.segments(merge=False, top_k=2), timeline.windows, strict=True):
+        assert [p.logit for p in segment.predictions] == pytest.approx(
+            [float(window.logits[labelset.names.index(p.label)]) for p in segment.predictions]
+        )
 
 
 def test_frames_are_dropped_once_no_window_needs_them() -> None:

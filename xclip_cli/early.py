@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .classify import ClassifyOptions, sample_frames
 from .errors import VideoError
 from .media.decode import SampledVideo
+from .options import ClassifyOptions
+from .pipeline import sample_frames
 from .preprocess import _RESAMPLE_MODES, PreprocessConfig
 
 DEFAULT_RESCALE = 1 / 255  # VideoMAE's default, absent from the hub's legacy configs

@@ -8,7 +8,7 @@ An index is a folder:
   absolute so that they lead to the videos from wherever the index is read (indexes written
   before ``"paths": "absolute"`` in the manifest hold them as given to ``xclip embed``);
 * ``embeds-NNNNN.npy`` (videos x D, unit length) and ``patches-NNNNN.npy`` (videos x P x D),
-  float32: what X-CLIP's head needs of each video (``XClipRunner.video_features``). A shard's rows reach
+  float32: what X-CLIP's head needs of each video (``Backend.video_features``). A shard's rows reach
   ``videos.csv`` only after its arrays are on disk, so a killed run loses at most one shard of
   work and never leaves a row without its data.
 
@@ -30,11 +30,13 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from .classify import ClassifyOptions, frames_in_order, view_pixels
+from .backend import Backend
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
-from .results import Prediction, VideoResult
-from .runner import VideoFeatures, XClipRunner
+from .options import ClassifyOptions
+from .pipeline import frames_in_order, rank, view_pixels
+from .results import VideoResult
+from .runner import VideoFeatures
 from .scan import same_model, trim_partial_line
 
 FORMAT = 1
@@ -64,7 +66,7 @@ class IndexEntry:
 class IndexWriter:
     """Appends videos to an index folder (created, or resumed when it holds the same checkpoint)."""
 
-    def __init__(self, folder: Path, runner: XClipRunner, overwrite: bool = False) -> None:
+    def __init__(self, folder: Path, runner: Backend, overwrite: bool = False) -> None:
         self.folder = folder
         self.manifest = {
             "format": FORMAT,
@@ -198,7 +200,7 @@ class Index:
     def model(self) -> str:
         return str(self.manifest.get("model", ""))
 
-    def check_runner(self, runner: XClipRunner) -> None:
+    def check_runner(self, runner: Backend) -> None:
         if not _same_vision(runner, self.manifest):
             precision = self.manifest.get("precision", "fp32")
             raise UsageError(
@@ -224,7 +226,7 @@ class Index:
 
 
 def embed_videos(
-    runner: XClipRunner, paths: Iterable[str], writer: IndexWriter, options: ClassifyOptions | None = None
+    runner: Backend, paths: Iterable[str], writer: IndexWriter, options: ClassifyOptions | None = None
 ) -> Iterator[VideoResult]:
     """Decode, encode and store each video (one view, centre crop); yields a result per path.
 
@@ -253,11 +255,10 @@ def embed_videos(
         yield result
 
 
-def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: int = 5) -> Iterator[VideoResult]:
+def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 5) -> Iterator[VideoResult]:
     """One result per indexed video, as ``classify`` would give it, without decoding anything."""
     index.check_runner(runner)
     text_features = runner.label_text_features(labelset)
-    k = min(top_k, len(labelset))
     for chunk in _chunks(index.entries, SCORE_CHUNK):
         ok = [entry for entry in chunk if entry.status == "ok"]
         logits = runner.logits_from_features(index.features(ok), text_features) if ok else None
@@ -273,12 +274,8 @@ def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: in
                 )
                 continue
             row = logits[position[entry.path]]
-            probabilities = row.softmax(dim=-1)
-            top = probabilities.topk(k)
-            predictions = tuple(
-                Prediction(labelset.labels[i].name, float(probabilities[i]), float(row[i]))
-                for i in top.indices.tolist()
-            )
+            probabilities = row.softmax(dim=-1).float().cpu().numpy()
+            predictions = rank(probabilities, row.float().cpu().numpy(), labelset.names, top_k)
             yield VideoResult(
                 path=entry.path,
                 predictions=predictions,
@@ -291,7 +288,7 @@ def score_index(runner: XClipRunner, index: Index, labelset: LabelSet, top_k: in
             )
 
 
-def search_index(runner: XClipRunner, index: Index, query: str, top_k: int = 10) -> list[tuple[str, float]]:
+def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> list[tuple[str, float]]:
     """Indexed videos ranked by X-CLIP's score for ``query`` (prompt generator included), best first.
 
     The score is the logit ``classify`` reports for that text: the scaled cosine similarity of
@@ -308,7 +305,7 @@ def search_index(runner: XClipRunner, index: Index, query: str, top_k: int = 10)
     return scored[:top_k]
 
 
-def _same_vision(runner: XClipRunner, manifest: dict[str, Any]) -> bool:
+def _same_vision(runner: Backend, manifest: dict[str, Any]) -> bool:
     """Whether the index's features came from ``runner``'s vision side (0.1.0's fingerprints too)."""
     stored = manifest.get("vision_fingerprint")
     return stored == runner.vision_fingerprint() or stored == runner.vision_fingerprint(legacy=True)

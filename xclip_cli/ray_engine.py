@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .classify import ClassifyOptions, sample_frames, score_loaded
 from .errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
 from .labels import LabelSet
+from .options import ClassifyOptions
+from .pipeline import sample_frames, score_loaded
 from .preprocess import PreprocessConfig
 from .results import VideoResult
 

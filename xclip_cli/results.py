@@ -13,7 +13,7 @@ class Prediction:
 
     label: str
     probability: float  # softmax over the whole label set
-    logit: float  # X-CLIP's scaled cosine similarity (logits_per_video)
+    logit: float | None  # X-CLIP's scaled cosine similarity (logits_per_video); the mean over views
 
 
 @dataclass(frozen=True)

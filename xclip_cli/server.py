@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .backend import Backend
 from .classify import classify_videos
 from .errors import XClipError
 from .labels import LabelSet, builtin_dir, builtin_names, inline_labelset, load_labelset_file
 from .options import ClassifyOptions
-from .runner import XClipRunner
 from .writers import result_record
 
 MAX_JSON_BYTES = 64 * 1024
@@ -53,7 +53,7 @@ class RequestError(Exception):
 class ClassifyService:
     """The loaded model and the rules of what a request may read."""
 
-    runner: XClipRunner
+    runner: Backend
     roots: Sequence[Path]
     max_upload: int  # bytes
     default_labels: str = "kinetics400"
@@ -69,7 +69,7 @@ class ClassifyService:
             "model": runner.model_id,
             "num_frames": runner.num_frames,
             "precision": runner.precision,
-            "device": str(runner.device),
+            "device": str(getattr(runner, "device", "cpu")),
         }
 
     def classify(

@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backend import Backend
 from .errors import UsageError, VideoError
 from .labels import LabelSet
 from .media.decode import VideoReader, fill_missing
 from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
+from .pipeline import rank
 from .preprocess import preprocess_frame
 from .results import Prediction
-from .runner import XClipRunner
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
 TRIM_EVERY_WINDOWS = 32  # about two minutes of video with the default windows
@@ -62,6 +63,7 @@ class Window:
     owns_from: float
     owns_to: float
     probabilities: np.ndarray  # one per label
+    logits: np.ndarray | None = None  # one per label (None: not known)
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,9 @@ class Timeline:
 
     def _segment(self, run: list[Window], merged: bool, top_k: int) -> Segment:
         mean = np.mean([window.probabilities for window in run], axis=0)
+        known = [window.logits for window in run if window.logits is not None]
+        mean_logits = np.mean(known, axis=0) if len(known) == len(run) else None
         best = _top(run[0].probabilities)
-        order = np.argsort(-mean, kind="stable")[:top_k]
         start, end = (run[0].owns_from, run[-1].owns_to) if merged else (run[0].start, run[0].end)
         return Segment(
             start=start,
@@ -110,7 +113,7 @@ class Timeline:
             label=self.labels[best],
             probability=float(np.mean([window.probabilities[best] for window in run])),
             windows=len(run),
-            predictions=tuple(Prediction(self.labels[i], float(mean[i]), float("nan")) for i in order),
+            predictions=rank(mean, mean_logits, self.labels, top_k),
         )
 
 
@@ -136,7 +139,7 @@ def window_extents(duration: float, window: float, stride: float) -> list[tuple[
 
 
 def build_timeline(
-    runner: XClipRunner,
+    runner: Backend,
     path: str,
     labelset: LabelSet,
     options: TimelineOptions = TimelineOptions(),
@@ -165,8 +168,8 @@ def build_timeline(
         warnings = list(reader.warnings()) + sorted(set(warnings))
     owned = _owned_stretches(extents, duration)
     windows = tuple(
-        Window(start, end, owns_from, owns_to, probabilities)
-        for (start, end), (owns_from, owns_to), probabilities in zip(extents, owned, scored, strict=True)
+        Window(start, end, owns_from, owns_to, probabilities, logits)
+        for (start, end), (owns_from, owns_to), (probabilities, logits) in zip(extents, owned, scored, strict=True)
     )
     return Timeline(
         path=path,
@@ -182,7 +185,7 @@ def build_timeline(
 
 
 def _score_windows(
-    runner: XClipRunner,
+    runner: Backend,
     name: str,
     plans: list[SamplingPlan],
     frames: Iterator[tuple[int, torch.Tensor]],
@@ -190,9 +193,9 @@ def _score_windows(
     options: TimelineOptions,
     extents: list[tuple[float, float]],
     on_progress: Callable[[float, float], None] | None = None,
-) -> tuple[list[np.ndarray], list[str]]:
-    """Probabilities of every window, scored in batches as their frames come in."""
-    scored: list[np.ndarray] = []
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """(probabilities, logits) of every window, scored in batches as their frames come in."""
+    scored: list[tuple[np.ndarray, np.ndarray]] = []
     warnings: list[str] = []
     batch: list[torch.Tensor] = []
     for pixels, warning in _window_pixels(name, [plan.frame_indices for plan in plans], frames):
@@ -325,11 +328,14 @@ def _window_pixels(
             del buffer[index]
 
 
-def _score(runner: XClipRunner, batch: list[torch.Tensor], text_features: torch.Tensor) -> list[np.ndarray]:
+def _score(
+    runner: Backend, batch: list[torch.Tensor], text_features: torch.Tensor
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(probabilities, logits) of each window in ``batch``."""
     if not batch:
         return []
-    logits = runner.video_logits(torch.stack(batch), text_features)
-    return list(logits.softmax(dim=-1).float().numpy())
+    logits = runner.video_logits(torch.stack(batch), text_features).float()
+    return list(zip(logits.softmax(dim=-1).cpu().numpy(), logits.cpu().numpy(), strict=True))
 
 
 def _owned_stretches(extents: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:

@@ -1,0 +1,183 @@
+"""The data path that every use case shares: decode -> sample -> preprocess -> encode -> score.
+
+``classify`` (one result per video), ``index`` (stored features), ``early`` (the first video
+decoded while the model loads) and the Ray engine (decoding and scoring in other processes)
+are built from these pieces; ``rank`` turns scores into the top predictions for all of them
+and for timelines.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+
+import numpy as np
+import torch
+
+from .backend import Backend
+from .errors import VideoError
+from .labels import LabelSet
+from .media.decode import SampledVideo, sample_video
+from .options import ClassifyOptions
+from .preprocess import PreprocessConfig, preprocess_crops
+from .results import Prediction, VideoResult
+
+
+def rank(probabilities: np.ndarray, logits: np.ndarray | None, names: Sequence[str], k: int) -> tuple[Prediction, ...]:
+    """The ``k`` labels of highest probability, best first (ties keep the label order).
+
+    ``logits`` are reported beside the probabilities (None where there are none to report).
+    """
+    order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="stable")[:k]
+    return tuple(
+        Prediction(
+            label=names[index],
+            probability=float(probabilities[index]),
+            logit=None if logits is None else float(logits[index]),
+        )
+        for index in order.tolist()
+    )
+
+
+def score_loaded(
+    runner: Backend,
+    loaded: Iterable[tuple[str, SampledVideo[torch.Tensor] | VideoError]],
+    text_features: torch.Tensor,
+    labelset: LabelSet,
+    options: ClassifyOptions,
+) -> Iterator[VideoResult]:
+    """Results for decoded videos (or their errors), in order, ``batch_size`` videos per model call.
+
+    Decoding can happen elsewhere: the Ray engine's model actors score what its decoders sent.
+    """
+    pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
+    for path, video in loaded:
+        if isinstance(video, VideoError):
+            yield from _score(runner, pending, text_features, labelset, options)
+            pending = []
+            yield VideoResult(
+                path=path,
+                model=runner.model_id,
+                labelset=labelset.name,
+                labelset_digest=labelset.digest,
+                error=video.reason,
+            )
+            continue
+        pending.append((path, video))
+        if len(pending) >= max(1, options.batch_size):
+            yield from _score(runner, pending, text_features, labelset, options)
+            pending = []
+    yield from _score(runner, pending, text_features, labelset, options)
+
+
+def frames_in_order(
+    runner: Backend,
+    paths: Iterable[str],
+    options: ClassifyOptions,
+    ready: Mapping[str, SampledVideo[torch.Tensor] | VideoError] | None = None,
+) -> Iterator[tuple[str, SampledVideo[torch.Tensor] | VideoError]]:
+    """Each path with its frames (or its error), in order.
+
+    With ``workers``, upcoming videos are decoded in threads (PyAV and torch release the GIL)
+    while the caller runs the model; at most ``workers + batch_size`` videos are in flight, so
+    memory stays bounded however many paths there are.
+    """
+    early = dict(ready or {})
+
+    def load(path: str) -> SampledVideo[torch.Tensor] | VideoError:
+        return early.pop(path) if path in early else _load_or_error(runner, path, options)
+
+    if options.workers < 1:
+        for path in paths:
+            yield path, load(path)
+        return
+    lookahead = options.workers + max(1, options.batch_size)
+    with ThreadPoolExecutor(options.workers, thread_name_prefix="xclip-decode") as pool:
+        in_flight: deque[tuple[str, Future[SampledVideo[torch.Tensor] | VideoError]]] = deque()
+        try:
+            for path in paths:
+                in_flight.append((path, pool.submit(load, path)))
+                # Hand over what is ready, not only when the window is full: with a slow stdin
+                # list (`find ... | xclip classify -`) a result follows the next path, not the
+                # third one after it.
+                while in_flight and (len(in_flight) >= lookahead or in_flight[0][1].done()):
+                    done_path, future = in_flight.popleft()
+                    yield done_path, future.result()
+            while in_flight:
+                done_path, future = in_flight.popleft()
+                yield done_path, future.result()
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+
+
+def _load_or_error(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor] | VideoError:
+    try:
+        return load_frames(runner, path, options)
+    except VideoError as exc:
+        return exc
+
+
+def load_frames(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor]:
+    """Decode and preprocess the checkpoint's number of frames from ``path``, for every view.
+
+    Each frame becomes a (crops, 3, H, W) tensor.
+    """
+    return sample_frames(path, runner.num_frames, runner.preprocess, options)
+
+
+def sample_frames(
+    path: str, num_frames: int, preprocess: PreprocessConfig, options: ClassifyOptions
+) -> SampledVideo[torch.Tensor]:
+    """``load_frames`` without a loaded model: for decoders that run apart from it."""
+    return sample_video(
+        path,
+        num_frames,
+        start=options.start,
+        end=options.end,
+        transform=partial(preprocess_crops, config=preprocess, crops=options.crops),
+        timeout=options.timeout,
+        views=options.clips,
+    )
+
+
+def view_pixels(video: SampledVideo[torch.Tensor]) -> torch.Tensor:
+    """(clips * crops, T, 3, H, W): one model input per temporal view and crop."""
+    per_clip = [torch.stack(frames, dim=1) for frames in video.views]  # each (crops, T, 3, H, W)
+    return torch.cat(per_clip)
+
+
+def _score(
+    runner: Backend,
+    pending: list[tuple[str, SampledVideo[torch.Tensor]]],
+    text_features: torch.Tensor,
+    labelset: LabelSet,
+    options: ClassifyOptions,
+) -> Iterator[VideoResult]:
+    """One vision-side model call for the decoded videos in ``pending``; their results in order."""
+    if not pending:
+        return
+    inputs = [view_pixels(video) for _, video in pending]
+    all_logits = runner.video_logits(torch.cat(inputs), text_features)
+    # Multi-view testing: average each video's per-view probabilities (and, for reference, logits).
+    per_video = all_logits.split([len(views) for views in inputs])
+    probabilities = torch.stack([logits.softmax(dim=-1).mean(dim=0) for logits in per_video])
+    logits = torch.stack([logits.mean(dim=0) for logits in per_video])
+    probabilities_np, logits_np = probabilities.float().cpu().numpy(), logits.float().cpu().numpy()
+    for row, (path, video) in enumerate(pending):
+        predictions = rank(probabilities_np[row], logits_np[row], labelset.names, options.top_k)
+        yield VideoResult(
+            path=path,
+            predictions=predictions,
+            model=runner.model_id,
+            labelset=labelset.name,
+            labelset_digest=labelset.digest,
+            timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),
+            duration=video.info.duration,
+            width=video.info.width,
+            height=video.info.height,
+            warnings=video.warnings,
+            views=len(inputs[row]),
+        )
