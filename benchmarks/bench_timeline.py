@@ -31,9 +31,9 @@ from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkp
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.labels import resolve_labels
-from xclip_cli.options import ClassifyOptions
+from xclip_cli.options import ClassifyOptions, TimelineOptions
 from xclip_cli.runner import XClipRunner
-from xclip_cli.timeline import TimelineOptions, build_timeline, window_extents
+from xclip_cli.timeline import build_timeline, window_extents
 
 RSS_TARGET_GB = 1.5
 

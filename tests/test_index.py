@@ -69,16 +69,16 @@ def test_search_scores_are_what_classify_reports_for_that_text(
     query = "a person skateboarding down a ramp"
     hits = search_index(runner, Index(tmp_path / "index"), query, top_k=10)
     videos = sorted(str(path) for path in footage.glob("clip*.mp4"))
-    assert sorted(path for path, _ in hits) == videos  # broken.mp4 has no features
-    assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+    assert sorted(hit.path for hit in hits) == videos  # broken.mp4 has no features
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     single = inline_labelset(query + ",")  # the text as a one-label set: its logit is the score
     direct = {r.path: r.predictions[0].logit for r in classify_videos(runner, videos, single)}
-    for path, score in hits:
+    for path, score in ((hit.path, hit.score) for hit in hits):
         assert score == pytest.approx(direct[path], abs=1e-5)
     result = invoke(["search", str(tmp_path / "index"), query, "--top-k", "2", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.stderr
     document = json.loads(result.stdout)
-    assert [hit["path"] for hit in document["hits"]] == [path for path, _ in hits[:2]]
+    assert [hit["path"] for hit in document["hits"]] == [hit.path for hit in hits[:2]]
     table = invoke(["search", str(tmp_path / "index"), query])
     assert table.exit_code == ExitCode.OK and "rank" in table.stdout
 

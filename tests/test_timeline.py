@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
-from xclip_cli.options import ClassifyOptions
+from xclip_cli.options import ClassifyOptions, TimelineOptions
 from xclip_cli.runner import XClipRunner
-from xclip_cli.timeline import TimelineOptions, _window_pixels, build_timeline, window_extents
+from xclip_cli.timeline import _window_pixels, build_timeline, window_extents
 
 LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
@@ -231,7 +231,7 @@ def test_the_plot_shows_every_segment_label_and_a_band_matching_the_segments() -
     from matplotlib.colors import to_rgba
 
     from xclip_cli.plot import PLOT_LABELS, pyplot, timeline_figure
-    from xclip_cli.timeline import Timeline, Window
+    from xclip_cli.results import Timeline, Window
 
     labels = tuple(f"label {i}" for i in range(12))
     windows = []

@@ -22,7 +22,7 @@ _LAZY = {
     "SamplingPlan": "media.sampling",
     "plan_segment_centres": "media.sampling",
     "plan_views": "media.sampling",
-    "TimelineOptions": "timeline",
+    "TimelineOptions": "options",
     "build_timeline": "timeline",
     "IndexWriter": "index",
     "Index": "index",

@@ -683,7 +683,7 @@ def search(
     opened = Index(index)
     _check_writable(output, [])
     runner = _load_runner(model or opened.model, device, precision)
-    hits = [(display_path(path), score) for path, score in search_index(runner, opened, query, top_k)]
+    hits = [replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, query, top_k)]
     with _open_output(output) as stream:
         write_search(hits, query, output_format, stream)
     _finish((0, 0), output)

@@ -22,7 +22,6 @@ from .errors import UsageError
 from .options import ClassifyOptions
 from .results import VideoResult
 from .scan import same_model
-from .writers import result_from_record
 
 TIMEOUT_SECONDS = 600.0
 FORWARDED = ("top_k", "start", "end", "clips", "crops", "timeout")  # ClassifyOptions the server applies
@@ -68,7 +67,7 @@ def classify_remote(
             if refused.status != 403 or not os.path.isfile(path):
                 raise UsageError(f"{server}: {refused.message}") from None
             record = _upload(server, path, labels, settings)  # outside its roots: send the file itself
-        yield result_from_record(record, path)
+        yield VideoResult.from_record(record, path)
 
 
 class _Refused(Exception):

@@ -11,21 +11,22 @@ The metric code is plain numpy over label indices, tested against hand-computed 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import UsageError
 from .labels import LabelSet
 from .media.discovery import find_videos
-from .results import VideoResult
-from .scan import trim_partial_line
+from .results import ClassScore, EvalReport, VideoResult
 
 PREDICTION_COLUMNS = (
     "path",
@@ -42,32 +43,15 @@ PREDICTION_COLUMNS = (
 )
 SETTINGS = ("labelset", "model", "views")  # a resumed run must have used the same
 TOP_K = 5
+# Views per video of each evaluation protocol: X-CLIP's README tests with TEST.NUM_CLIP 4 and
+# TEST.NUM_CROP 3 (microsoft/VideoX, X-CLIP/README.md, "Test").
+PROTOCOLS = {"single": (1, 1), "xclip": (4, 3)}
 
 
 @dataclass(frozen=True)
 class LabelledVideo:
     path: str
     label: str  # the class name as the dataset spells it
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    label: str
-    videos: int
-    top1: float
-    top5: float
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    videos: int  # scored (failed videos are counted apart, not as wrong)
-    failed: int
-    top1: float
-    top5: float
-    mean_class_top1: float  # the mean over classes of each class's top-1 accuracy
-    per_class: tuple[ClassScore, ...]
-    confusion_labels: tuple[str, ...]  # rows: true class, columns: top-1 prediction
-    confusion: np.ndarray
 
 
 def normalise(name: str) -> str:
@@ -165,15 +149,13 @@ def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> 
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
-    """Rows of an earlier run's predictions CSV (a row cut off by a kill is dropped)."""
-    if not path.exists() or path.stat().st_size == 0:
+    """Rows of an earlier run's predictions CSV (a row cut off by a kill is left out)."""
+    if not has_rows_or_header(path):
         return []
-    trim_partial_line(path)
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != PREDICTION_COLUMNS:
-            raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
-        return list(reader)
+    header, rows = read_rows(path)
+    if header != PREDICTION_COLUMNS:
+        raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def resumable_rows(
@@ -194,6 +176,63 @@ def resumable_rows(
             )
     labels = {video.path: video.label for video in dataset}
     return [row for row in rows if labels.get(row["path"]) == row["label"]]
+
+
+def protocol_views(protocol: str, clips: int, crops: int) -> tuple[int, int]:
+    """(clips, crops) of ``protocol``; ``single`` keeps the ones given."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol}: expected one of {', '.join(PROTOCOLS)}")
+    return (clips, crops) if protocol == "single" else PROTOCOLS[protocol]
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """An evaluation checked before any video is decoded: its videos and what is left to do."""
+
+    dataset: tuple[LabelledVideo, ...]
+    labelset_id: str
+    kept: tuple[dict[str, str], ...]  # rows of an earlier run still valid for this one
+    todo: tuple[LabelledVideo, ...]
+    output: Path | None
+    overwrite: bool
+
+
+def plan_evaluation(
+    data: Path, labelset: LabelSet, model: str, views: int, output: Path | None, overwrite: bool = False
+) -> EvalPlan:
+    """Load the dataset, match its classes to ``labelset`` and read what ``output`` already
+    holds; ``UsageError`` for classes that match no label or rows made otherwise."""
+    dataset = load_dataset(data)
+    match_classes((video.label for video in dataset), labelset)
+    identity = labelset_id(labelset)
+    earlier = [] if overwrite or output is None else read_predictions(output)
+    settings = {"labelset": identity, "model": model, "views": str(views)}
+    kept = resumable_rows(earlier, dataset, settings, output) if output is not None else []
+    done = {row["path"] for row in kept}
+    todo = tuple(video for video in dataset if video.path not in done)
+    return EvalPlan(tuple(dataset), identity, tuple(kept), todo, output, overwrite)
+
+
+def run_evaluation(
+    results: Iterable[VideoResult], plan: EvalPlan, on_result: Callable[[VideoResult], None] | None = None
+) -> list[dict[str, str]]:
+    """Every row of the evaluation: the kept ones, then one per result of ``plan.todo`` (in
+    order), each appended to ``plan.output`` as it comes, so a rerun resumes."""
+    videos = {video.path: video for video in plan.todo}
+    rows = list(plan.kept)
+    with contextlib.ExitStack() as stack:
+        if plan.output is not None:
+            if plan.overwrite:
+                plan.output.unlink(missing_ok=True)
+            table = stack.enter_context(AppendOnlyCsv(plan.output, PREDICTION_COLUMNS))
+        for result in results:
+            row = prediction_row(videos[result.path], result, plan.labelset_id)
+            rows.append(dict(zip(PREDICTION_COLUMNS, row, strict=True)))
+            if plan.output is not None:
+                table.write_rows([row])
+            if on_result is not None:
+                on_result(result)
+    return rows
 
 
 def evaluate(rows: Sequence[dict[str, str]], labelset: LabelSet) -> EvalReport:

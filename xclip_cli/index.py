@@ -18,7 +18,6 @@ those of classifying the videos (tested), without decoding anything again.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -31,13 +30,14 @@ import numpy as np
 import torch
 
 from .backend import Backend
+from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
 from .options import ClassifyOptions
 from .pipeline import frames_in_order, rank, view_pixels
-from .results import VideoResult
+from .results import SearchHit, VideoResult
 from .runner import VideoFeatures
-from .scan import same_model, trim_partial_line
+from .scan import same_model
 
 FORMAT = 1
 MANIFEST = "index.json"
@@ -93,18 +93,13 @@ class IndexWriter:
             )
         if existing is None:
             _write_json(folder / MANIFEST, self.manifest)
-        table_exists = (folder / TABLE).exists() and (folder / TABLE).stat().st_size > 0
-        entries = read_entries(folder) if table_exists else []
+        entries = read_entries(folder) if has_rows_or_header(folder / TABLE) else []
         # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
         self.done = {os.path.abspath(entry.path) for entry in entries}
         self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
         self._trim_unlisted_shards()
-        # surrogateescape: file names that are not UTF-8 are stored as their bytes
-        self.table = open(folder / TABLE, "a", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-        self.csv = csv.writer(self.table)
-        if not table_exists:
-            self.csv.writerow(TABLE_COLUMNS)
-            self.table.flush()
+        # fsynced: a row must never reach the disk before the shard it points into.
+        self.table = AppendOnlyCsv(folder / TABLE, TABLE_COLUMNS, durable=True)
         self.pending: list[tuple[VideoResult, VideoFeatures]] = []
 
     def has(self, path: str) -> bool:
@@ -140,9 +135,10 @@ class IndexWriter:
             self.lock.close()  # releases the lock
 
     def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
+        table = []
         for result, shard, row in rows:
             path = os.path.abspath(result.path)
-            self.csv.writerow(
+            table.append(
                 [
                     path,
                     result.status,
@@ -155,8 +151,7 @@ class IndexWriter:
                 ]
             )
             self.done.add(path)
-        self.table.flush()
-        os.fsync(self.table.fileno())
+        self.table.write_rows(table)
 
     def _trim_unlisted_shards(self) -> None:
         """Shards written by a run killed before their rows: their videos will be redone."""
@@ -181,7 +176,7 @@ def indexed_paths(folder: Path, model: str, precision: str) -> set[str]:
             f"{folder}: this index holds features of {built[0]} at --precision {built[1]}, "
             f"not of {model} at {precision}; use those, another -o, or --overwrite"
         )
-    if not (folder / TABLE).exists() or (folder / TABLE).stat().st_size == 0:
+    if not has_rows_or_header(folder / TABLE):
         return set()
     return {os.path.abspath(entry.path) for entry in read_entries(folder)}
 
@@ -288,7 +283,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
             )
 
 
-def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> list[tuple[str, float]]:
+def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> list[SearchHit]:
     """Indexed videos ranked by X-CLIP's score for ``query`` (prompt generator included), best first.
 
     The score is the logit ``classify`` reports for that text: the scaled cosine similarity of
@@ -296,12 +291,12 @@ def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> 
     """
     index.check_runner(runner)
     text_features = runner.text_features([query])
-    scored: list[tuple[str, float]] = []
+    scored: list[SearchHit] = []
     ok = [entry for entry in index.entries if entry.status == "ok"]
     for chunk in _chunks(ok, SCORE_CHUNK):
         logits = runner.logits_from_features(index.features(chunk), text_features)[:, 0]
-        scored += [(entry.path, float(score)) for entry, score in zip(chunk, logits.tolist(), strict=True)]
-    scored.sort(key=lambda item: -item[1])
+        scored += [SearchHit(entry.path, float(score)) for entry, score in zip(chunk, logits.tolist(), strict=True)]
+    scored.sort(key=lambda hit: -hit.score)
     return scored[:top_k]
 
 
@@ -329,31 +324,23 @@ def _lock(folder: Path) -> IO[str]:
 
 
 def read_entries(folder: Path) -> list[IndexEntry]:
-    path = folder / TABLE
-    trim_partial_line(path)
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header != list(TABLE_COLUMNS):
-            raise UsageError(f"{path}: not an xclip index table (unexpected header)")
-        entries = []
-        for row in reader:
-            if len(row) != len(TABLE_COLUMNS):
-                continue
-            path_, status, shard, number, duration, width, height, error = row
-            entries.append(
-                IndexEntry(
-                    path=path_,
-                    status=status,
-                    shard=int(shard) if shard else None,
-                    row=int(number) if number else None,
-                    duration=float(duration) if duration else None,
-                    width=int(width) if width else None,
-                    height=int(height) if height else None,
-                    error=error or None,
-                )
-            )
-    return entries
+    """The index's videos (a row cut off by a kill is left out)."""
+    header, rows = read_rows(folder / TABLE)
+    if header != TABLE_COLUMNS:
+        raise UsageError(f"{folder / TABLE}: not an xclip index table (unexpected header)")
+    return [
+        IndexEntry(
+            path=path,
+            status=status,
+            shard=int(shard) if shard else None,
+            row=int(number) if number else None,
+            duration=float(duration) if duration else None,
+            width=int(width) if width else None,
+            height=int(height) if height else None,
+            error=error or None,
+        )
+        for path, status, shard, number, duration, width, height, error in rows
+    ]
 
 
 def _read_manifest(folder: Path) -> dict[str, object]:

@@ -2,18 +2,16 @@
 
 ``classify`` (one result per video), ``index`` (stored features), ``early`` (the first video
 decoded while the model loads) and the Ray engine (decoding and scoring in other processes)
-are built from these pieces; ``rank`` turns scores into the top predictions for all of them
-and for timelines.
+are built from these pieces (``results.rank`` turns scores into the top predictions for all).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
-import numpy as np
 import torch
 
 from .backend import Backend
@@ -22,23 +20,7 @@ from .labels import LabelSet
 from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
-from .results import Prediction, VideoResult
-
-
-def rank(probabilities: np.ndarray, logits: np.ndarray | None, names: Sequence[str], k: int) -> tuple[Prediction, ...]:
-    """The ``k`` labels of highest probability, best first (ties keep the label order).
-
-    ``logits`` are reported beside the probabilities (None where there are none to report).
-    """
-    order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="stable")[:k]
-    return tuple(
-        Prediction(
-            label=names[index],
-            probability=float(probabilities[index]),
-            logit=None if logits is None else float(logits[index]),
-        )
-        for index in order.tolist()
-    )
+from .results import VideoResult, rank
 
 
 def score_loaded(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .timeline import Segment, Timeline
-
-if TYPE_CHECKING:
-    from .evaluation import EvalReport
+from .results import EvalReport, Segment, Timeline
 from .writers import clock
 
 PLOT_LABELS = 5  # lines drawn at least: every label that tops a segment, then the most probable

@@ -1,8 +1,20 @@
-"""What a classification returns: plain frozen dataclasses that every writer understands."""
+"""What the tool returns: plain frozen dataclasses that every writer, the server and the client
+understand, each with ``to_record`` (its JSON form) and, where records come back, ``from_record``.
+
+Light on purpose: numpy is imported only by the methods that compute (``xclip --help`` loads
+this module).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ExitCode
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_TOP_K = 5  # labels reported per video unless --top-k says otherwise
 
@@ -14,6 +26,23 @@ class Prediction:
     label: str
     probability: float  # softmax over the whole label set
     logit: float | None  # X-CLIP's scaled cosine similarity (logits_per_video); the mean over views
+
+    def to_record(self) -> dict[str, Any]:
+        return {"label": self.label, "probability": self.probability, "logit": self.logit}
+
+
+def rank(probabilities: np.ndarray, logits: np.ndarray | None, names: Sequence[str], k: int) -> tuple[Prediction, ...]:
+    """The ``k`` labels of highest probability, best first (ties keep the label order).
+
+    ``logits`` are reported beside the probabilities (None where there are none to report).
+    """
+    import numpy as np
+
+    order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="stable")[:k]
+    return tuple(
+        Prediction(names[i], float(probabilities[i]), None if logits is None else float(logits[i]))
+        for i in order.tolist()
+    )
 
 
 @dataclass(frozen=True)
@@ -40,3 +69,202 @@ class VideoResult:
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form (also one JSONL line, and the server's answer)."""
+        return {
+            "path": self.path,
+            "status": self.status,
+            "model": self.model,
+            "labelset": self.labelset,
+            "labelset_digest": self.labelset_digest,
+            "predictions": [prediction.to_record() for prediction in self.predictions],
+            "timestamps": list(self.timestamps),
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "views": self.views,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], path: str | None = None) -> VideoResult:
+        """``to_record`` undone; ``path`` replaces the stored one (the client keeps the user's)."""
+        return cls(
+            path=record["path"] if path is None else path,
+            predictions=tuple(Prediction(p["label"], p["probability"], p["logit"]) for p in record["predictions"]),
+            model=record["model"],
+            labelset=record["labelset"],
+            labelset_digest=record.get("labelset_digest", ""),
+            timestamps=tuple(record["timestamps"]),
+            duration=record["duration"],
+            width=record["width"],
+            height=record["height"],
+            views=record.get("views", 1),
+            error=record["error"],
+            warnings=tuple(record.get("warnings", ())),
+        )
+
+
+@dataclass
+class Report:
+    """Counts finished and failed videos as they come, and gives the exit code for them all."""
+
+    done: int = 0
+    failed: int = 0
+
+    def add(self, result: VideoResult) -> None:
+        self.done += 1
+        self.failed += not result.ok
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if not self.failed:
+            return ExitCode.OK
+        return ExitCode.ALL_FAILED if self.failed == self.done else ExitCode.PARTIAL
+
+
+# --- timelines --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One classified window: its extent, the stretch of time it owns, its scores."""
+
+    start: float
+    end: float
+    owns_from: float
+    owns_to: float
+    probabilities: np.ndarray  # one per label
+    logits: np.ndarray | None = None  # one per label (None: not known)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of video with one top label (one window, or a run of windows merged)."""
+
+    start: float
+    end: float
+    label: str
+    probability: float  # mean probability of ``label`` over the segment's windows
+    windows: int
+    predictions: tuple[Prediction, ...]  # top labels of the mean probabilities (and mean logits)
+
+    def to_record(self) -> dict[str, Any]:
+        """Times in seconds and in integer milliseconds."""
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "start_ms": round(self.start * 1000),
+            "end_ms": round(self.end * 1000),
+            "label": self.label,
+            "probability": self.probability,
+            "windows": self.windows,
+            "predictions": [{"label": p.label, "probability": p.probability} for p in self.predictions],
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every window of one video, scored; ``segments`` merges them for reporting."""
+
+    path: str
+    model: str
+    labelset: str
+    duration: float
+    window: float
+    stride: float
+    windows: tuple[Window, ...]
+    labels: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    def segments(self, merge: bool = True, top_k: int = 3) -> tuple[Segment, ...]:
+        """Merged runs of equal top labels tiling the video, or (``merge=False``) raw windows."""
+        runs: list[list[Window]] = []
+        for window in self.windows:
+            if runs and merge and _top(runs[-1][-1].probabilities) == _top(window.probabilities):
+                runs[-1].append(window)
+            else:
+                runs.append([window])
+        return tuple(self._segment(run, merge, top_k) for run in runs)
+
+    def to_record(self, segments: Sequence[Segment], merged: bool) -> dict[str, Any]:
+        """The JSON document of a timeline reported as ``segments``."""
+        return {
+            "path": self.path,
+            "model": self.model,
+            "labelset": self.labelset,
+            "duration": self.duration,
+            "window": self.window,
+            "stride": self.stride,
+            "merged": merged,
+            "warnings": list(self.warnings),
+            "segments": [segment.to_record() for segment in segments],
+        }
+
+    def _segment(self, run: list[Window], merged: bool, top_k: int) -> Segment:
+        import numpy as np
+
+        mean = np.mean([window.probabilities for window in run], axis=0)
+        known = [window.logits for window in run if window.logits is not None]
+        mean_logits = np.mean(known, axis=0) if len(known) == len(run) else None
+        best = _top(run[0].probabilities)
+        start, end = (run[0].owns_from, run[-1].owns_to) if merged else (run[0].start, run[0].end)
+        return Segment(
+            start=start,
+            end=end,
+            label=self.labels[best],
+            probability=float(np.mean([window.probabilities[best] for window in run])),
+            windows=len(run),
+            predictions=rank(mean, mean_logits, self.labels, top_k),
+        )
+
+
+def _top(probabilities: np.ndarray) -> int:
+    return int(probabilities.argmax())
+
+
+# --- search hits and evaluation reports -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One video of an index, scored for a text: the logit classify reports for that text."""
+
+    path: str
+    score: float
+
+    def to_record(self, rank: int) -> dict[str, Any]:
+        return {"rank": rank, "path": self.path, "score": self.score}
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    videos: int
+    top1: float
+    top5: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    videos: int  # scored (failed videos are counted apart, not as wrong)
+    failed: int
+    top1: float
+    top5: float
+    mean_class_top1: float  # the mean over classes of each class's top-1 accuracy
+    per_class: tuple[ClassScore, ...]
+    confusion_labels: tuple[str, ...]  # rows: true class, columns: top-1 prediction
+    confusion: np.ndarray
+
+    def to_record(self, labelset: str) -> dict[str, Any]:
+        return {
+            "labelset": labelset,
+            "videos": self.videos,
+            "failed": self.failed,
+            "top1": self.top1,
+            "top5": self.top5,
+            "mean_class_top1": self.mean_class_top1,
+            "per_class": [vars(score) for score in self.per_class],
+        }

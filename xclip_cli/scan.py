@@ -7,12 +7,12 @@ videos and sharding them is ``media.discovery``'s.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
 from .writers import FORMULA_PREFIXES, csv_columns
 
@@ -66,7 +66,7 @@ def finished_paths(results: Path, settings: RunSettings | None = None) -> set[st
     two experiments in one file. A row cut off by a kill is then trimmed, so appending continues
     a valid file.
     """
-    if not results.exists() or results.stat().st_size == 0:
+    if not has_rows_or_header(results):
         return set()
     records = _jsonl_records(results) if results.suffix.lower() == ".jsonl" else _csv_records(results, settings)
     if settings is not None:
@@ -78,15 +78,8 @@ def finished_paths(results: Path, settings: RunSettings | None = None) -> set[st
     return {record["path"] for record in records}
 
 
-def _complete_lines(results: Path) -> list[str]:
-    """The file's lines, without a last one cut off mid-write (the file itself is not changed)."""
-    text = results.read_bytes().decode("utf-8", "surrogateescape")
-    return text[: text.rfind("\n") + 1].splitlines(keepends=True)
-
-
 def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, str]]:
-    reader = csv.reader(_complete_lines(results))
-    header = tuple(next(reader, ()))
+    header, rows = read_rows(results)
     expected = csv_columns(settings.top_k) if settings is not None else header
     if header != expected:
         ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
@@ -97,17 +90,13 @@ def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, 
         else:
             raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
         raise UsageError(f"{results}: {reason}; use --overwrite or another -o")
-    records = []
-    for row in reader:
-        if len(row) == len(header):
-            record = dict(zip(header, row, strict=True))
-            records.append(record | {"path": _unneutralise(record["path"])})
-    return records
+    records = [dict(zip(header, row, strict=True)) for row in rows]
+    return [record | {"path": _unneutralise(record["path"])} for record in records]
 
 
 def _jsonl_records(results: Path) -> list[dict[str, str]]:
     records = []
-    for number, line in enumerate(_complete_lines(results), start=1):
+    for number, line in enumerate(complete_lines(results), start=1):
         try:
             record = json.loads(line)
             if not isinstance(record["path"], str):
@@ -136,13 +125,6 @@ LEGACY_CSV_COLUMNS = (
     "error",
     "warnings",
 )
-
-
-def trim_partial_line(path: Path) -> None:
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _unneutralise(cell: str) -> str:

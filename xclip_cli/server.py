@@ -38,7 +38,6 @@ from .classify import classify_videos
 from .errors import XClipError
 from .labels import LabelSet, builtin_dir, builtin_names, inline_labelset, load_labelset_file
 from .options import ClassifyOptions
-from .writers import result_record
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -78,7 +77,7 @@ class ClassifyService:
         labelset = _request_labels(labels or self.default_labels)
         with self.lock:
             (result,) = classify_videos(self.runner, [path], labelset, options)
-        record = result_record(result)
+        record = result.to_record()
         if shown_path is not None:
             record["path"] = shown_path
         return [record]

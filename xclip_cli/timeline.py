@@ -22,7 +22,6 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -34,87 +33,13 @@ from .errors import UsageError, VideoError
 from .labels import LabelSet
 from .media.decode import VideoReader, fill_missing
 from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
-from .pipeline import rank
+from .options import TimelineOptions
 from .preprocess import preprocess_frame
-from .results import Prediction
+from .results import Timeline, Window
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
 TRIM_EVERY_WINDOWS = 32  # about two minutes of video with the default windows
 PREFETCH_FRAMES = 32  # preprocessed frames decoded ahead of the model (about 20 MB at 224 px)
-
-
-@dataclass(frozen=True)
-class TimelineOptions:
-    window: float | None = None  # seconds; default: T x FRAME_SPACING
-    stride: float | None = None  # seconds; default: half the window
-    top_k: int = 3  # labels kept per segment
-    # 1: on 2 cores batching windows gave no speed (23.7 s vs 24.8 s for 3 min of 720p) and
-    # raised the peak memory (1.28 -> 1.43 GB); on a GPU larger batches pay.
-    batch_size: int = 1  # windows per vision-encoder call
-    timeout: float | None = None  # seconds the whole decoding may take
-
-
-@dataclass(frozen=True)
-class Window:
-    """One classified window: its extent, the stretch of time it owns, its probabilities."""
-
-    start: float
-    end: float
-    owns_from: float
-    owns_to: float
-    probabilities: np.ndarray  # one per label
-    logits: np.ndarray | None = None  # one per label (None: not known)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of video with one top label (one window, or a run of windows merged)."""
-
-    start: float
-    end: float
-    label: str
-    probability: float  # mean probability of ``label`` over the segment's windows
-    windows: int
-    predictions: tuple[Prediction, ...]  # top labels of the mean probabilities
-
-
-@dataclass(frozen=True)
-class Timeline:
-    path: str
-    model: str
-    labelset: str
-    duration: float
-    window: float
-    stride: float
-    windows: tuple[Window, ...]
-    labels: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-
-    def segments(self, merge: bool = True, top_k: int = 3) -> tuple[Segment, ...]:
-        """Merged runs of equal top labels tiling the video, or (``merge=False``) raw windows."""
-        runs: list[list[Window]] = []
-        for window in self.windows:
-            same = runs and merge and _top(runs[-1][-1].probabilities) == _top(window.probabilities)
-            if same:
-                runs[-1].append(window)
-            else:
-                runs.append([window])
-        return tuple(self._segment(run, merge, top_k) for run in runs)
-
-    def _segment(self, run: list[Window], merged: bool, top_k: int) -> Segment:
-        mean = np.mean([window.probabilities for window in run], axis=0)
-        known = [window.logits for window in run if window.logits is not None]
-        mean_logits = np.mean(known, axis=0) if len(known) == len(run) else None
-        best = _top(run[0].probabilities)
-        start, end = (run[0].owns_from, run[-1].owns_to) if merged else (run[0].start, run[0].end)
-        return Segment(
-            start=start,
-            end=end,
-            label=self.labels[best],
-            probability=float(np.mean([window.probabilities[best] for window in run])),
-            windows=len(run),
-            predictions=rank(mean, mean_logits, self.labels, top_k),
-        )
 
 
 def window_extents(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
@@ -343,7 +268,3 @@ def _owned_stretches(extents: list[tuple[float, float]], duration: float) -> lis
     centres = [(start + end) / 2 for start, end in extents]
     cuts = [0.0] + [(a + b) / 2 for a, b in itertools.pairwise(centres)] + [duration]
     return list(itertools.pairwise(cuts))
-
-
-def _top(probabilities: np.ndarray) -> int:
-    return int(np.argmax(probabilities))

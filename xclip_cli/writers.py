@@ -9,13 +9,9 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO
 
-from .results import DEFAULT_TOP_K, Prediction, VideoResult
-
-if TYPE_CHECKING:  # the timeline module imports torch; writers stay light
-    from .evaluation import EvalReport
-    from .timeline import Segment, Timeline
+from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
 
 CSV_TAIL_COLUMNS = (
     "top_k",
@@ -40,43 +36,6 @@ def csv_columns(top_k: int = DEFAULT_TOP_K) -> tuple[str, ...]:
 CSV_COLUMNS = csv_columns()  # with the default --top-k
 WARNING_SEPARATOR = " | "  # between warnings in the CSV cell
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
-
-
-def result_record(result: VideoResult) -> dict[str, Any]:
-    """The JSON form of a result (also one JSONL line)."""
-    return {
-        "path": result.path,
-        "status": result.status,
-        "model": result.model,
-        "labelset": result.labelset,
-        "labelset_digest": result.labelset_digest,
-        "predictions": [{"label": p.label, "probability": p.probability, "logit": p.logit} for p in result.predictions],
-        "timestamps": list(result.timestamps),
-        "duration": result.duration,
-        "width": result.width,
-        "height": result.height,
-        "views": result.views,
-        "error": result.error,
-        "warnings": list(result.warnings),
-    }
-
-
-def result_from_record(record: dict[str, Any], path: str | None = None) -> VideoResult:
-    """``result_record`` undone (a server's answer, a JSONL line); ``path`` replaces the stored one."""
-    return VideoResult(
-        path=record["path"] if path is None else path,
-        predictions=tuple(Prediction(p["label"], p["probability"], p["logit"]) for p in record["predictions"]),
-        model=record["model"],
-        labelset=record["labelset"],
-        labelset_digest=record.get("labelset_digest", ""),
-        timestamps=tuple(record["timestamps"]),
-        duration=record["duration"],
-        width=record["width"],
-        height=record["height"],
-        views=record.get("views", 1),
-        error=record["error"],
-        warnings=tuple(record.get("warnings", ())),
-    )
 
 
 def data_console(stream: TextIO, width: int | None = None) -> Any:
@@ -152,7 +111,7 @@ class JsonWriter(Writer):
         self.records: list[dict[str, Any]] = []
 
     def write(self, result: VideoResult) -> None:
-        self.records.append(result_record(result))
+        self.records.append(result.to_record())
 
     def close(self) -> None:
         json.dump(self.records, self.stream, indent=2, ensure_ascii=False)
@@ -166,7 +125,7 @@ class JsonlWriter(Writer):
     name = "jsonl"
 
     def write(self, result: VideoResult) -> None:
-        self.stream.write(json.dumps(result_record(result), ensure_ascii=False) + "\n")
+        self.stream.write(json.dumps(result.to_record(), ensure_ascii=False) + "\n")
         self.stream.flush()
 
 
@@ -226,20 +185,6 @@ FORMATS = tuple(WRITERS)
 TIMELINE_CSV_COLUMNS = ("path", "start", "end", "start_ms", "end_ms", "label", "probability", "windows", "top_k")
 
 
-def segment_record(segment: Segment) -> dict[str, Any]:
-    """A segment with times in seconds and in integer milliseconds."""
-    return {
-        "start": round(segment.start, 3),
-        "end": round(segment.end, 3),
-        "start_ms": round(segment.start * 1000),
-        "end_ms": round(segment.end * 1000),
-        "label": segment.label,
-        "probability": segment.probability,
-        "windows": segment.windows,
-        "predictions": [{"label": p.label, "probability": p.probability} for p in segment.predictions],
-    }
-
-
 def clock(seconds: float) -> str:
     """``mm:ss.s`` (``h:mm:ss.s`` from an hour on)."""
     minutes, rest = divmod(max(0.0, seconds), 60)
@@ -267,25 +212,14 @@ def write_timeline_table(timeline: Timeline, segments: Sequence[Segment], merged
 
 
 def write_timeline_json(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
-    document = {
-        "path": timeline.path,
-        "model": timeline.model,
-        "labelset": timeline.labelset,
-        "duration": timeline.duration,
-        "window": timeline.window,
-        "stride": timeline.stride,
-        "merged": merged,
-        "warnings": list(timeline.warnings),
-        "segments": [segment_record(segment) for segment in segments],
-    }
-    json.dump(document, stream, indent=2, ensure_ascii=False)
+    json.dump(timeline.to_record(segments, merged), stream, indent=2, ensure_ascii=False)
     stream.write("\n")
 
 
 def write_timeline_jsonl(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
     for segment in segments:
         record = {"path": timeline.path, "model": timeline.model, "labelset": timeline.labelset}
-        stream.write(json.dumps(record | segment_record(segment), ensure_ascii=False) + "\n")
+        stream.write(json.dumps(record | segment.to_record(), ensure_ascii=False) + "\n")
     stream.flush()
 
 
@@ -293,7 +227,7 @@ def write_timeline_csv(timeline: Timeline, segments: Sequence[Segment], merged: 
     writer = csv.writer(stream)
     writer.writerow(TIMELINE_CSV_COLUMNS)
     for segment in segments:
-        record = segment_record(segment)
+        record = segment.to_record()
         top_k = json.dumps([[p.label, round(p.probability, 6)] for p in segment.predictions], ensure_ascii=False)
         row = [timeline.path, record["start"], record["end"], record["start_ms"], record["end_ms"]]
         row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k]
@@ -315,9 +249,9 @@ TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO]
 SEARCH_CSV_COLUMNS = ("rank", "path", "score")
 
 
-def write_search(hits: Sequence[tuple[str, float]], query: str, output_format: str, stream: TextIO) -> None:
-    """Ranked (path, score) pairs as a table, JSON, JSONL or CSV."""
-    records = [{"rank": rank, "path": path, "score": score} for rank, (path, score) in enumerate(hits, start=1)]
+def write_search(hits: Sequence[SearchHit], query: str, output_format: str, stream: TextIO) -> None:
+    """Ranked hits as a table, JSON, JSONL or CSV."""
+    records = [hit.to_record(rank) for rank, hit in enumerate(hits, start=1)]
     if output_format == "json":
         json.dump({"query": query, "hits": records}, stream, indent=2, ensure_ascii=False)
         stream.write("\n")
@@ -350,16 +284,7 @@ def write_search(hits: Sequence[tuple[str, float]], query: str, output_format: s
 def write_eval_report(report: EvalReport, labelset: str, output_format: str, stream: TextIO) -> None:
     """Overall and per-class accuracy as a table or one JSON object."""
     if output_format == "json":
-        document = {
-            "labelset": labelset,
-            "videos": report.videos,
-            "failed": report.failed,
-            "top1": report.top1,
-            "top5": report.top5,
-            "mean_class_top1": report.mean_class_top1,
-            "per_class": [vars(score) for score in report.per_class],
-        }
-        json.dump(document, stream, indent=2, ensure_ascii=False)
+        json.dump(report.to_record(labelset), stream, indent=2, ensure_ascii=False)
         stream.write("\n")
         return
     from rich.markup import escape
