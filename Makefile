@@ -24,6 +24,7 @@ test-slow:  # the full-size (base-patch32 shape) equivalence check: about a minu
 lint:
 	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/mypy
 
 format:
 	$(VENV)/bin/ruff check --fix $(CODE)

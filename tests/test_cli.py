@@ -246,10 +246,11 @@ def test_help_and_labels_list_do_not_import_torch() -> None:
 def test_output_over_an_input_video_is_refused(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
     video = tmp_path / "copy.mp4"
     video.write_bytes((clip_dir / "a.mp4").read_bytes())
-    result = classify(tiny_model_dir, str(video), "-f", "csv", "-o", str(video))
-    assert result.exit_code == ExitCode.OUTPUT
-    assert "cannot write output over one of the input videos" in result.stderr
-    assert video.read_bytes() == (clip_dir / "a.mp4").read_bytes()
+    for fmt in (["-f", "csv"], []):  # the same refusal, whatever the -o extension says
+        result = classify(tiny_model_dir, str(video), *fmt, "-o", str(video))
+        assert result.exit_code == ExitCode.OUTPUT
+        assert result.stderr == f"xclip: error: {video}: cannot write output over one of the input videos\n"
+        assert video.read_bytes() == (clip_dir / "a.mp4").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -374,3 +375,13 @@ def test_a_folder_points_to_scan_before_the_model_loads(clip_dir: Path) -> None:
         result.stderr
         == f"xclip: error: {clip_dir} is a folder: use xclip scan {clip_dir} to classify the videos in it\n"
     )
+
+
+def test_a_format_other_than_the_extension_is_written_with_a_warning(
+    tiny_model_dir: Path, clip_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.csv"
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "json", "-o", str(out))
+    assert result.exit_code == ExitCode.OK
+    assert result.stderr.splitlines()[0] == f"xclip: warning: writing json into {out}, as --format says"
+    assert json.loads(out.read_text(encoding="utf-8"))[0]["status"] == "ok"

@@ -244,3 +244,13 @@ def test_an_explicit_model_wins_over_the_index_model(tiny_model_dir: Path, foota
     )
     assert result.exit_code == ExitCode.MODEL, result.stderr
     assert "microsoft/xclip-base-patch32" in result.stderr
+
+
+def test_paths_are_shown_absolute_from_the_root_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from xclip_cli.cli.common import display_path
+
+    monkeypatch.chdir(tmp_path)
+    assert display_path(str(tmp_path / "a" / "v.mp4")) == os.path.join("a", "v.mp4")
+    assert display_path("/elsewhere/v.mp4") == "/elsewhere/v.mp4"
+    monkeypatch.chdir("/")
+    assert display_path(str(tmp_path / "v.mp4")) == str(tmp_path / "v.mp4")

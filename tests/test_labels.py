@@ -405,3 +405,10 @@ def test_any_bytes_as_a_label_file_give_a_label_error(tmp_path_factory: pytest.T
         assert str(exc).startswith(str(path)) and "\n" not in str(exc)
         return
     assert len(labelset) >= 1 and all(label.name.strip() and label.prompts for label in labelset.labels)
+
+
+def test_a_word_naming_a_yaml_file_here_gets_did_you_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "kitchen.yaml").write_text("labels: [a, b]\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LabelSetError, match=r"unknown label set 'kitchen': did you mean 'kitchen.yaml'\?$"):
+        resolve_labels("kitchen")

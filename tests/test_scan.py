@@ -235,11 +235,13 @@ def two_clips(tmp_path: Path, clip_dir: Path) -> Path:
     [
         (["--labels", "cooking, surfing"], "made with other prompts or templates for label set 'inline'"),
         (["--labels", "sports"], "made with --labels 'inline', this run uses 'sports'"),
-        (["--clips", "2"], "made with 1 views per video (--clips x --crops), this run uses 2"),
+        (["--clips", "2"], "made with 1 view per video (--clips x --crops), this run uses 2"),
         (["--top-k", "2"], "--top-k"),
         (["--model", "OTHER"], "made with --model"),
+        (["--precision", "bf16"], "made with --precision fp32, this run uses bf16"),
+        (["-f", "FLIPPED"], "rows, this run writes"),
     ],
-    ids=["same-name-other-prompts", "other-set", "views", "top-k", "model"],
+    ids=["same-name-other-prompts", "other-set", "views", "top-k", "model", "precision", "other-format"],
 )
 def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
     tiny_model_dir: Path, other_model_dir: Path, two_clips: Path, suffix: str, change: list[str], message: str
@@ -248,7 +250,8 @@ def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
     first = invoke(["scan", str(two_clips / "a.mp4"), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS])
     assert first.exit_code == ExitCode.OK, first.stderr
     before = out.read_bytes()
-    change = [str(other_model_dir) if arg == "OTHER" else arg for arg in change]
+    flipped = "jsonl" if suffix == "csv" else "csv"  # -f naming the other format than the file holds
+    change = [{"OTHER": str(other_model_dir), "FLIPPED": flipped}.get(arg, arg) for arg in change]
     args = ["scan", str(two_clips), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS, *change]
     again = invoke(args)
     assert again.exit_code == ExitCode.USAGE, again.stderr

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -179,3 +182,24 @@ def test_the_server_logs_one_line_per_request(server: str, root: Path) -> None:
     assert len(LOG) == 3
     assert LOG[0].startswith("127.0.0.1 GET /health 200 ") and LOG[1].startswith("127.0.0.1 POST /classify 200 ")
     assert LOG[2].startswith("127.0.0.1 POST /classify 403 ") and LOG[2].endswith(" s")
+
+
+def test_a_refused_label_file_leaves_the_output_untouched(server: str, root: Path, tmp_path: Path) -> None:
+    (tmp_path / "my.yaml").write_text("labels: [cooking, dancing]\n", encoding="utf-8")
+    out = tmp_path / "keep.csv"
+    out.write_text("earlier results\n", encoding="utf-8")
+    args = ["classify", str(root / "a.mp4"), "--server", server, "-l", str(tmp_path / "my.yaml"), "-o", str(out)]
+    refused = invoke(args)
+    assert refused.exit_code == ExitCode.USAGE and "reads no label files" in refused.stderr
+    assert out.read_text(encoding="utf-8") == "earlier results\n" and refused.stdout == ""
+
+
+def test_serve_says_when_it_stops_on_sigterm(tiny_model_dir: Path, root: Path) -> None:
+    command = [sys.executable, "-m", "xclip_cli", "serve", "--model", str(tiny_model_dir), "--port", "0"]
+    process = subprocess.Popen([*command, "--root", str(root)], stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    assert first.startswith(f"xclip: serving {tiny_model_dir} on http://127.0.0.1:"), first
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == ExitCode.INTERRUPTED
+    assert process.stderr.read().startswith("xclip: stopped serving on http://127.0.0.1:")

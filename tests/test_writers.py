@@ -1,6 +1,7 @@
 """Output writers: golden files for every format, plus the properties each format promises.
 
-Golden files live in tests/data/golden/results.{table.txt,json,jsonl,csv}. After an intended
+Golden files live in tests/data/golden: results, timeline and search in every format
+({table.txt,json,jsonl,csv}) and the eval report (table, json). After an intended
 change of an output format, regenerate them with
 
     XCLIP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_writers.py -q
@@ -16,17 +17,22 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from xclip_cli.results import Prediction, VideoResult
+from xclip_cli.evaluation import compute_metrics
+from xclip_cli.results import Prediction, SearchHit, Timeline, VideoResult, Window
 from xclip_cli.writers import (
     CSV_COLUMNS,
+    TIMELINE_WRITERS,
     WRITERS,
     CsvWriter,
     JsonlWriter,
     JsonWriter,
     TableWriter,
     Writer,
+    write_eval_report,
+    write_search,
 )
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -44,6 +50,7 @@ RESULTS = (
             Prediction("eating a meal", 0.0876543211, 21.5),
         ),
         model=MODEL,
+        precision="fp32",
         labelset="household",
         labelset_digest="0123456789ab",
         timestamps=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5),
@@ -55,6 +62,7 @@ RESULTS = (
         path="vidéo ünïcode.mp4",
         predictions=(Prediction("[bold]x[/bold]", 0.99, 30.0), Prediction("café au lait", 0.01, 25.4)),
         model=MODEL,
+        precision="fp32",
         labelset="inline",
         labelset_digest="ba9876543210",
         timestamps=(0.0, 1.25),
@@ -67,6 +75,7 @@ RESULTS = (
     VideoResult(
         path="missing.mp4",
         model=MODEL,
+        precision="fp32",
         labelset="household",
         labelset_digest="0123456789ab",
         error="cannot open video (No such file or directory)",
@@ -108,12 +117,56 @@ def ok(path: str = "clip.mp4", labels: tuple[str, ...] = ("a",)) -> VideoResult:
 # --------------------------------------------------------------------------- golden files
 
 GOLDEN_FILES = {"table": "results.table.txt", "json": "results.json", "jsonl": "results.jsonl", "csv": "results.csv"}
+SUFFIXES = {"table": "table.txt", "json": "json", "jsonl": "jsonl", "csv": "csv"}
 
 
-@pytest.mark.parametrize("fmt", sorted(GOLDEN_FILES))
-def test_output_matches_golden_file(fmt: str) -> None:
-    output = render(fmt)
-    path = GOLDEN / GOLDEN_FILES[fmt]
+def fixed_timeline() -> Timeline:
+    """Three windows of a 10 s video: two agree on 'cooking', the last says 'dancing'."""
+    labels = ("cooking", "dancing", "[b]x[/b]")
+    scores = [(0.7, 0.2, 0.1), (0.6, 0.3, 0.1), (0.1, 0.8, 0.1)]
+    windows = tuple(
+        Window(start, start + 4.0, owns_from, owns_to, np.array(p), np.array([20.0, 19.0, 18.0]))
+        for (start, owns_from, owns_to), p in zip(
+            [(0.0, 0.0, 3.0), (2.0, 3.0, 6.0), (6.0, 6.0, 10.0)], scores, strict=True
+        )
+    )
+    return Timeline("videos/kitchen.mp4", MODEL, "household", 10.0, 4.0, 2.0, windows, labels, ("a warning",))
+
+
+def render_timeline(fmt: str) -> str:
+    stream = io.StringIO()
+    timeline = fixed_timeline()
+    TIMELINE_WRITERS[fmt](timeline, timeline.segments(merge=True, top_k=2), True, stream)
+    return stream.getvalue()
+
+
+def render_search(fmt: str) -> str:
+    stream = io.StringIO()
+    hits = [SearchHit("videos/kitchen.mp4", 24.5), SearchHit("=formula.mp4", -3.25)]
+    write_search(hits, "a person cooking", fmt, stream)
+    return stream.getvalue()
+
+
+def render_eval(fmt: str) -> str:
+    stream = io.StringIO()
+    report = compute_metrics(np.array([0, 0, 1]), [[0, 1], [1, 0], [1, 0]], ["cooking", "dancing"], failed=1)
+    write_eval_report(report, "household", fmt, stream)
+    return stream.getvalue()
+
+
+GOLDEN_CASES = {
+    **{f"results.{SUFFIXES[fmt]}": (render, fmt) for fmt in SUFFIXES},
+    **{f"timeline.{SUFFIXES[fmt]}": (render_timeline, fmt) for fmt in SUFFIXES},
+    **{f"search.{SUFFIXES[fmt]}": (render_search, fmt) for fmt in SUFFIXES},
+    **{f"eval.{SUFFIXES[fmt]}": (render_eval, fmt) for fmt in ("table", "json")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_output_matches_golden_file(name: str) -> None:
+    function, fmt = GOLDEN_CASES[name]
+    output = function(fmt)
+    path = GOLDEN / name
     if UPDATE_GOLDEN:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8", newline="") as file:  # newline="": keep CSV's \r\n
@@ -125,8 +178,8 @@ def test_output_matches_golden_file(fmt: str) -> None:
 
 def test_golden_files_are_all_tested() -> None:
     golden = sorted(path.name for path in GOLDEN.iterdir() if not path.name.startswith("."))
-    assert golden == sorted(GOLDEN_FILES.values())
-    assert set(GOLDEN_FILES) == set(WRITERS)
+    assert golden == sorted(GOLDEN_CASES)
+    assert set(GOLDEN_FILES) == set(WRITERS) == set(TIMELINE_WRITERS)
 
 
 # --------------------------------------------------------------------------- registry
@@ -147,6 +200,7 @@ RECORD_KEYS = [
     "path",
     "status",
     "model",
+    "precision",
     "labelset",
     "labelset_digest",
     "predictions",
@@ -168,6 +222,7 @@ def test_json_document() -> None:
         "path": "videos/kitchen.mp4",
         "status": "ok",
         "model": MODEL,
+        "precision": "fp32",
         "labelset": "household",
         "labelset_digest": "0123456789ab",
         "predictions": [
@@ -190,6 +245,7 @@ def test_json_document() -> None:
         "path": "missing.mp4",
         "status": "error",
         "model": MODEL,
+        "precision": "fp32",
         "labelset": "household",
         "labelset_digest": "0123456789ab",
         "predictions": [],
@@ -326,6 +382,7 @@ def test_csv_header_and_rows() -> None:
         "height": "360",
         "views": "1",
         "model": MODEL,
+        "precision": "fp32",
         "labelset": "household",
         "labelset_digest": "0123456789ab",
         "error": "",
@@ -349,6 +406,7 @@ def test_csv_error_row() -> None:
         "height": "",
         "views": "",
         "model": MODEL,
+        "precision": "fp32",
         "labelset": "household",
         "labelset_digest": "0123456789ab",
         "error": "cannot open video (No such file or directory)",

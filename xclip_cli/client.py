@@ -19,6 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .errors import UsageError
+from .labels import resolve_labels_without_files
 from .options import ClassifyOptions
 from .results import VideoResult
 from .scan import same_model
@@ -38,6 +39,11 @@ def server_info(server: str) -> dict[str, Any]:
     if not isinstance(info, dict) or "model" not in info:
         raise UsageError(f"{server}: not an xclip server (no model in GET /model)")
     return info
+
+
+def check_labels(labels: str) -> None:
+    """The server takes built-in names and comma lists only: refuse a file before anything is sent."""
+    resolve_labels_without_files(labels)
 
 
 def check_server(

@@ -231,7 +231,7 @@ def embed_videos(
     options = ClassifyOptions(workers=options.workers, timeout=options.timeout, batch_size=options.batch_size)
     for path, loaded in frames_in_order(runner, paths, options):
         if isinstance(loaded, VideoError):
-            result = VideoResult(path=path, model=runner.model_id, error=loaded.reason)
+            result = VideoResult(path=path, model=runner.model_id, precision=runner.precision, error=loaded.reason)
             writer.add(result, None)
             yield result
             continue
@@ -241,6 +241,7 @@ def embed_videos(
         result = VideoResult(
             path=path,
             model=runner.model_id,
+            precision=runner.precision,
             duration=loaded.info.duration,
             width=loaded.info.width,
             height=loaded.info.height,
@@ -263,6 +264,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
                 yield VideoResult(
                     path=entry.path,
                     model=index.model,
+                    precision=runner.precision,
                     labelset=labelset.name,
                     labelset_digest=labelset.digest,
                     error=entry.error,
@@ -275,6 +277,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
                 path=entry.path,
                 predictions=predictions,
                 model=index.model,
+                precision=runner.precision,
                 labelset=labelset.name,
                 labelset_digest=labelset.digest,
                 duration=entry.duration,

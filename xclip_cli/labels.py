@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabelSetError
+from .errors import LabelSetError, UsageError
 
 PLACEHOLDER = "{}"
 DEFAULT_TEMPLATES: tuple[str, ...] = (PLACEHOLDER,)  # X-CLIP's own evaluation uses the bare name
@@ -116,12 +116,27 @@ def resolve_labels(spec: str) -> LabelSet:
         return load_labelset_file(path)
     if "," in spec:
         return inline_labelset(spec)
-    close = difflib.get_close_matches(spec.lower(), builtin_names(), n=1, cutoff=0.75)
+    files = [name for name in (f"{spec}.yaml", f"{spec}.yml") if Path(name).expanduser().is_file()]
+    close = files or difflib.get_close_matches(spec.lower(), builtin_names(), n=1, cutoff=0.75)
     if close:
         raise LabelSetError(f"unknown label set {spec!r}: did you mean {close[0]!r}?")
     raise LabelSetError(
         f"unknown label set {spec!r}: not a file, not a built-in ({', '.join(builtin_names())}), "
         f"and not a comma list (to score {spec!r} against other labels: --labels '{spec}, other, ...')"
+    )
+
+
+def resolve_labels_without_files(spec: str) -> LabelSet:
+    """A built-in set or an inline comma list, never a file: what ``xclip serve`` takes from a
+    request, whatever its own folder holds; ``UsageError`` otherwise."""
+    spec = spec.strip()
+    if spec in builtin_names():
+        return load_labelset_file(builtin_dir() / f"{spec}.yaml")
+    if "," in spec:
+        return inline_labelset(spec)
+    raise UsageError(
+        f"labels {spec!r}: send a built-in name ({', '.join(builtin_names())}) or a comma list; "
+        "the server reads no label files"
     )
 
 

@@ -42,6 +42,7 @@ def score_loaded(
             yield VideoResult(
                 path=path,
                 model=runner.model_id,
+                precision=runner.precision,
                 labelset=labelset.name,
                 labelset_digest=labelset.digest,
                 error=video.reason,
@@ -154,6 +155,7 @@ def _score(
             path=path,
             predictions=predictions,
             model=runner.model_id,
+            precision=runner.precision,
             labelset=labelset.name,
             labelset_digest=labelset.digest,
             timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),

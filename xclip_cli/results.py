@@ -52,6 +52,7 @@ class VideoResult:
     path: str  # exactly as given by the user
     predictions: tuple[Prediction, ...] = ()
     model: str = ""
+    precision: str = ""  # fp32, or the lossy setting the model ran at
     labelset: str = ""
     labelset_digest: str = ""  # LabelSet.digest: tells two sets named alike but worded apart
     timestamps: tuple[float, ...] = ()  # seconds of the frames used, from the first frame
@@ -76,6 +77,7 @@ class VideoResult:
             "path": self.path,
             "status": self.status,
             "model": self.model,
+            "precision": self.precision,
             "labelset": self.labelset,
             "labelset_digest": self.labelset_digest,
             "predictions": [prediction.to_record() for prediction in self.predictions],
@@ -95,6 +97,7 @@ class VideoResult:
             path=record["path"] if path is None else path,
             predictions=tuple(Prediction(p["label"], p["probability"], p["logit"]) for p in record["predictions"]),
             model=record["model"],
+            precision=record.get("precision", ""),
             labelset=record["labelset"],
             labelset_digest=record.get("labelset_digest", ""),
             timestamps=tuple(record["timestamps"]),

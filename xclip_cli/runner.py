@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from .device import resolve_device
 from .errors import ModelLoadError, UsageError
 from .labels import LabelSet
 from .preprocess import PreprocessConfig
+
+if TYPE_CHECKING:
+    from transformers import XCLIPModel
 
 FINGERPRINT_STRIDE = 61  # a prime, so the sample does not line up with rows of any width
 TEXT_BATCH_SIZE = 64  # prompts per text-encoder call; groups of equal length need no padding
@@ -41,7 +44,7 @@ VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 class XClipRunner:
     """A loaded X-CLIP checkpoint with its tokenizer and preprocessing settings."""
 
-    model: Any  # transformers.XCLIPModel
+    model: XCLIPModel
     load_tokenizer: Callable[[], Any]  # called on first use: a warm text cache needs no tokenizer
     preprocess: PreprocessConfig
     model_id: str
@@ -64,9 +67,14 @@ class XClipRunner:
         return self._tokenizer
 
     @property
+    def _config(self) -> Any:
+        """The checkpoint's XCLIPConfig (its sub-configs are loosely typed in transformers)."""
+        return self.model.config
+
+    @property
     def num_frames(self) -> int:
         """Frames per video the checkpoint was trained with (its vision config)."""
-        return int(self.model.config.vision_config.num_frames)
+        return int(self._config.vision_config.num_frames)
 
     @classmethod
     def from_pretrained(cls, model_id: str, device: str = "auto", precision: str = "fp32") -> XClipRunner:
@@ -118,7 +126,10 @@ class XClipRunner:
         if cached is None:
             array = text_cache.load(key, expected_rows=len(texts))
             if array is None:
-                array = self._encode_texts(prompts.get("token_ids") or [self._tokenize(text) for text in texts])
+                token_ids = prompts.get("token_ids")
+                if not isinstance(token_ids, list):  # named by the tokenizer's files: tokenize now
+                    token_ids = [self._tokenize(text) for text in texts]
+                array = self._encode_texts(token_ids)
                 text_cache.store(key, array)
             cached = torch.from_numpy(array).to(self.device)
             self._memory_cache[key] = cached
@@ -133,9 +144,9 @@ class XClipRunner:
         hashing 250 MB of bytes. Works for models built in memory too.
         """
         if self._fingerprint is None:
-            model = self.model
-            digest = hashlib.sha256(model.config.text_config.to_json_string().encode())
-            digest.update(f"{model.config.projection_dim} {self.precision}".encode())
+            model, config = self.model, self._config
+            digest = hashlib.sha256(config.text_config.to_json_string().encode())
+            digest.update(f"{config.projection_dim} {self.precision}".encode())
             tensors = [("text_projection.weight", model.text_projection.weight)]
             tensors += [(f"text_model.{name}", tensor) for name, tensor in model.text_model.state_dict().items()]
             self._fingerprint = _digest_tensors(digest, tensors)
@@ -147,9 +158,9 @@ class XClipRunner:
         Stored with an embedding index, so scoring it with another checkpoint is refused.
         ``legacy``: as xclip-cli 0.1.0 computed it (torch's threaded sums), to accept its indexes.
         """
-        model = self.model
-        digest = hashlib.sha256(model.config.vision_config.to_json_string().encode())
-        digest.update(f"{model.config.projection_dim} {self.precision} {self.preprocess!r}".encode())
+        model, config = self.model, self._config
+        digest = hashlib.sha256(config.vision_config.to_json_string().encode())
+        digest.update(f"{config.projection_dim} {self.precision} {self.preprocess!r}".encode())
         modules = ("vision_model", "visual_projection", "mit", "prompts_visual_layernorm")
         tensors = [("prompts_visual_projection", model.prompts_visual_projection)]
         for module in modules:
@@ -158,7 +169,7 @@ class XClipRunner:
 
     @property
     def _max_length(self) -> int:
-        return int(self.model.config.text_config.max_position_embeddings)
+        return int(self._config.text_config.max_position_embeddings)
 
     def _tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, truncation=True, max_length=self._max_length)["input_ids"])
@@ -238,7 +249,7 @@ class VideoFeatures:
         return int(self.embeds.shape[0])
 
 
-def _digest_tensors(digest: Any, tensors: list[tuple[str, torch.Tensor]], torch_sums: bool = False) -> str:
+def _digest_tensors(digest: Any, tensors: Sequence[tuple[str, torch.Tensor]], torch_sums: bool = False) -> str:
     """Add each tensor's name, shape, exact sum and a strided sample to ``digest``; the hex digest."""
     for name, tensor in tensors:
         values = tensor.detach().to("cpu", torch.float32).contiguous().numpy().reshape(-1)
@@ -336,9 +347,10 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> _Che
         # What XCLIPProcessor.from_pretrained loads, part by part (transformers' ProcessorMixin:
         # AutoImageProcessor and AutoTokenizer on the same source), so the tokenizer can wait.
         image_processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
-        model, info = XCLIPModel.from_pretrained(
+        loaded: Any = XCLIPModel.from_pretrained(  # (model, info) with output_loading_info
             source, dtype=torch.float32, local_files_only=local_files_only, output_loading_info=True
         )
+        model, info = loaded
     except pickle.UnpicklingError:
         # torch.load(weights_only=True) met a pickle that is more than tensors: never run it.
         raise ModelLoadError(

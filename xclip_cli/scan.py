@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class RunSettings:
     views: int
     top_k: int
     num_labels: int
+    precision: str = "fp32"
 
     def differences(self, record: dict[str, str]) -> str | None:
         """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
@@ -36,13 +38,16 @@ class RunSettings:
             return f"--model {record['model']}, this run uses {self.model}"
         if record["labelset"] != self.labelset:
             return f"--labels {record['labelset']!r}, this run uses {self.labelset!r}"
+        if record.get("precision", "") != self.precision:
+            return f"--precision {record.get('precision') or '?'}, this run uses {self.precision}"
         if record["labelset_digest"] != self.labelset_digest:
             digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
             return f"other prompts or templates for label set {self.labelset!r} ({digests})"
         if record["status"] != "ok":
             return None
         if record["views"] != str(self.views):
-            return f"{record['views']} views per video (--clips x --crops), this run uses {self.views}"
+            views = f"{record['views']} view{'' if record['views'] == '1' else 's'} per video"
+            return f"{views} (--clips x --crops), this run uses {self.views}"
         if "reported" in record and record["reported"] != str(min(self.top_k, self.num_labels)):
             return f"--top-k {record['reported']}, this run uses {self.top_k}"
         return None
@@ -58,17 +63,25 @@ def same_model(a: str, b: str) -> bool:
         return False
 
 
-def finished_paths(results: Path, settings: RunSettings | None = None) -> set[str]:
+def finished_paths(results: Path, settings: RunSettings | None = None, fmt: str | None = None) -> set[str]:
     """Paths already in a results file (CSV or JSONL), to skip when resuming.
 
     With ``settings``, a file whose rows were made otherwise (another label set, model, number
     of views or --top-k) is refused with ``UsageError`` and left untouched: appending would mix
     two experiments in one file. A row cut off by a kill is then trimmed, so appending continues
-    a valid file.
+    a valid file. ``fmt`` (csv or jsonl; default: from the extension) is what this run would
+    append: a file that holds the other is refused, never appended to in another format.
     """
     if not has_rows_or_header(results):
         return set()
-    records = _jsonl_records(results) if results.suffix.lower() == ".jsonl" else _csv_records(results, settings)
+    fmt = fmt or ("jsonl" if results.suffix.lower() == ".jsonl" else "csv")
+    held = "jsonl" if results.read_bytes()[:1] == b"{" else "csv"
+    if held != fmt:
+        raise UsageError(
+            f"{results}: holds {held} rows, this run writes {fmt} (-f {held} continues it); "
+            "use --overwrite or another -o"
+        )
+    records = _jsonl_records(results) if fmt == "jsonl" else _csv_records(results, settings)
     if settings is not None:
         for record in records:
             difference = settings.differences(record)
@@ -108,7 +121,7 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
     return records
 
 
-_RECORD_KEYS = ("path", "status", "model", "labelset", "labelset_digest", "views")
+_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views")
 # The header of results files written before the per-rank columns and the label-set digest.
 LEGACY_CSV_COLUMNS = (
     "path",
@@ -132,3 +145,25 @@ def _unneutralise(cell: str) -> str:
     if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
         return cell[1:]
     return cell
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """The videos of a scan and those still to do (after resuming ``output``)."""
+
+    paths: tuple[str, ...]
+    todo: tuple[str, ...]
+    appending: bool  # the output holds earlier rows: continue it
+
+    @property
+    def skipped(self) -> int:
+        return len(self.paths) - len(self.todo)
+
+
+def plan_scan(
+    paths: Sequence[str], output: Path | None, settings: RunSettings, fmt: str, overwrite: bool = False
+) -> ScanPlan:
+    """What a scan of ``paths`` into ``output`` (written as ``fmt``) still has to do; refuses
+    (``UsageError``) an output made with other settings or in the other format."""
+    done = set() if overwrite or output is None else finished_paths(output, settings, fmt)
+    return ScanPlan(tuple(paths), tuple(path for path in paths if path not in done), appending=bool(done))

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 from .backend import Backend
 from .classify import classify_videos
 from .errors import XClipError
-from .labels import LabelSet, builtin_dir, builtin_names, inline_labelset, load_labelset_file
+from .labels import resolve_labels_without_files
 from .options import ClassifyOptions
 
 MAX_JSON_BYTES = 64 * 1024
@@ -74,7 +74,7 @@ class ClassifyService:
     def classify(
         self, path: str, labels: str | None, options: ClassifyOptions, shown_path: str | None = None
     ) -> list[dict[str, Any]]:
-        labelset = _request_labels(labels or self.default_labels)
+        labelset = resolve_labels_without_files(labels or self.default_labels)
         with self.lock:
             (result,) = classify_videos(self.runner, [path], labelset, options)
         record = result.to_record()
@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
                         raise RequestError(HTTPStatus.BAD_REQUEST, "the upload ended early")
                     handle.write(chunk)
                     remaining -= len(chunk)
-            labels = (query.get("labels") or [None])[0]
+            labels = query["labels"][0] if query.get("labels") else None
             return self.service.classify(str(target), labels, _options({k: v[0] for k, v in query.items()}), name)
 
     def _length(self) -> int:
@@ -186,20 +186,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # http.server's own lines go nowhere: handle_one_request logs one line per request
-
-
-def _request_labels(spec: str) -> LabelSet:
-    """A built-in set or an inline comma list; never a file, whatever the server's folder holds."""
-    spec = spec.strip()
-    if spec in builtin_names():
-        return load_labelset_file(builtin_dir() / f"{spec}.yaml")
-    if "," in spec:
-        return inline_labelset(spec)
-    raise RequestError(
-        HTTPStatus.BAD_REQUEST,
-        f"labels {spec!r}: send a built-in name ({', '.join(builtin_names())}) or a comma list; "
-        "the server reads no label files",
-    )
 
 
 def _options(fields: dict[str, Any]) -> ClassifyOptions:

@@ -367,6 +367,7 @@ class _Decoder:
         """A fresh container decoded from the start: seeking cannot be trusted here."""
         with av.open(self.container.name) as container:
             stream = container.streams[self.stream.index]
+            assert isinstance(stream, av.VideoStream)
             stream.thread_type = THREAD_TYPE
             yield from self._decode_skipping(container, stream, skip=not self.index.sequential)
 

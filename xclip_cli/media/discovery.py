@@ -96,3 +96,22 @@ def read_path_list(lines: Iterable[str]) -> Iterator[str]:
         path = line.rstrip("\r\n")
         if path.strip():
             yield path
+
+
+def collect_paths(
+    folders: Iterable[str],
+    listed: Iterable[str] = (),
+    *,
+    recursive: bool = True,
+    pattern: str | None = None,
+    extensions: str | None = None,
+    shard: str | None = None,
+) -> list[str]:
+    """The videos found in ``folders``, then the ``listed`` lines (a path list), kept to
+    ``shard`` (``"i/n"``), without repeats; ``extensions`` as ``--ext`` takes them."""
+    wanted = VIDEO_EXTENSIONS if extensions is None else parse_extensions(extensions)
+    paths = [*find_videos(folders, recursive=recursive, pattern=pattern, extensions=wanted), *read_path_list(listed)]
+    if shard is not None:
+        part = Shard.parse(shard)
+        paths = [path for path in paths if path in part]
+    return list(dict.fromkeys(paths))

@@ -1,0 +1,248 @@
+"""What the commands share around the library: input paths, output files and formats, the
+model's loading, progress and the final exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import typer
+
+from ..errors import ExitCode, Interrupted, OutputError, UsageError
+from ..results import Report, VideoResult
+from ..writers import FORMATS, Writer, data_console
+from .errors import say
+
+if TYPE_CHECKING:
+    from ..runner import XClipRunner
+
+PIPED_WIDTH = 160  # columns for tables written to a pipe or file
+PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def expand_stdin(videos: list[str]) -> Iterator[str]:
+    """Paths as given, with '-' replaced by the lines of stdin (blank lines skipped)."""
+    for video in videos:
+        if video == "-":
+            for line in sys.stdin:
+                path = line.rstrip("\r\n")
+                if path.strip():
+                    yield path
+        else:
+            yield video
+
+
+def listed_paths(from_file: str | None) -> list[str]:
+    """The lines of ``--from-file`` ('-': stdin); none without it."""
+    if from_file is None:
+        return []
+    if from_file == "-":
+        return list(sys.stdin)
+    try:
+        return Path(from_file).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--from-file {from_file}: {exc.strerror or exc}") from None
+
+
+def check_no_folders(videos: list[str]) -> None:
+    """A folder is a scan's job: say so before the model loads, not one error per file later."""
+    for video in videos:
+        if os.path.isdir(video):
+            raise UsageError(f"{video} is a folder: use xclip scan {shlex.quote(video)} to classify the videos in it")
+
+
+def check_some_input_exists(videos: list[str]) -> None:
+    """Fail before loading the model (seconds) when no named video exists at all."""
+    if "-" in videos or any(os.path.exists(video) for video in videos):
+        return
+    for video in videos:
+        say(f"xclip: error: {video}: no such file")
+    raise typer.Exit(int(ExitCode.ALL_FAILED))
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def pick_format(
+    output_format: str | None,
+    output: Path | None,
+    command: str,
+    formats: Iterable[str] = FORMATS,
+    default: str = "table",
+) -> str:
+    """``--format``, else the ``-o`` file's extension, else ``default``.
+
+    An extension that names no format the command writes (``out.srt``, ``out.xlsx``) is refused:
+    writing a table into it would look like success.
+    """
+    formats = tuple(formats)
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if output_format is not None:
+        if output_format not in formats:
+            raise UsageError(f"--format {output_format!r}: xclip {command} writes {', '.join(formats)}")
+        return output_format
+    if not suffix:
+        return default
+    if suffix in formats and suffix != "table":
+        return suffix
+    raise UsageError(
+        f"{output}: xclip {command} writes {', '.join(formats)}, not .{suffix}; "
+        "end the file name in one of those or give --format"
+    )
+
+
+def check_extension(path: Path | None, option: str, extensions: tuple[str, ...]) -> None:
+    """A file option that can hold one kind of file only (``--confusion x.csv``, ``--plot x.png``)."""
+    if path is not None and path.suffix and path.suffix.lower().lstrip(".") not in extensions:
+        raise UsageError(f"{option} {path}: writes {' or '.join('.' + ext for ext in extensions)} files")
+
+
+def check_writable(path: Path | None, videos: Iterable[str] = ()) -> None:
+    """Fail before loading the model or touching a video if ``-o`` cannot (or must not) be written."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write output (it is a directory)")
+    if not folder.is_dir():
+        raise OutputError(f"{path}: cannot write output (no folder {folder})")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise OutputError(f"{path}: cannot write output (permission denied)")
+    if path.exists() and any(video != "-" and _same_file(path, video) for video in videos):
+        raise OutputError(f"{path}: cannot write output over one of the input videos")
+
+
+def _same_file(a: Path, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def display_path(path: str) -> str:
+    """A stored absolute path as a user can use it here: relative below the current folder
+    (not when that is the file system's root, where the absolute path reads better)."""
+    cwd = os.getcwd()
+    if not os.path.isabs(path) or cwd == os.path.dirname(cwd):
+        return path
+    relative = os.path.relpath(path, cwd)
+    return path if relative.startswith(os.pardir) else relative
+
+
+@contextlib.contextmanager
+def open_output(
+    path: Path | None, append: bool = False, stdout: TextIO | None = None, fmt: str | None = None
+) -> Iterator[TextIO]:
+    """stdout (or ``stdout``), or the ``-o`` file (created, truncated or appended to). Writing
+    ``fmt`` into a file whose extension names another format (``-f json -o x.csv``) is done, as
+    asked, with a warning."""
+    if path is None:
+        yield stdout or sys.stdout
+        return
+    suffix = path.suffix.lower().lstrip(".")
+    if fmt is not None and suffix in FORMATS and suffix not in (fmt, "table"):
+        say(f"xclip: warning: writing {fmt} into {path}, as --format says")
+    try:
+        # surrogateescape: file names that are not UTF-8 go out as their bytes. Closed below.
+        stream = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    with stream:
+        yield stream
+
+
+def print_table(table: Any) -> None:
+    """Print to stdout; when piped, wide enough that no cell is cut (Rich assumes 80 columns)."""
+    data_console(sys.stdout, width=None if sys.stdout.isatty() else PIPED_WIDTH).print(table)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def set_verbose(verbose: bool) -> None:
+    """ffmpeg stays silent unless asked: its messages are for debugging a file, not for users."""
+    if verbose:
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)
+
+
+def load_runner(model: str, device: str, precision: str) -> XClipRunner:
+    from ..device import bf16_is_fast
+    from ..runner import XClipRunner
+
+    with status(f"Loading {model}"):
+        runner = XClipRunner.from_pretrained(model, device=device, precision=precision)
+    if precision == "bf16" and not bf16_is_fast(runner.device):
+        say("xclip: warning: this CPU has no bfloat16 units: --precision bf16 will be slower than fp32")
+    return runner
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with a message on stderr when it is a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
+def report_problems(result: VideoResult) -> None:
+    from ..progress import report_lines
+
+    for line in report_lines(result):
+        say(line)
+
+
+def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Callable[[VideoResult], None]) -> Report:
+    """Write every result as it comes (``writer=None``: the results store themselves) and count
+    them. The writer is closed even on Ctrl-C, so a JSON array holds the videos finished so far."""
+    report = Report()
+    try:
+        for result in results:
+            report.add(result)
+            each(result)
+            if writer is not None:
+                writer.write(result)
+    finally:
+        if writer is not None:
+            writer.close()
+    return report
+
+
+@contextlib.contextmanager
+def resumable(output: Path | None) -> Iterator[None]:
+    """On Ctrl-C, say that the same command resumes (the file holds every finished video)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if output is None:
+            raise
+        raise Interrupted(f"{output} holds every finished video; rerun the same command to resume") from None
+
+
+def finish(report: Report | None, *written: Path | None, quiet: bool = False) -> None:
+    """Say which files were written (stderr), then exit with the report's code."""
+    if not quiet:
+        for path in written:
+            if path is not None:
+                say(f"xclip: wrote {path}")
+    if report is not None and report.exit_code != ExitCode.OK:
+        raise typer.Exit(int(report.exit_code))
+
+
+def nothing_to_do(found: int, output: Path | None, quiet: bool) -> None:
+    """A rerun with every video done (or none found) says so, and loads nothing."""
+    if not quiet:
+        say(f"xclip: nothing to do: {f'all {found} videos are already in {output}' if found else 'no videos found'}")

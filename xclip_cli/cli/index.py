@@ -1,0 +1,121 @@
+"""``xclip embed`` (decode and encode videos once into an index) and ``xclip search``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..checkpoints import DEFAULT_MODEL
+from ..errors import UsageError
+from ..options import ClassifyOptions
+from .common import (
+    check_writable,
+    display_path,
+    finish,
+    listed_paths,
+    load_runner,
+    nothing_to_do,
+    open_output,
+    pick_format,
+    resumable,
+    set_verbose,
+    write_all,
+)
+from .options import (
+    DeviceOpt,
+    ExtOpt,
+    FoldersArg,
+    FormatOpt,
+    FromFileOpt,
+    GlobOpt,
+    ModelOpt,
+    OutputOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    QuietOpt,
+    RecursiveOpt,
+    ShardOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    WorkersOpt,
+)
+
+
+def embed(
+    folders: FoldersArg = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index folder (created, or resumed).")] = Path(
+        "xclip-index"
+    ),
+    from_file: FromFileOpt = None,
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = True,
+    glob: GlobOpt = None,
+    ext: ExtOpt = None,
+    shard: ShardOpt = None,
+    quiet: QuietOpt = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 2,
+    precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Decode and encode videos once into an index; search it or classify it later without decoding."""
+    from ..index import IndexWriter, embed_videos, indexed_paths
+    from ..media.discovery import collect_paths
+    from ..progress import ScanProgress
+
+    set_verbose(verbose)
+    options = ClassifyOptions(workers=workers, timeout=timeout)
+    if not folders and from_file is None:
+        raise UsageError("give folders to index or --from-file LIST")
+    found = collect_paths(
+        folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
+    )
+    done_before = set() if overwrite else indexed_paths(output, model, precision)  # before the model loads
+    todo = [path for path in found if os.path.abspath(path) not in done_before]
+    if not todo:
+        return nothing_to_do(len(found), output, quiet)
+    runner = load_runner(model, device, precision)
+    writer = IndexWriter(output, runner, overwrite=overwrite)
+    todo = [path for path in todo if not writer.has(path)]
+    try:
+        with ScanProgress(len(todo), skipped=len(found) - len(todo), quiet=quiet) as progress, resumable(output):
+            report = write_all(embed_videos(runner, todo, writer, options), None, progress.update)
+    finally:
+        writer.close()
+    finish(report, output, quiet=quiet)
+
+
+def search(
+    index: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder built by xclip embed.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for, in words.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Videos to list.")] = 10,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint (default: the one the index was built with).")
+    ] = None,
+    output_format: FormatOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rank the videos of an index by how well they match a text, with X-CLIP's full head."""
+    from ..index import Index, search_index
+    from ..writers import write_search
+
+    set_verbose(verbose)
+    if not query.strip():
+        raise UsageError("the query is empty")
+    output_format = pick_format(output_format, output, "search")
+    opened = Index(index)
+    check_writable(output)
+    runner = load_runner(model or opened.model, device, precision)
+    hits = [replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, query, top_k)]
+    with open_output(output, fmt=output_format) as stream:
+        write_search(hits, query, output_format, stream)
+    finish(None, output)

@@ -1,0 +1,95 @@
+"""What the tool knows without a model: checkpoints, label sets, help and version."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ..checkpoints import KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
+from ..errors import ExitCode, XClipError
+from ..labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
+from .common import print_table
+from .errors import say
+
+
+def models() -> None:
+    """List the published X-CLIP checkpoints (any local save_pretrained folder works too)."""
+    from rich.table import Table
+
+    table = Table(title="X-CLIP checkpoints on the Hugging Face hub", title_justify="left")
+    for column, justify in (("model", "left"), ("frames", "right"), ("size", "right"), ("trained on", "left")):
+        table.add_column(column, justify=justify, no_wrap=column == "model")  # type: ignore[arg-type]
+    for ckpt in KNOWN_CHECKPOINTS:
+        trained_on = f"{ckpt.trained_on}, {ckpt.note}" if ckpt.note else ckpt.trained_on
+        marker = "★ " if ckpt.model_id == ZERO_SHOT_MODEL else "  "
+        table.add_row(marker + ckpt.model_id, str(ckpt.frames), str(ckpt.resolution), trained_on)
+    table.caption = "★ the authors' pick for open-vocabulary (zero-shot) labels"
+    print_table(table)
+
+
+def labels_list() -> None:
+    """List the built-in label sets."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"Built-in label sets ({builtin_dir()})", title_justify="left")
+    for column in ("name", "labels", "description"):
+        table.add_column(column, justify="right" if column == "labels" else "left")
+    for name in builtin_names():
+        labelset = load_labelset_file(builtin_dir() / f"{name}.yaml")
+        table.add_row(name, str(len(labelset)), escape(labelset.description))
+    print_table(table)
+
+
+def labels_show(name: Annotated[str, typer.Argument(metavar="NAME", help="Built-in name or YAML file.")]) -> None:
+    """Show a label set: templates, then one label per line (with its prompts if they differ)."""
+    labelset = resolve_labels(name)
+    print(f"# {labelset.name}: {len(labelset)} labels. {labelset.description}".rstrip())
+    print(f"# templates: {', '.join(repr(t) for t in labelset.templates)}")
+    for label in labelset.labels:
+        extra = "" if label.prompts == (label.name,) else f"  (prompts: {'; '.join(label.prompts)})"
+        print(f"{label.name}{extra}")
+
+
+def help_command(
+    ctx: typer.Context,
+    command: Annotated[
+        list[str] | None, typer.Argument(metavar="[COMMAND]...", help="e.g. scan, or labels show.")
+    ] = None,
+) -> None:
+    """Show the help of a command (or of xclip itself): the same as COMMAND --help."""
+    root = ctx.parent
+    assert root is not None
+    target, context = root.command, root
+    for name in command or []:
+        sub = getattr(target, "get_command", lambda _ctx, _name: None)(context, name)
+        if sub is None:
+            say(f"xclip: error: no command {' '.join(command or [])!r}; see xclip --help")
+            raise typer.Exit(int(ExitCode.USAGE))
+        target, context = sub, type(ctx)(sub, info_name=name, parent=context)
+    print(target.get_help(context))
+
+
+def show_version(value: bool) -> None:
+    """The tool's version, then what it runs on: what a bug report needs (imports torch: slow)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    print(f"xclip-cli {__version__}")
+    for package, shown in (("torch", "torch"), ("transformers", "transformers"), ("av", "PyAV")):
+        try:
+            print(f"{shown} {version(package)}")
+        except PackageNotFoundError:
+            print(f"{shown} not installed")
+    try:
+        from ..device import resolve_device
+
+        print(f"default device: {resolve_device(os.environ.get('XCLIP_DEVICE', 'auto'))}")
+    except (ImportError, XClipError) as exc:
+        print(f"default device: unknown ({exc})")
+    raise typer.Exit()

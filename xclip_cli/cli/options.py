@@ -1,0 +1,97 @@
+"""Options that several commands share, as ``Annotated`` aliases (one definition each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..checkpoints import DEFAULT_MODEL
+from ..writers import FORMATS
+
+
+def choices(values: Iterable[str]) -> str:
+    """A metavar that lists the choices, as ``--format [table|json|jsonl|csv]``."""
+    return "[" + "|".join(values) + "]"
+
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", envvar="XCLIP_MODEL", help="Hub id or local folder of an X-CLIP checkpoint."),
+]
+# Where an explicit choice must be told from the default (classify --server, --index).
+OptionalModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="XCLIP_MODEL",
+        help=f"Hub id or local folder of an X-CLIP checkpoint [default: {DEFAULT_MODEL}; with --index: the index's].",
+    ),
+]
+LabelsOpt = Annotated[
+    str,
+    typer.Option("--labels", "-l", help="Built-in set name, YAML file, or comma list ('cooking, dancing')."),
+]
+DEVICE_HELP = "Where the model runs; auto: CUDA, then MPS, then CPU."
+DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N|mps]"
+DeviceOpt = Annotated[str, typer.Option("--device", envvar="XCLIP_DEVICE", metavar=DEVICE_METAVAR, help=DEVICE_HELP)]
+OptionalDeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", envvar="XCLIP_DEVICE", metavar=DEVICE_METAVAR, help=DEVICE_HELP + " [default: auto]"),
+]
+PRECISION_HELP = "fp32 (exact), or bf16: faster on CPUs with bfloat16 units, logits drift."
+PrecisionOpt = Annotated[str, typer.Option(metavar=choices(("fp32", "bf16")), help=PRECISION_HELP)]
+OptionalPrecisionOpt = Annotated[
+    str | None, typer.Option(metavar=choices(("fp32", "bf16")), help=PRECISION_HELP + " [default: fp32]")
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format", "-f", metavar=choices(FORMATS), help="Output format [default: from the -o extension, else table]."
+    ),
+]
+ScanFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=choices(("csv", "jsonl")),
+        help="Output format [default: from the -o extension, else csv].",
+    ),
+]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file, not stdout.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to report per video.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Videos per vision-encoder call (more helps on GPUs).")]
+# 2: measured 1.35 s/video against 1.43-1.56 with 1 on one-slice 720p H.264 (two single-threaded
+# decoders fill both cores), and equal on multi-slice files (bench scan path, 2-core CPU).
+WorkersOpt = Annotated[
+    int, typer.Option(min=0, help="Threads decoding the next videos while the model runs (0: none).")
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(min=0, help="Seconds a video's decoding may take; slower files become errors (default: no limit)."),
+]
+ClipsOpt = Annotated[
+    int, typer.Option(min=1, max=64, help="Temporal views per video; their probabilities are averaged.")
+]
+CropsOpt = Annotated[
+    int, typer.Option(metavar="[1|3]", help="1: centre crop; 3: left/centre/right crops, averaged (X-CLIP's protocol).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Start the output afresh instead of resuming it.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show ffmpeg's own messages, and a traceback for internal errors.")
+]
+PlotOpt = Annotated[Path | None, typer.Option(help="Also draw a picture into this file (.png, .svg, .pdf or .jpg).")]
+# Options shared by the commands that walk folders (scan, embed).
+FoldersArg = Annotated[list[str] | None, typer.Argument(metavar="[FOLDERS]...", help="Folders (or files) of videos.")]
+FromFileOpt = Annotated[
+    str | None, typer.Option("--from-file", help="Read video paths from this file ('-': stdin), one per line.")
+]
+RecursiveOpt = Annotated[bool, typer.Option(help="Descend into sub-folders.")]
+GlobOpt = Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")]
+ExtOpt = Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")]
+ShardOpt = Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")]

@@ -1,0 +1,66 @@
+"""``xclip serve``: keep a model loaded and classify over HTTP."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..checkpoints import DEFAULT_MODEL
+from ..errors import ExitCode, UsageError
+from .common import load_runner, set_verbose
+from .errors import say
+from .options import DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
+
+
+def serve(
+    model: ModelOpt = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8765,
+    root: Annotated[
+        list[Path] | None, typer.Option(help="Folder whose videos requests may name by path (repeatable; default: .).")
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest video upload accepted, in MB.")] = 512,
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Label set when a request names none.")] = "kinetics400",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Keep a model loaded and classify over HTTP: xclip classify --server, or POST /classify.
+
+    Listens on 127.0.0.1 (this machine) unless --host says otherwise. GET /health and GET /model
+    describe it; POST /classify takes {"path": ..., "labels": ..., "top_k": ...} as JSON (a file
+    inside a --root folder) or a video as the body (labels, top_k, name in the query), and answers
+    with what xclip classify -f json prints. Label files are never read for a request. Each
+    request is logged on stderr; Ctrl-C or SIGTERM stops it.
+    """
+    from ..server import ClassifyService, make_server
+
+    set_verbose(verbose)
+    roots = root or [Path.cwd()]
+    for folder in roots:
+        if not folder.is_dir():
+            raise UsageError(f"--root {folder}: no such folder")
+    runner = load_runner(model, device, precision)
+    service = ClassifyService(
+        runner, roots, max_upload_mb * 1024 * 1024, labels, log=lambda line: say(f"xclip: {line}")
+    )
+    try:
+        server = make_server(service, host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    address, bound = str(server.server_address[0]), int(server.server_address[1])
+    say(f"xclip: serving {runner.model_id} on http://{address}:{bound} (roots: {', '.join(map(str, roots))})")
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same goodbye as Ctrl-C
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            say(f"xclip: stopped serving on http://{address}:{bound}")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,102 @@
+"""``xclip timeline``: what happens when, in one video."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+import typer
+
+from ..checkpoints import DEFAULT_MODEL
+from ..labels import resolve_labels
+from ..options import TimelineOptions
+from .common import (
+    PLOT_EXTENSIONS,
+    check_extension,
+    check_some_input_exists,
+    check_writable,
+    finish,
+    load_runner,
+    open_output,
+    pick_format,
+    set_verbose,
+)
+from .errors import say
+from .options import (
+    DeviceOpt,
+    FormatOpt,
+    LabelsOpt,
+    ModelOpt,
+    OutputOpt,
+    PlotOpt,
+    PrecisionOpt,
+    TimeoutOpt,
+    VerboseOpt,
+)
+
+
+def timeline(
+    video: Annotated[str, typer.Argument(metavar="VIDEO", help="The video to follow over time.")],
+    labels: LabelsOpt = "kinetics400",
+    model: ModelOpt = DEFAULT_MODEL,
+    window: Annotated[
+        float | None, typer.Option(min=0, help="Window length in seconds (default: the checkpoint's frames x 1 s).")
+    ] = None,
+    stride: Annotated[
+        float | None, typer.Option(min=0, help="Seconds between window starts (default: window / 2).")
+    ] = None,
+    merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels kept per segment (json, csv).")] = 3,
+    output_format: FormatOpt = None,
+    output: OutputOpt = None,
+    plot: PlotOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call (more helps on GPUs).")] = 1,
+    precision: PrecisionOpt = "fp32",
+    timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Classify sliding windows of a video: a table of what happens when."""
+    from ..writers import TIMELINE_WRITERS
+
+    set_verbose(verbose)
+    options = TimelineOptions(window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout)
+    fmt = pick_format(output_format, output, "timeline")
+    check_extension(plot, "--plot", PLOT_EXTENSIONS)
+    labelset = resolve_labels(labels)
+    for path in (output, plot):
+        check_writable(path, [video])
+    check_some_input_exists([video])
+    from ..timeline import build_timeline
+
+    runner = load_runner(model, device, precision)
+    with _video_time_progress(quiet) as progress:
+        result = build_timeline(runner, video, labelset, options, on_progress=progress)
+    for warning in result.warnings:
+        say(f"xclip: warning: {video}: {warning}")
+    segments = result.segments(merge=merge, top_k=top_k)
+    with open_output(output, fmt=fmt) as stream:
+        TIMELINE_WRITERS[fmt](result, segments, merge, stream)
+    if plot is not None:
+        from ..plot import plot_timeline
+
+        plot_timeline(result, segments, plot)
+    finish(None, output, plot, quiet=quiet)
+
+
+@contextlib.contextmanager
+def _video_time_progress(quiet: bool) -> Iterator[Callable[[float, float], None]]:
+    """A bar over video seconds on a terminal's stderr; a no-op callback otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("Timeline"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"))
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("timeline", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
