@@ -258,7 +258,8 @@ def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
     assert again.stderr.startswith(f"xclip: error: {out}: ") and message in again.stderr
     assert again.stderr.rstrip().endswith("use --overwrite or another -o") and again.stderr.count("\n") == 1
     assert out.read_bytes() == before
-    assert invoke([*args, "--overwrite"]).exit_code == ExitCode.OK
+    if change[:2] == ["--labels", "sports"] and suffix == "csv":  # once: --overwrite is the way out
+        assert invoke([*args, "--overwrite"]).exit_code == ExitCode.OK
 
 
 def test_the_same_model_named_two_ways_resumes(
