@@ -34,8 +34,8 @@ from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
 from .options import ClassifyOptions
-from .pipeline import frames_in_order, rank, view_pixels
-from .results import SearchHit, VideoResult
+from .pipeline import frames_in_order, labelled_result, view_pixels
+from .results import SearchHit, VideoResult, rank
 from .runner import VideoFeatures
 from .scan import same_model
 
@@ -261,25 +261,17 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
         position = {entry.path: row for row, entry in enumerate(ok)}
         for entry in chunk:
             if entry.status != "ok" or logits is None:
-                yield VideoResult(
-                    path=entry.path,
-                    model=index.model,
-                    precision=runner.precision,
-                    labelset=labelset.name,
-                    labelset_digest=labelset.digest,
-                    error=entry.error,
-                )
+                yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error)
                 continue
             row = logits[position[entry.path]]
             probabilities = row.softmax(dim=-1).float().cpu().numpy()
             predictions = rank(probabilities, row.float().cpu().numpy(), labelset.names, top_k)
-            yield VideoResult(
-                path=entry.path,
+            yield labelled_result(
+                entry.path,
+                index.model,
+                runner.precision,
+                labelset,
                 predictions=predictions,
-                model=index.model,
-                precision=runner.precision,
-                labelset=labelset.name,
-                labelset_digest=labelset.digest,
                 duration=entry.duration,
                 width=entry.width,
                 height=entry.height,

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -21,6 +22,13 @@ from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
 from .results import VideoResult, rank
+
+
+def labelled_result(path: str, model: str, precision: str, labelset: LabelSet, **fields: Any) -> VideoResult:
+    """A result that names how it was made: checkpoint, precision and label set (and its digest)."""
+    return VideoResult(
+        path=path, model=model, precision=precision, labelset=labelset.name, labelset_digest=labelset.digest, **fields
+    )
 
 
 def score_loaded(
@@ -39,14 +47,7 @@ def score_loaded(
         if isinstance(video, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-            yield VideoResult(
-                path=path,
-                model=runner.model_id,
-                precision=runner.precision,
-                labelset=labelset.name,
-                labelset_digest=labelset.digest,
-                error=video.reason,
-            )
+            yield labelled_result(path, runner.model_id, runner.precision, labelset, error=video.reason)
             continue
         pending.append((path, video))
         if len(pending) >= max(1, options.batch_size):
@@ -151,13 +152,12 @@ def _score(
     probabilities_np, logits_np = probabilities.float().cpu().numpy(), logits.float().cpu().numpy()
     for row, (path, video) in enumerate(pending):
         predictions = rank(probabilities_np[row], logits_np[row], labelset.names, options.top_k)
-        yield VideoResult(
-            path=path,
+        yield labelled_result(
+            path,
+            runner.model_id,
+            runner.precision,
+            labelset,
             predictions=predictions,
-            model=runner.model_id,
-            precision=runner.precision,
-            labelset=labelset.name,
-            labelset_digest=labelset.digest,
             timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),
             duration=video.info.duration,
             width=video.info.width,
