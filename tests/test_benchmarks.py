@@ -41,3 +41,19 @@ def test_bench_timeline_compares_one_pass_with_per_window(tiny_model_dir: Path, 
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     lines = bench_timeline.one_pass_vs_per_window(runner, clip)
     assert any("per-window / one pass" in line for line in lines)
+
+
+def test_bench_onnx_compares_the_backends(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    import bench_onnx
+
+    from xclip_cli.onnx_engine import OnnxRunner
+
+    monkeypatch.setenv("XCLIP_CACHE_DIR", str(tmp_path / "cache"))
+    clip = write_video(tmp_path / "clip.mp4", num_frames=30)
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    lines = bench_onnx.compare(runner, OnnxRunner.load(runner), clip, videos=2, repeat=1)
+    assert any(line.startswith("vision side per video") and "torch/onnx" in line for line in lines)
+    assert lines[-1].startswith("logit drift onnx vs torch: max ")

@@ -186,6 +186,7 @@ def test_version_names_what_it_runs_on() -> None:
         f"torch {version('torch')}",
         f"transformers {version('transformers')}",
         f"PyAV {version('av')}",
+        f"ONNX Runtime {version('onnxruntime')}",  # in the dev extras
         "default device: cpu",  # the test machines have no GPU
     ]
 

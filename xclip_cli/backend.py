@@ -21,9 +21,20 @@ if TYPE_CHECKING:
 class Backend(Protocol):
     """A loaded X-CLIP checkpoint, as the pipeline uses it."""
 
-    model_id: str  # as the user named it: a hub id or a folder
-    preprocess: PreprocessConfig  # resize, crop and normalisation from the checkpoint
-    precision: str  # "fp32", or a lossy setting such as "bf16"
+    @property
+    def model_id(self) -> str:
+        """The checkpoint as the user named it: a hub id or a folder."""
+        ...
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """Resize, crop and normalisation, from the checkpoint."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, or a lossy setting such as ``bf16``."""
+        ...
 
     @property
     def num_frames(self) -> int:

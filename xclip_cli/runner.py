@@ -72,6 +72,11 @@ class XClipRunner:
         return self.model.config
 
     @property
+    def image_size(self) -> int:
+        """Side of the square frames the vision encoder takes."""
+        return int(self._config.vision_config.image_size)
+
+    @property
     def num_frames(self) -> int:
         """Frames per video the checkpoint was trained with (its vision config)."""
         return int(self._config.vision_config.num_frames)
@@ -166,6 +171,14 @@ class XClipRunner:
         for module in modules:
             tensors += [(f"{module}.{name}", tensor) for name, tensor in getattr(model, module).state_dict().items()]
         return _digest_tensors(digest, tensors, torch_sums=legacy)
+
+    def head_fingerprint(self) -> str:
+        """Identity of X-CLIP's head (prompt generator and logit scale): with the vision
+        fingerprint, what an exported per-video graph depends on."""
+        digest = hashlib.sha256(f"{self._config.projection_dim} {self.precision}".encode())
+        tensors = [("logit_scale", self.model.logit_scale)]
+        tensors += [(f"prompts_generator.{n}", t) for n, t in self.model.prompts_generator.state_dict().items()]
+        return _digest_tensors(digest, tensors)
 
     @property
     def _max_length(self) -> int:

@@ -19,7 +19,7 @@ from .classify import classify, scan
 from .errors import reports_errors
 from .evaluate import evaluate_command
 from .index import embed, search
-from .info import help_command, labels_list, labels_show, models, show_version
+from .info import help_command, labels_list, labels_show, models_listing, models_prepare, show_version
 from .serve import serve
 from .timeline import timeline
 
@@ -32,7 +32,7 @@ SHORT_HELP = {
     "search": "Rank the videos of an index by how well they match a text.",
     "serve": "Keep a model loaded and classify over HTTP.",
     "timeline": "What happens when: classify sliding windows of one video.",
-    "models": "List the published X-CLIP checkpoints.",
+    "models": "List the published X-CLIP checkpoints; models prepare: for ONNX Runtime.",
     "help": "Show the help of a command: xclip help scan.",
 }
 
@@ -45,6 +45,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 labels_app = typer.Typer(help="List and inspect the built-in label sets.", no_args_is_help=True)
+models_app = typer.Typer(help="The published X-CLIP checkpoints; prepare one for ONNX Runtime.")
 
 
 @app.callback()
@@ -66,7 +67,9 @@ for name, command in (
     ("timeline", timeline),
 ):
     app.command(name=name, epilog=epilog(name), short_help=SHORT_HELP[name])(reports_errors(command))
-app.command(name="models", short_help=SHORT_HELP["models"])(reports_errors(models))
+app.add_typer(models_app, name="models", short_help=SHORT_HELP["models"])
+models_app.callback(invoke_without_command=True)(reports_errors(models_listing))
+models_app.command("prepare", short_help="Export a checkpoint once for ONNX Runtime.")(reports_errors(models_prepare))
 app.command(name="help", short_help=SHORT_HELP["help"])(help_command)
 app.add_typer(labels_app, name="labels")
 labels_app.command("list")(reports_errors(labels_list))

@@ -35,6 +35,7 @@ from .common import (
 )
 from .errors import say
 from .options import (
+    BackendOpt,
     BatchOpt,
     ClipsOpt,
     CropsOpt,
@@ -91,6 +92,7 @@ def classify(
     server: Annotated[
         str | None, typer.Option(envvar="XCLIP_SERVER", help="Send the work to a running `xclip serve` (its URL).")
     ] = None,
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify videos against a label set and print the top labels."""
@@ -115,7 +117,7 @@ def classify(
             raise UsageError("give videos or --index, not both")
         assert labelset is not None, "--index with --server"
         return _classify_index(
-            index, labelset, model, device or "auto", precision or "fp32", top_k, writer_class, output
+            index, labelset, model, device or "auto", precision or "fp32", backend, top_k, writer_class, output
         )
     if not videos:
         raise UsageError("no videos given (paths, '-' for stdin, or --index)")
@@ -127,7 +129,7 @@ def classify(
     from ..classify import classify_videos
 
     early = _start_early_decode(model or DEFAULT_MODEL, videos, options)
-    runner = load_runner(model or DEFAULT_MODEL, device or "auto", precision or "fp32")
+    runner = load_runner(model or DEFAULT_MODEL, device or "auto", precision or "fp32", backend)
     ready = early.take(runner.num_frames, runner.preprocess) if early is not None else {}
     with open_output(output, fmt=writer_class.name) as stream:
         results = classify_videos(runner, expand_stdin(videos), labelset, options, ready)
@@ -143,6 +145,7 @@ def _classify_index(
     model: str | None,
     device: str,
     precision: str,
+    backend: str,
     top_k: int,
     writer_class: type[Writer],
     output: Path | None,
@@ -150,7 +153,7 @@ def _classify_index(
     from ..index import Index, score_index
 
     index = Index(folder)
-    runner = load_runner(model or index.model, device, precision)  # an explicit --model wins (and is checked)
+    runner = load_runner(model or index.model, device, precision, backend)  # an explicit --model wins (and is checked)
     with open_output(output, fmt=writer_class.name) as stream:
         scored = score_index(runner, index, labelset, top_k)
         results = (replace(result, path=display_path(result.path)) for result in scored)
@@ -226,6 +229,7 @@ def scan(
     decode_cpus: Annotated[
         float, typer.Option(min=0.01, help="With --engine ray: CPUs per decoding task (0.5: two per CPU).")
     ] = 1,
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
@@ -259,7 +263,7 @@ def scan(
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
     with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext():
-        results = _scan_results(model, plan.todo, labelset, options, ray, device, precision)
+        results = _scan_results(model, plan.todo, labelset, options, ray, device, precision, backend)
         with open_output(output, plan.appending, data_out, fmt) as stream, resumable(output):
             writer = WRITERS[fmt](stream, appending=plan.appending, top_k=top_k)
             with ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=quiet) as progress:
@@ -316,6 +320,7 @@ def _scan_results(
     ray: Any,
     device: str,
     precision: str,
+    backend: str,
 ) -> Any:
     if ray is not None:
         from ..ray_engine import classify_videos_on_ray
@@ -323,4 +328,4 @@ def _scan_results(
         return classify_videos_on_ray(model, list(todo), labelset, options, ray)
     from ..classify import classify_videos
 
-    return classify_videos(load_runner(model, device, precision), todo, labelset, options)
+    return classify_videos(load_runner(model, device, precision, backend), todo, labelset, options)

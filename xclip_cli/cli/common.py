@@ -4,6 +4,7 @@ model's loading, progress and the final exit code."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shlex
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
+from ..backend import Backend
 from ..errors import ExitCode, Interrupted, OutputError, UsageError
 from ..results import Report, VideoResult
 from ..writers import FORMATS, Writer, data_console
@@ -21,6 +23,7 @@ from .errors import say
 if TYPE_CHECKING:
     from ..runner import XClipRunner
 
+BACKENDS = ("auto", "torch", "onnx")
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
 
@@ -175,15 +178,38 @@ def set_verbose(verbose: bool) -> None:
         av.logging.set_level(av.logging.WARNING)
 
 
-def load_runner(model: str, device: str, precision: str) -> XClipRunner:
+def load_runner(model: str, device: str, precision: str, backend: str = "torch") -> Backend:
+    """The checkpoint on the asked backend: ``onnx`` (ONNX Runtime, prepared once), ``torch``, or
+    ``auto``: ONNX Runtime where it runs (CPU, fp32) and the checkpoint is prepared, else torch."""
     from ..device import bf16_is_fast
     from ..runner import XClipRunner
 
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     with status(f"Loading {model}"):
         runner = XClipRunner.from_pretrained(model, device=device, precision=precision)
     if precision == "bf16" and not bf16_is_fast(runner.device):
         say("xclip: warning: this CPU has no bfloat16 units: --precision bf16 will be slower than fp32")
-    return runner
+    if backend == "torch" or (backend == "auto" and not _onnx_ready(runner)):
+        return runner
+    if runner.device.type != "cpu" or precision != "fp32":
+        raise UsageError(
+            "--backend onnx runs fp32 on the CPU: use --device cpu and --precision fp32, or --backend torch"
+        )
+    try:
+        from ..onnx_engine import OnnxRunner
+    except ImportError:
+        raise UsageError("--backend onnx needs ONNX Runtime: pip install 'xclip-cli[onnx]'") from None
+    return OnnxRunner.load(runner, say)
+
+
+def _onnx_ready(runner: XClipRunner) -> bool:
+    """``auto`` picks ONNX Runtime for a prepared checkpoint on the CPU (it never exports itself)."""
+    if runner.device.type != "cpu" or runner.precision != "fp32" or importlib.util.find_spec("onnxruntime") is None:
+        return False
+    from ..onnx_engine import is_prepared
+
+    return is_prepared(runner)
 
 
 @contextlib.contextmanager

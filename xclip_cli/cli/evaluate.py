@@ -14,6 +14,7 @@ from ..labels import resolve_labels
 from ..options import ClassifyOptions
 from .common import PLOT_EXTENSIONS, check_extension, check_writable, finish, load_runner, resumable, set_verbose
 from .options import (
+    BackendOpt,
     ClipsOpt,
     CropsOpt,
     DeviceOpt,
@@ -55,6 +56,7 @@ def evaluate_command(
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Measure top-1, top-5 and per-class accuracy of a label set on labelled videos."""
@@ -78,7 +80,7 @@ def evaluate_command(
         from ..classify import classify_videos
         from ..progress import ScanProgress
 
-        runner = load_runner(model, device, precision)
+        runner = load_runner(model, device, precision, backend)
         results = classify_videos(runner, [video.path for video in plan.todo], labelset, options)
         with ScanProgress(len(plan.todo), skipped=len(plan.kept), quiet=quiet) as progress, resumable(output):
             rows = run_evaluation(results, plan, progress.update)

@@ -26,6 +26,7 @@ from .common import (
     write_all,
 )
 from .options import (
+    BackendOpt,
     DeviceOpt,
     ExtOpt,
     FoldersArg,
@@ -62,6 +63,7 @@ def embed(
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode and encode videos once into an index; search it or classify it later without decoding."""
@@ -80,7 +82,7 @@ def embed(
     todo = [path for path in found if os.path.abspath(path) not in done_before]
     if not todo:
         return nothing_to_do(len(found), output, quiet)
-    runner = load_runner(model, device, precision)
+    runner = load_runner(model, device, precision, backend)
     writer = IndexWriter(output, runner, overwrite=overwrite)
     todo = [path for path in todo if not writer.has(path)]
     try:
@@ -102,6 +104,7 @@ def search(
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Rank the videos of an index by how well they match a text, with X-CLIP's full head."""
@@ -114,7 +117,7 @@ def search(
     output_format = pick_format(output_format, output, "search")
     opened = Index(index)
     check_writable(output)
-    runner = load_runner(model or opened.model, device, precision)
+    runner = load_runner(model or opened.model, device, precision, backend)
     hits = [replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, query, top_k)]
     with open_output(output, fmt=output_format) as stream:
         write_search(hits, query, output_format, stream)

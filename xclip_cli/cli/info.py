@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Annotated
 
 import typer
 
-from ..checkpoints import KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
-from ..errors import ExitCode, XClipError
+from ..checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
+from ..errors import ExitCode, UsageError, XClipError
 from ..labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
-from .common import print_table
+from .common import load_runner, print_table
 from .errors import say
+from .options import ModelOpt, VerboseOpt
 
 
-def models() -> None:
+def models_listing(ctx: typer.Context) -> None:
     """List the published X-CLIP checkpoints (any local save_pretrained folder works too)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
 
     table = Table(title="X-CLIP checkpoints on the Hugging Face hub", title_justify="left")
@@ -27,6 +31,25 @@ def models() -> None:
         table.add_row(marker + ckpt.model_id, str(ckpt.frames), str(ckpt.resolution), trained_on)
     table.caption = "★ the authors' pick for open-vocabulary (zero-shot) labels"
     print_table(table)
+
+
+def models_prepare(
+    model: ModelOpt = DEFAULT_MODEL,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export a checkpoint once for ONNX Runtime (--backend onnx, and auto on the CPU)."""
+    try:
+        from ..onnx_engine import prepare
+    except ImportError:
+        raise UsageError("ONNX Runtime is not installed: pip install 'xclip-cli[onnx]'") from None
+    from ..runner import XClipRunner
+
+    runner = load_runner(model, "cpu", "fp32", "torch")
+    assert isinstance(runner, XClipRunner)
+    started = time.monotonic()
+    folder = prepare(runner, say)
+    size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
+    say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB, {time.monotonic() - started:.1f} s)")
 
 
 def labels_list() -> None:
@@ -81,11 +104,16 @@ def show_version(value: bool) -> None:
     from .. import __version__
 
     print(f"xclip-cli {__version__}")
-    for package, shown in (("torch", "torch"), ("transformers", "transformers"), ("av", "PyAV")):
+    for package, shown in (
+        ("torch", "torch"),
+        ("transformers", "transformers"),
+        ("av", "PyAV"),
+        ("onnxruntime", "ONNX Runtime"),
+    ):
         try:
             print(f"{shown} {version(package)}")
         except PackageNotFoundError:
-            print(f"{shown} not installed")
+            print(f"{shown} not installed" + (" (pip install 'xclip-cli[onnx]')" if package == "onnxruntime" else ""))
     try:
         from ..device import resolve_device
 

@@ -95,3 +95,12 @@ RecursiveOpt = Annotated[bool, typer.Option(help="Descend into sub-folders.")]
 GlobOpt = Annotated[str | None, typer.Option(help="Only paths (relative to the folder) matching this.")]
 ExtOpt = Annotated[str | None, typer.Option(help="Comma list of extensions (default: common video types).")]
 ShardOpt = Annotated[str | None, typer.Option(help="Process part i of n (i/n, from 0), stable across runs.")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="XCLIP_BACKEND",
+        metavar=choices(("auto", "torch", "onnx")),
+        help="onnx: ONNX Runtime on the CPU (xclip models prepare exports it once); torch; "
+        "auto: onnx for a prepared checkpoint on the CPU, else torch.",
+    ),
+]

@@ -12,7 +12,7 @@ from ..checkpoints import DEFAULT_MODEL
 from ..errors import ExitCode, UsageError
 from .common import load_runner, set_verbose
 from .errors import say
-from .options import DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
+from .options import BackendOpt, DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
 
 
 def serve(
@@ -26,6 +26,7 @@ def serve(
     labels: Annotated[str, typer.Option("--labels", "-l", help="Label set when a request names none.")] = "kinetics400",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep a model loaded and classify over HTTP: xclip classify --server, or POST /classify.
@@ -43,7 +44,7 @@ def serve(
     for folder in roots:
         if not folder.is_dir():
             raise UsageError(f"--root {folder}: no such folder")
-    runner = load_runner(model, device, precision)
+    runner = load_runner(model, device, precision, backend)
     service = ClassifyService(
         runner, roots, max_upload_mb * 1024 * 1024, labels, log=lambda line: say(f"xclip: {line}")
     )

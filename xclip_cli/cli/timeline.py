@@ -25,6 +25,7 @@ from .common import (
 )
 from .errors import say
 from .options import (
+    BackendOpt,
     DeviceOpt,
     FormatOpt,
     LabelsOpt,
@@ -57,6 +58,7 @@ def timeline(
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call (more helps on GPUs).")] = 1,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify sliding windows of a video: a table of what happens when."""
@@ -72,7 +74,7 @@ def timeline(
     check_some_input_exists([video])
     from ..timeline import build_timeline
 
-    runner = load_runner(model, device, precision)
+    runner = load_runner(model, device, precision, backend)
     with _video_time_progress(quiet) as progress:
         result = build_timeline(runner, video, labelset, options, on_progress=progress)
     for warning in result.warnings:

@@ -1,0 +1,92 @@
+"""ONNX Runtime against torch eager on one machine, in one run: prepare cost, vision side, scan path.
+
+Full-size random X-CLIP (base-patch32 shape), a synthetic 10 s 720p clip, 400 Kinetics labels,
+warm text cache. Prints medians and ratios (torch / onnx: above 1 means ONNX Runtime is faster),
+and the logit drift between the two on the same frames.
+
+    python benchmarks/bench_onnx.py [--repeat 3] [--videos 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_classify import DEFAULT_WORKDIR, bench_setup, ensure_checkpoint, ensure_clip, log
+
+from xclip_cli.classify import classify_videos
+from xclip_cli.labels import resolve_labels
+from xclip_cli.onnx_engine import OnnxRunner, prepare
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.pipeline import load_frames, view_pixels
+from xclip_cli.runner import XClipRunner
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def compare(runner: XClipRunner, onnx: OnnxRunner, clip: Path, videos: int, repeat: int) -> list[str]:
+    """Lines of the report: vision side, whole forward, scan path, drift."""
+    labelset = resolve_labels("kinetics400")
+    text = runner.label_text_features(labelset)  # warm: both backends read the same cache
+    pixels = view_pixels(load_frames(runner, str(clip), ClassifyOptions()))
+    lines = []
+    for name, fn_torch, fn_onnx in (
+        ("vision side per video", lambda: runner.video_features(pixels), lambda: onnx.video_features(pixels)),
+        ("forward with 400 labels", lambda: runner.video_logits(pixels, text), lambda: onnx.video_logits(pixels, text)),
+    ):
+        fn_onnx()  # first call allocates
+        a, b = median_seconds(fn_torch, repeat), median_seconds(fn_onnx, repeat)
+        lines.append(f"{name:<34} torch {a:7.3f} s   onnx {b:7.3f} s   torch/onnx {a / b:5.2f}x")
+    paths = [str(clip)] * videos
+    options = ClassifyOptions(workers=2)
+    for engine, backend in (("torch", runner), ("onnx", onnx)):
+        started = time.perf_counter()
+        list(classify_videos(backend, paths, labelset, options))
+        lines.append(
+            f"scan path, {engine:<5} {videos} videos: {(time.perf_counter() - started) / videos:7.3f} s per video"
+        )
+    drift = (runner.video_logits(pixels, text) - onnx.video_logits(pixels, text)).abs()
+    lines.append(f"logit drift onnx vs torch: max {drift.max():.2e}, mean {drift.mean():.2e}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--videos", type=int, default=6, help="videos in the scan-path measurement")
+    args = parser.parse_args(argv)
+    with bench_setup(args.workdir) as workdir:
+        model_dir, clip = ensure_checkpoint(workdir), ensure_clip(workdir, 10)
+        runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
+        log("exporting the ONNX graphs (into the run's scratch cache) ...")
+        started = time.perf_counter()
+        folder = prepare(runner)
+        export = time.perf_counter() - started
+        size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
+        started = time.perf_counter()
+        onnx = OnnxRunner.load(runner)
+        load = time.perf_counter() - started
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {clip.name}")
+        print(f"prepare: {export:.1f} s, {size:.0f} MB on disk; session load {load:.2f} s")
+        for line in compare(runner, onnx, clip, args.videos, args.repeat):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
