@@ -54,6 +54,9 @@ def test_bench_onnx_compares_the_backends(
     monkeypatch.setenv("XCLIP_CACHE_DIR", str(tmp_path / "cache"))
     clip = write_video(tmp_path / "clip.mp4", num_frames=30)
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    lines = bench_onnx.compare(runner, OnnxRunner.load(runner), clip, videos=2, repeat=1)
+    onnx = OnnxRunner.load(runner)
+    lines = bench_onnx.compare(runner, onnx, clip, videos=2, repeat=1)
     assert any(line.startswith("vision side per video") and "torch/onnx" in line for line in lines)
     assert lines[-1].startswith("logit drift onnx vs torch: max ")
+    int8 = bench_onnx.compare_int8(onnx, OnnxRunner.load(runner, int8=True), clip, repeat=1)
+    assert "fp32/int8" in int8[0] and "same top-5 set" in int8[1]

@@ -200,7 +200,7 @@ def test_help_has_examples_and_exit_codes_and_help_cmd_works() -> None:
     listing = invoke(["--help"]).stdout
     assert "..." not in listing.split("Commands:")[1]  # no summary cut short
     assert "--format [table|json|jsonl|csv]" in invoke(["classify", "--help"]).stdout
-    assert "--precision [fp32|bf16]" in invoke(["scan", "--help"]).stdout
+    assert "--precision [fp32|bf16|int8]" in invoke(["scan", "--help"]).stdout
     unknown = invoke(["help", "nope"])
     assert (
         unknown.exit_code == ExitCode.USAGE and unknown.stderr == "xclip: error: no command 'nope'; see xclip --help\n"

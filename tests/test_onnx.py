@@ -123,8 +123,28 @@ def test_onnx_refuses_what_it_cannot_run(tiny_model_dir: Path, clip_dir: Path, c
     base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "a, b", "--backend", "onnx"]
     result = invoke([*base, "--precision", "bf16"])
     assert result.exit_code == ExitCode.USAGE
-    assert "--backend onnx runs fp32 on the CPU" in result.stderr
+    assert "--backend onnx runs fp32 or int8 on the CPU" in result.stderr
     unknown = invoke(["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "--backend", "tpu"])
     assert (
         unknown.exit_code == ExitCode.USAGE and "--backend 'tpu': expected one of auto, torch, onnx" in unknown.stderr
     )
+
+
+def test_int8_is_onnx_only_lossy_and_named_in_the_output(tiny_model_dir: Path, clip_dir: Path, cached: Path) -> None:
+    base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-f", "json"]
+    refused = invoke([*base, "--precision", "int8", "--backend", "torch"])
+    assert refused.exit_code == ExitCode.USAGE and "--precision int8 runs on ONNX Runtime" in refused.stderr
+    int8 = invoke([*base, "--precision", "int8"])  # auto: int8 needs ONNX Runtime, prepared on demand
+    assert int8.exit_code == ExitCode.OK, int8.stderr
+    (record,) = json.loads(int8.stdout)
+    assert record["precision"] == "int8" and len(record["predictions"]) == 2
+    assert sum(p["probability"] for p in record["predictions"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_int8_features_never_mix_with_fp32_in_an_index(engines: tuple[XClipRunner, OnnxRunner]) -> None:
+    runner, onnx = engines
+    int8 = OnnxRunner.load(runner, int8=True)
+    assert int8.precision == "int8" and onnx.precision == "fp32"
+    assert int8.vision_fingerprint() != onnx.vision_fingerprint() == runner.vision_fingerprint()
+    pixels = random_pixels(2, runner)
+    assert int8.video_features(pixels).embeds.shape == onnx.video_features(pixels).embeds.shape

@@ -3,11 +3,13 @@
 ``prepare`` exports two graphs per checkpoint, once, into the tool's cache: ``vision.onnx``
 (pixels -> the MIT video embedding and the frame-averaged patch features; dynamic batch) and
 ``head.onnx`` (those and the text features -> logits: prompt generator and scaled cosine;
-dynamic batch and labels). The folder is named by the checkpoint's identity (fingerprints of
-its vision and head weights, the frame count, preprocessing) and the torch, onnx and
-onnxruntime versions, so a changed checkpoint is exported anew, never scored with stale
-graphs. It is written in a temporary folder and renamed into place under a lock: two
-processes or a kill never leave a half entry that loads; a damaged entry is rebuilt.
+dynamic batch and labels), plus ``vision-int8.onnx``, the vision graph with dynamically
+quantised int8 weights (``--precision int8``: faster, lossy, never a default). The folder is
+named by the checkpoint's identity (fingerprints of its vision and head weights, the frame
+count) and the torch, onnx and onnxruntime versions, so a changed checkpoint is exported
+anew, never scored with stale graphs. It is written in a temporary folder and renamed into
+place under a lock: two processes or a kill never leave a half entry that loads; a damaged
+entry is rebuilt.
 
 ``OnnxRunner`` implements ``backend.Backend``. In this first version the text side (run once
 per label set, then cached) stays on the torch runner it wraps.
@@ -36,10 +38,10 @@ from .labels import LabelSet
 from .preprocess import PreprocessConfig
 from .runner import VideoFeatures, XClipRunner
 
-FORMAT = 1
+FORMAT = 2
 OPSET = 18
 MANIFEST = "manifest.json"
-GRAPHS = ("vision.onnx", "head.onnx")
+VISION, VISION_INT8, HEAD = "vision.onnx", "vision-int8.onnx", "head.onnx"
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -166,6 +168,9 @@ def _export(runner: XClipRunner, folder: Path) -> None:
             dynamic_shapes={"embeds": {0: batch}, "patches": {0: batch}, "text": {0: labels}},
             external_data=True,
         )
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(folder / VISION, folder / VISION_INT8, weight_type=QuantType.QInt8)
     sizes = {item.name: item.stat().st_size for item in folder.iterdir()}
     manifest = {"format": FORMAT, "model": runner.model_id, "versions": _versions(), "sizes": sizes}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -192,19 +197,20 @@ class OnnxRunner:
 
     torch_runner: XClipRunner  # the checkpoint's identity, configs and (cached) text side
     folder: Path
+    int8: bool = False  # the vision graph with int8 weights (lossy)
     _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, runner: XClipRunner, say: Callable[[str], None] | None = None) -> OnnxRunner:
+    def load(cls, runner: XClipRunner, say: Callable[[str], None] | None = None, int8: bool = False) -> OnnxRunner:
         """Prepare (if needed) and open the graphs of ``runner``'s checkpoint."""
         import onnxruntime
 
         folder = prepare(runner, say)
-        engine = cls(runner, folder)
+        engine = cls(runner, folder, int8)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are not the user's business
-        for name in GRAPHS:
-            engine._sessions[name] = onnxruntime.InferenceSession(
+        for role, name in (("vision", VISION_INT8 if int8 else VISION), ("head", HEAD)):
+            engine._sessions[role] = onnxruntime.InferenceSession(
                 str(folder / name), options, providers=["CPUExecutionProvider"]
             )
         return engine
@@ -219,7 +225,7 @@ class OnnxRunner:
 
     @property
     def precision(self) -> str:
-        return self.torch_runner.precision
+        return "int8" if self.int8 else self.torch_runner.precision
 
     @property
     def num_frames(self) -> int:
@@ -232,11 +238,13 @@ class OnnxRunner:
         return self.torch_runner.text_features(texts)
 
     def vision_fingerprint(self, legacy: bool = False) -> str:
-        return self.torch_runner.vision_fingerprint(legacy)
+        """The torch side's, told apart for int8 features (an index never mixes the two)."""
+        fingerprint = self.torch_runner.vision_fingerprint(legacy)
+        return hashlib.sha256(f"{fingerprint} int8".encode()).hexdigest() if self.int8 else fingerprint
 
     def video_features(self, pixel_values: torch.Tensor) -> VideoFeatures:
         pixels = np.ascontiguousarray(pixel_values.float().cpu().numpy())
-        embeds, patches = self._sessions["vision.onnx"].run(None, {"pixel_values": pixels})
+        embeds, patches = self._sessions["vision"].run(None, {"pixel_values": pixels})
         return VideoFeatures(torch.from_numpy(embeds), torch.from_numpy(patches))
 
     def logits_from_features(self, features: VideoFeatures, text_features: torch.Tensor) -> torch.Tensor:
@@ -245,7 +253,7 @@ class OnnxRunner:
             "patches": features.patches.float().cpu().numpy(),
             "text_features": text_features.float().cpu().numpy(),
         }
-        (logits,) = self._sessions["head.onnx"].run(None, inputs)
+        (logits,) = self._sessions["head"].run(None, inputs)
         return torch.from_numpy(logits)
 
     def video_logits(self, pixel_values: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:

@@ -180,27 +180,32 @@ def set_verbose(verbose: bool) -> None:
 
 def load_runner(model: str, device: str, precision: str, backend: str = "torch") -> Backend:
     """The checkpoint on the asked backend: ``onnx`` (ONNX Runtime, prepared once), ``torch``, or
-    ``auto``: ONNX Runtime where it runs (CPU, fp32) and the checkpoint is prepared, else torch."""
+    ``auto``: ONNX Runtime where it runs (CPU, fp32 or int8) and the checkpoint is prepared (or
+    int8 is asked for, which only it runs), else torch."""
     from ..device import bf16_is_fast
     from ..runner import XClipRunner
 
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if precision == "int8" and backend == "torch":
+        raise UsageError("--precision int8 runs on ONNX Runtime: use --backend onnx (or auto)")
     with status(f"Loading {model}"):
-        runner = XClipRunner.from_pretrained(model, device=device, precision=precision)
+        runner = XClipRunner.from_pretrained(
+            model, device=device, precision="fp32" if precision == "int8" else precision
+        )
     if precision == "bf16" and not bf16_is_fast(runner.device):
         say("xclip: warning: this CPU has no bfloat16 units: --precision bf16 will be slower than fp32")
-    if backend == "torch" or (backend == "auto" and not _onnx_ready(runner)):
+    if backend == "torch" or (backend == "auto" and precision != "int8" and not _onnx_ready(runner)):
         return runner
-    if runner.device.type != "cpu" or precision != "fp32":
+    if runner.device.type != "cpu" or precision not in ("fp32", "int8"):
         raise UsageError(
-            "--backend onnx runs fp32 on the CPU: use --device cpu and --precision fp32, or --backend torch"
+            "--backend onnx runs fp32 or int8 on the CPU: use --device cpu and --precision fp32, or --backend torch"
         )
     try:
         from ..onnx_engine import OnnxRunner
     except ImportError:
         raise UsageError("--backend onnx needs ONNX Runtime: pip install 'xclip-cli[onnx]'") from None
-    return OnnxRunner.load(runner, say)
+    return OnnxRunner.load(runner, say, int8=precision == "int8")
 
 
 def _onnx_ready(runner: XClipRunner) -> bool:

@@ -42,10 +42,14 @@ OptionalDeviceOpt = Annotated[
     str | None,
     typer.Option("--device", envvar="XCLIP_DEVICE", metavar=DEVICE_METAVAR, help=DEVICE_HELP + " [default: auto]"),
 ]
-PRECISION_HELP = "fp32 (exact), or bf16: faster on CPUs with bfloat16 units, logits drift."
-PrecisionOpt = Annotated[str, typer.Option(metavar=choices(("fp32", "bf16")), help=PRECISION_HELP)]
+PRECISION_HELP = (
+    "fp32 (exact); bf16: torch autocast, faster on CPUs with bfloat16 units; int8: ONNX Runtime's "
+    "int8 vision weights. Both lossy: logits drift."
+)
+PRECISIONS = ("fp32", "bf16", "int8")
+PrecisionOpt = Annotated[str, typer.Option(metavar=choices(PRECISIONS), help=PRECISION_HELP)]
 OptionalPrecisionOpt = Annotated[
-    str | None, typer.Option(metavar=choices(("fp32", "bf16")), help=PRECISION_HELP + " [default: fp32]")
+    str | None, typer.Option(metavar=choices(PRECISIONS), help=PRECISION_HELP + " [default: fp32]")
 ]
 FormatOpt = Annotated[
     str | None,
