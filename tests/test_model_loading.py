@@ -99,7 +99,7 @@ def test_a_folder_without_a_vocabulary_is_refused(tiny_model_dir: Path, tmp_path
 def test_download_bars_show_on_a_terminal_only(terminal: bool) -> None:
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
 
-    from xclip_cli.runner import download_progress
+    from xclip_cli.loading import download_progress
 
     disable_progress_bars()  # as loading leaves them (transformers' disable_progress_bar)
     with download_progress(terminal):
