@@ -125,6 +125,7 @@ def test_fingerprints_do_not_depend_on_torch_threads(tiny_model_dir: Path) -> No
         for count in (1, 2, 3):
             torch.set_num_threads(count)
             runner._fingerprint = None
+            runner._fingerprints.clear()  # computed anew at each thread count
             seen.add((runner.fingerprint(), runner.vision_fingerprint()))
     finally:
         torch.set_num_threads(threads)

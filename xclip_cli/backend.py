@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+BACKENDS = ("auto", "torch", "onnx")  # --backend: auto picks ONNX Runtime where it is prepared
+
 if TYPE_CHECKING:
     import torch
 

@@ -42,7 +42,6 @@ FORMAT = 2
 OPSET = 18
 MANIFEST = "manifest.json"
 VISION, VISION_INT8, HEAD = "vision.onnx", "vision-int8.onnx", "head.onnx"
-BACKENDS = ("auto", "torch", "onnx")
 
 
 def _versions() -> dict[str, str]:

@@ -50,6 +50,9 @@ class XClipRunner:
     _memory_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _label_features: dict[LabelSet, torch.Tensor] = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    # Vision (by legacy flag) and head fingerprints: the ONNX cache key, index checks and auto's
+    # "is it prepared?" each ask; the weights do not change under a loaded runner.
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def tokenizer(self) -> Any:
@@ -155,22 +158,27 @@ class XClipRunner:
         Stored with an embedding index, so scoring it with another checkpoint is refused.
         ``legacy``: as xclip-cli 0.1.0 computed it (torch's threaded sums), to accept its indexes.
         """
-        model, config = self.model, self._config
-        digest = hashlib.sha256(config.vision_config.to_json_string().encode())
-        digest.update(f"{config.projection_dim} {self.precision} {self.preprocess!r}".encode())
-        modules = ("vision_model", "visual_projection", "mit", "prompts_visual_layernorm")
-        tensors = [("prompts_visual_projection", model.prompts_visual_projection)]
-        for module in modules:
-            tensors += [(f"{module}.{name}", tensor) for name, tensor in getattr(model, module).state_dict().items()]
-        return _digest_tensors(digest, tensors, torch_sums=legacy)
+        name = "vision-legacy" if legacy else "vision"
+        if name not in self._fingerprints:
+            model, config = self.model, self._config
+            digest = hashlib.sha256(config.vision_config.to_json_string().encode())
+            digest.update(f"{config.projection_dim} {self.precision} {self.preprocess!r}".encode())
+            modules = ("vision_model", "visual_projection", "mit", "prompts_visual_layernorm")
+            tensors = [("prompts_visual_projection", model.prompts_visual_projection)]
+            for module in modules:
+                tensors += [(f"{module}.{n}", t) for n, t in getattr(model, module).state_dict().items()]
+            self._fingerprints[name] = _digest_tensors(digest, tensors, torch_sums=legacy)
+        return self._fingerprints[name]
 
     def head_fingerprint(self) -> str:
         """Identity of X-CLIP's head (prompt generator and logit scale): with the vision
         fingerprint, what an exported per-video graph depends on."""
-        digest = hashlib.sha256(f"{self._config.projection_dim} {self.precision}".encode())
-        tensors = [("logit_scale", self.model.logit_scale)]
-        tensors += [(f"prompts_generator.{n}", t) for n, t in self.model.prompts_generator.state_dict().items()]
-        return _digest_tensors(digest, tensors)
+        if "head" not in self._fingerprints:
+            digest = hashlib.sha256(f"{self._config.projection_dim} {self.precision}".encode())
+            tensors = [("logit_scale", self.model.logit_scale)]
+            tensors += [(f"prompts_generator.{n}", t) for n, t in self.model.prompts_generator.state_dict().items()]
+            self._fingerprints["head"] = _digest_tensors(digest, tensors)
+        return self._fingerprints["head"]
 
     @property
     def _max_length(self) -> int:

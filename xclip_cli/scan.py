@@ -75,7 +75,8 @@ def finished_paths(results: Path, settings: RunSettings | None = None, fmt: str 
     if not has_rows_or_header(results):
         return set()
     fmt = fmt or ("jsonl" if results.suffix.lower() == ".jsonl" else "csv")
-    held = "jsonl" if results.read_bytes()[:1] == b"{" else "csv"
+    with open(results, "rb") as handle:  # the first byte tells: a JSON object, or a CSV header
+        held = "jsonl" if handle.read(1) == b"{" else "csv"
     if held != fmt:
         raise UsageError(
             f"{results}: holds {held} rows, this run writes {fmt} (-f {held} continues it); "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from ..backend import Backend
+from ..backend import BACKENDS, Backend
 from ..errors import ExitCode, Interrupted, OutputError, UsageError
 from ..results import Report, VideoResult
 from ..writers import FORMATS, Writer, data_console
@@ -23,7 +23,6 @@ from .errors import say
 if TYPE_CHECKING:
     from ..runner import XClipRunner
 
-BACKENDS = ("auto", "torch", "onnx")
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..backend import BACKENDS
 from ..checkpoints import DEFAULT_MODEL
 from ..writers import FORMATS
 
@@ -103,7 +104,7 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         envvar="XCLIP_BACKEND",
-        metavar=choices(("auto", "torch", "onnx")),
+        metavar=choices(BACKENDS),
         help="onnx: ONNX Runtime on the CPU (xclip models prepare exports it once); torch; "
         "auto: onnx for a prepared checkpoint on the CPU, else torch.",
     ),
