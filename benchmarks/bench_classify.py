@@ -20,9 +20,10 @@ and a synthetic 1280x720 30 fps H.264 clip of 10 s (``--long`` adds a 60 s one):
   vision forward with ``--precision bf16``;
 * agreement of both paths on the same clip: top-5 labels and probabilities, largest
   probability and logit differences over all 400 labels;
-* one-shot wall times as a user sees them: ``python -m xclip_cli classify ...`` (warm disk text
-  cache) and a fresh Python script running the seed recipe (imports, ``from_pretrained``, one
-  video).
+* one-shot wall times and peak memory as a user sees them: ``python -m xclip_cli classify ...``
+  (warm disk text cache) on ONNX Runtime (the default on the CPU once ``xclip models prepare``
+  has run: its time and size are reported) and with ``--backend torch``, and a fresh Python
+  script running the seed recipe (imports, ``from_pretrained``, one video).
 
 Timings are medians of ``--repeat`` runs; nothing is asserted. The checkpoint (786 MB) and
 the clips are built once in ``--workdir`` (default ``~/.cache/xclip-cli-bench``) and reused.
@@ -132,7 +133,7 @@ class SeedResult:
     probabilities: np.ndarray
     logits: np.ndarray
     phases: dict[str, float]
-    pixel_values: torch.Tensor
+    pixel_values: np.ndarray
 
 
 @dataclass
@@ -356,7 +357,7 @@ def run_seed(model: Any, processor: Any, clip: Path, labels: list[str]) -> SeedR
         probabilities=probabilities[0].numpy(),
         logits=logits[0].numpy(),
         phases=phases,
-        pixel_values=inputs["pixel_values"],
+        pixel_values=inputs["pixel_values"].numpy(),
     )
 
 
@@ -397,7 +398,7 @@ def measure_first_call(runner: XClipRunner, clip: Path, labelset: LabelSet) -> l
     text_side = Timing("ours: cold text side (once, inside the first call)")
     compute = runner.label_text_features
 
-    def timed_text_features(labels: LabelSet) -> torch.Tensor:
+    def timed_text_features(labels: LabelSet) -> np.ndarray:
         seconds, features = timed(lambda: compute(labels))
         text_side.samples.append(seconds)
         return features
@@ -528,14 +529,14 @@ def agreement(runner: XClipRunner, clip: Path, labelset: LabelSet, seed: SeedRes
     lines.append(f"logit range (seed): {seed.logits.min():.4f} .. {seed.logits.max():.4f}")
     # Separate the model split from preprocessing: our model path on the seed's pixel values.
     features = runner.label_text_features(labelset)
-    same_input = runner.video_logits(seed.pixel_values, features)[0].numpy()
+    same_input = runner.video_logits(seed.pixel_values, features)[0]
     lines.append(
         f"runner.video_logits on the seed's pixel_values vs seed logits: max diff "
         f"{np.abs(same_input - seed.logits).max():.3e} (model split only)"
     )
     ours_pixels = view_pixels(load_frames(runner, str(clip), ClassifyOptions()))[0]
     lines.append(
-        f"pixel values, ours vs seed processor: max diff {(ours_pixels - seed.pixel_values[0]).abs().max():.3e} "
+        f"pixel values, ours vs seed processor: max diff {np.abs(ours_pixels - seed.pixel_values[0]).max():.3e} "
         f"(normalised units; preprocessing only)"
     )
     return lines
@@ -544,57 +545,85 @@ def agreement(runner: XClipRunner, clip: Path, labelset: LabelSet, seed: SeedRes
 # --- one-shot subprocesses -----------------------------------------------------------------
 
 
-def run_cli(model_dir: Path, clip: Path, env: dict[str, str], server: str | None = None) -> str:
+def run_child(command: list[str], env: dict[str, str]) -> tuple[str, str, float]:
+    """Run ``command``; its stdout, stderr and peak resident memory (MB, from wait4's rusage)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[2:4]} exited {process.returncode}: {stderr.strip()[-2000:]}")
+    return stdout, stderr, usage.ru_maxrss / 1024  # kilobytes on Linux
+
+
+def run_cli(
+    model_dir: Path, clip: Path, env: dict[str, str], server: str | None = None, backend: str = "auto"
+) -> tuple[str, float]:
     command = [sys.executable, "-m", "xclip_cli", "classify", str(clip), "--labels", LABELSET, "--format", "json"]
-    command += ["--server", server] if server else ["--model", str(model_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"CLI exited {done.returncode}: {done.stderr.strip()}")
-    record = json.loads(done.stdout)[0]
-    top = record["predictions"][0]
-    return f"{top['label']} {top['probability']:.6f}"
+    command += ["--server", server] if server else ["--model", str(model_dir), "--backend", backend]
+    stdout, _, rss = run_child(command, env)
+    top = json.loads(stdout)[0]["predictions"][0]
+    return f"{top['label']} {top['probability']:.6f}", rss
 
 
-def run_seed_script(model_dir: Path, clip: Path, labels_file: Path, env: dict[str, str]) -> str:
-    command = [sys.executable, "-c", SEED_SCRIPT, str(model_dir), str(clip), str(labels_file)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"seed script exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-    label, probability = json.loads(done.stdout.strip().splitlines()[-1])[0]
-    return f"{label} {probability:.6f}"
+def run_seed_script(model_dir: Path, clip: Path, labels_file: Path, env: dict[str, str]) -> tuple[str, float]:
+    stdout, _, rss = run_child([sys.executable, "-c", SEED_SCRIPT, str(model_dir), str(clip), str(labels_file)], env)
+    label, probability = json.loads(stdout.strip().splitlines()[-1])[0]
+    return f"{label} {probability:.6f}", rss
 
 
 def count_cache_files() -> int:
     """Text-feature files in the benchmark's XCLIP_CACHE_DIR (unchanged = the CLI hit the cache)."""
-    return sum(1 for _ in Path(os.environ["XCLIP_CACHE_DIR"]).rglob("*.npy"))
+    return sum(1 for _ in Path(os.environ["XCLIP_CACHE_DIR"]).rglob("text-features/*.npy"))
+
+
+def prepare_onnx(model_dir: Path, env: dict[str, str]) -> Timing:
+    """``xclip models prepare`` (the ONNX Runtime export), timed once, with its size on disk."""
+    command = [sys.executable, "-m", "xclip_cli", "models", "prepare", "--model", str(model_dir)]
+    seconds, (_, stderr, rss) = timed(lambda: run_child(command, env))
+    folder = Path(stderr.strip().splitlines()[-1].split(": ", 2)[2].rsplit(" (", 1)[0])
+    size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
+    return Timing(
+        "xclip models prepare (once per checkpoint)", [seconds], f"{size:.0f} MB on disk; peak RSS {rss:.0f} MB"
+    )
 
 
 def measure_one_shot(model_dir: Path, clip: Path, labels: list[str], workdir: Path, repeat: int) -> list[Timing]:
     env = dict(os.environ)
     labels_file = workdir / f"{LABELSET}_labels.txt"
     labels_file.write_text("\n".join(labels) + "\n", encoding="utf-8")
-    cli = Timing("CLI one-shot (python -m xclip_cli, warm text cache)")
+    prepared = prepare_onnx(model_dir, env)
+    onnx = Timing("CLI one-shot, ONNX Runtime (auto: prepared, warm text cache)")
+    on_torch = Timing("CLI one-shot, --backend torch (warm text cache)")
     seed = Timing("seed one-shot script (imports + from_pretrained + recipe)")
     floor = Timing("imports alone (torch, transformers' XCLIPModel), fresh process")
     cached_before = count_cache_files()
+    rss: dict[str, float] = {}
     for _ in range(repeat):  # interleaved, so load drift hits all alike
-        seconds, cli_top = timed(lambda: run_cli(model_dir, clip, env))
-        cli.samples.append(seconds)
-        seconds, seed_top = timed(lambda: run_seed_script(model_dir, clip, labels_file, env))
-        seed.samples.append(seconds)
+        for timing, run in (
+            (onnx, lambda: run_cli(model_dir, clip, env)),
+            (on_torch, lambda: run_cli(model_dir, clip, env, backend="torch")),
+            (seed, lambda: run_seed_script(model_dir, clip, labels_file, env)),
+        ):
+            seconds, (top, peak) = timed(run)
+            timing.samples.append(seconds)
+            timing.note, rss[timing.name] = f"top-1: {top}", max(peak, rss.get(timing.name, 0.0))
         seconds, _ = timed(lambda: subprocess.run([sys.executable, "-c", IMPORTS_ONLY], env=env, check=True))
         floor.samples.append(seconds)
+    for timing in (onnx, on_torch, seed):
+        timing.note += f"; peak RSS {rss[timing.name]:.0f} MB"
     floor.note = "what any process using transformers' X-CLIP pays before it can load weights"
-    cli.note = f"top-1: {cli_top}; text-cache files {cached_before} -> {count_cache_files()}"
-    seed.note = f"top-1: {seed_top}"
+    onnx.note += f"; text-cache files {cached_before} -> {count_cache_files()}"
     served = Timing("CLI one-shot through a running xclip serve")
     with running_server(model_dir, clip.parent, env) as url:
         run_cli(model_dir, clip, env, url)  # the server's first request fills its text cache
         for _ in range(repeat):
-            seconds, served_top = timed(lambda: run_cli(model_dir, clip, env, url))
+            seconds, (served_top, _) = timed(lambda: run_cli(model_dir, clip, env, url))
             served.samples.append(seconds)
     served.note = f"top-1: {served_top}; model loaded once by the server"
-    return [cli, seed, served, floor]
+    return [onnx, on_torch, seed, served, floor, prepared]
 
 
 @contextmanager
@@ -682,7 +711,7 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
     timings = by_name(report.timings)
     seed, ours = timings["seed recipe, per video"], timings["ours: classify_videos, per video (warm)"]
     vision = timings["ours: vision forward"]
-    cli, script, served, floor = one_shot
+    cli, cli_torch, script, served, floor, prepared = one_shot
     stream = timings["ours: stream of videos, per video (scan path)"]
     bf16 = [timings[name] for name in BF16_ROWS if name in timings]
     rows = [
@@ -695,9 +724,11 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
         *bf16,
         *cold,
         cli,
+        cli_torch,
         script,
         served,
         floor,
+        prepared,
     ]
     print_table(f"== summary ({report.clip.name}) ==", [Timing(t.name.strip(), t.samples, t.note) for t in rows])
     print("ratios:")
@@ -707,7 +738,11 @@ def print_summary(report: ClipReport, cold: list[Timing], one_shot: list[Timing]
     print(ratio_line("ours streamed / vision forward", stream, vision, "(issue #3 target <= 1.3x)"))
     if bf16:
         print(ratio_line("seed recipe / ours streamed, --precision bf16", seed, bf16[0], "(lossy, opt-in)"))
-    print(ratio_line("seed one-shot script / CLI one-shot", script, cli, "(issue #8 target >= 2x)"))
+    print(ratio_line("seed one-shot script / CLI one-shot (ONNX Runtime)", script, cli, "(issue #14: >= 3.3x)"))
+    print(
+        ratio_line("seed one-shot script / CLI one-shot, --backend torch", script, cli_torch, "(issue #8 target >= 2x)")
+    )
+    print(ratio_line("CLI --backend torch / CLI ONNX Runtime, one-shot", cli_torch, cli))
     print(ratio_line("seed one-shot script / imports alone", script, floor, "(the best any one-shot run can do)"))
     print(ratio_line("seed one-shot script / CLI through xclip serve", script, served, "(issue #8: stay warm)"))
 

@@ -14,13 +14,14 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
 
+from xclip_cli.backend import VideoFeatures
 from xclip_cli.classify import classify_videos
 from xclip_cli.index import SCORE_CHUNK
 from xclip_cli.labels import resolve_labels
-from xclip_cli.runner import VideoFeatures, XClipRunner
+from xclip_cli.runner import XClipRunner
 
 
 def main() -> None:
@@ -36,10 +37,10 @@ def main() -> None:
         kinetics = runner.label_text_features(labelset)
         config = runner.model.config
         patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2
-        generator = torch.Generator().manual_seed(0)
+        rng = np.random.default_rng(0)
         chunk = VideoFeatures(
-            embeds=torch.randn(SCORE_CHUNK, config.projection_dim, generator=generator),
-            patches=torch.randn(SCORE_CHUNK, patches, config.projection_dim, generator=generator),
+            embeds=rng.standard_normal((SCORE_CHUNK, config.projection_dim), dtype=np.float32),
+            patches=rng.standard_normal((SCORE_CHUNK, patches, config.projection_dim), dtype=np.float32),
         )
         chunks = max(1, args.videos // SCORE_CHUNK)
         log(f"search: one query over {chunks * SCORE_CHUNK} videos ...")

@@ -34,7 +34,7 @@ from xclip_cli.runner import XClipRunner
 
 SCAN_WORKERS = 2  # `xclip scan`'s default
 # The defaults (one CPU per decoding task and per model actor), and more decoders than CPUs.
-RAY_SETTINGS = (RayOptions(), RayOptions(decode_cpus=0.5, cpus_per_actor=0.5))
+RAY_SETTINGS = (RayOptions(backend="torch"), RayOptions(decode_cpus=0.5, cpus_per_actor=0.5, backend="torch"))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,12 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XCLIP_CACHE_DIR", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # A developer's running server, cluster or debug setting must not change what is tested.
-    for name in ("XCLIP_MODEL", "XCLIP_DEVICE", "XCLIP_SERVER", "XCLIP_DEBUG", "XCLIP_BACKEND", "RAY_ADDRESS"):
+    for name in ("XCLIP_MODEL", "XCLIP_DEVICE", "XCLIP_SERVER", "XCLIP_DEBUG", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
+    # `auto` exports every new checkpoint for ONNX Runtime on first use (about 30 s even for a
+    # tiny one), and most tests build their own: they run on torch. test_onnx.py runs auto,
+    # onnx and every command on both backends, from one export shared by the session.
+    monkeypatch.setenv("XCLIP_BACKEND", "torch")
     return cache
 
 
@@ -37,3 +41,35 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_video(folder / "a.mp4", num_frames=36, size=(64, 48))
     write_video(folder / "b.mp4", num_frames=20, size=(48, 64), pattern="flat")
     return folder
+
+
+@pytest.fixture(scope="session")
+def prepared_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The ``onnx`` cache folder with ``tiny_model_dir`` prepared once for the session."""
+    import os
+
+    from xclip_cli.onnx_cache import checkpoint_stamp
+    from xclip_cli.onnx_export import prepare
+    from xclip_cli.runner import XClipRunner
+
+    cache = tmp_path_factory.mktemp("onnx-session")
+    previous = os.environ.get("XCLIP_CACHE_DIR")
+    os.environ["XCLIP_CACHE_DIR"] = str(cache)
+    try:
+        runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+        prepare(runner, stamp=checkpoint_stamp(str(tiny_model_dir)))
+    finally:
+        if previous is None:
+            del os.environ["XCLIP_CACHE_DIR"]
+        else:
+            os.environ["XCLIP_CACHE_DIR"] = previous
+    return cache / "onnx"
+
+
+@pytest.fixture
+def onnx_ready(isolated_dirs: Path, prepared_onnx: Path) -> Path:
+    """This test's cache, with the session's prepared tiny checkpoint linked in (not copied:
+    tests that damage an entry copy it first)."""
+    isolated_dirs.mkdir(parents=True, exist_ok=True)
+    (isolated_dirs / "onnx").symlink_to(prepared_onnx, target_is_directory=True)
+    return isolated_dirs

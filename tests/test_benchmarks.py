@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,19 +45,24 @@ def test_bench_timeline_compares_one_pass_with_per_window(tiny_model_dir: Path, 
 
 
 def test_bench_onnx_compares_the_backends(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, tmp_path: Path, isolated_dirs: Path, prepared_onnx: Path
 ) -> None:
     pytest.importorskip("onnxruntime")
     import bench_onnx
 
-    from xclip_cli.onnx_engine import OnnxRunner
+    from xclip_cli.onnx_export import prepare
+    from xclip_cli.onnx_runner import OnnxRunner
 
-    monkeypatch.setenv("XCLIP_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(prepared_onnx, isolated_dirs / "onnx")  # int8 is added to the entry: a copy
     clip = write_video(tmp_path / "clip.mp4", num_frames=30)
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    onnx = OnnxRunner.load(runner)
+    onnx = OnnxRunner.open(prepare(runner), runner.model_id)
     lines = bench_onnx.compare(runner, onnx, clip, videos=2, repeat=1)
     assert any(line.startswith("vision side per video") and "torch/onnx" in line for line in lines)
     assert lines[-1].startswith("logit drift onnx vs torch: max ")
-    int8 = bench_onnx.compare_int8(onnx, OnnxRunner.load(runner, int8=True), clip, repeat=1)
+    pixels = bench_onnx.view_pixels(bench_onnx.load_frames(onnx, str(clip), bench_onnx.ClassifyOptions()))
+    settings = bench_onnx.session_settings(onnx.folder, pixels, repeat=1)
+    assert len(settings) == 6 and all(line.endswith("s per video") for line in settings)
+    int8_runner = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)
+    int8 = bench_onnx.compare_int8(onnx, int8_runner, clip, repeat=1)
     assert "fp32/int8" in int8[0] and "same top-5 set" in int8[1]

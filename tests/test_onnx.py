@@ -1,49 +1,46 @@
-"""The ONNX Runtime engine: exported once per checkpoint, equal to transformers, never stale."""
+"""The ONNX Runtime engine: prepared once per checkpoint, equal to transformers, never stale,
+and a warm one-shot run that imports neither torch nor transformers."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
-from helpers import invoke
-from test_equivalence import LABELS, reference_logits
+from helpers import TOKENIZER_DIR, invoke, save_tiny_checkpoint
+from test_equivalence import LABELS, random_pixels, reference_logits
 
+from xclip_cli.backend import softmax
 from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
-from xclip_cli.labels import inline_labelset
-from xclip_cli.onnx_engine import OnnxRunner, is_prepared, prepare, prepared_folder
+from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.onnx_cache import checkpoint_stamp, find_prepared, read_manifest
+from xclip_cli.onnx_export import is_prepared, prepare, prepared_folder
+from xclip_cli.onnx_runner import OnnxRunner
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.runner import XClipRunner
 
 pytest.importorskip("onnxruntime")
 LOGIT_TOLERANCE = 1e-3  # ONNX Runtime's kernels against torch's, fp32
 PROBABILITY_TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the module: the tiny checkpoint is exported once (about 20 s)."""
-    return tmp_path_factory.mktemp("onnx-cache")
+TEXT_TOLERANCE = 1e-5  # the text encoder on both engines
 
 
 @pytest.fixture
-def cached(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XCLIP_CACHE_DIR", str(onnx_cache))
-    return onnx_cache
-
-
-@pytest.fixture
-def engines(tiny_model_dir: Path, cached: Path) -> tuple[XClipRunner, OnnxRunner]:
+def engines(tiny_model_dir: Path, onnx_ready: Path) -> tuple[XClipRunner, OnnxRunner]:
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    return runner, OnnxRunner.load(runner)
+    folder = find_prepared(str(tiny_model_dir))
+    assert folder is not None
+    return runner, OnnxRunner.open(folder, str(tiny_model_dir))
 
 
-def random_pixels(videos: int, runner: XClipRunner) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(videos)
-    return torch.randn(videos, runner.num_frames, 3, runner.image_size, runner.image_size, generator=generator)
+def classify_args(model: Path, clip: Path, *extra: str) -> list[str]:
+    return ["classify", str(clip), "-m", str(model), "-l", "cooking, dancing, surfing", "-f", "json", *extra]
 
 
 @pytest.mark.parametrize("labels", [LABELS[:1], LABELS], ids=["1-label", "5-labels"])
@@ -51,14 +48,58 @@ def random_pixels(videos: int, runner: XClipRunner) -> torch.Tensor:
 def test_logits_equal_transformers(
     tiny_model_dir: Path, engines: tuple[XClipRunner, OnnxRunner], labels: list[str], videos: int
 ) -> None:
-    _, onnx = engines
-    pixel_values = random_pixels(videos, onnx.torch_runner)
-    text = onnx.label_text_features(inline_labelset(", ".join(labels) + ","))
+    runner, onnx = engines
+    pixel_values = random_pixels(videos, runner)
+    text = onnx.label_text_features(inline_labelset(", ".join(labels) + ","))  # its own text encoder
+    assert onnx.text_encoder_calls == 1
     ours = onnx.video_logits(pixel_values, text)
     expected = reference_logits(tiny_model_dir, labels, pixel_values)
-    assert ours.shape == expected.shape == (videos, len(labels))
-    torch.testing.assert_close(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
-    torch.testing.assert_close(ours.softmax(-1), expected.softmax(-1), atol=PROBABILITY_TOLERANCE, rtol=0)
+    assert ours.shape == expected.shape == (videos, len(labels)) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(softmax(ours), softmax(expected), atol=PROBABILITY_TOLERANCE, rtol=0)
+
+
+def test_text_encoder_and_ensembles_equal_torch(engines: tuple[XClipRunner, OnnxRunner]) -> None:
+    runner, onnx = engines
+    long = " ".join(["a very long prompt about a person playing the violin on a stage"] * 12)  # > 77 tokens
+    texts = ["cooking", "a video of someone walking the dog in the rain", long, "Ünïcode  spaces\tand tabs!"]
+    # The encoders themselves (the cache would hand one's output to the other): one batch of
+    # unequal lengths, padded.
+    token_ids = [runner._tokenize(text) for text in texts]
+    assert max(len(ids) for ids in token_ids) == 77 and min(len(ids) for ids in token_ids) == 3
+    np.testing.assert_allclose(
+        onnx._encode_texts(token_ids), runner._encode_texts(token_ids), atol=TEXT_TOLERANCE, rtol=0
+    )
+    labelset = parse_labelset(
+        {
+            "templates": ["a video of {}", "{}", "a person {}"],
+            "labels": ["cooking", {"name": "dancing", "prompts": ["dancing", "doing a dance"]}, "surfing"],
+        },
+        origin="test",
+    )
+    fresh = OnnxRunner.open(onnx.folder, onnx.model_id)  # no memory of the texts above
+    np.testing.assert_allclose(
+        fresh.label_text_features(labelset), runner.label_text_features(labelset), atol=TEXT_TOLERANCE, rtol=0
+    )
+
+
+def test_token_ids_equal_transformers_on_the_real_clip_tokenizer(engines: tuple[XClipRunner, OnnxRunner]) -> None:
+    from transformers import CLIPTokenizer
+
+    _, onnx = engines
+    reference = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    texts = [
+        "cooking",
+        "Playing the VIOLIN, badly...",
+        "a person's dog isn't jumping",
+        "naïve café — 東京 🎉",
+        "  leading and   repeated   spaces  ",
+        "word " * 100,  # truncated to the encoder's 77 positions, end token kept
+        "",
+    ]
+    for text in texts:
+        expected = reference(text, truncation=True, max_length=77)["input_ids"]
+        assert onnx._tokenize(text) == expected, text
 
 
 def test_classify_results_equal_the_torch_backend(engines: tuple[XClipRunner, OnnxRunner], clip_dir: Path) -> None:
@@ -69,57 +110,132 @@ def test_classify_results_equal_the_torch_backend(engines: tuple[XClipRunner, On
     on_torch = list(classify_videos(runner, paths, labelset, options))
     on_onnx = list(classify_videos(onnx, paths, labelset, options))
     for a, b in zip(on_torch, on_onnx, strict=True):
-        assert (a.path, a.status, a.views, a.timestamps) == (b.path, b.status, b.views, b.timestamps)
+        assert (a.path, a.status, a.views, a.timestamps, a.error) == (b.path, b.status, b.views, b.timestamps, b.error)
         assert [p.label for p in a.predictions] == [p.label for p in b.predictions]
         assert [p.probability for p in b.predictions] == pytest.approx(
             [p.probability for p in a.predictions], abs=PROBABILITY_TOLERANCE
         )
 
 
-def test_a_changed_checkpoint_is_exported_anew(tiny_model_dir: Path, tmp_path: Path, cached: Path) -> None:
+def test_a_text_cache_written_by_torch_is_warm_for_onnx(engines: tuple[XClipRunner, OnnxRunner]) -> None:
+    runner, onnx = engines
+    labelset = inline_labelset(", ".join(LABELS))
+    runner.label_text_features(labelset)
+    fresh = OnnxRunner.open(onnx.folder, onnx.model_id)
+    pixel_values = random_pixels(2, runner, seed=5)
+    logits = fresh.video_logits(pixel_values, fresh.label_text_features(labelset))
+    assert fresh.text_encoder_calls == 0 and fresh._tokenizer is None  # a hit needs no tokenizer either
+    expected = runner.video_logits(pixel_values, runner.label_text_features(labelset))
+    np.testing.assert_allclose(logits, expected, atol=LOGIT_TOLERANCE, rtol=0)
+
+
+def test_a_warm_one_shot_run_imports_neither_torch_nor_transformers(
+    tiny_model_dir: Path, clip_dir: Path, onnx_ready: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from xclip_cli.cli import main\n"
+        "sys.argv = ['xclip', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "XCLIP_BACKEND": "auto"}
+    for labels in ("cooking, dancing, surfing", "kinetics400"):  # a text-cache miss, then a built-in set
+        args = classify_args(tiny_model_dir, clip_dir / "a.mp4")
+        args[args.index("-l") + 1] = labels
+        completed = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert completed.returncode == 0, completed.stderr
+        (record,) = json.loads(completed.stdout)
+        assert record["status"] == "ok" and record["precision"] == "fp32"
+        assert completed.stderr == ""
+
+
+def test_auto_prepares_on_first_use_then_reuses(tmp_path: Path, clip_dir: Path) -> None:
+    model = save_tiny_checkpoint(tmp_path / "model", seed=3)
+    args = classify_args(model, clip_dir / "a.mp4", "--backend", "auto")
+    first = invoke(args)
+    assert first.exit_code == ExitCode.OK, first.stderr
+    assert first.stderr.startswith(f"xclip: preparing {model} for ONNX Runtime: once per checkpoint")
+    assert find_prepared(str(model)) is not None
+    second = invoke(args)
+    assert second.exit_code == ExitCode.OK and second.stderr == ""
+    on_torch = invoke(classify_args(model, clip_dir / "a.mp4", "--backend", "torch"))
+    records = [json.loads(run.stdout)[0] for run in (first, second, on_torch)]
+    assert records[0] == records[1]
+    assert [p["probability"] for p in records[0]["predictions"]] == pytest.approx(
+        [p["probability"] for p in records[2]["predictions"]], abs=PROBABILITY_TOLERANCE
+    )
+
+
+def test_a_checkpoint_edited_after_preparing_is_exported_anew(
+    tmp_path: Path, clip_dir: Path, onnx_ready: Path, tiny_model_dir: Path
+) -> None:
     from safetensors.torch import load_file, save_file
 
-    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    first = prepare(runner)
-    edited = shutil.copytree(tiny_model_dir, tmp_path / "edited")
-    weights = load_file(edited / "model.safetensors")
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    before = invoke(["models", "prepare", "--model", str(model)])  # same weights: the shared entry
+    assert before.exit_code == ExitCode.OK and "preparing" not in before.stderr
+    weights = load_file(model / "model.safetensors")
     name = next(key for key in weights if "prompts_generator" in key and key.endswith("weight"))
-    weights[name] = weights[name] + 0.01  # one head weight: the graphs must not be reused
-    save_file(weights, edited / "model.safetensors", metadata={"format": "pt"})
-    changed = XClipRunner.from_pretrained(str(edited), device="cpu")
-    assert prepared_folder(changed) != first and not is_prepared(changed)
+    weights[name] = weights[name] + 0.01  # one head weight, same file size: the graphs must not be reused
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    assert find_prepared(str(model)) is None  # its files changed: looked at again
+    args = classify_args(model, clip_dir / "a.mp4")
+    edited = invoke([*args, "--backend", "onnx"])
+    assert edited.exit_code == ExitCode.OK, edited.stderr
+    assert edited.stderr.startswith(f"xclip: preparing {model} for ONNX Runtime")
+    on_torch = json.loads(invoke([*args, "--backend", "torch"]).stdout)[0]
+    assert [p["probability"] for p in json.loads(edited.stdout)[0]["predictions"]] == pytest.approx(
+        [p["probability"] for p in on_torch["predictions"]], abs=PROBABILITY_TOLERANCE
+    )
+    changed = XClipRunner.from_pretrained(str(model), device="cpu")
+    assert find_prepared(str(model)) == prepared_folder(changed) != find_prepared(str(tiny_model_dir))
 
 
-def test_a_damaged_entry_is_rebuilt_with_a_warning(engines: tuple[XClipRunner, OnnxRunner]) -> None:
-    runner, onnx = engines
-    with open(onnx.folder / "head.onnx", "r+b") as handle:
+def test_a_damaged_entry_is_rebuilt_with_a_warning(
+    tiny_model_dir: Path, isolated_dirs: Path, prepared_onnx: Path
+) -> None:
+    shutil.copytree(prepared_onnx, isolated_dirs / "onnx")  # a copy: the session's entry stays whole
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    folder = prepared_folder(runner)
+    with open(folder / "head.onnx", "r+b") as handle:
         handle.truncate(100)  # a disk that filled up, a copy cut short
+    assert read_manifest(folder) is None and find_prepared(str(tiny_model_dir)) is None
     said: list[str] = []
-    folder = prepare(runner, said.append)
-    assert folder == onnx.folder and is_prepared(runner)
+    assert prepare(runner, said.append) == folder and is_prepared(runner)
     assert said[0] == f"xclip: warning: {folder}: damaged ONNX cache entry, exporting again"
     assert json.loads((folder / "manifest.json").read_text())["sizes"]["head.onnx"] > 100
 
 
-def test_cli_prepare_then_onnx_and_auto_equal_torch(tiny_model_dir: Path, clip_dir: Path, cached: Path) -> None:
-    prepared = invoke(["models", "prepare", "--model", str(tiny_model_dir)])
-    assert prepared.exit_code == ExitCode.OK, prepared.stderr
-    assert prepared.stderr.startswith(f"xclip: {tiny_model_dir} is prepared: {cached / 'onnx'}")
-    base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-f", "json"]
-    runs = {backend: invoke([*base, "--backend", backend]) for backend in ("torch", "onnx", "auto")}
-    records = {backend: json.loads(run.stdout)[0] for backend, run in runs.items()}
-    for backend in ("onnx", "auto"):
-        assert runs[backend].exit_code == ExitCode.OK, runs[backend].stderr
-        got, expected = records[backend], records["torch"]
-        assert {k: v for k, v in got.items() if k != "predictions"} == {
-            k: v for k, v in expected.items() if k != "predictions"
-        }
-        assert [p["probability"] for p in got["predictions"]] == pytest.approx(
-            [p["probability"] for p in expected["predictions"]], abs=PROBABILITY_TOLERANCE
-        )
+def test_an_unwritable_cache_runs_on_torch_with_a_warning(
+    tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = save_tiny_checkpoint(tmp_path / "model", seed=4)
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder would be\n")
+    monkeypatch.setenv("XCLIP_CACHE_DIR", str(blocked))
+    result = invoke(classify_args(model, clip_dir / "a.mp4", "--backend", "auto"))
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert f"xclip: warning: cannot prepare {model} for ONNX Runtime" in result.stderr
+    assert result.stderr.rstrip().endswith("running on torch")
+    assert json.loads(result.stdout)[0]["status"] == "ok"
 
 
-def test_onnx_refuses_what_it_cannot_run(tiny_model_dir: Path, clip_dir: Path, cached: Path) -> None:
+def test_the_stamp_names_the_files_not_the_spelling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    stamp = checkpoint_stamp(str(tiny_model_dir))
+    assert stamp is not None and checkpoint_stamp(f"{tiny_model_dir}/") == stamp
+    assert checkpoint_stamp(str(tmp_path / "absent")) is None and checkpoint_stamp("nobody/nothing") is None
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    assert checkpoint_stamp(str(copy)) != stamp  # another folder: verified once with torch
+
+
+def test_onnx_refuses_what_it_cannot_run(tiny_model_dir: Path, clip_dir: Path, onnx_ready: Path) -> None:
     base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "a, b", "--backend", "onnx"]
     result = invoke([*base, "--precision", "bf16"])
     assert result.exit_code == ExitCode.USAGE
@@ -130,21 +246,110 @@ def test_onnx_refuses_what_it_cannot_run(tiny_model_dir: Path, clip_dir: Path, c
     )
 
 
-def test_int8_is_onnx_only_lossy_and_named_in_the_output(tiny_model_dir: Path, clip_dir: Path, cached: Path) -> None:
-    base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-f", "json"]
-    refused = invoke([*base, "--precision", "int8", "--backend", "torch"])
+def test_int8_is_onnx_only_lossy_and_named_in_the_output(
+    tiny_model_dir: Path, clip_dir: Path, isolated_dirs: Path, prepared_onnx: Path
+) -> None:
+    shutil.copytree(prepared_onnx, isolated_dirs / "onnx")  # int8 is added to the entry: a copy
+    args = classify_args(tiny_model_dir, clip_dir / "a.mp4")
+    refused = invoke([*args, "--precision", "int8", "--backend", "torch"])
     assert refused.exit_code == ExitCode.USAGE and "--precision int8 runs on ONNX Runtime" in refused.stderr
-    int8 = invoke([*base, "--precision", "int8"])  # auto: int8 needs ONNX Runtime, prepared on demand
+    int8 = invoke([*args, "--precision", "int8", "--backend", "auto"])  # quantised now, without torch
     assert int8.exit_code == ExitCode.OK, int8.stderr
+    assert int8.stderr.startswith("xclip: quantising the vision weights to int8 (once)")
     (record,) = json.loads(int8.stdout)
-    assert record["precision"] == "int8" and len(record["predictions"]) == 2
+    assert record["precision"] == "int8" and len(record["predictions"]) == 3
     assert sum(p["probability"] for p in record["predictions"]) == pytest.approx(1.0, abs=1e-5)
+    again = invoke([*args, "--precision", "int8", "--backend", "auto"])
+    assert again.stderr == "" and json.loads(again.stdout) == [record]
 
 
-def test_int8_features_never_mix_with_fp32_in_an_index(engines: tuple[XClipRunner, OnnxRunner]) -> None:
-    runner, onnx = engines
-    int8 = OnnxRunner.load(runner, int8=True)
+def test_int8_features_never_mix_with_fp32_in_an_index(
+    tiny_model_dir: Path, isolated_dirs: Path, prepared_onnx: Path
+) -> None:
+    shutil.copytree(prepared_onnx, isolated_dirs / "onnx")
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    folder = prepare(runner, int8=True)
+    onnx, int8 = OnnxRunner.open(folder, str(tiny_model_dir)), OnnxRunner.open(folder, str(tiny_model_dir), int8=True)
     assert int8.precision == "int8" and onnx.precision == "fp32"
     assert int8.vision_fingerprint() != onnx.vision_fingerprint() == runner.vision_fingerprint()
+    assert onnx.vision_fingerprint(legacy=True) == runner.vision_fingerprint(legacy=True)
     pixels = random_pixels(2, runner)
     assert int8.video_features(pixels).embeds.shape == onnx.video_features(pixels).embeds.shape
+
+
+def assert_equal_apart_from_digits(a: object, b: object, tolerance: float = LOGIT_TOLERANCE) -> None:
+    """Same structure, texts and counts; numbers within ``tolerance``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_equal_apart_from_digits(a[key], b[key], tolerance)
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_equal_apart_from_digits(x, y, tolerance)
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=tolerance)
+    else:
+        assert a == b
+
+
+def test_every_command_gives_the_same_records_on_both_backends(
+    tiny_model_dir: Path, clip_dir: Path, onnx_ready: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    for label, clip in (("cooking", "a.mp4"), ("dancing", "b.mp4")):
+        (data / label).mkdir(parents=True)
+        shutil.copy(clip_dir / clip, data / label / clip)
+    model, labels = ["-m", str(tiny_model_dir)], ["-l", "cooking, dancing, surfing"]
+    commands = {
+        "classify": ["classify", str(clip_dir / "a.mp4"), *model, *labels, "--clips", "2", "-f", "json"],
+        "scan": ["scan", str(clip_dir), *model, *labels, "-f", "jsonl"],
+        "timeline": ["timeline", str(clip_dir / "a.mp4"), *model, *labels, "--window", "1", "-f", "json"],
+        "eval": ["eval", str(data), *model, *labels, "-f", "json", "-q"],
+    }
+    for name, args in commands.items():
+        runs = {backend: invoke([*args, "--backend", backend]) for backend in ("torch", "onnx")}
+        for backend, run in runs.items():
+            assert run.exit_code == ExitCode.OK, (name, backend, run.stderr)
+        if name == "scan":
+            torch_out, onnx_out = ([json.loads(line) for line in run.stdout.splitlines()] for run in runs.values())
+        else:
+            torch_out, onnx_out = (json.loads(run.stdout) for run in runs.values())
+        assert_equal_apart_from_digits(onnx_out, torch_out)
+    for backend in ("torch", "onnx"):
+        index = tmp_path / f"index-{backend}"
+        embedded = invoke(["embed", str(clip_dir), "-o", str(index), *model, "--backend", backend, "-q"])
+        assert embedded.exit_code == ExitCode.OK, embedded.stderr
+    searches = [invoke(["search", str(tmp_path / f"index-{b}"), "cooking", "-f", "json"]) for b in ("torch", "onnx")]
+    assert_equal_apart_from_digits(json.loads(searches[1].stdout), json.loads(searches[0].stdout))
+    # The index remembers its backend's features: fp32 on both, so scoring it across backends works.
+    rescored = invoke(
+        ["classify", "--index", str(tmp_path / "index-torch"), *labels, "-f", "json", "--backend", "onnx"]
+    )
+    assert rescored.exit_code == ExitCode.OK, rescored.stderr
+
+
+@pytest.mark.slow
+def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, isolated_dirs: Path) -> None:
+    """The base-patch32 shape (XCLIPConfig()), random weights, 400 Kinetics labels: exported,
+    then logits within 1e-3 and probabilities within 1e-4 of transformers (about 3 minutes)."""
+    import torch
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    from xclip_cli.engine import open_backend
+    from xclip_cli.labels import resolve_labels
+
+    torch.manual_seed(0)
+    XCLIPModel(XCLIPConfig()).save_pretrained(tmp_path)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(tmp_path)
+    onnx = open_backend(str(tmp_path), "cpu", "fp32", "onnx")
+    assert isinstance(onnx, OnnxRunner)
+    labelset = resolve_labels("kinetics400")
+    assert labelset.texts_per_label() == [[name] for name in labelset.names] and len(labelset) == 400
+    rng = np.random.default_rng(0)
+    pixel_values = rng.standard_normal((2, onnx.num_frames, 3, 224, 224), dtype=np.float32)
+    ours = onnx.video_logits(pixel_values, onnx.label_text_features(labelset))
+    expected = reference_logits(tmp_path, list(labelset.names), pixel_values)
+    np.testing.assert_allclose(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(softmax(ours), softmax(expected), atol=PROBABILITY_TOLERANCE, rtol=0)

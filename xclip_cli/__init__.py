@@ -13,10 +13,10 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "XClipRunner": "runner",
-    "ensemble_text_embeddings": "runner",
+    "ensemble_text_embeddings": "text_side",
     "ClassifyOptions": "options",
     "classify_videos": "classify",
-    "VideoFeatures": "runner",
+    "VideoFeatures": "backend",
     "sample_video": "media.decode",
     "VideoReader": "media.decode",
     "SamplingPlan": "media.sampling",

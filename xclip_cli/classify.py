@@ -12,7 +12,8 @@ This is the library entry point that the CLI wraps::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .backend import Backend
 from .errors import VideoError
@@ -22,16 +23,13 @@ from .options import ClassifyOptions
 from .pipeline import frames_in_order, score_loaded
 from .results import VideoResult
 
-if TYPE_CHECKING:
-    import torch
-
 
 def classify_videos(
     runner: Backend,
     paths: Iterable[str],
     labelset: LabelSet,
     options: ClassifyOptions = ClassifyOptions(),
-    ready: Mapping[str, SampledVideo[torch.Tensor] | VideoError] | None = None,
+    ready: Mapping[str, SampledVideo[np.ndarray] | VideoError] | None = None,
 ) -> Iterator[VideoResult]:
     """Yield one result per path, in order; a video that fails yields an error result.
 

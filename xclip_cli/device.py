@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import torch
+import os
+import platform
+import sys
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
 
 def resolve_device(spec: str) -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; explicit devices must be present."""
+    import torch
+
     spec = spec.strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -34,7 +42,23 @@ def resolve_device(spec: str) -> torch.device:
     raise UsageError(f"--device {spec!r}: expected one of {DEVICE_CHOICES}")
 
 
+def surely_cpu(spec: str) -> bool:
+    """Whether ``spec`` resolves to the CPU, decided without importing torch: ``cpu``, or ``auto``
+    on a machine with no GPU driver at all (no NVIDIA or AMD device node, not Apple silicon).
+    False when unsure: then torch decides."""
+    spec = spec.strip().lower()
+    if spec == "cpu":
+        return True
+    if spec != "auto":
+        return False
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return False
+    return not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -44,6 +68,8 @@ def bf16_is_fast(device: torch.device) -> bool:
 
     On a CPU without them bf16 is emulated: measured 7.7x slower than fp32 (AVX2 EPYC).
     """
+    import torch
+
     if device.type != "cpu":
         return True
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)

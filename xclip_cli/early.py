@@ -19,7 +19,7 @@ from .errors import VideoError
 from .media.decode import SampledVideo
 from .options import ClassifyOptions
 from .pipeline import sample_frames
-from .preprocess import _RESAMPLE_MODES, PreprocessConfig
+from .preprocess import RESAMPLE_NAMES, PreprocessConfig
 
 DEFAULT_RESCALE = 1 / 255  # VideoMAE's default, absent from the hub's legacy configs
 
@@ -74,7 +74,7 @@ def _preprocess(settings: dict[str, Any]) -> PreprocessConfig | None:
     size, crop, resample = settings.get("size"), settings.get("crop_size"), settings.get("resample")
     shortest = size if isinstance(size, int) else (size or {}).get("shortest_edge")
     crop = {"height": crop, "width": crop} if isinstance(crop, int) else crop
-    if not isinstance(shortest, int) or not isinstance(crop, dict) or resample not in _RESAMPLE_MODES:
+    if not isinstance(shortest, int) or not isinstance(crop, dict) or resample not in RESAMPLE_NAMES:
         return None
     mean, std = settings.get("image_mean"), settings.get("image_std")
     if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3):
@@ -83,7 +83,7 @@ def _preprocess(settings: dict[str, Any]) -> PreprocessConfig | None:
         shortest_edge=shortest,
         resize_to=None,
         crop=(int(crop["height"]), int(crop["width"])),
-        mode=_RESAMPLE_MODES[resample],
+        resample=int(resample),
         rescale_factor=float(settings.get("rescale_factor", DEFAULT_RESCALE))
         if settings.get("do_rescale", True)
         else 1.0,

@@ -27,16 +27,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
 
-from .backend import Backend
+from .backend import Backend, VideoFeatures, softmax
 from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
 from .options import ClassifyOptions
 from .pipeline import frames_in_order, labelled_result, view_pixels
 from .results import SearchHit, VideoResult, rank
-from .runner import VideoFeatures
 from .scan import same_model
 
 FORMAT = 1
@@ -119,8 +117,8 @@ class IndexWriter:
         if not self.pending:
             return
         shard = self.next_shard
-        embeds = torch.cat([features.embeds for _, features in self.pending]).numpy()
-        patches = torch.cat([features.patches for _, features in self.pending]).numpy()
+        embeds = np.concatenate([features.embeds for _, features in self.pending])
+        patches = np.concatenate([features.patches for _, features in self.pending])
         _save_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)
         _save_atomic(self.folder / f"patches-{shard:05d}.npy", patches)
         self._write_rows([(result, shard, row) for row, (result, _) in enumerate(self.pending)])
@@ -217,7 +215,7 @@ class Index:
             shard_embeds, shard_patches = cache[entry.shard]
             embeds.append(np.asarray(shard_embeds[entry.row]))
             patches.append(np.asarray(shard_patches[entry.row]))
-        return VideoFeatures(embeds=torch.from_numpy(np.stack(embeds)), patches=torch.from_numpy(np.stack(patches)))
+        return VideoFeatures(embeds=np.stack(embeds), patches=np.stack(patches))
 
 
 def embed_videos(
@@ -237,7 +235,7 @@ def embed_videos(
             continue
         raw = runner.video_features(view_pixels(loaded))
         # Stored unit-length, ready for any cosine search; the head normalises anyway.
-        features = VideoFeatures(raw.embeds / raw.embeds.norm(dim=-1, keepdim=True), raw.patches)
+        features = VideoFeatures(raw.embeds / np.linalg.norm(raw.embeds, axis=-1, keepdims=True), raw.patches)
         result = VideoResult(
             path=path,
             model=runner.model_id,
@@ -264,8 +262,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
                 yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error)
                 continue
             row = logits[position[entry.path]]
-            probabilities = row.softmax(dim=-1).float().cpu().numpy()
-            predictions = rank(probabilities, row.float().cpu().numpy(), labelset.names, top_k)
+            predictions = rank(softmax(row), row, labelset.names, top_k)
             yield labelled_result(
                 entry.path,
                 index.model,

@@ -2,7 +2,7 @@
 
 A label set is a list of labels, each with one or more prompt texts, plus prompt templates
 such as ``"a video of {}"``. Every (prompt, template) pair becomes one text for the text
-encoder; the runner averages a label's texts (see ``runner.ensemble_text_embeddings``).
+encoder; the runner averages a label's texts (see ``text_side.ensemble_text_embeddings``).
 """
 
 from __future__ import annotations

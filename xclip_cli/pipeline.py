@@ -13,9 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import torch
+import numpy as np
 
-from .backend import Backend
+from .backend import Backend, softmax
 from .errors import VideoError
 from .labels import LabelSet
 from .media.decode import SampledVideo, sample_video
@@ -33,8 +33,8 @@ def labelled_result(path: str, model: str, precision: str, labelset: LabelSet, *
 
 def score_loaded(
     runner: Backend,
-    loaded: Iterable[tuple[str, SampledVideo[torch.Tensor] | VideoError]],
-    text_features: torch.Tensor,
+    loaded: Iterable[tuple[str, SampledVideo[np.ndarray] | VideoError]],
+    text_features: np.ndarray,
     labelset: LabelSet,
     options: ClassifyOptions,
 ) -> Iterator[VideoResult]:
@@ -42,7 +42,7 @@ def score_loaded(
 
     Decoding can happen elsewhere: the Ray engine's model actors score what its decoders sent.
     """
-    pending: list[tuple[str, SampledVideo[torch.Tensor]]] = []
+    pending: list[tuple[str, SampledVideo[np.ndarray]]] = []
     for path, video in loaded:
         if isinstance(video, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
@@ -60,17 +60,17 @@ def frames_in_order(
     runner: Backend,
     paths: Iterable[str],
     options: ClassifyOptions,
-    ready: Mapping[str, SampledVideo[torch.Tensor] | VideoError] | None = None,
-) -> Iterator[tuple[str, SampledVideo[torch.Tensor] | VideoError]]:
+    ready: Mapping[str, SampledVideo[np.ndarray] | VideoError] | None = None,
+) -> Iterator[tuple[str, SampledVideo[np.ndarray] | VideoError]]:
     """Each path with its frames (or its error), in order.
 
-    With ``workers``, upcoming videos are decoded in threads (PyAV and torch release the GIL)
+    With ``workers``, upcoming videos are decoded in threads (PyAV, Pillow and numpy release the GIL)
     while the caller runs the model; at most ``workers + batch_size`` videos are in flight, so
     memory stays bounded however many paths there are.
     """
     early = dict(ready or {})
 
-    def load(path: str) -> SampledVideo[torch.Tensor] | VideoError:
+    def load(path: str) -> SampledVideo[np.ndarray] | VideoError:
         return early.pop(path) if path in early else _load_or_error(runner, path, options)
 
     if options.workers < 1:
@@ -79,7 +79,7 @@ def frames_in_order(
         return
     lookahead = options.workers + max(1, options.batch_size)
     with ThreadPoolExecutor(options.workers, thread_name_prefix="xclip-decode") as pool:
-        in_flight: deque[tuple[str, Future[SampledVideo[torch.Tensor] | VideoError]]] = deque()
+        in_flight: deque[tuple[str, Future[SampledVideo[np.ndarray] | VideoError]]] = deque()
         try:
             for path in paths:
                 in_flight.append((path, pool.submit(load, path)))
@@ -97,24 +97,24 @@ def frames_in_order(
                 future.cancel()
 
 
-def _load_or_error(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor] | VideoError:
+def _load_or_error(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[np.ndarray] | VideoError:
     try:
         return load_frames(runner, path, options)
     except VideoError as exc:
         return exc
 
 
-def load_frames(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[torch.Tensor]:
+def load_frames(runner: Backend, path: str, options: ClassifyOptions) -> SampledVideo[np.ndarray]:
     """Decode and preprocess the checkpoint's number of frames from ``path``, for every view.
 
-    Each frame becomes a (crops, 3, H, W) tensor.
+    Each frame becomes a (crops, 3, H, W) float32 array.
     """
     return sample_frames(path, runner.num_frames, runner.preprocess, options)
 
 
 def sample_frames(
     path: str, num_frames: int, preprocess: PreprocessConfig, options: ClassifyOptions
-) -> SampledVideo[torch.Tensor]:
+) -> SampledVideo[np.ndarray]:
     """``load_frames`` without a loaded model: for decoders that run apart from it."""
     return sample_video(
         path,
@@ -127,16 +127,16 @@ def sample_frames(
     )
 
 
-def view_pixels(video: SampledVideo[torch.Tensor]) -> torch.Tensor:
+def view_pixels(video: SampledVideo[np.ndarray]) -> np.ndarray:
     """(clips * crops, T, 3, H, W): one model input per temporal view and crop."""
-    per_clip = [torch.stack(frames, dim=1) for frames in video.views]  # each (crops, T, 3, H, W)
-    return torch.cat(per_clip)
+    per_clip = [np.stack(frames, axis=1) for frames in video.views]  # each (crops, T, 3, H, W)
+    return np.concatenate(per_clip)
 
 
 def _score(
     runner: Backend,
-    pending: list[tuple[str, SampledVideo[torch.Tensor]]],
-    text_features: torch.Tensor,
+    pending: list[tuple[str, SampledVideo[np.ndarray]]],
+    text_features: np.ndarray,
     labelset: LabelSet,
     options: ClassifyOptions,
 ) -> Iterator[VideoResult]:
@@ -144,14 +144,12 @@ def _score(
     if not pending:
         return
     inputs = [view_pixels(video) for _, video in pending]
-    all_logits = runner.video_logits(torch.cat(inputs), text_features)
+    all_logits = runner.video_logits(np.concatenate(inputs), text_features)
     # Multi-view testing: average each video's per-view probabilities (and, for reference, logits).
-    per_video = all_logits.split([len(views) for views in inputs])
-    probabilities = torch.stack([logits.softmax(dim=-1).mean(dim=0) for logits in per_video])
-    logits = torch.stack([logits.mean(dim=0) for logits in per_video])
-    probabilities_np, logits_np = probabilities.float().cpu().numpy(), logits.float().cpu().numpy()
+    per_video = np.split(all_logits, np.cumsum([len(views) for views in inputs])[:-1])
     for row, (path, video) in enumerate(pending):
-        predictions = rank(probabilities_np[row], logits_np[row], labelset.names, options.top_k)
+        logits = per_video[row]
+        predictions = rank(softmax(logits).mean(axis=0), logits.mean(axis=0), labelset.names, options.top_k)
         yield labelled_result(
             path,
             runner.model_id,

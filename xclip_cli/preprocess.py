@@ -1,26 +1,22 @@
-"""Frame preprocessing in torch, matching the checkpoint's VideoMAE image processor.
+"""Frame preprocessing in numpy and Pillow, equal to the checkpoint's VideoMAE image processor.
 
-Resize (shortest edge or fixed size, with antialiasing) on uint8, centre crop, rescale and
-normalise. Every parameter comes from the checkpoint's processor config. Working on uint8
-rounds like transformers' own resize: measured equal (to 2.4e-7) to its torchvision backend,
-and within one uint8 step of its PIL backend (the one available beside a CPU-only torch; the
-tests hold us to that), while several times faster than the PIL path.
+Resize (shortest edge or fixed size) with Pillow, as transformers' PIL backend does, centre
+crop on uint8, then rescale and normalise in float32. Every parameter comes from the
+checkpoint's processor config. Torch-free, so the ONNX Runtime path never imports torch; the
+tests hold it to transformers' own processor within one uint8 step (it is exact in practice).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import ModelLoadError
 
-# PIL resampling codes used in processor configs -> torch interpolation modes.
-# (PIL's nearest differs from torch's, and X-CLIP checkpoints use bilinear or bicubic.)
-_RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}
+# Pillow's resampling filters, by the codes processor configs use (PIL.Image.Resampling).
+RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 _SIZE_KEYS = ({"shortest_edge"}, {"height", "width"})
 
 
@@ -31,7 +27,7 @@ class PreprocessConfig:
     shortest_edge: int | None  # resize so the short side has this length (aspect kept) ...
     resize_to: tuple[int, int] | None  # ... or to this exact (height, width); None: no resize
     crop: tuple[int, int] | None  # centre crop (height, width); None: no crop
-    mode: str  # torch interpolation mode
+    resample: int  # Pillow filter code (2: bilinear, 3: bicubic, ...)
     rescale_factor: float  # 1.0 when rescaling is off
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -45,7 +41,7 @@ class PreprocessConfig:
             raise ModelLoadError(f"unsupported image processor size {size!r}: expected shortest_edge or height/width")
         crop = _as_dict(processor.crop_size) if processor.do_center_crop else {}
         resample = int(getattr(processor.resample, "value", processor.resample))
-        if resample not in _RESAMPLE_MODES:
+        if resample not in RESAMPLE_NAMES:
             raise ModelLoadError(f"unsupported resample mode {resample} in the image processor config")
         mean = processor.image_mean if processor.do_normalize else (0.0, 0.0, 0.0)
         std = processor.image_std if processor.do_normalize else (1.0, 1.0, 1.0)
@@ -53,10 +49,29 @@ class PreprocessConfig:
             shortest_edge=int(shortest) if shortest else None,
             resize_to=None if shortest or not size else (int(size["height"]), int(size["width"])),
             crop=(int(crop["height"]), int(crop["width"])) if crop else None,
-            mode=_RESAMPLE_MODES[resample],
+            resample=resample,
             rescale_factor=float(processor.rescale_factor) if processor.do_rescale else 1.0,
             mean=_triple(mean),
             std=_triple(std),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the ONNX engine's manifest stores it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        def pair(value: Any) -> tuple[int, int] | None:
+            return None if value is None else (int(value[0]), int(value[1]))
+
+        return cls(
+            shortest_edge=None if data["shortest_edge"] is None else int(data["shortest_edge"]),
+            resize_to=pair(data["resize_to"]),
+            crop=pair(data["crop"]),
+            resample=int(data["resample"]),
+            rescale_factor=float(data["rescale_factor"]),
+            mean=_triple(data["mean"]),
+            std=_triple(data["std"]),
         )
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -70,62 +85,66 @@ class PreprocessConfig:
         return (new_long, self.shortest_edge) if width <= height else (self.shortest_edge, new_long)
 
 
-def preprocess_frame(rgb: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
-    """One HxWx3 uint8 frame -> normalised float32 tensor (3, crop_h, crop_w)."""
-    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # 1x3xHxW uint8
-    height, width = image.shape[-2:]
-    size = config.output_size(height, width)
-    if size != (height, width):
-        image = F.interpolate(image, size=size, mode=config.mode, antialias=True)
+def preprocess_frame(rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """One HxWx3 uint8 frame -> normalised float32 array (3, crop_h, crop_w)."""
+    image = _resized(rgb, config.output_size(*rgb.shape[:2]), config.resample)
     if config.crop is not None:
         image = _centre_crop(image, config.crop)
-    pixels = image[0].to(torch.float32) * config.rescale_factor
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
-    return (pixels - mean) / std
+    return _normalised(image[None], config)[0]
 
 
-def preprocess_crops(rgb: np.ndarray, config: PreprocessConfig, crops: int = 1) -> torch.Tensor:
+def preprocess_crops(rgb: np.ndarray, config: PreprocessConfig, crops: int = 1) -> np.ndarray:
     """One frame -> (crops, 3, crop_h, crop_w): the processor's centre crop, or three crops.
 
     Three crops follow X-CLIP's test protocol (mmaction's ``ThreeCrop``): resize the short side
     to the crop size, then take crops at the start, the middle and the end of the long side.
     """
     if crops == 1:
-        return preprocess_frame(rgb, config).unsqueeze(0)
+        return preprocess_frame(rgb, config)[None]
     if crops != 3:
         raise ValueError("crops must be 1 or 3")
     crop_h, crop_w = config.crop or (config.shortest_edge or 0,) * 2
     if not crop_h:
         raise ValueError("three crops need a checkpoint whose processor crops or resizes the short side")
-    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-    height, width = image.shape[-2:]
+    height, width = rgb.shape[:2]
     short = min(crop_h, crop_w)
     size = (int(short * height / width), short) if width <= height else (short, int(short * width / height))
-    size = (max(size[0], crop_h), max(size[1], crop_w))
-    if size != (height, width):
-        image = F.interpolate(image, size=size, mode=config.mode, antialias=True)
-    height, width = size
+    height, width = max(size[0], crop_h), max(size[1], crop_w)
+    image = _resized(rgb, (height, width), config.resample)
     step_h, step_w = (height - crop_h) // 2, (width - crop_w) // 2
     offsets = [(0, i * step_w) for i in range(3)] if step_w else [(i * step_h, 0) for i in range(3)]
-    views = torch.cat([image[..., top : top + crop_h, left : left + crop_w] for top, left in offsets])
-    pixels = views.to(torch.float32) * config.rescale_factor
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    views = np.stack([image[top : top + crop_h, left : left + crop_w] for top, left in offsets])
+    return _normalised(views, config)
 
 
-def _centre_crop(image: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+def _resized(rgb: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Pillow's resize (antialiased, on uint8), exactly as transformers' PIL backend calls it."""
+    if size == rgb.shape[:2]:
+        return rgb
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample=resample, reducing_gap=None))
+
+
+def _normalised(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, rescaled and normalised."""
+    mean = np.asarray(config.mean, dtype=np.float32)
+    scale = np.float32(config.rescale_factor) / np.asarray(config.std, dtype=np.float32)
+    pixels = images.astype(np.float32) * scale - mean / np.asarray(config.std, dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+
+
+def _centre_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
     """Centre crop like transformers: zero-pad first when the image is smaller than the crop."""
     crop_h, crop_w = crop
-    height, width = image.shape[-2:]
+    height, width = image.shape[:2]
     if height < crop_h or width < crop_w:
-        pad_h, pad_w = max(0, crop_h - height), max(0, crop_w - width)
-        top, left = (pad_h + 1) // 2, (pad_w + 1) // 2
-        image = F.pad(image, (left, pad_w - left, top, pad_h - top))
-        height, width = image.shape[-2:]
+        padded = np.zeros((max(height, crop_h), max(width, crop_w), image.shape[2]), dtype=image.dtype)
+        top, left = (padded.shape[0] - height + 1) // 2, (padded.shape[1] - width + 1) // 2
+        padded[top : top + height, left : left + width] = image
+        image, (height, width) = padded, padded.shape[:2]
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    return image[..., top : top + crop_h, left : left + crop_w]
+    return image[top : top + crop_h, left : left + crop_w]
 
 
 def _as_dict(size: Any) -> dict[str, Any]:

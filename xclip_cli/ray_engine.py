@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of a local instance started here (None: all of this machine)
     device: str = "auto"  # where actors run the model; the driver uses its CPU
     precision: str = "fp32"
+    backend: str = "auto"  # auto: ONNX Runtime for actors on CPUs (prepared by the driver), torch on GPUs
     verbose: bool = False  # worker logs reach the driver's stderr
 
 
@@ -67,19 +68,29 @@ def classify_videos_on_ray(
     labelset: LabelSet,
     options: ClassifyOptions | None = None,
     ray_options: RayOptions = RayOptions(),
+    say: Callable[[str], None] | None = None,
 ) -> Iterator[VideoResult]:
     """One result per path, as each finishes (not in input order); failed videos give error results.
 
     The checkpoint loads and Ray starts (or is joined) before this returns, so their errors
     come before any output; Ray started here is shut down once the results are consumed.
+    ``say`` receives one-line notes (a checkpoint prepared for ONNX Runtime on first use).
     """
     options = ClassifyOptions() if options is None else options
     _check_options(ray_options)
     ray = import_ray()
     address = _resolve_address(ray_options.address)  # before loading anything: fail fast
-    from .runner import XClipRunner
+    from .engine import open_backend
 
-    driver = XClipRunner.from_pretrained(model_id, device="cpu", precision=ray_options.precision)
+    # With no GPU reserved, Ray still shows actors every GPU: "auto" would crowd them onto one.
+    device = "cpu" if ray_options.device == "auto" and not ray_options.num_gpus else ray_options.device
+    backend = ray_options.backend
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and ray_options.precision in ("fp32", "int8") else "torch"
+    elif backend == "onnx" and device != "cpu":
+        raise UsageError("--backend onnx runs on the CPU: use --num-gpus 0 (or --backend torch)")
+    driver = open_backend(model_id, "cpu", ray_options.precision, backend, say)
+    onnx_folder = getattr(driver, "folder", None)  # an OnnxRunner's prepared graphs
     folder = Path(model_id).expanduser()
     settings = _ModelSettings(
         model_id=model_id,
@@ -88,11 +99,12 @@ def classify_videos_on_ray(
         num_frames=driver.num_frames,
         preprocess=driver.preprocess,
         fingerprints=(driver.fingerprint(), driver.vision_fingerprint()),
-        # With no GPU reserved, Ray still shows actors every GPU: "auto" would crowd them onto one.
-        device="cpu" if ray_options.device == "auto" and not ray_options.num_gpus else ray_options.device,
+        device=device,
         precision=ray_options.precision,
+        onnx_folder=None if onnx_folder is None else str(onnx_folder),
+        threads=max(1, int(ray_options.cpus_per_actor)),
     )
-    text_features = driver.label_text_features(labelset).cpu().numpy()
+    text_features = driver.label_text_features(labelset)
     del driver  # the driver only needed it for the text side: free its memory for the scan
     if not paths:
         return iter(())
@@ -101,7 +113,10 @@ def classify_videos_on_ray(
         if started_here:
             _check_fits(ray.cluster_resources(), ray_options)
         attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
-        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options, attempts)
+        # A cluster that was joined may have other nodes, without this one's cache: they get the
+        # prepared graphs through the object store (in a list, so only an actor that needs them fetches).
+        shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and not started_here else []
+        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options, attempts, shipped)
         if ray_options.verbose:
             with contextlib.redirect_stdout(sys.stderr):  # stdout may carry results
                 scored.explain()  # Ray Data's plans: decoding and model stages, fused or not
@@ -121,6 +136,7 @@ def _pipeline(
     options: ClassifyOptions,
     ray_options: RayOptions,
     attempts: Path,
+    shipped: list[Any],
 ) -> Any:
     """The (lazy) Ray Data dataset: paths -> decoding tasks -> model actors -> pickled results."""
     import ray.data
@@ -144,7 +160,7 @@ def _pipeline(
     )
     return decoded.map_batches(
         _ScoreVideos,
-        fn_constructor_args=(settings, labelset, text_features, options),
+        fn_constructor_args=(settings, labelset, text_features, options, shipped),
         batch_size=max(1, options.batch_size),
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=ray_options.concurrency),
@@ -178,6 +194,8 @@ class _ModelSettings:
     fingerprints: tuple[str, str]  # text side, vision side
     device: str
     precision: str
+    onnx_folder: str | None = None  # ONNX Runtime: the driver's prepared folder (its name is the key)
+    threads: int = 1  # an ONNX Runtime actor's threads: its share of the node's CPUs
 
 
 @dataclass(frozen=True)
@@ -219,15 +237,26 @@ class _ScoreVideos:
     """A model actor: loads the checkpoint once, then scores batches of decoded videos."""
 
     def __init__(
-        self, settings: _ModelSettings, labelset: LabelSet, text_features: Any, options: ClassifyOptions
+        self,
+        settings: _ModelSettings,
+        labelset: LabelSet,
+        text_features: Any,
+        options: ClassifyOptions,
+        shipped: list[Any],
     ) -> None:
-        import torch
+        runner: Any
+        if settings.onnx_folder is not None:
+            from .onnx_runner import OnnxRunner
 
-        from .runner import XClipRunner
+            folder = _prepared_on_this_node(Path(settings.onnx_folder), shipped)
+            int8 = settings.precision == "int8"
+            runner = OnnxRunner.open(folder, settings.model_id, int8=int8, threads=settings.threads)
+        else:
+            from .runner import XClipRunner
 
-        self.runner = XClipRunner.from_pretrained(settings.source, device=settings.device, precision=settings.precision)
-        self.runner.model_id = settings.model_id  # results name the model as the local engine's do
-        runner = self.runner
+            runner = XClipRunner.from_pretrained(settings.source, device=settings.device, precision=settings.precision)
+            runner.model_id = settings.model_id  # results name the model as the local engine's do
+        self.runner = runner
         found = (runner.num_frames, runner.preprocess, (runner.fingerprint(), runner.vision_fingerprint()))
         if found != (settings.num_frames, settings.preprocess, settings.fingerprints):
             raise ModelLoadError(
@@ -236,13 +265,43 @@ class _ScoreVideos:
             )
         self.labelset = labelset
         self.options = options
-        self.text_features = torch.from_numpy(text_features).to(self.runner.device)
+        self.text_features = text_features
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         pairs = zip(batch["path"], batch["video"], strict=True)
         loaded = ((os.fsdecode(path), pickle.loads(video)) for path, video in pairs)
         results = score_loaded(self.runner, loaded, self.text_features, self.labelset, self.options)
         return {"result": [pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL) for result in results]}
+
+
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    """A prepared folder's files, to ship to nodes that lack it."""
+    return {item.name: item.read_bytes() for item in folder.iterdir() if item.is_file()}
+
+
+def _prepared_on_this_node(driver_folder: Path, shipped: list[Any]) -> Path:
+    """The prepared graphs on this node: in its own cache, the driver's folder (same machine or
+    a shared disk), or written into its cache from the files the driver shipped."""
+    from .onnx_cache import locked, onnx_dir, read_manifest
+
+    local = onnx_dir() / driver_folder.name
+    for folder in (local, driver_folder):
+        if read_manifest(folder) is not None:
+            return folder
+    if not shipped:
+        raise ModelLoadError(f"the prepared ONNX graphs {driver_folder.name} are not on this node")
+    import ray
+
+    files: dict[str, bytes] = ray.get(shipped[0])
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with locked(local.parent / f"{local.name}.lock"):
+        if read_manifest(local) is None:
+            work = Path(tempfile.mkdtemp(prefix=f"{local.name}.tmp-", dir=local.parent))
+            for name, data in files.items():
+                (work / name).write_bytes(data)
+            shutil.rmtree(local, ignore_errors=True)
+            os.replace(work, local)
+    return local
 
 
 def _check_options(ray_options: RayOptions) -> None:

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import text_cache
+from .backend import VideoFeatures
 from .device import resolve_device
 from .errors import UsageError
 from .labels import LabelSet
 from .loading import load_checkpoint
 from .preprocess import PreprocessConfig
+from .text_side import TextSide, length_batches
 
 if TYPE_CHECKING:
     from transformers import XCLIPModel
 
 FINGERPRINT_STRIDE = 61  # a prime, so the sample does not line up with rows of any width
-TEXT_BATCH_SIZE = 64  # prompts per text-encoder call; groups of equal length need no padding
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -45,10 +45,8 @@ class XClipRunner:
     # A digest of the tokenizer's files and versions: names cached text features without
     # tokenizing. None (a model built in memory): keys come from the token ids instead.
     tokenizer_identity: str | None = None
-    text_encoder_calls: int = 0  # how often the text encoder ran (the cache avoids it)
     _tokenizer: Any = field(default=None, repr=False)
-    _memory_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
-    _label_features: dict[LabelSet, torch.Tensor] = field(default_factory=dict, repr=False)
+    _text_side: TextSide | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
     # Vision (by legacy flag) and head fingerprints: the ONNX cache key, index checks and auto's
     # "is it prepared?" each ask; the weights do not change under a loaded runner.
@@ -97,43 +95,31 @@ class XClipRunner:
 
     # --- text side -------------------------------------------------------------------------
 
-    def label_text_features(self, labelset: LabelSet) -> torch.Tensor:
-        """One text-projection vector per label, ensembling the label's prompts (L x D).
+    @property
+    def text_side(self) -> TextSide:
+        """The cached text side (its fingerprint hashes the text weights on first use)."""
+        if self._text_side is None:
+            self._text_side = TextSide(
+                fingerprint=self.fingerprint(),
+                max_length=self.max_length,
+                tokenize=self._tokenize,
+                encode=self._encode_texts,
+                tokenizer_identity=self.tokenizer_identity,
+            )
+        return self._text_side
 
-        Kept in memory per label set, so repeated calls skip even tokenising and hashing.
-        """
-        if labelset not in self._label_features:
-            self._label_features[labelset] = self._ensembled_features(labelset)
-        return self._label_features[labelset]
+    @property
+    def text_encoder_calls(self) -> int:
+        """How often the text encoder ran (the cache avoids it)."""
+        return 0 if self._text_side is None else self._text_side.encoder_calls
 
-    def _ensembled_features(self, labelset: LabelSet) -> torch.Tensor:
-        texts_per_label = labelset.texts_per_label()
-        unique_texts = list(dict.fromkeys(text for texts in texts_per_label for text in texts))
-        features = self.text_features(unique_texts)
-        row = {text: index for index, text in enumerate(unique_texts)}
-        return torch.stack(
-            [ensemble_text_embeddings(features[[row[text] for text in texts]]) for texts in texts_per_label]
-        )
+    def label_text_features(self, labelset: LabelSet) -> np.ndarray:
+        """One text-projection vector per label, ensembling the label's prompts (L x D)."""
+        return self.text_side.label_features(labelset)
 
-    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
         """Text-encoder output after the projection, one row per text, from cache if possible."""
-        if self.tokenizer_identity:  # named without tokenizing: a hit never loads the tokenizer
-            prompts = {"tokenizer": self.tokenizer_identity, "max_length": self._max_length, "texts": list(texts)}
-        else:
-            prompts = {"token_ids": [self._tokenize(text) for text in texts]}
-        key = text_cache.cache_key(self.fingerprint(), prompts)
-        cached = self._memory_cache.get(key)
-        if cached is None:
-            array = text_cache.load(key, expected_rows=len(texts))
-            if array is None:
-                token_ids = prompts.get("token_ids")
-                if not isinstance(token_ids, list):  # named by the tokenizer's files: tokenize now
-                    token_ids = [self._tokenize(text) for text in texts]
-                array = self._encode_texts(token_ids)
-                text_cache.store(key, array)
-            cached = torch.from_numpy(array).to(self.device)
-            self._memory_cache[key] = cached
-        return cached
+        return self.text_side.features(texts)
 
     def fingerprint(self) -> str:
         """Identity of everything that shapes the text features: text config and weights.
@@ -181,32 +167,28 @@ class XClipRunner:
         return self._fingerprints["head"]
 
     @property
-    def _max_length(self) -> int:
+    def max_length(self) -> int:
+        """The text encoder's positions: longer prompts are truncated."""
         return int(self._config.text_config.max_position_embeddings)
 
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id or 0)
+
     def _tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, truncation=True, max_length=self._max_length)["input_ids"])
+        return list(self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"])
 
     @torch.inference_mode()
     def _encode_texts(self, token_ids: list[list[int]]) -> np.ndarray:
-        """Run the text encoder, batching prompts of similar length to keep padding small."""
-        self.text_encoder_calls += 1
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        pad_id = self.tokenizer.pad_token_id or 0
-        out = np.empty((len(token_ids), int(self.model.config.projection_dim)), dtype=np.float32)
-        for start in range(0, len(order), TEXT_BATCH_SIZE):
-            batch = order[start : start + TEXT_BATCH_SIZE]
-            width = max(len(token_ids[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-                mask[row, : len(token_ids[i])] = 1
+        """Run the text encoder on batches of prompts of similar length."""
+        out = np.empty((len(token_ids), int(self._config.projection_dim)), dtype=np.float32)
+        for rows, ids, mask in length_batches(token_ids, self.pad_token_id):
             with self._autocast():
                 output = self.model.get_text_features(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                    input_ids=torch.from_numpy(ids).to(self.device),
+                    attention_mask=torch.from_numpy(mask).to(self.device),
                 )
-            out[batch] = output.pooler_output.float().cpu().numpy()
+            out[rows] = output.pooler_output.float().cpu().numpy()
         return out
 
     def _autocast(self) -> Any:
@@ -215,14 +197,18 @@ class XClipRunner:
 
     # --- video side ------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def video_logits(self, pixel_values: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    def video_logits(self, pixel_values: np.ndarray, text_features: np.ndarray) -> np.ndarray:
         """``logits_per_video`` (B x L) for videos (B x T x 3 x H x W) and cached text features."""
         return self.logits_from_features(self.video_features(pixel_values), text_features)
 
     @torch.inference_mode()
-    def video_features(self, pixel_values: torch.Tensor) -> VideoFeatures:
+    def video_features(self, pixel_values: np.ndarray) -> VideoFeatures:
         """What X-CLIP's head needs of each video (B x T x 3 x H x W): all the vision-side work."""
+        embeds, patches = self.vision_side(torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32)))
+        return VideoFeatures(embeds=embeds.cpu().numpy(), patches=patches.cpu().numpy())
+
+    def vision_side(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vision side in torch: (video embeddings, frame-averaged patch features), float32."""
         model = self.model
         pixel_values = pixel_values.to(self.device, dtype=model.dtype)
         batch, frames, channels, height, width = pixel_values.shape
@@ -233,14 +219,22 @@ class XClipRunner:
             patches = model.prompts_visual_layernorm(vision.last_hidden_state[:, 1:, :])
             patches = patches @ model.prompts_visual_projection
             patches = patches.view(batch, frames, -1, video_embeds.shape[-1]).mean(dim=1)
-        return VideoFeatures(embeds=video_embeds.float(), patches=patches.float())
+        return video_embeds.float(), patches.float()
 
     @torch.inference_mode()
-    def logits_from_features(self, features: VideoFeatures, text_features: torch.Tensor) -> torch.Tensor:
+    def logits_from_features(self, features: VideoFeatures, text_features: np.ndarray) -> np.ndarray:
         """X-CLIP's head: the prompt generator conditions the text on each video, then cosine x scale."""
+        embeds, patches, text = (
+            torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            for a in (features.embeds, features.patches, text_features)
+        )
+        return self.head(embeds, patches, text).cpu().numpy()
+
+    def head(self, embeds: torch.Tensor, patches: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """X-CLIP's head in torch: (videos, texts) float32 logits."""
         model = self.model
-        embeds = features.embeds.to(self.device, dtype=model.dtype)
-        patches = features.patches.to(self.device, dtype=model.dtype)
+        embeds = embeds.to(self.device, dtype=model.dtype)
+        patches = patches.to(self.device, dtype=model.dtype)
         with self._autocast():
             text = text_features.to(self.device, embeds.dtype).unsqueeze(0).expand(embeds.shape[0], -1, -1)
             text = text + model.prompts_generator(text, patches)
@@ -248,18 +242,6 @@ class XClipRunner:
             text = text / text.norm(p=2, dim=-1, keepdim=True)
             logits = torch.einsum("bd,bkd->bk", video, model.logit_scale.exp() * text)
         return logits.float()
-
-
-@dataclass(frozen=True)
-class VideoFeatures:
-    """Per video: the MIT video embedding (B x D) and the frame-averaged patch features the
-    prompt generator attends to (B x P x D). Enough to score any text later (``xclip embed``)."""
-
-    embeds: torch.Tensor
-    patches: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.embeds.shape[0])
 
 
 def _digest_tensors(digest: Any, tensors: Sequence[tuple[str, torch.Tensor]], torch_sums: bool = False) -> str:
@@ -272,18 +254,3 @@ def _digest_tensors(digest: Any, tensors: Sequence[tuple[str, torch.Tensor]], to
         digest.update(f"{name}{tuple(tensor.shape)}{total!r}".encode())
         digest.update(values[::FINGERPRINT_STRIDE].tobytes())
     return digest.hexdigest()
-
-
-def ensemble_text_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
-    """Combine a label's prompt embeddings (N x D) into one vector.
-
-    The unit-normalised embeddings are averaged and renormalised (CLIP's prompt ensembling),
-    then scaled to the prompts' mean length: X-CLIP's prompt generator adds video-conditioned
-    offsets to the unnormalised text features, so their length matters. With one prompt this
-    returns the embedding unchanged.
-    """
-    if embeddings.shape[0] == 1:
-        return embeddings[0]
-    norms = embeddings.norm(p=2, dim=-1, keepdim=True)
-    direction = (embeddings / norms).mean(dim=0)
-    return direction / direction.norm(p=2) * norms.mean()

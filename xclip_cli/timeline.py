@@ -26,9 +26,8 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import torch
 
-from .backend import Backend
+from .backend import Backend, softmax
 from .errors import UsageError, VideoError
 from .labels import LabelSet
 from .media.decode import VideoReader, fill_missing
@@ -113,8 +112,8 @@ def _score_windows(
     runner: Backend,
     name: str,
     plans: list[SamplingPlan],
-    frames: Iterator[tuple[int, torch.Tensor]],
-    text_features: torch.Tensor,
+    frames: Iterator[tuple[int, np.ndarray]],
+    text_features: np.ndarray,
     options: TimelineOptions,
     extents: list[tuple[float, float]],
     on_progress: Callable[[float, float], None] | None = None,
@@ -122,7 +121,7 @@ def _score_windows(
     """(probabilities, logits) of every window, scored in batches as their frames come in."""
     scored: list[tuple[np.ndarray, np.ndarray]] = []
     warnings: list[str] = []
-    batch: list[torch.Tensor] = []
+    batch: list[np.ndarray] = []
     for pixels, warning in _window_pixels(name, [plan.frame_indices for plan in plans], frames):
         warnings += warning
         batch.append(pixels)
@@ -140,7 +139,7 @@ def _score_windows(
 class _Prefetch:
     """Runs an iterator in a thread, a bounded queue ahead: decoding overlaps the model.
 
-    PyAV and torch release the GIL, so on 2 cores the decoder and the vision encoder run side by
+    PyAV, Pillow and the engines release the GIL, so on 2 cores the decoder and the vision encoder run side by
     side. An exception in the thread is raised in the consumer; leaving early stops the thread.
     """
 
@@ -218,13 +217,13 @@ def _glibc() -> Any:
 
 
 def _window_pixels(
-    name: str, windows: list[tuple[int, ...]], frames: Iterator[tuple[int, torch.Tensor]]
-) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    name: str, windows: list[tuple[int, ...]], frames: Iterator[tuple[int, np.ndarray]]
+) -> Iterator[tuple[np.ndarray, list[str]]]:
     """(T, 3, H, W) pixels of each window, in order, as soon as the decoding has passed it.
 
     Only frames that a window not yet handed out still needs are kept.
     """
-    buffer: dict[int, torch.Tensor] = {}
+    buffer: dict[int, np.ndarray] = {}
     position = -1  # the last frame index the decoder has handed over
     exhausted = False
     for indices in windows:
@@ -245,7 +244,7 @@ def _window_pixels(
             for index in wanted:
                 available.setdefault(index, buffer[min(buffer, key=lambda have: abs(have - index))])
             warning = ["some windows have fewer than half their frames (damaged data); nearest frames used"]
-        yield torch.stack([available[i] for i in indices]), warning
+        yield np.stack([available[i] for i in indices]), warning
         # Drop what no later window needs, but keep the newest frame: if the rest of the video
         # does not decode, it stands in for the windows there.
         keep_from = min(indices)
@@ -253,14 +252,12 @@ def _window_pixels(
             del buffer[index]
 
 
-def _score(
-    runner: Backend, batch: list[torch.Tensor], text_features: torch.Tensor
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def _score(runner: Backend, batch: list[np.ndarray], text_features: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(probabilities, logits) of each window in ``batch``."""
     if not batch:
         return []
-    logits = runner.video_logits(torch.stack(batch), text_features).float()
-    return list(zip(logits.softmax(dim=-1).cpu().numpy(), logits.cpu().numpy(), strict=True))
+    logits = runner.video_logits(np.stack(batch), text_features)
+    return list(zip(softmax(logits), logits, strict=True))
 
 
 def _owned_stretches(extents: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:

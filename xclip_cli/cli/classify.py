@@ -242,7 +242,7 @@ def scan(
     )
     fmt = pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
     ray = _ray_options(
-        engine, ray_address, concurrency, num_gpus, cpus_per_actor, decode_cpus, device, precision, verbose
+        engine, ray_address, concurrency, num_gpus, cpus_per_actor, decode_cpus, device, precision, backend, verbose
     )
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
@@ -280,6 +280,7 @@ def _ray_options(
     decode_cpus: float,
     device: str,
     precision: str,
+    backend: str,
     verbose: bool,
 ) -> Any:
     """``RayOptions`` for ``--engine ray`` (None for the local engine, where Ray options are refused)."""
@@ -308,6 +309,7 @@ def _ray_options(
         decode_cpus=decode_cpus,
         device=device,
         precision=precision,
+        backend=backend,
         verbose=verbose,
     )
 
@@ -325,7 +327,7 @@ def _scan_results(
     if ray is not None:
         from ..ray_engine import classify_videos_on_ray
 
-        return classify_videos_on_ray(model, list(todo), labelset, options, ray)
+        return classify_videos_on_ray(model, list(todo), labelset, options, ray, say)
     from ..classify import classify_videos
 
     return classify_videos(load_runner(model, device, precision, backend), todo, labelset, options)

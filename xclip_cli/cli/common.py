@@ -4,24 +4,20 @@ model's loading, progress and the final exit code."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import typer
 
-from ..backend import BACKENDS, Backend
+from ..backend import Backend
 from ..errors import ExitCode, Interrupted, OutputError, UsageError
 from ..results import Report, VideoResult
 from ..writers import FORMATS, Writer, data_console
 from .errors import say
-
-if TYPE_CHECKING:
-    from ..runner import XClipRunner
 
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
@@ -177,43 +173,12 @@ def set_verbose(verbose: bool) -> None:
         av.logging.set_level(av.logging.WARNING)
 
 
-def load_runner(model: str, device: str, precision: str, backend: str = "torch") -> Backend:
-    """The checkpoint on the asked backend: ``onnx`` (ONNX Runtime, prepared once), ``torch``, or
-    ``auto``: ONNX Runtime where it runs (CPU, fp32 or int8) and the checkpoint is prepared (or
-    int8 is asked for, which only it runs), else torch."""
-    from ..device import bf16_is_fast
-    from ..runner import XClipRunner
+def load_runner(model: str, device: str, precision: str, backend: str = "auto") -> Backend:
+    """``engine.open_backend`` with a spinner while it loads and its notes on stderr."""
+    from ..engine import open_backend
 
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if precision == "int8" and backend == "torch":
-        raise UsageError("--precision int8 runs on ONNX Runtime: use --backend onnx (or auto)")
     with status(f"Loading {model}"):
-        runner = XClipRunner.from_pretrained(
-            model, device=device, precision="fp32" if precision == "int8" else precision
-        )
-    if precision == "bf16" and not bf16_is_fast(runner.device):
-        say("xclip: warning: this CPU has no bfloat16 units: --precision bf16 will be slower than fp32")
-    if backend == "torch" or (backend == "auto" and precision != "int8" and not _onnx_ready(runner)):
-        return runner
-    if runner.device.type != "cpu" or precision not in ("fp32", "int8"):
-        raise UsageError(
-            "--backend onnx runs fp32 or int8 on the CPU: use --device cpu and --precision fp32, or --backend torch"
-        )
-    try:
-        from ..onnx_engine import OnnxRunner
-    except ImportError:
-        raise UsageError("--backend onnx needs ONNX Runtime: pip install 'xclip-cli[onnx]'") from None
-    return OnnxRunner.load(runner, say, int8=precision == "int8")
-
-
-def _onnx_ready(runner: XClipRunner) -> bool:
-    """``auto`` picks ONNX Runtime for a prepared checkpoint on the CPU (it never exports itself)."""
-    if runner.device.type != "cpu" or runner.precision != "fp32" or importlib.util.find_spec("onnxruntime") is None:
-        return False
-    from ..onnx_engine import is_prepared
-
-    return is_prepared(runner)
+        return open_backend(model, device, precision, backend, say)
 
 
 @contextlib.contextmanager

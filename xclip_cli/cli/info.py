@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from typing import Annotated
@@ -35,19 +36,31 @@ def models_listing(ctx: typer.Context) -> None:
 
 def models_prepare(
     model: ModelOpt = DEFAULT_MODEL,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also quantise the vision weights to int8 (--precision int8).")
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Export a checkpoint once for ONNX Runtime (--backend onnx, and auto on the CPU)."""
-    try:
-        from ..onnx_engine import prepare
-    except ImportError:
-        raise UsageError("ONNX Runtime is not installed: pip install 'xclip-cli[onnx]'") from None
-    from ..runner import XClipRunner
+    """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
+    missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"preparing needs {', '.join(missing)} (xclip-cli depends on them): pip install {' '.join(missing)}"
+        )
+    from ..onnx_cache import add_int8, checkpoint_stamp, find_prepared
 
-    runner = load_runner(model, "cpu", "fp32", "torch")
-    assert isinstance(runner, XClipRunner)
     started = time.monotonic()
-    folder = prepare(runner, say)
+    folder = find_prepared(model)
+    if folder is not None and int8:
+        add_int8(folder, say)
+    if folder is None:
+        from ..onnx_export import prepare
+        from ..runner import XClipRunner
+
+        stamp = checkpoint_stamp(model)
+        runner = load_runner(model, "cpu", "fp32", "torch")
+        assert isinstance(runner, XClipRunner)
+        folder = prepare(runner, say, int8=int8, stamp=stamp or checkpoint_stamp(model))  # (downloaded now)
     size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
     say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB, {time.monotonic() - started:.1f} s)")
 
@@ -113,7 +126,7 @@ def show_version(value: bool) -> None:
         try:
             print(f"{shown} {version(package)}")
         except PackageNotFoundError:
-            print(f"{shown} not installed" + (" (pip install 'xclip-cli[onnx]')" if package == "onnxruntime" else ""))
+            print(f"{shown} not installed")
     try:
         from ..device import resolve_device
 

@@ -105,7 +105,7 @@ BackendOpt = Annotated[
     typer.Option(
         envvar="XCLIP_BACKEND",
         metavar=choices(BACKENDS),
-        help="onnx: ONNX Runtime on the CPU (xclip models prepare exports it once); torch; "
-        "auto: onnx for a prepared checkpoint on the CPU, else torch.",
+        help="auto: ONNX Runtime on the CPU (fp32, int8; the first run prepares the checkpoint, "
+        "about a minute, once), torch on a GPU or for bf16. onnx, torch: force one.",
     ),
 ]
