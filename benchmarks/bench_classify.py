@@ -37,6 +37,7 @@ repeats) plus the one-time checkpoint and clip creation; ``--long`` adds about 4
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -546,16 +547,24 @@ def agreement(runner: XClipRunner, clip: Path, labelset: LabelSet, seed: SeedRes
 
 
 def run_child(command: list[str], env: dict[str, str]) -> tuple[str, str, float]:
-    """Run ``command``; its stdout, stderr and peak resident memory (MB, from wait4's rusage)."""
+    """Run ``command``; its stdout, stderr and peak resident memory in MB.
+
+    The peak is the child's own VmHWM, read from /proc every 20 ms while it runs (rusage would
+    count this process's memory too: Linux carries the parent's peak across fork and exec).
+    """
+    peak_kb = 0
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        while process.poll() is None:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+            time.sleep(0.02)
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise RuntimeError(f"{command[2:4]} exited {process.returncode}: {stderr.strip()[-2000:]}")
-    return stdout, stderr, usage.ru_maxrss / 1024  # kilobytes on Linux
+    return stdout, stderr, peak_kb / 1024
 
 
 def run_cli(

@@ -331,8 +331,11 @@ def test_every_command_gives_the_same_records_on_both_backends(
 
 @pytest.mark.slow
 def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, isolated_dirs: Path) -> None:
-    """The base-patch32 shape (XCLIPConfig()), random weights, 400 Kinetics labels: exported,
-    then logits within 1e-3 and probabilities within 1e-4 of transformers (about 3 minutes)."""
+    """The base-patch32 shape (XCLIPConfig()), random weights, 400 Kinetics labels, exported:
+    probabilities within 1e-4 of transformers' fp32 logits_per_video, and logits within 1e-3
+    of transformers' forward in float64. Random weights make X-CLIP's prompt generator
+    ill-conditioned (outputs in the hundreds): fp32 torch itself is up to ~9e-4 off float64
+    there, so fp32 against fp32 would measure torch's rounding as much as ours (about 4 minutes)."""
     import torch
     from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
 
@@ -351,5 +354,10 @@ def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, iso
     pixel_values = rng.standard_normal((2, onnx.num_frames, 3, 224, 224), dtype=np.float32)
     ours = onnx.video_logits(pixel_values, onnx.label_text_features(labelset))
     expected = reference_logits(tmp_path, list(labelset.names), pixel_values)
-    np.testing.assert_allclose(ours, expected, atol=LOGIT_TOLERANCE, rtol=0)
     np.testing.assert_allclose(softmax(ours), softmax(expected), atol=PROBABILITY_TOLERANCE, rtol=0)
+    processor = XCLIPProcessor.from_pretrained(tmp_path)
+    model = XCLIPModel.from_pretrained(tmp_path).double().eval()
+    inputs = processor.tokenizer(list(labelset.names), padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        exact = model(**inputs, pixel_values=torch.from_numpy(pixel_values).double()).logits_per_video.numpy()
+    np.testing.assert_allclose(ours, exact, atol=LOGIT_TOLERANCE, rtol=0)

@@ -13,6 +13,8 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "XClipRunner": "runner",
+    "OnnxRunner": "onnx_runner",
+    "open_backend": "engine",
     "ensemble_text_embeddings": "text_side",
     "ClassifyOptions": "options",
     "classify_videos": "classify",

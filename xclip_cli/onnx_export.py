@@ -92,7 +92,7 @@ def prepare(
                         f"xclip: preparing {runner.model_id} for ONNX Runtime: once per checkpoint "
                         "(about a minute for a base model on 2 cores); later runs start in about a second"
                     )
-                _build(runner, folder)
+                _build(runner, folder, say)
     if int8:
         add_int8(folder, say)
     if stamp is not None:
@@ -101,10 +101,10 @@ def prepare(
     return folder
 
 
-def _build(runner: XClipRunner, folder: Path) -> None:
+def _build(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-", dir=folder.parent))
     try:
-        _export(runner, work)
+        _export(runner, work, say)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(work, folder)
     finally:
@@ -140,7 +140,7 @@ class _Head(torch.nn.Module):
         return self.runner.head(embeds, patches, text)
 
 
-def _export(runner: XClipRunner, folder: Path) -> None:
+def _export(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None = None) -> None:
     """The graphs and the tokenizer into ``folder``, then the manifest (last: it marks a whole entry)."""
     pixels = torch.zeros(2, runner.num_frames, 3, runner.image_size, runner.image_size)
     with torch.inference_mode():
@@ -171,7 +171,9 @@ def _export(runner: XClipRunner, folder: Path) -> None:
         HEAD: (["embeds", "patches", "text_features"], ["logits"]),
     }
     with contextlib.redirect_stdout(None), _quiet_export():  # the exporter prints its progress
-        for module, inputs, name, dynamic in graphs:
+        for step, (module, inputs, name, dynamic) in enumerate(graphs, start=1):
+            if say is not None:
+                say(f"xclip: exporting {name} ({step}/{len(graphs)})")
             torch.onnx.export(
                 module.eval(),
                 inputs,
