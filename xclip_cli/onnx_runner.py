@@ -9,7 +9,6 @@ which holds what transformers loaded when the checkpoint was prepared.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ import numpy as np
 
 from .backend import VideoFeatures
 from .errors import ModelLoadError
-from .labels import LabelSet
 from .onnx_cache import HEAD, TEXT, TOKENIZER, VISION, VISION_INT8, read_manifest
 from .preprocess import PreprocessConfig
-from .text_side import TextSide, length_batches
+from .text_side import TextMethods, TextSide, length_batches
 
 
 def _session(path: Path, threads: int | None = None) -> Any:
@@ -29,6 +27,9 @@ def _session(path: Path, threads: int | None = None) -> Any:
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: its warnings are not the user's business
+    # Idle pool threads sleep instead of spinning: decoding threads share the cores (measured:
+    # the scan path 10-15% faster on 2 cores, the model alone no slower).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     try:
@@ -38,7 +39,7 @@ def _session(path: Path, threads: int | None = None) -> Any:
 
 
 @dataclass
-class OnnxRunner:
+class OnnxRunner(TextMethods):
     """``Backend`` on ONNX Runtime, from a prepared folder: no torch, no transformers."""
 
     model_id: str
@@ -103,16 +104,6 @@ class OnnxRunner:
                 tokenizer_identity=self.manifest["identity"]["tokenizer"],
             )
         return self._text_side
-
-    @property
-    def text_encoder_calls(self) -> int:
-        return 0 if self._text_side is None else self._text_side.encoder_calls
-
-    def label_text_features(self, labelset: LabelSet) -> np.ndarray:
-        return self.text_side.label_features(labelset)
-
-    def text_features(self, texts: Sequence[str]) -> np.ndarray:
-        return self.text_side.features(texts)
 
     def _tokenize(self, text: str) -> list[int]:
         if self._tokenizer is None:

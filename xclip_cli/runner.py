@@ -20,10 +20,9 @@ import torch
 from .backend import VideoFeatures
 from .device import resolve_device
 from .errors import UsageError
-from .labels import LabelSet
 from .loading import load_checkpoint
 from .preprocess import PreprocessConfig
-from .text_side import TextSide, length_batches
+from .text_side import TextMethods, TextSide, length_batches
 
 if TYPE_CHECKING:
     from transformers import XCLIPModel
@@ -33,7 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class XClipRunner:
+class XClipRunner(TextMethods):
     """A loaded X-CLIP checkpoint with its tokenizer and preprocessing settings."""
 
     model: XCLIPModel
@@ -107,19 +106,6 @@ class XClipRunner:
                 tokenizer_identity=self.tokenizer_identity,
             )
         return self._text_side
-
-    @property
-    def text_encoder_calls(self) -> int:
-        """How often the text encoder ran (the cache avoids it)."""
-        return 0 if self._text_side is None else self._text_side.encoder_calls
-
-    def label_text_features(self, labelset: LabelSet) -> np.ndarray:
-        """One text-projection vector per label, ensembling the label's prompts (L x D)."""
-        return self.text_side.label_features(labelset)
-
-    def text_features(self, texts: Sequence[str]) -> np.ndarray:
-        """Text-encoder output after the projection, one row per text, from cache if possible."""
-        return self.text_side.features(texts)
 
     def fingerprint(self) -> str:
         """Identity of everything that shapes the text features: text config and weights.

@@ -71,6 +71,29 @@ class TextSide:
         return cached
 
 
+class TextMethods:
+    """The ``Backend`` text methods of an engine that keeps a ``TextSide`` (made on first use)."""
+
+    _text_side: TextSide | None
+
+    @property
+    def text_side(self) -> TextSide:
+        raise NotImplementedError
+
+    @property
+    def text_encoder_calls(self) -> int:
+        """How often the text encoder ran (the cache avoids it)."""
+        return 0 if self._text_side is None else self._text_side.encoder_calls
+
+    def label_text_features(self, labelset: LabelSet) -> np.ndarray:
+        """One vector per label, ensembling the label's prompts (L x D)."""
+        return self.text_side.label_features(labelset)
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+        """Text-encoder output after the projection, one row per text, from cache if possible."""
+        return self.text_side.features(texts)
+
+
 def length_batches(
     token_ids: list[list[int]], pad_id: int, batch_size: int = TEXT_BATCH_SIZE
 ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
@@ -103,4 +126,4 @@ def ensemble_text_embeddings(embeddings: np.ndarray) -> np.ndarray:
     return (direction / np.linalg.norm(direction) * norms.mean()).astype(np.float32)
 
 
-__all__ = ["TEXT_BATCH_SIZE", "TextSide", "ensemble_text_embeddings", "length_batches"]
+__all__ = ["TEXT_BATCH_SIZE", "TextMethods", "TextSide", "ensemble_text_embeddings", "length_batches"]
