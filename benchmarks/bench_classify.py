@@ -417,7 +417,7 @@ def measure_first_call(runner: XClipRunner, clip: Path, labelset: LabelSet) -> l
 def measure_ours(runner: XClipRunner, clip: Path, labelset: LabelSet, repeat: int) -> list[Timing]:
     ours = measure("ours: classify_videos, per video (warm)", lambda: run_ours(runner, clip, labelset), repeat)
     frames = measure("  ours: decode + preprocess", lambda: load_frames(runner, str(clip), ClassifyOptions()), repeat)
-    frames.note = "load_frames: planned seeks + torch resize"
+    frames.note = "load_frames: planned seeks + Pillow resize"
     text = measure("  ours: text features (warm)", lambda: runner.label_text_features(labelset), repeat)
     text.note = "tokenize + hash + memory-cache hit"
     video = load_frames(runner, str(clip), ClassifyOptions())

@@ -363,3 +363,30 @@ def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, iso
         exact = model(**inputs, pixel_values=torch.from_numpy(pixel_values).double()).logits_per_video.numpy()
     our_error, their_error = np.abs(ours - exact).max(), np.abs(expected - exact).max()
     assert our_error <= max(LOGIT_TOLERANCE, 1.5 * their_error), (our_error, their_error)
+
+
+def test_a_server_on_onnx_runtime_says_so_and_gives_the_torch_records(
+    engines: tuple[XClipRunner, OnnxRunner], clip_dir: Path
+) -> None:
+    import threading
+    import urllib.request
+
+    from xclip_cli.server import ClassifyService, make_server
+
+    runner, onnx = engines
+    http = make_server(ClassifyService(onnx, [clip_dir], max_upload=200_000), "127.0.0.1", 0)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}"
+    try:
+        with urllib.request.urlopen(url + "/model", timeout=60) as response:
+            info = json.loads(response.read())
+        body = json.dumps({"path": str(clip_dir / "a.mp4"), "labels": "cooking, dancing, surfing"}).encode()
+        request = urllib.request.Request(url + "/classify", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = json.loads(response.read())
+    finally:
+        http.shutdown()
+        http.server_close()
+    assert info["backend"] == "onnx" and info["device"] == "cpu" and info["precision"] == "fp32"
+    (expected,) = classify_videos(runner, [str(clip_dir / "a.mp4")], inline_labelset("cooking, dancing, surfing"))
+    assert_equal_apart_from_digits(served, [expected.to_record()])

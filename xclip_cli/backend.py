@@ -52,6 +52,11 @@ class Backend(Protocol):
         ...
 
     @property
+    def engine(self) -> str:
+        """What runs the model: ``torch`` or ``onnx`` (ONNX Runtime)."""
+        ...
+
+    @property
     def num_frames(self) -> int:
         """Frames per video (per view) the checkpoint takes."""
         ...

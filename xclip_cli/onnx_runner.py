@@ -74,6 +74,10 @@ class OnnxRunner(TextMethods):
         return "int8" if self.int8 else "fp32"
 
     @property
+    def engine(self) -> str:
+        return "onnx"
+
+    @property
     def num_frames(self) -> int:
         return int(self.manifest["config"]["num_frames"])
 

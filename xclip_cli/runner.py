@@ -64,6 +64,10 @@ class XClipRunner(TextMethods):
         return self.model.config
 
     @property
+    def engine(self) -> str:
+        return "torch"
+
+    @property
     def image_size(self) -> int:
         """Side of the square frames the vision encoder takes."""
         return int(self._config.vision_config.image_size)

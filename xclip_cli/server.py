@@ -69,6 +69,7 @@ class ClassifyService:
             "num_frames": runner.num_frames,
             "precision": runner.precision,
             "device": str(getattr(runner, "device", "cpu")),
+            "backend": runner.engine,
         }
 
     def classify(

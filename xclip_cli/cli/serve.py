@@ -53,7 +53,10 @@ def serve(
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     address, bound = str(server.server_address[0]), int(server.server_address[1])
-    say(f"xclip: serving {runner.model_id} on http://{address}:{bound} (roots: {', '.join(map(str, roots))})")
+    say(
+        f"xclip: serving {runner.model_id} on http://{address}:{bound} "
+        f"({runner.engine}; roots: {', '.join(map(str, roots))})"
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: the same goodbye as Ctrl-C
     with server:
         try:
