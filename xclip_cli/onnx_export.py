@@ -90,7 +90,7 @@ def prepare(
                 if say is not None:
                     say(
                         f"xclip: preparing {runner.model_id} for ONNX Runtime: once per checkpoint "
-                        "(about a minute for a base model on 2 cores); later runs start in about a second"
+                        "(about 1.5 minutes for a base model on 2 cores); later runs start in about a second"
                     )
                 _build(runner, folder, say)
     if int8:

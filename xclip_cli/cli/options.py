@@ -106,6 +106,6 @@ BackendOpt = Annotated[
         envvar="XCLIP_BACKEND",
         metavar=choices(BACKENDS),
         help="auto: ONNX Runtime on the CPU (fp32, int8; the first run prepares the checkpoint, "
-        "about a minute, once), torch on a GPU or for bf16. onnx, torch: force one.",
+        "about 1.5 minutes, once), torch on a GPU or for bf16. onnx, torch: force one.",
     ),
 ]
