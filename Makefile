@@ -18,7 +18,7 @@ install:
 test:
 	$(PY) -m pytest -q
 
-test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 4 minutes
+test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 5 minutes
 	$(PY) -m pytest -q -m slow
 
 lint:

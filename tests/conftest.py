@@ -68,8 +68,8 @@ def prepared_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 
 @pytest.fixture
 def onnx_ready(isolated_dirs: Path, prepared_onnx: Path) -> Path:
-    """This test's cache, with the session's prepared tiny checkpoint linked in (not copied:
-    tests that damage an entry copy it first)."""
+    """This test's cache, with the session's prepared tiny checkpoint linked in (not copied): for
+    tests that only read it. Tests that write (damage, int8, another entry) copy it instead."""
     isolated_dirs.mkdir(parents=True, exist_ok=True)
     (isolated_dirs / "onnx").symlink_to(prepared_onnx, target_is_directory=True)
     return isolated_dirs

@@ -174,10 +174,11 @@ def test_auto_prepares_on_first_use_then_reuses(tmp_path: Path, clip_dir: Path) 
 
 
 def test_a_checkpoint_edited_after_preparing_is_exported_anew(
-    tmp_path: Path, clip_dir: Path, onnx_ready: Path, tiny_model_dir: Path
+    tmp_path: Path, clip_dir: Path, isolated_dirs: Path, prepared_onnx: Path, tiny_model_dir: Path
 ) -> None:
     from safetensors.torch import load_file, save_file
 
+    shutil.copytree(prepared_onnx, isolated_dirs / "onnx")  # a new entry is written: a copy
     model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     before = invoke(["models", "prepare", "--model", str(model)])  # same weights: the shared entry
     assert before.exit_code == ExitCode.OK and "preparing" not in before.stderr
@@ -225,6 +226,14 @@ def test_an_unwritable_cache_runs_on_torch_with_a_warning(
     assert f"xclip: warning: cannot prepare {model} for ONNX Runtime" in result.stderr
     assert result.stderr.rstrip().endswith("running on torch")
     assert json.loads(result.stdout)[0]["status"] == "ok"
+    for args in (
+        ["models", "prepare", "--model", str(model)],
+        classify_args(model, clip_dir / "a.mp4", "--backend", "onnx"),
+    ):
+        refused = invoke(args)  # asked for explicitly: an output error, in one line
+        assert refused.exit_code == ExitCode.OUTPUT, refused.stderr
+        assert refused.stderr.startswith(f"xclip: error: cannot prepare {model} for ONNX Runtime: ")
+        assert len(refused.stderr.splitlines()) == 1
 
 
 def test_the_stamp_names_the_files_not_the_spelling(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -239,7 +248,10 @@ def test_onnx_refuses_what_it_cannot_run(tiny_model_dir: Path, clip_dir: Path, o
     base = ["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "-l", "a, b", "--backend", "onnx"]
     result = invoke([*base, "--precision", "bf16"])
     assert result.exit_code == ExitCode.USAGE
-    assert "--backend onnx runs fp32 or int8 on the CPU" in result.stderr
+    # Refused before anything loads: one line, no bf16 speed warning first.
+    assert (
+        result.stderr == "xclip: error: --backend onnx runs fp32 or int8, not --precision bf16: use --backend torch\n"
+    )
     unknown = invoke(["classify", str(clip_dir / "a.mp4"), "-m", str(tiny_model_dir), "--backend", "tpu"])
     assert (
         unknown.exit_code == ExitCode.USAGE and "--backend 'tpu': expected one of auto, torch, onnx" in unknown.stderr
@@ -261,6 +273,8 @@ def test_int8_is_onnx_only_lossy_and_named_in_the_output(
     assert sum(p["probability"] for p in record["predictions"]) == pytest.approx(1.0, abs=1e-5)
     again = invoke([*args, "--precision", "int8", "--backend", "auto"])
     assert again.stderr == "" and json.loads(again.stdout) == [record]
+    prepared = invoke(["models", "prepare", "--model", str(tiny_model_dir), "--precision", "int8"])
+    assert prepared.exit_code == ExitCode.OK and "quantising" not in prepared.stderr  # already there
 
 
 def test_int8_features_never_mix_with_fp32_in_an_index(

@@ -171,12 +171,13 @@ def test_onnx_actors_give_the_local_results(
 
 
 def test_a_node_without_the_prepared_graphs_writes_the_shipped_ones(
-    local_ray: None, isolated_dirs: Path, prepared_onnx: Path
+    local_ray: None, isolated_dirs: Path, prepared_onnx: Path, tiny_model_dir: Path
 ) -> None:
-    from xclip_cli.onnx_cache import read_manifest
+    from xclip_cli.onnx_cache import checkpoint_stamp, read_manifest
     from xclip_cli.ray_engine import _folder_files, _prepared_on_this_node
 
-    (driver_folder,) = [item for item in prepared_onnx.iterdir() if item.is_dir() and item.name != "checkpoints"]
+    pointer = prepared_onnx / "checkpoints" / f"{checkpoint_stamp(str(tiny_model_dir))}.json"
+    driver_folder = prepared_onnx / json.loads(pointer.read_text())["folder"]
     elsewhere = Path("/nonexistent") / driver_folder.name  # the driver's path, on another machine
     shipped = [ray.put(_folder_files(driver_folder))]
     folder = _prepared_on_this_node(elsewhere, shipped)

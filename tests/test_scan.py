@@ -233,7 +233,7 @@ def two_clips(tmp_path: Path, clip_dir: Path) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--labels", "cooking, surfing"], "made with other prompts or templates for label set 'inline'"),
+        (["--labels", "cooking, surfing"], "made with other labels, prompts or templates under the name 'inline'"),
         (["--labels", "sports"], "made with --labels 'inline', this run uses 'sports'"),
         (["--clips", "2"], "made with 1 view per video (--clips x --crops), this run uses 2"),
         (["--top-k", "2"], "--top-k"),

@@ -36,6 +36,8 @@ def open_backend(
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if precision == "int8" and backend == "torch":
         raise UsageError("--precision int8 runs on ONNX Runtime: use --backend onnx (or auto)")
+    if precision not in ("fp32", "int8") and backend == "onnx":
+        raise UsageError(f"--backend onnx runs fp32 or int8, not --precision {precision}: use --backend torch")
     if backend != "torch" and precision in ("fp32", "int8") and _installed("onnxruntime"):
         from .device import surely_cpu
         from .onnx_cache import add_int8, find_prepared
@@ -64,10 +66,8 @@ def _open_with_torch(
     on_cpu = runner.device.type == "cpu"
     if backend == "torch" or (backend == "auto" and precision != "int8" and not (on_cpu and precision == "fp32")):
         return runner
-    if not on_cpu or precision not in ("fp32", "int8"):
-        raise UsageError(
-            "--backend onnx runs fp32 or int8 on the CPU: use --device cpu and --precision fp32, or --backend torch"
-        )
+    if not on_cpu:
+        raise UsageError(f"--backend onnx runs on the CPU, not on {runner.device}: use --device cpu or --backend torch")
     missing = [name for name in EXPORT_PACKAGES if not _installed(name)]
     if missing:
         if backend == "auto" and precision == "fp32":
@@ -80,11 +80,11 @@ def _open_with_torch(
 
     try:
         folder = prepare(runner, say, int8=precision == "int8", stamp=stamp or checkpoint_stamp(model))
-    except OSError as exc:
+    except OutputError as exc:
         if backend != "auto" or precision != "fp32":
-            raise OutputError(f"cannot prepare {model} for ONNX Runtime: {exc}") from None
+            raise
         if say is not None:
-            say(f"xclip: warning: cannot prepare {model} for ONNX Runtime ({exc}); running on torch")
+            say(f"xclip: warning: {exc}; running on torch")
         return runner
     del runner  # its memory is the graphs' now
     return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads)

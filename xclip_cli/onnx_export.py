@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .onnx_cache import (
     FORMAT,
     HEAD,
@@ -75,13 +75,28 @@ def prepare(
 ) -> Path:
     """The folder of ``runner``'s prepared graphs: exported now unless already there and whole.
 
-    ``stamp`` (``onnx_runner.checkpoint_stamp`` taken before the checkpoint loaded) is pointed
-    to the folder, so later runs find it without loading torch.
+    ``stamp`` (``onnx_cache.checkpoint_stamp`` taken before the checkpoint loaded) is pointed
+    to the folder, so later runs find it without loading torch. A cache that cannot be written
+    raises ``OutputError``.
     """
     if runner.precision != "fp32" or runner.device.type != "cpu":
         raise UsageError("ONNX Runtime runs fp32 (or int8) on the CPU: load the checkpoint with --precision fp32")
     folder = prepared_folder(runner)
-    if read_manifest(folder) is None:
+    try:
+        _prepare(runner, folder, say, int8)
+    except OSError as exc:
+        raise OutputError(f"cannot prepare {runner.model_id} for ONNX Runtime: {exc}") from None
+    if stamp is not None:
+        with contextlib.suppress(OSError):  # only costs the next run a torch load
+            remember_stamp(stamp, folder)
+    return folder
+
+
+def _prepare(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None, int8: bool) -> None:
+    if read_manifest(folder) is not None:
+        if say is not None:
+            say(f"xclip: {runner.model_id}: its weights are the ones prepared in {folder}; reusing them")
+    else:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with locked(folder.parent / f"{folder.name}.lock"):
             if read_manifest(folder) is None:  # another process may have finished it meanwhile
@@ -95,10 +110,6 @@ def prepare(
                 _build(runner, folder, say)
     if int8:
         add_int8(folder, say)
-    if stamp is not None:
-        with contextlib.suppress(OSError):  # only costs the next run a torch load
-            remember_stamp(stamp, folder)
-    return folder
 
 
 def _build(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None) -> None:

@@ -42,7 +42,7 @@ class RunSettings:
             return f"--precision {record.get('precision') or '?'}, this run uses {self.precision}"
         if record["labelset_digest"] != self.labelset_digest:
             digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
-            return f"other prompts or templates for label set {self.labelset!r} ({digests})"
+            return f"other labels, prompts or templates under the name {self.labelset!r} ({digests})"
         if record["status"] != "ok":
             return None
         if record["views"] != str(self.views):

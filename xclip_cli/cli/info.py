@@ -36,9 +36,9 @@ def models_listing(ctx: typer.Context) -> None:
 
 def models_prepare(
     model: ModelOpt = DEFAULT_MODEL,
-    int8: Annotated[
-        bool, typer.Option("--int8", help="Also quantise the vision weights to int8 (--precision int8).")
-    ] = False,
+    precision: Annotated[
+        str, typer.Option(metavar="fp32|int8", help="int8: also quantise the vision weights (for --precision int8).")
+    ] = "fp32",
     verbose: VerboseOpt = False,
 ) -> None:
     """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
@@ -47,6 +47,9 @@ def models_prepare(
         raise UsageError(
             f"preparing needs {', '.join(missing)} (xclip-cli depends on them): pip install {' '.join(missing)}"
         )
+    if precision not in ("fp32", "int8"):
+        raise UsageError(f"--precision {precision!r}: ONNX Runtime runs fp32 or int8")
+    int8 = precision == "int8"
     from ..onnx_cache import add_int8, checkpoint_stamp, find_prepared
 
     started = time.monotonic()
@@ -62,7 +65,7 @@ def models_prepare(
         assert isinstance(runner, XClipRunner)
         folder = prepare(runner, say, int8=int8, stamp=stamp or checkpoint_stamp(model))  # (downloaded now)
     size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
-    say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB, {time.monotonic() - started:.1f} s)")
+    say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB; {time.monotonic() - started:.1f} s this run)")
 
 
 def labels_list() -> None:
