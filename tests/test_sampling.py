@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xclip_cli.media.sampling import frame_span, plan_segment_centres
+from xclip_cli.media.sampling import frame_span, plan_keyframe_views, plan_segment_centres, plan_views
 
 
 def constant_rate(n: int, fps: float) -> list[float]:
@@ -78,3 +78,69 @@ def test_plan_properties(n: int, fps: float, t: int, jitter: list[float]) -> Non
     if len(times) >= t and not jitter:
         # With at least T evenly spaced frames, no frame is used twice.
         assert len(set(plan.frame_indices)) == t
+
+
+def _parts(times: list[float], t: int, views: int) -> list[list[tuple[float, float]]]:
+    """Each view's sample points' parts of their segments: [start, end) in seconds."""
+    step = frame_span(times) / t
+    return [
+        [(step * (i + view / views), step * (i + view / views) + step / views) for i in range(t)]
+        for view in range(views)
+    ]
+
+
+def test_keyframes_near_the_centres_stand_in_for_exact_frames() -> None:
+    times = [i / 10 for i in range(100)]  # 10 s at 10 fps
+    keyframes = list(range(0, 100, 10))  # one a second: frames 0, 10, ..., 90
+    (exact,) = plan_views(times, 4)  # centres at 1.25, 3.75, 6.25, 8.75 s
+    (plan,) = plan_keyframe_views(times, keyframes, 4)
+    assert exact.frame_indices == (12, 37, 62, 87)
+    assert plan.frame_indices == (10, 40, 60, 90)  # the keyframe nearest each centre, in its 2.5 s segment
+    assert plan.substitutes == 4 and plan.timestamps == (1.0, 4.0, 6.0, 9.0)
+
+
+def test_segments_without_a_keyframe_keep_the_exact_frame() -> None:
+    times = [i / 10 for i in range(100)]
+    (exact,) = plan_views(times, 4)
+    (plan,) = plan_keyframe_views(times, [0, 95], 4)  # keyframes only in the first and last segment
+    assert plan.frame_indices == (0, exact.frame_indices[1], exact.frame_indices[2], 95)
+    assert plan.substitutes == 2
+    assert plan_keyframe_views(times, [], 4) == plan_views(times, 4)  # no keyframe: exact sampling
+
+
+def test_views_take_keyframes_from_their_own_parts_of_a_segment() -> None:
+    times = [i / 10 for i in range(100)]
+    plans = plan_keyframe_views(times, list(range(0, 100, 5)), 2, views=2)  # a keyframe every 0.5 s
+    first, second = (plan.frame_indices for plan in plans)
+    assert not set(first) & set(second)  # the views never share a frame
+    # Parts [0, 2.5) and [5, 7.5) for the first view, [2.5, 5) and [7.5, 10) for the second;
+    # points 1.25, 6.25 and 3.75, 8.75 s sit between two keyframes: the earlier one wins.
+    assert first == (10, 60) and second == (35, 85)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=600),
+    fps=st.floats(min_value=0.5, max_value=60.0),
+    t=st.integers(min_value=1, max_value=32),
+    views=st.integers(min_value=1, max_value=3),
+    gop=st.integers(min_value=1, max_value=300),
+    offset=st.integers(min_value=0, max_value=299),
+)
+def test_keyframe_plan_properties(n: int, fps: float, t: int, views: int, gop: int, offset: int) -> None:
+    # Substitutes are keyframes inside their sample point's part of the segment; every other
+    # frame is the exact one; keyframes add no repeats; counts and timestamps add up.
+    times = [i / fps for i in range(n)]
+    keyframes = [0, *range(offset % gop, n, gop)]
+    exact = plan_views(times, t, views)
+    plans = plan_keyframe_views(times, keyframes, t, views)
+    for view, (plan, reference) in enumerate(zip(plans, exact, strict=True)):
+        substituted = [i for i in range(t) if plan.frame_indices[i] != reference.frame_indices[i]]
+        assert plan.substitutes >= len(substituted)
+        for i in substituted:
+            lo, hi = _parts(times, t, views)[view][i]
+            assert plan.frame_indices[i] in keyframes
+            assert lo - 1e-9 <= times[plan.frame_indices[i]] < hi - 1e-9
+        assert plan.timestamps == tuple(times[i] for i in plan.frame_indices)
+        if len(set(reference.frame_indices)) == t:
+            assert len(set(plan.frame_indices)) == t
