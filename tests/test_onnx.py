@@ -404,3 +404,21 @@ def test_a_server_on_onnx_runtime_says_so_and_gives_the_torch_records(
     assert info["backend"] == "onnx" and info["device"] == "cpu" and info["precision"] == "fp32"
     (expected,) = classify_videos(runner, [str(clip_dir / "a.mp4")], inline_labelset("cooking, dancing, surfing"))
     assert_equal_apart_from_digits(served, [expected.to_record()])
+
+
+def test_an_install_without_the_exporter_says_what_to_install(
+    tiny_model_dir: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xclip_cli.engine
+
+    monkeypatch.setattr(xclip_cli.engine, "_installed", lambda name: name != "onnxscript")
+    message = "xclip: error: ONNX Runtime needs onnxscript (xclip-cli depends on them): pip install onnxscript\n"
+    for args in (
+        classify_args(tiny_model_dir, clip_dir / "a.mp4", "--backend", "onnx"),
+        ["models", "prepare", "--model", str(tiny_model_dir)],
+    ):
+        refused = invoke(args)
+        assert refused.exit_code == ExitCode.USAGE and refused.stderr == message
+    trimmed = invoke(classify_args(tiny_model_dir, clip_dir / "a.mp4", "--backend", "auto"))
+    assert trimmed.exit_code == ExitCode.OK and trimmed.stderr == ""  # auto: torch, as before ONNX existed
+    assert json.loads(trimmed.stdout)[0]["precision"] == "fp32"

@@ -44,8 +44,8 @@ def open_backend(
         from .onnx_runner import OnnxRunner
 
         folder = find_prepared(model) if surely_cpu(device) else None
-        if folder is not None:
-            if precision == "int8" and _installed("onnx"):
+        if folder is not None and (precision != "int8" or _installed("onnx")):
+            if precision == "int8":
                 add_int8(folder, say)  # quantised from the fp32 graph: no torch needed
             return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads)
     return _open_with_torch(model, device, precision, backend, say, threads)
@@ -73,7 +73,7 @@ def _open_with_torch(
         if backend == "auto" and precision == "fp32":
             return runner  # a trimmed install: torch it is
         raise UsageError(
-            f"--backend onnx needs {', '.join(missing)} (xclip-cli depends on them): pip install {' '.join(missing)}"
+            f"ONNX Runtime needs {', '.join(missing)} (xclip-cli depends on them): pip install {' '.join(missing)}"
         )
     from .onnx_export import prepare
     from .onnx_runner import OnnxRunner

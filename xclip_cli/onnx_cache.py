@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -124,15 +126,14 @@ def remember_stamp(stamp: str, folder: Path) -> None:
     """Point a checkpoint's stamp (taken before it loaded) to ``folder``, atomically."""
     path = stamp_path(stamp)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"folder": folder.name}) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_json(path, {"folder": folder.name})
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created) while the block runs: one writer per entry."""
-    with open(path, "a", encoding="utf-8") as handle:
+def entry_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the entry ``folder`` while the block runs: one writer per entry."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a", encoding="utf-8") as handle:
         try:
             import fcntl
 
@@ -149,10 +150,23 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def install_entry(folder: Path, fill: Callable[[Path], None]) -> None:
+    """Build an entry in a temporary folder beside ``folder`` (``fill`` writes its files), then
+    rename it into place over whatever was there. Call under ``entry_lock``:
+    a kill or a failure leaves the old state, never a half entry that loads."""
+    work = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-", dir=folder.parent))
+    try:
+        fill(work)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def add_int8(folder: Path, say: Callable[[str], None] | None = None) -> None:
     """Quantise the vision graph's weights to int8 beside it (once; onnx, no torch), then list
     it in the manifest. ``--precision int8``: faster, lossy."""
-    with locked(folder.parent / f"{folder.name}.lock"):
+    with entry_lock(folder):
         manifest = read_manifest(folder)
         if manifest is None or VISION_INT8 in manifest["sizes"]:
             return

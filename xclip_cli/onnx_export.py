@@ -18,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +33,9 @@ from .onnx_cache import (
     TOKENIZER,
     VISION,
     add_int8,
+    entry_lock,
+    install_entry,
     library_versions,
-    locked,
     onnx_dir,
     read_manifest,
     remember_stamp,
@@ -97,8 +95,7 @@ def _prepare(runner: XClipRunner, folder: Path, say: Callable[[str], None] | Non
         if say is not None:
             say(f"xclip: {runner.model_id}: its weights are the ones prepared in {folder}; reusing them")
     else:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with locked(folder.parent / f"{folder.name}.lock"):
+        with entry_lock(folder):
             if read_manifest(folder) is None:  # another process may have finished it meanwhile
                 if folder.exists() and say is not None:
                     say(f"xclip: warning: {folder}: damaged ONNX cache entry, exporting again")
@@ -107,19 +104,9 @@ def _prepare(runner: XClipRunner, folder: Path, say: Callable[[str], None] | Non
                         f"xclip: preparing {runner.model_id} for ONNX Runtime: once per checkpoint "
                         "(about 1.5 minutes for a base model on 2 cores); later runs start in about a second"
                     )
-                _build(runner, folder, say)
+                install_entry(folder, lambda work: _export(runner, work, say))
     if int8:
         add_int8(folder, say)
-
-
-def _build(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None) -> None:
-    work = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-", dir=folder.parent))
-    try:
-        _export(runner, work, say)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 class _TextSide(torch.nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,9 @@ class OnnxRunner(TextMethods):
 
     # --- what the checkpoint is --------------------------------------------------------------
 
-    @property
+    @cached_property
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.manifest["preprocess"])
+        return PreprocessConfig.from_dict(self.manifest["preprocess"])  # read per video: parsed once
 
     @property
     def precision(self) -> str:

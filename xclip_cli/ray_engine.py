@@ -282,7 +282,7 @@ def _folder_files(folder: Path) -> dict[str, bytes]:
 def _prepared_on_this_node(driver_folder: Path, shipped: list[Any]) -> Path:
     """The prepared graphs on this node: in its own cache, the driver's folder (same machine or
     a shared disk), or written into its cache from the files the driver shipped."""
-    from .onnx_cache import locked, onnx_dir, read_manifest
+    from .onnx_cache import entry_lock, install_entry, onnx_dir, read_manifest
 
     local = onnx_dir() / driver_folder.name
     for folder in (local, driver_folder):
@@ -293,14 +293,14 @@ def _prepared_on_this_node(driver_folder: Path, shipped: list[Any]) -> Path:
     import ray
 
     files: dict[str, bytes] = ray.get(shipped[0])
-    local.parent.mkdir(parents=True, exist_ok=True)
-    with locked(local.parent / f"{local.name}.lock"):
+
+    def write(work: Path) -> None:
+        for name, data in files.items():
+            (work / name).write_bytes(data)
+
+    with entry_lock(local):
         if read_manifest(local) is None:
-            work = Path(tempfile.mkdtemp(prefix=f"{local.name}.tmp-", dir=local.parent))
-            for name, data in files.items():
-                (work / name).write_bytes(data)
-            shutil.rmtree(local, ignore_errors=True)
-            os.replace(work, local)
+            install_entry(local, write)
     return local
 
 

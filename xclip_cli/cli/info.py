@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from typing import Annotated
@@ -42,28 +41,14 @@ def models_prepare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
-    missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UsageError(
-            f"preparing needs {', '.join(missing)} (xclip-cli depends on them): pip install {' '.join(missing)}"
-        )
     if precision not in ("fp32", "int8"):
         raise UsageError(f"--precision {precision!r}: ONNX Runtime runs fp32 or int8")
-    int8 = precision == "int8"
-    from ..onnx_cache import add_int8, checkpoint_stamp, find_prepared
+    from ..onnx_runner import OnnxRunner
 
     started = time.monotonic()
-    folder = find_prepared(model)
-    if folder is not None and int8:
-        add_int8(folder, say)
-    if folder is None:
-        from ..onnx_export import prepare
-        from ..runner import XClipRunner
-
-        stamp = checkpoint_stamp(model)
-        runner = load_runner(model, "cpu", "fp32", "torch")
-        assert isinstance(runner, XClipRunner)
-        folder = prepare(runner, say, int8=int8, stamp=stamp or checkpoint_stamp(model))  # (downloaded now)
+    runner = load_runner(model, "cpu", precision, "onnx")  # prepares unless already prepared
+    assert isinstance(runner, OnnxRunner)
+    folder = runner.folder
     size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
     say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB; {time.monotonic() - started:.1f} s this run)")
 
