@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 BACKENDS = ("auto", "torch", "onnx")  # --backend: auto picks ONNX Runtime on the CPU
+ONNX_PRECISIONS = ("fp32", "int8")  # what ONNX Runtime runs (bf16 is torch's)
 
 if TYPE_CHECKING:
     from .labels import LabelSet

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 
-from .backend import BACKENDS, Backend
+from .backend import BACKENDS, ONNX_PRECISIONS, Backend
 from .errors import OutputError, UsageError
 
 EXPORT_PACKAGES = ("onnxruntime", "onnx", "onnxscript")
@@ -36,9 +36,9 @@ def open_backend(
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if precision == "int8" and backend == "torch":
         raise UsageError("--precision int8 runs on ONNX Runtime: use --backend onnx (or auto)")
-    if precision not in ("fp32", "int8") and backend == "onnx":
+    if precision not in ONNX_PRECISIONS and backend == "onnx":
         raise UsageError(f"--backend onnx runs fp32 or int8, not --precision {precision}: use --backend torch")
-    if backend != "torch" and precision in ("fp32", "int8") and _installed("onnxruntime"):
+    if backend != "torch" and precision in ONNX_PRECISIONS and _installed("onnxruntime"):
         from .device import surely_cpu
         from .onnx_cache import add_int8, find_prepared
         from .onnx_runner import OnnxRunner

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backend import ONNX_PRECISIONS
 from .errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
 from .labels import LabelSet
 from .options import ClassifyOptions
@@ -86,7 +87,7 @@ def classify_videos_on_ray(
     device = "cpu" if ray_options.device == "auto" and not ray_options.num_gpus else ray_options.device
     backend = ray_options.backend
     if backend == "auto":
-        backend = "onnx" if device == "cpu" and ray_options.precision in ("fp32", "int8") else "torch"
+        backend = "onnx" if device == "cpu" and ray_options.precision in ONNX_PRECISIONS else "torch"
     elif backend == "onnx" and device != "cpu":
         raise UsageError("--backend onnx runs on the CPU: use --num-gpus 0 (or --backend torch)")
     driver = open_backend(model_id, "cpu", ray_options.precision, backend, say)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..backend import ONNX_PRECISIONS
 from ..checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
 from ..errors import ExitCode, UsageError, XClipError
 from ..labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
@@ -41,7 +42,7 @@ def models_prepare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
-    if precision not in ("fp32", "int8"):
+    if precision not in ONNX_PRECISIONS:
         raise UsageError(f"--precision {precision!r}: ONNX Runtime runs fp32 or int8")
     from ..onnx_runner import OnnxRunner
 
