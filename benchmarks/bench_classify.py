@@ -213,21 +213,23 @@ def ensure_checkpoint(workdir: Path) -> Path:
     return folder
 
 
-def ensure_clip(workdir: Path, seconds: int, sliced: bool = False) -> Path:
-    """A synthetic 720p H.264 clip with motion and noise, written once."""
+def ensure_clip(workdir: Path, seconds: int, sliced: bool = False, gop: int | None = None) -> Path:
+    """A synthetic 720p H.264 clip with motion and noise, written once (``gop``: frames per keyframe)."""
     threads = "sliced" if sliced else "frame"
-    path = workdir / f"synthetic_{WIDTH}x{HEIGHT}_{FPS}fps_{seconds}s_{threads}.mp4"
+    keyint = "" if gop is None else f"_g{gop}"
+    path = workdir / f"synthetic_{WIDTH}x{HEIGHT}_{FPS}fps_{seconds}s_{threads}{keyint}.mp4"
     done = path.with_suffix(".mp4." + MARKER)
     if done.exists() and path.exists():
         return path
     log(f"writing {path} (once) ...")
-    write_synthetic_clip(path, seconds, sliced)
+    write_synthetic_clip(path, seconds, sliced, gop=gop)
     done.write_text("ok\n")
     return path
 
 
-def write_synthetic_clip(path: Path, seconds: int, sliced: bool, seed: int = 0) -> None:
-    """Panning blocky texture, a moving disc and per-frame noise; libx264 defaults (keyint 250).
+def write_synthetic_clip(path: Path, seconds: int, sliced: bool, seed: int = 0, gop: int | None = None) -> None:
+    """Panning blocky texture, a moving disc and per-frame noise; libx264 defaults (keyint 250)
+    unless ``gop`` sets the keyframe interval (phones and broadcast: 0.5-2 s).
 
     Encoder threading decides how the file can be decoded in parallel: frame threads
     (``sliced_threads=0``, what the ffmpeg command line writes) or, with ``sliced``, slice
@@ -242,6 +244,8 @@ def write_synthetic_clip(path: Path, seconds: int, sliced: bool, seed: int = 0) 
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.time_base = Fraction(1, FPS)
         stream.codec_context.thread_type = "SLICE" if sliced else "FRAME"
+        if gop is not None:
+            stream.options = {"g": str(gop)}
         for index in range(FPS * seconds):
             offset = 8 * index  # pan 8 px per frame
             image = texture[:HEIGHT, offset : offset + WIDTH].astype(np.int16)

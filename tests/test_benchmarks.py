@@ -67,3 +67,14 @@ def test_bench_onnx_compares_the_backends(
     int8_runner = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)
     int8 = bench_onnx.compare_int8(onnx, int8_runner, clip, repeat=1)
     assert "fp32/int8" in int8[0] and "same top-5 set" in int8[1]
+
+
+def test_bench_sampling_compares_both_samplings(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import bench_sampling
+
+    clip = write_video(tmp_path / "clip.mp4", num_frames=48, gop=6)
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    lines = bench_sampling.measure_clip(runner, inline_labelset("cooking, dancing"), clip, repeat=1, videos=2)
+    assert any("decode only" in line and "exact / keyframes" in line for line in lines)
+    assert any("scan path / forward" in line for line in lines)
+    assert any("8 of 8 substitutes" in line for line in lines), lines

@@ -386,3 +386,25 @@ def test_a_format_other_than_the_extension_is_written_with_a_warning(
     assert result.exit_code == ExitCode.OK
     assert result.stderr.splitlines()[0] == f"xclip: warning: writing json into {out}, as --format says"
     assert json.loads(out.read_text(encoding="utf-8"))[0]["status"] == "ok"
+
+
+def test_keyframe_sampling_says_what_it_used(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from helpers import write_video
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=48, gop=6, options={"g": "6", "bf": "2", "sc_threshold": "0"})
+    keyed = classify(tiny_model_dir, str(path), "-f", "json", "--sampling", "keyframes")
+    exact = classify(tiny_model_dir, str(path), "-f", "json")
+    assert keyed.exit_code == exact.exit_code == ExitCode.OK, keyed.stderr
+    (record,), (reference,) = json.loads(keyed.stdout), json.loads(exact.stdout)
+    assert (record["sampling"], reference["sampling"]) == ("keyframes", "exact")
+    assert reference["keyframe_substitutes"] == 0 and record["keyframe_substitutes"] == 8
+    # 8 segments of 0.5 s at 12 fps, keyframes every 0.5 s: the timestamps are the keyframes'.
+    assert record["timestamps"] == pytest.approx([i * 0.5 for i in range(8)])
+    table = classify(tiny_model_dir, str(path), "--sampling", "keyframes")
+    assert "keyframes sampling (8 substitutes)" in " ".join(table.stdout.split())  # the caption may wrap
+
+
+def test_an_unknown_sampling_is_one_line(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--sampling", "fast")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr == "xclip: error: --sampling fast: expected one of exact, keyframes\n"

@@ -140,6 +140,17 @@ def test_resuming_never_mixes_two_experiments(tiny_model_dir: Path, tmp_path: Pa
     assert other.exit_code == ExitCode.USAGE and "made with labelset" in other.stderr
     views = invoke([*args, "--labels", "red, green, blue", "--clips", "2"])
     assert views.exit_code == ExitCode.USAGE and "made with views" in views.stderr
+    keyed = invoke([*args, "--labels", "red, green, blue", "--sampling", "keyframes"])
+    assert keyed.exit_code == ExitCode.USAGE, keyed.stderr
+    assert "made with sampling 'exact', this run uses 'keyframes'" in keyed.stderr
+    precision = invoke([*args, "--labels", "red, green, blue", "--precision", "bf16"])
+    assert precision.exit_code == ExitCode.USAGE and "made with precision 'fp32'" in precision.stderr
+    # A predictions file of xclip-cli 0.3 (no precision or sampling columns) is refused in one line.
+    older = tmp_path / "older.csv"
+    header = "path,label,status,top1_label,correct_top1,correct_top5,top5,error,labelset,model,views"
+    older.write_text(header + "\n", encoding="utf-8")
+    refused = invoke(["eval", str(data), "--model", str(tiny_model_dir), "-o", str(older), "-l", "red, green, blue"])
+    assert refused.exit_code == ExitCode.USAGE and "written by an older xclip-cli" in refused.stderr
     # A video moved to another class is redone, not scored under its old label.
     (data / "blue").mkdir()
     (data / "green" / "green.mp4").rename(data / "blue" / "green.mp4")

@@ -254,3 +254,28 @@ def test_paths_are_shown_absolute_from_the_root_folder(monkeypatch: pytest.Monke
     assert display_path("/elsewhere/v.mp4") == "/elsewhere/v.mp4"
     monkeypatch.chdir("/")
     assert display_path(str(tmp_path / "v.mp4")) == str(tmp_path / "v.mp4")
+
+
+def test_an_index_keeps_its_sampling(tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    assert embed(tiny_model_dir, footage, index, "--sampling", "keyframes").exit_code == ExitCode.PARTIAL
+    assert json.loads((index / "index.json").read_text())["sampling"] == "keyframes"
+    # Scored without --sampling: the index's own; each record says so, and that substitutes were not kept.
+    scored = invoke(["classify", "--index", str(index), "-l", LABELS, "-f", "jsonl"])
+    assert scored.exit_code == ExitCode.PARTIAL, scored.stderr
+    records = [json.loads(line) for line in scored.stdout.splitlines()]
+    assert {r["sampling"] for r in records} == {"keyframes"}
+    assert {r["keyframe_substitutes"] for r in records} == {None}
+    # Asked otherwise, before any model loads (the model is named wrongly to prove it).
+    for extra, message in (
+        (["--sampling", "exact"], "the index holds videos sampled with --sampling keyframes, not exact"),
+        (["--clips", "2"], "--clips cannot apply to --index"),
+        (["--start", "1"], "--start cannot apply to --index"),
+    ):
+        refused = invoke(["classify", "--index", str(index), "-l", LABELS, "-m", "no/such-model", *extra])
+        assert refused.exit_code == ExitCode.USAGE and message in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
+    write_video(tmp_path / "new.mp4", num_frames=12)
+    more = invoke(["embed", str(tmp_path / "new.mp4"), "-o", str(index), "--model", str(tiny_model_dir), "-q"])
+    assert more.exit_code == ExitCode.USAGE
+    assert "sampled with --sampling keyframes, this run uses exact" in more.stderr

@@ -21,6 +21,32 @@ from xclip_cli.media.discovery import Shard, find_videos
 from xclip_cli.scan import LEGACY_CSV_COLUMNS, finished_paths
 from xclip_cli.writers import CSV_COLUMNS
 
+BEFORE_SAMPLING = (  # the CSV header xclip-cli 0.3 wrote (--top-k 5)
+    "path",
+    "status",
+    "top1_label",
+    "top1_probability",
+    "top2_label",
+    "top2_probability",
+    "top3_label",
+    "top3_probability",
+    "top4_label",
+    "top4_probability",
+    "top5_label",
+    "top5_probability",
+    "top_k",
+    "duration",
+    "width",
+    "height",
+    "views",
+    "model",
+    "precision",
+    "labelset",
+    "labelset_digest",
+    "error",
+    "warnings",
+)
+
 LABELS = "cooking, dancing, skateboarding"
 
 
@@ -239,9 +265,10 @@ def two_clips(tmp_path: Path, clip_dir: Path) -> Path:
         (["--top-k", "2"], "--top-k"),
         (["--model", "OTHER"], "made with --model"),
         (["--precision", "bf16"], "made with --precision fp32, this run uses bf16"),
+        (["--sampling", "keyframes"], "made with --sampling exact, this run uses keyframes"),
         (["-f", "FLIPPED"], "rows, this run writes"),
     ],
-    ids=["same-name-other-prompts", "other-set", "views", "top-k", "model", "precision", "other-format"],
+    ids=["same-name-other-prompts", "other-set", "views", "top-k", "model", "precision", "sampling", "other-format"],
 )
 def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
     tiny_model_dir: Path, other_model_dir: Path, two_clips: Path, suffix: str, change: list[str], message: str
@@ -273,11 +300,25 @@ def test_the_same_model_named_two_ways_resumes(
     assert [Path(row["path"]).name for row in rows(out)] == ["a.mp4", "b.mp4"]
 
 
-def test_a_results_file_of_an_older_version_is_refused(tiny_model_dir: Path, two_clips: Path) -> None:
+@pytest.mark.parametrize("header", [LEGACY_CSV_COLUMNS, BEFORE_SAMPLING], ids=["0.1", "0.3"])
+def test_a_results_file_of_an_older_version_is_refused(
+    tiny_model_dir: Path, two_clips: Path, header: tuple[str, ...]
+) -> None:
     out = two_clips.parent / "results.csv"
-    out.write_text(",".join(LEGACY_CSV_COLUMNS) + "\n", encoding="utf-8")
+    out.write_text(",".join(header) + "\n", encoding="utf-8")
     result = scan(tiny_model_dir, str(two_clips), "-o", str(out))
     assert result.exit_code == ExitCode.USAGE and "written by an older xclip-cli" in result.stderr
+
+
+def test_a_jsonl_file_from_before_sampling_resumes_as_exact(tiny_model_dir: Path, two_clips: Path) -> None:
+    out = two_clips.parent / "results.jsonl"
+    assert scan(tiny_model_dir, str(two_clips / "a.mp4"), "-o", str(out)).exit_code == ExitCode.OK
+    record = json.loads(out.read_text(encoding="utf-8"))
+    del record["sampling"], record["keyframe_substitutes"]  # as xclip-cli 0.3 wrote it
+    out.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    keyed = scan(tiny_model_dir, str(two_clips), "-o", str(out), "--sampling", "keyframes")
+    assert keyed.exit_code == ExitCode.USAGE and "made with --sampling exact" in keyed.stderr
+    assert scan(tiny_model_dir, str(two_clips), "-o", str(out)).exit_code == ExitCode.OK
 
 
 def test_scan_csv_has_cells_for_each_label_asked_for(tiny_model_dir: Path, two_clips: Path) -> None:

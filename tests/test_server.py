@@ -165,6 +165,10 @@ def test_sampling_options_reach_the_server(server: str, tiny_model_dir: Path, ro
     (record,) = json.loads(remote.stdout)
     assert record["views"] == 6 and len(record["predictions"]) == 2
     assert remote.stdout == local(tiny_model_dir, path, *options)
+    keyed = invoke(["classify", path, "-l", LABELS, "-f", "json", "--server", server, "--sampling", "keyframes"])
+    assert keyed.exit_code == ExitCode.OK, keyed.stderr
+    assert json.loads(keyed.stdout)[0]["sampling"] == "keyframes"
+    assert keyed.stdout == local(tiny_model_dir, path, "--sampling", "keyframes")
 
 
 def test_a_file_outside_the_roots_is_uploaded(server: str, tiny_model_dir: Path, clip_dir: Path) -> None:

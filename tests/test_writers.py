@@ -70,6 +70,8 @@ RESULTS = (
         width=360,
         height=640,
         views=12,
+        sampling="keyframes",
+        keyframe_substitutes=2,
         warnings=("truncated or damaged: frames cover only 2.50 s of the 9.00 s it declares", "second, kept apart"),
     ),
     VideoResult(
@@ -209,6 +211,8 @@ RECORD_KEYS = [
     "width",
     "height",
     "views",
+    "sampling",
+    "keyframe_substitutes",
     "error",
     "warnings",
 ]
@@ -235,10 +239,13 @@ def test_json_document() -> None:
         "width": 640,
         "height": 360,
         "views": 1,
+        "sampling": "exact",
+        "keyframe_substitutes": 0,
         "error": None,
         "warnings": [],
     }
     assert second["path"] == "vidéo ünïcode.mp4"
+    assert (second["sampling"], second["keyframe_substitutes"]) == ("keyframes", 2)
     assert second["warnings"] == list(RESULTS[1].warnings)
     assert second["predictions"][0]["label"] == "[bold]x[/bold]"
     assert failed == {
@@ -254,6 +261,8 @@ def test_json_document() -> None:
         "width": None,
         "height": None,
         "views": 1,
+        "sampling": "exact",
+        "keyframe_substitutes": None,
         "error": "cannot open video (No such file or directory)",
         "warnings": [],
     }
@@ -381,6 +390,8 @@ def test_csv_header_and_rows() -> None:
         "width": "640",
         "height": "360",
         "views": "1",
+        "sampling": "exact",
+        "keyframe_substitutes": "0",
         "model": MODEL,
         "precision": "fp32",
         "labelset": "household",
@@ -389,6 +400,7 @@ def test_csv_header_and_rows() -> None:
         "warnings": "",
     }
     assert rows[1]["warnings"] == " | ".join(RESULTS[1].warnings)
+    assert (rows[1]["sampling"], rows[1]["keyframe_substitutes"]) == ("keyframes", "2")
     assert json.loads(rows[0]["top_k"]) == [["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]
     assert rows[1]["path"] == "vidéo ünïcode.mp4"
     assert json.loads(rows[1]["top_k"]) == [["[bold]x[/bold]", 0.99], ["café au lait", 0.01]]
@@ -405,6 +417,8 @@ def test_csv_error_row() -> None:
         "width": "",
         "height": "",
         "views": "",
+        "sampling": "exact",
+        "keyframe_substitutes": "",
         "model": MODEL,
         "precision": "fp32",
         "labelset": "household",

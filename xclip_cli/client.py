@@ -25,7 +25,7 @@ from .results import VideoResult
 from .scan import same_model
 
 TIMEOUT_SECONDS = 600.0
-FORWARDED = ("top_k", "start", "end", "clips", "crops", "timeout")  # ClassifyOptions the server applies
+FORWARDED = ("top_k", "start", "end", "clips", "crops", "timeout", "sampling")  # ClassifyOptions the server applies
 
 
 def server_info(server: str) -> dict[str, Any]:
@@ -73,6 +73,8 @@ def classify_remote(
             if refused.status != 403 or not os.path.isfile(path):
                 raise UsageError(f"{server}: {refused.message}") from None
             record = _upload(server, path, labels, settings)  # outside its roots: send the file itself
+        if record.get("sampling", "exact") != options.sampling:  # a server from before --sampling ignores it
+            raise UsageError(f"{server} does not support --sampling {options.sampling}: upgrade its xclip-cli")
         yield VideoResult.from_record(record, path)
 
 

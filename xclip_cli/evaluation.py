@@ -26,6 +26,7 @@ from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import UsageError
 from .labels import LabelSet
 from .media.discovery import find_videos
+from .options import ClassifyOptions
 from .results import ClassScore, EvalReport, VideoResult
 
 PREDICTION_COLUMNS = (
@@ -40,8 +41,12 @@ PREDICTION_COLUMNS = (
     "labelset",
     "model",
     "views",
+    "precision",
+    "sampling",
 )
-SETTINGS = ("labelset", "model", "views")  # a resumed run must have used the same
+SETTINGS = ("labelset", "model", "views", "precision", "sampling")  # a resumed run must have used the same
+# The header before precision and sampling were recorded (xclip-cli 0.3 and earlier).
+OLD_PREDICTION_COLUMNS = PREDICTION_COLUMNS[:-2]
 TOP_K = 5
 # Views per video of each evaluation protocol: X-CLIP's README tests with TEST.NUM_CLIP 4 and
 # TEST.NUM_CROP 3 (microsoft/VideoX, X-CLIP/README.md, "Test").
@@ -145,6 +150,8 @@ def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> 
         labelset,
         result.model,
         str(result.views),
+        result.precision,
+        result.sampling,
     ]
 
 
@@ -153,6 +160,8 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
     if not has_rows_or_header(path):
         return []
     header, rows = read_rows(path)
+    if header == OLD_PREDICTION_COLUMNS:
+        raise UsageError(f"{path}: written by an older xclip-cli (other columns); use --overwrite or another -o")
     if header != PREDICTION_COLUMNS:
         raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
     return [dict(zip(header, row, strict=True)) for row in rows]
@@ -163,8 +172,8 @@ def resumable_rows(
 ) -> list[dict[str, str]]:
     """The earlier rows still valid for this run: same settings, and the video's label unchanged.
 
-    Rows made with another label set, checkpoint or number of views would mix two experiments:
-    that stops the run. Videos relabelled since are redone.
+    Rows made with another label set, checkpoint, number of views, precision or sampling would
+    mix two experiments: that stops the run. Videos relabelled since are redone.
     """
     for row in rows:
         changed = [key for key in SETTINGS if row[key] != settings[key]]
@@ -198,7 +207,13 @@ class EvalPlan:
 
 
 def plan_evaluation(
-    data: Path, labelset: LabelSet, model: str, views: int, output: Path | None, overwrite: bool = False
+    data: Path,
+    labelset: LabelSet,
+    model: str,
+    options: ClassifyOptions,
+    precision: str,
+    output: Path | None,
+    overwrite: bool = False,
 ) -> EvalPlan:
     """Load the dataset, match its classes to ``labelset`` and read what ``output`` already
     holds; ``UsageError`` for classes that match no label or rows made otherwise."""
@@ -206,7 +221,13 @@ def plan_evaluation(
     match_classes((video.label for video in dataset), labelset)
     identity = labelset_id(labelset)
     earlier = [] if overwrite or output is None else read_predictions(output)
-    settings = {"labelset": identity, "model": model, "views": str(views)}
+    settings = {
+        "labelset": identity,
+        "model": model,
+        "views": str(options.views),
+        "precision": precision,
+        "sampling": options.sampling,
+    }
     kept = resumable_rows(earlier, dataset, settings, output) if output is not None else []
     done = {row["path"] for row in kept}
     todo = tuple(video for video in dataset if video.path not in done)

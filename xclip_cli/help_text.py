@@ -45,6 +45,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
             "xclip scan ./a ./b --glob '**/cam1/*' --ext mp4,mkv -o part.csv",
             "find /archive -name '*.mov' | xclip scan --from-file - -o mov.csv",
             "xclip scan /archive -o part-3.csv --shard 3/8",
+            "xclip scan ./phone-videos -o quick.csv --sampling keyframes   # less decoding, frames moved",
             "xclip scan /archive -o all.csv --engine ray --ray-address auto",
         ),
         (*_COMMON, *_PER_VIDEO, ExitCode.ENGINE),

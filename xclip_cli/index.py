@@ -2,7 +2,8 @@
 
 An index is a folder:
 
-* ``index.json``: the checkpoint id, the fingerprint of its vision side, frames, dimensions;
+* ``index.json``: the checkpoint id, the fingerprint of its vision side, frames, dimensions,
+  how frames were sampled (``--sampling``);
 * ``videos.csv``: one row per video (absolute path, status, shard, row, duration, size, error),
   appended and flushed as videos finish: the resume state, like a scan's CSV. Paths are stored
   absolute so that they lead to the videos from wherever the index is read (indexes written
@@ -64,7 +65,7 @@ class IndexEntry:
 class IndexWriter:
     """Appends videos to an index folder (created, or resumed when it holds the same checkpoint)."""
 
-    def __init__(self, folder: Path, runner: Backend, overwrite: bool = False) -> None:
+    def __init__(self, folder: Path, runner: Backend, overwrite: bool = False, sampling: str = "exact") -> None:
         self.folder = folder
         self.manifest = {
             "format": FORMAT,
@@ -73,6 +74,7 @@ class IndexWriter:
             "num_frames": runner.num_frames,
             "precision": runner.precision,
             "paths": "absolute",
+            "sampling": sampling,
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -89,7 +91,9 @@ class IndexWriter:
                 f"{folder}: this index holds features of {existing.get('model')!r}, not of {runner.model_id!r}; "
                 "use that --model, another folder, or --overwrite"
             )
-        if existing is None:
+        if existing is not None:
+            _check_sampling(folder, existing, sampling)
+        else:
             _write_json(folder / MANIFEST, self.manifest)
         entries = read_entries(folder) if has_rows_or_header(folder / TABLE) else []
         # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
@@ -159,11 +163,11 @@ class IndexWriter:
                 item.unlink()
 
 
-def indexed_paths(folder: Path, model: str, precision: str) -> set[str]:
+def indexed_paths(folder: Path, model: str, precision: str, sampling: str = "exact") -> set[str]:
     """Absolute paths already in the index at ``folder`` (none if there is no index yet).
 
-    Checked before any model loads: an index built with another checkpoint or precision is
-    refused with ``UsageError`` (adding to it would mix features of two models).
+    Checked before any model loads: an index built with another checkpoint, precision or
+    sampling is refused with ``UsageError`` (adding to it would mix two kinds of features).
     """
     if not (folder / MANIFEST).exists():
         return set()
@@ -174,6 +178,7 @@ def indexed_paths(folder: Path, model: str, precision: str) -> set[str]:
             f"{folder}: this index holds features of {built[0]} at --precision {built[1]}, "
             f"not of {model} at {precision}; use those, another -o, or --overwrite"
         )
+    _check_sampling(folder, manifest, sampling)
     if not has_rows_or_header(folder / TABLE):
         return set()
     return {os.path.abspath(entry.path) for entry in read_entries(folder)}
@@ -192,6 +197,10 @@ class Index:
     @property
     def model(self) -> str:
         return str(self.manifest.get("model", ""))
+
+    @property
+    def sampling(self) -> str:
+        return _sampling(self.manifest)
 
     def check_runner(self, runner: Backend) -> None:
         if not _same_vision(runner, self.manifest):
@@ -223,13 +232,22 @@ def embed_videos(
 ) -> Iterator[VideoResult]:
     """Decode, encode and store each video (one view, centre crop); yields a result per path.
 
-    ``options`` supplies workers and the timeout; its clips and crops are ignored (one view).
+    ``options`` supplies workers, the timeout and the sampling; its clips and crops are ignored
+    (one view). The writer must have been opened with the same sampling.
     """
     options = ClassifyOptions() if options is None else options
-    options = ClassifyOptions(workers=options.workers, timeout=options.timeout, batch_size=options.batch_size)
+    options = ClassifyOptions(
+        workers=options.workers, timeout=options.timeout, batch_size=options.batch_size, sampling=options.sampling
+    )
     for path, loaded in frames_in_order(runner, paths, options):
         if isinstance(loaded, VideoError):
-            result = VideoResult(path=path, model=runner.model_id, precision=runner.precision, error=loaded.reason)
+            result = VideoResult(
+                path=path,
+                model=runner.model_id,
+                precision=runner.precision,
+                error=loaded.reason,
+                sampling=options.sampling,
+            )
             writer.add(result, None)
             yield result
             continue
@@ -244,6 +262,8 @@ def embed_videos(
             width=loaded.info.width,
             height=loaded.info.height,
             warnings=loaded.warnings,
+            sampling=options.sampling,
+            keyframe_substitutes=loaded.plan.substitutes,
         )
         writer.add(result, features)
         yield result
@@ -252,6 +272,11 @@ def embed_videos(
 def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 5) -> Iterator[VideoResult]:
     """One result per indexed video, as ``classify`` would give it, without decoding anything."""
     index.check_runner(runner)
+    # The index keeps how frames were sampled, not how many were keyframe substitutes.
+    sampled: dict[str, Any] = {
+        "sampling": index.sampling,
+        "keyframe_substitutes": 0 if index.sampling == "exact" else None,
+    }
     text_features = runner.label_text_features(labelset)
     for chunk in _chunks(index.entries, SCORE_CHUNK):
         ok = [entry for entry in chunk if entry.status == "ok"]
@@ -259,7 +284,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
         position = {entry.path: row for row, entry in enumerate(ok)}
         for entry in chunk:
             if entry.status != "ok" or logits is None:
-                yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error)
+                yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error, **sampled)
                 continue
             row = logits[position[entry.path]]
             predictions = rank(softmax(row), row, labelset.names, top_k)
@@ -272,7 +297,20 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
                 duration=entry.duration,
                 width=entry.width,
                 height=entry.height,
+                **sampled,
             )
+
+
+def _sampling(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("sampling", "exact"))  # indexes from before --sampling: exact
+
+
+def _check_sampling(folder: Path, manifest: dict[str, Any], sampling: str) -> None:
+    if _sampling(manifest) != sampling:
+        raise UsageError(
+            f"{folder}: this index holds videos sampled with --sampling {_sampling(manifest)}, "
+            f"this run uses {sampling}; use that, another -o, or --overwrite"
+        )
 
 
 def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> list[SearchHit]:

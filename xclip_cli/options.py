@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .media.sampling import SAMPLINGS
 from .results import DEFAULT_TOP_K
 
 CROPS = (1, 3)  # the processor's centre crop, or X-CLIP's left/centre/right crops
@@ -28,10 +29,13 @@ class ClassifyOptions:
     timeout: float | None = None  # seconds a video's decoding may take before it becomes an error
     clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
     crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
+    sampling: str = "exact"  # exact: segment centres; keyframes: nearby keyframes where they save decoding
 
     def __post_init__(self) -> None:
         if self.crops not in CROPS:
             raise UsageError(f"--crops {self.crops}: expected 1 (centre crop) or 3 (left, centre, right)")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"--sampling {self.sampling}: expected one of {', '.join(SAMPLINGS)}")
         if not 1 <= self.clips <= MAX_CLIPS:
             raise UsageError(f"--clips {self.clips}: expected 1 to {MAX_CLIPS}")
         for name, value in (("--top-k", self.top_k), ("--batch-size", self.batch_size)):

@@ -47,7 +47,9 @@ def score_loaded(
         if isinstance(video, VideoError):
             yield from _score(runner, pending, text_features, labelset, options)
             pending = []
-            yield labelled_result(path, runner.model_id, runner.precision, labelset, error=video.reason)
+            yield labelled_result(
+                path, runner.model_id, runner.precision, labelset, error=video.reason, sampling=options.sampling
+            )
             continue
         pending.append((path, video))
         if len(pending) >= max(1, options.batch_size):
@@ -124,6 +126,7 @@ def sample_frames(
         transform=partial(preprocess_crops, config=preprocess, crops=options.crops),
         timeout=options.timeout,
         views=options.clips,
+        sampling=options.sampling,
     )
 
 
@@ -162,4 +165,6 @@ def _score(
             height=video.info.height,
             warnings=video.warnings,
             views=len(inputs[row]),
+            sampling=options.sampling,
+            keyframe_substitutes=sum(plan.substitutes for plan in video.plans),
         )

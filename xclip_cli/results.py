@@ -62,6 +62,8 @@ class VideoResult:
     error: str | None = None
     views: int = 1  # temporal views x crops whose probabilities were averaged
     warnings: tuple[str, ...] = ()  # what was wrong with a video that still classified (damage, truncation)
+    sampling: str = "exact"  # how frames were chosen (ClassifyOptions.sampling)
+    keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,8 @@ class VideoResult:
             "width": self.width,
             "height": self.height,
             "views": self.views,
+            "sampling": self.sampling,
+            "keyframe_substitutes": self.keyframe_substitutes if self.ok else None,
             "error": self.error,
             "warnings": list(self.warnings),
         }
@@ -107,6 +111,8 @@ class VideoResult:
             views=record.get("views", 1),
             error=record["error"],
             warnings=tuple(record.get("warnings", ())),
+            sampling=record.get("sampling", "exact"),
+            keyframe_substitutes=record.get("keyframe_substitutes", 0),
         )
 
 

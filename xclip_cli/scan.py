@@ -29,6 +29,7 @@ class RunSettings:
     top_k: int
     num_labels: int
     precision: str = "fp32"
+    sampling: str = "exact"
 
     def differences(self, record: dict[str, str]) -> str | None:
         """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
@@ -40,6 +41,8 @@ class RunSettings:
             return f"--labels {record['labelset']!r}, this run uses {self.labelset!r}"
         if record.get("precision", "") != self.precision:
             return f"--precision {record.get('precision') or '?'}, this run uses {self.precision}"
+        if (record.get("sampling") or "exact") != self.sampling:  # JSONL from before --sampling: exact
+            return f"--sampling {record.get('sampling') or 'exact'}, this run uses {self.sampling}"
         if record["labelset_digest"] != self.labelset_digest:
             digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
             return f"other labels, prompts or templates under the name {self.labelset!r} ({digests})"
@@ -99,7 +102,7 @@ def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, 
         ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
         if header == csv_columns(len(ranked)) and settings is not None:
             reason = f"made with --top-k {len(ranked)}, this run uses {settings.top_k}"
-        elif header == LEGACY_CSV_COLUMNS:
+        elif header == LEGACY_CSV_COLUMNS or header == _before_sampling(csv_columns(len(ranked))):
             reason = "written by an older xclip-cli (other columns)"
         else:
             raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
@@ -122,7 +125,14 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
     return records
 
 
-_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views")
+_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling")
+
+
+def _before_sampling(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The CSV header of xclip-cli 0.3 (before --sampling) for the same --top-k."""
+    return tuple(column for column in columns if column not in ("sampling", "keyframe_substitutes"))
+
+
 # The header of results files written before the per-rank columns and the label-set digest.
 LEGACY_CSV_COLUMNS = (
     "path",

@@ -191,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _options(fields: dict[str, Any]) -> ClassifyOptions:
     """A request's sampling options (JSON values, or query strings); a bad value is a 400."""
-    kinds = {"top_k": int, "clips": int, "crops": int, "start": float, "end": float, "timeout": float}
+    kinds = {"top_k": int, "clips": int, "crops": int, "start": float, "end": float, "timeout": float, "sampling": str}
     values: dict[str, Any] = {}
     for key, kind in kinds.items():
         value = fields.get(key)

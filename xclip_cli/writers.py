@@ -19,6 +19,8 @@ CSV_TAIL_COLUMNS = (
     "width",
     "height",
     "views",
+    "sampling",
+    "keyframe_substitutes",
     "model",
     "precision",
     "labelset",
@@ -92,6 +94,10 @@ class TableWriter(Writer):
             caption += f" · {result.duration:.1f} s"
         if result.views > 1:
             caption += f" · {result.views} views averaged"
+        if result.sampling != "exact":
+            caption += f" · {result.sampling} sampling"
+            if result.keyframe_substitutes is not None:
+                caption += f" ({result.keyframe_substitutes} substitutes)"
         table = Table(title=escape(result.path), title_justify="left")
         table.add_column("rank", justify="right")
         table.add_column("label")
@@ -160,6 +166,10 @@ class CsvWriter(Writer):
             "width": result.width if result.width is not None else "",
             "height": result.height if result.height is not None else "",
             "views": result.views if result.ok else "",
+            "sampling": result.sampling,
+            "keyframe_substitutes": ""
+            if not result.ok or result.keyframe_substitutes is None
+            else result.keyframe_substitutes,
             "model": result.model,
             "precision": result.precision,
             "labelset": result.labelset,

@@ -50,11 +50,13 @@ from .options import (
     OptionalDeviceOpt,
     OptionalModelOpt,
     OptionalPrecisionOpt,
+    OptionalSamplingOpt,
     OutputOpt,
     OverwriteOpt,
     PrecisionOpt,
     QuietOpt,
     RecursiveOpt,
+    SamplingOpt,
     ScanFormatOpt,
     ShardOpt,
     TimeoutOpt,
@@ -86,6 +88,7 @@ def classify(
     timeout: TimeoutOpt = None,
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
+    sampling: OptionalSamplingOpt = None,
     index: Annotated[
         Path | None, typer.Option(help="Score the videos of an `xclip embed` index instead: nothing is decoded.")
     ] = None,
@@ -106,6 +109,7 @@ def classify(
         timeout=timeout,
         clips=clips,
         crops=crops,
+        sampling=sampling or "exact",
     )
     check_writable(output, videos or [])
     writer_class = WRITERS[pick_format(output_format, output, "classify")]
@@ -117,7 +121,16 @@ def classify(
             raise UsageError("give videos or --index, not both")
         assert labelset is not None, "--index with --server"
         return _classify_index(
-            index, labelset, model, device or "auto", precision or "fp32", backend, top_k, writer_class, output
+            index,
+            labelset,
+            model,
+            device or "auto",
+            precision or "fp32",
+            backend,
+            options,
+            sampling,
+            writer_class,
+            output,
         )
     if not videos:
         raise UsageError("no videos given (paths, '-' for stdin, or --index)")
@@ -146,13 +159,23 @@ def _classify_index(
     device: str,
     precision: str,
     backend: str,
-    top_k: int,
+    options: ClassifyOptions,
+    sampling: str | None,
     writer_class: type[Writer],
     output: Path | None,
 ) -> None:
     from ..index import Index, score_index
 
     index = Index(folder)
+    # An index holds features of one view of each whole video, sampled as `xclip embed` was told.
+    decoding = {"--start": options.start is not None, "--end": options.end is not None}
+    decoding |= {"--clips": options.clips != 1, "--crops": options.crops != 1}
+    named = [name for name, given in decoding.items() if given]
+    if named:
+        raise UsageError(f"{named[0]} cannot apply to --index: its videos were decoded by xclip embed (one view each)")
+    if sampling not in (None, index.sampling):
+        raise UsageError(f"{folder}: the index holds videos sampled with --sampling {index.sampling}, not {sampling}")
+    top_k = options.top_k
     runner = load_runner(model or index.model, device, precision, backend)  # an explicit --model wins (and is checked)
     with open_output(output, fmt=writer_class.name) as stream:
         scored = score_index(runner, index, labelset, top_k)
@@ -215,6 +238,7 @@ def scan(
     timeout: TimeoutOpt = None,
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
+    sampling: SamplingOpt = "exact",
     engine: Annotated[
         str,
         typer.Option(metavar="[local|ray]", help="local (this process), or ray: decode and classify on a Ray cluster."),
@@ -238,7 +262,13 @@ def scan(
 
     set_verbose(verbose)
     options = ClassifyOptions(
-        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops
+        top_k=top_k,
+        batch_size=batch_size,
+        workers=workers,
+        timeout=timeout,
+        clips=clips,
+        crops=crops,
+        sampling=sampling,
     )
     fmt = pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
     ray = _ray_options(
@@ -251,7 +281,9 @@ def scan(
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
-    settings = RunSettings(model, labelset.name, labelset.digest, options.views, top_k, len(labelset), precision)
+    settings = RunSettings(
+        model, labelset.name, labelset.digest, options.views, top_k, len(labelset), precision, sampling
+    )
     plan = plan_scan(found, output, settings, fmt, overwrite)
     if not plan.todo:
         if output is not None and not output.exists():  # an empty shard still leaves its (header-only) file

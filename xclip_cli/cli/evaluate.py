@@ -24,6 +24,7 @@ from .options import (
     PlotOpt,
     PrecisionOpt,
     QuietOpt,
+    SamplingOpt,
     TimeoutOpt,
     VerboseOpt,
     WorkersOpt,
@@ -51,6 +52,7 @@ def evaluate_command(
     ] = "single",
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
+    sampling: SamplingOpt = "exact",
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 2,
@@ -65,14 +67,16 @@ def evaluate_command(
 
     set_verbose(verbose)
     clips, crops = protocol_views(protocol, clips, crops)
-    options = ClassifyOptions(top_k=TOP_K, workers=workers, timeout=timeout, clips=clips, crops=crops)
+    options = ClassifyOptions(
+        top_k=TOP_K, workers=workers, timeout=timeout, clips=clips, crops=crops, sampling=sampling
+    )
     if output_format not in ("table", "json"):
         raise UsageError(f"--format {output_format}: eval reports as table or json")
     check_extension(output, "-o", ("csv",))
     check_extension(confusion, "--confusion", ("csv",))
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
     labelset = resolve_labels(labels)
-    plan = plan_evaluation(data, labelset, model, options.views, output, overwrite)  # before any decoding
+    plan = plan_evaluation(data, labelset, model, options, precision, output, overwrite)  # before any decoding
     for path in (output, confusion, plot):
         check_writable(path, [video.path for video in plan.dataset])
     rows = list(plan.kept)

@@ -39,6 +39,7 @@ from .options import (
     PrecisionOpt,
     QuietOpt,
     RecursiveOpt,
+    SamplingOpt,
     ShardOpt,
     TimeoutOpt,
     VerboseOpt,
@@ -63,6 +64,7 @@ def embed(
     workers: WorkersOpt = 2,
     precision: PrecisionOpt = "fp32",
     timeout: TimeoutOpt = None,
+    sampling: SamplingOpt = "exact",
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
@@ -72,18 +74,18 @@ def embed(
     from ..progress import ScanProgress
 
     set_verbose(verbose)
-    options = ClassifyOptions(workers=workers, timeout=timeout)
+    options = ClassifyOptions(workers=workers, timeout=timeout, sampling=sampling)
     if not folders and from_file is None:
         raise UsageError("give folders to index or --from-file LIST")
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
-    done_before = set() if overwrite else indexed_paths(output, model, precision)  # before the model loads
+    done_before = set() if overwrite else indexed_paths(output, model, precision, sampling)  # before the model loads
     todo = [path for path in found if os.path.abspath(path) not in done_before]
     if not todo:
         return nothing_to_do(len(found), output, quiet)
     runner = load_runner(model, device, precision, backend)
-    writer = IndexWriter(output, runner, overwrite=overwrite)
+    writer = IndexWriter(output, runner, overwrite=overwrite, sampling=sampling)
     todo = [path for path in todo if not writer.has(path)]
     try:
         with ScanProgress(len(todo), skipped=len(found) - len(todo), quiet=quiet) as progress, resumable(output):

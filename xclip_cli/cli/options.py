@@ -10,6 +10,7 @@ import typer
 
 from ..backend import BACKENDS
 from ..checkpoints import DEFAULT_MODEL
+from ..media.sampling import SAMPLINGS
 from ..writers import FORMATS
 
 
@@ -84,6 +85,15 @@ ClipsOpt = Annotated[
 ]
 CropsOpt = Annotated[
     int, typer.Option(metavar="[1|3]", help="1: centre crop; 3: left/centre/right crops, averaged (X-CLIP's protocol).")
+]
+SAMPLING_HELP = (
+    "exact: the frame at each sample point; keyframes: the nearest keyframe in the same segment "
+    "where there is one (far less decoding; frames off-centre, counted in keyframe_substitutes)."
+)
+SamplingOpt = Annotated[str, typer.Option(metavar=choices(SAMPLINGS), help=SAMPLING_HELP)]
+OptionalSamplingOpt = Annotated[
+    str | None,
+    typer.Option(metavar=choices(SAMPLINGS), help=SAMPLING_HELP + " [default: exact; with --index: the index's]"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Start the output afresh instead of resuming it.")]

@@ -19,9 +19,9 @@ frames counted.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import VideoError
 from .probe import check_openable, unreadable_reason
-from .sampling import SamplingPlan, frame_span, plan_views
+from .sampling import SAMPLINGS, SamplingPlan, frame_span, plan_keyframe_views, plan_views
 
 T = TypeVar("T")
 # PyAV's default: slice threads. Frame threads ("AUTO") measured no faster on one-slice
@@ -76,6 +76,7 @@ class _FrameIndex:
     time_base: Fraction
     sequential: bool  # timestamps missing or restarting: decode from the start, count frames
     read_error: bool  # demuxing stopped at damaged or missing data
+    flagged: bool = True  # the demuxer marked keyframes (else keyframe_pts is a guess: the first frame)
 
 
 class _Deadline:
@@ -90,7 +91,7 @@ class _Deadline:
         if self.at is not None and time.monotonic() > self.at:
             raise VideoError(self.name, f"gave up after {self.seconds:g} s (--timeout)")
 
-    @contextmanager
+    @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """Time spent here (the caller busy with a frame, e.g. running the model) does not count."""
         started = time.monotonic()
@@ -138,6 +139,18 @@ class VideoReader:
     def duration(self) -> float:
         return frame_span(self.times)
 
+    @property
+    def keyframes(self) -> tuple[int, ...]:
+        """Indices (display order) of the frames that decode on their own, as the demuxer flagged them.
+
+        Empty when that is unknown, or when the stream is decoded front to back anyway
+        (no timestamps, or timestamps that restart): there a keyframe saves nothing.
+        """
+        if self.index.sequential or not self.index.flagged:
+            return ()
+        position = {pts: i for i, pts in enumerate(self.index.pts)}
+        return tuple(position[pts] for pts in self.index.keyframe_pts if pts in position)
+
     def decode(self, indices: Iterable[int], transform: Callable[[np.ndarray], T]) -> Iterator[tuple[int, T]]:
         """``(index, transform(upright RGB frame))`` for each chosen frame that decodes, in order.
 
@@ -179,17 +192,26 @@ def sample_video(
     transform: Callable[[np.ndarray], T] = lambda rgb: rgb,  # type: ignore[assignment,return-value]
     timeout: float | None = None,
     views: int = 1,
+    sampling: str = "exact",
 ) -> SampledVideo[T]:
     """Decode ``num_frames`` frames of ``path`` per view, chosen by ``plan_views``.
 
-    ``transform`` receives each upright HxWx3 uint8 RGB frame as soon as it is decoded.
+    ``sampling="keyframes"``: nearby keyframes stand in for exact frames (``plan_keyframe_views``),
+    which skips decoding the chains of frames before them; files whose keyframes are unknown
+    get exact frames. ``transform`` receives each upright HxWx3 uint8 RGB frame as soon as it
+    is decoded.
     Raises ``VideoError`` naming the file when it cannot be opened, is not a video, too few
     frames decode, or ``timeout`` seconds pass.
     """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling {sampling!r}: expected one of {', '.join(SAMPLINGS)}")
     with VideoReader(path, timeout) as reader:
         if start is not None and start >= reader.duration:
             raise VideoError(reader.name, f"--start {start:g} s is not before the end ({reader.duration:.2f} s)")
-        plans = plan_views(reader.times, num_frames, views, start, end)
+        if sampling == "keyframes":
+            plans = plan_keyframe_views(reader.times, reader.keyframes, num_frames, views, start, end)
+        else:
+            plans = plan_views(reader.times, num_frames, views, start, end)
         wanted = sorted({i for plan in plans for i in plan.frame_indices})
         decoded = dict(reader.decode(wanted, transform))
         warnings = reader.warnings() + fill_missing(reader.name, wanted, decoded)
@@ -216,7 +238,7 @@ def fill_missing(name: str, wanted: Sequence[int], decoded: dict[int, T]) -> tup
     )
 
 
-@contextmanager
+@contextlib.contextmanager
 def _plain_errors(name: str) -> Iterator[None]:
     """ffmpeg and OS errors become a ``VideoError`` that says what is wrong in plain words."""
     try:
@@ -267,7 +289,7 @@ def _index_frames(container: av.container.InputContainer, stream: av.VideoStream
     ordered = sorted(set(pts))
     # Without a keyframe flag (rare) we can only decode from the start.
     keyframe_pts = sorted(keyframes) or ordered[:1]
-    return _FrameIndex(ordered, keyframe_pts, stream.time_base, restarted, read_error)
+    return _FrameIndex(ordered, keyframe_pts, stream.time_base, restarted, read_error, flagged=bool(keyframes))
 
 
 def _unwrap_restarts(packets: list[tuple[int | None, int | None, bool]]) -> tuple[list[int], set[int], bool]:
@@ -318,6 +340,7 @@ class _Decoder:
         self.index = index
         self.wanted = wanted
         self.targets = set(wanted)
+        self.keyframes = set(index.keyframe_pts)
         self.deadline = deadline
 
     def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
@@ -330,11 +353,17 @@ class _Decoder:
             return
         frames: _Frames | None = None
         from_start = False
-        for target in self.wanted:
+        for position, target in enumerate(self.wanted):
             keyframe = self._keyframe_before(target)
             frame = None
             if frames is not None and (from_start or (frames.position is not None and keyframe <= frames.position)):
                 frame = frames.exact(target)
+            if frame is None and not from_start and self._alone(target, self.wanted[position + 1 :]):
+                frame = self._keyframe_alone(target)
+                if frame is not None:
+                    frames = None  # the decoder was drained: the next target seeks
+                    yield target, frame
+                    continue
             if frame is None and not from_start:
                 for candidate in self._seek_candidates(target):
                     frames = _Frames(self._decode_from(candidate))
@@ -349,6 +378,38 @@ class _Decoder:
                     frame = frames.exact(target)
             if frame is not None:  # else damaged beyond repair: the caller decides what stands in
                 yield target, frame
+
+    def _alone(self, target: int, later: list[int]) -> bool:
+        """Whether ``target`` is a keyframe no later wanted frame builds on: it can be decoded by itself."""
+        keyframes = self.index.keyframe_pts
+        if not self.index.flagged or target not in self.keyframes:
+            return False
+        following = bisect.bisect_right(keyframes, target)
+        return not later or (following < len(keyframes) and later[0] >= keyframes[following])
+
+    def _keyframe_alone(self, target: int) -> av.VideoFrame | None:
+        """Keyframe ``target`` from its packet alone: seek, decode that one packet, drain the decoder.
+
+        Without draining, a decoder that reorders frames (B-frames) decodes the next few packets
+        before it hands the keyframe out: here they would be wasted. ``None`` when the seek
+        misses it or it does not decode cleanly (the caller then decodes as usual).
+        """
+        self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
+        codec = self.stream.codec_context
+        codec.skip_frame = "DEFAULT"
+        decoded: list[av.VideoFrame] = []
+        with contextlib.suppress(av.FFmpegError):
+            for packet in self.container.demux(self.stream):
+                self.deadline.check()
+                if packet.pts is not None and packet.pts < target:
+                    continue  # the seek landed early: earlier packets are not needed by a keyframe
+                if packet.pts == target and packet.is_keyframe:
+                    decoded = [*packet.decode(), *codec.decode(None)]
+                break
+        codec.flush_buffers()  # leave the decoder ready for more after the drain
+        return next(
+            (frame for frame in decoded if frame.pts == target and _clean_entry(frame) and not frame.is_corrupt), None
+        )
 
     def _keyframe_before(self, target: int) -> int:
         keyframes = self.index.keyframe_pts
@@ -378,12 +439,13 @@ class _Decoder:
 
         Non-reference frames (most B-frames) can be dropped without changing any other frame,
         so only packets of sampled frames are decoded in full. Yields each frame with whether it
-        may be damaged: after a packet fails to decode, every frame up to the next keyframe may
-        be built on the damage.
+        may be damaged: every frame before the decoder itself reports a keyframe or an I-frame
+        (a container may flag frames that are not clean entry points), and after a packet
+        fails to decode, every frame up to the next one (it may be built on the damage).
         """
         codec = stream.codec_context
         packets = container.demux(stream)
-        damaged = False
+        damaged = True
         while True:
             self.deadline.check()
             try:
@@ -392,14 +454,13 @@ class _Decoder:
                 return
             if skip:
                 codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in self.targets else "NONREF"
-            if packet.is_keyframe:
-                damaged = False
             try:
                 frames = packet.decode()
             except av.FFmpegError:
                 damaged = True
                 continue
             for frame in frames:
+                damaged = damaged and not _clean_entry(frame)
                 yield frame, damaged or frame.is_corrupt
 
     def _counted_frames(
@@ -441,6 +502,11 @@ class _Frames:
                 return None
             self.position = frame.pts
             return None if damaged else frame
+
+
+def _clean_entry(frame: av.VideoFrame) -> bool:
+    """Whether the decoder says ``frame`` needs no earlier frame: a keyframe, or an I-frame."""
+    return bool(frame.key_frame) or frame.pict_type == av.video.frame.PictureType.I
 
 
 def _truncation_warnings(stream: av.VideoStream, index: _FrameIndex, span: float) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from statistics import median
 
 TIME_EPSILON = 1e-9  # seconds
+SAMPLINGS = ("exact", "keyframes")  # exact: the frames at the sample points; keyframes: near ones
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,22 @@ def plan_keyframe_views(
     (a keyframe decodes on its own: no chain of earlier frames); a part without a keyframe
     keeps the exact frame. A substitute that would repeat a frame used elsewhere in the view
     goes back to the exact frame, so keyframes never add repeats exact sampling would not
-    have. ``keyframes`` are frame indices (display order) of the video's keyframes.
+    have; an exact frame that is itself a keyframe stays. ``keyframes`` are frame indices
+    (display order) of the video's keyframes. ``substitutes`` counts frames that differ from
+    the exact plan's.
     """
     exact = plan_views(times, num_frames, views, start, end)
     lo, step, duration = _segments(times, num_frames, views, start, end)
     ordered = sorted(set(keyframes), key=lambda index: times[index])
     key_times = [times[index] for index in ordered]
+    is_keyframe = set(ordered)
     plans = []
     for view, plan in enumerate(exact):
         chosen = list(plan.frame_indices)
         substituted = [False] * num_frames
         for i in range(num_frames):
+            if chosen[i] in is_keyframe:
+                continue  # already free to decode
             part_lo = lo + (i + view / views) * step
             part_hi = part_lo + step / views
             point = (part_lo + part_hi) / 2
