@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TextIO
 
 from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
+from .timecodes import write_chapters, write_srt, write_vtt
 
 CSV_TAIL_COLUMNS = (
     "top_k",
@@ -253,7 +254,11 @@ TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO]
     "json": write_timeline_json,
     "jsonl": write_timeline_jsonl,
     "csv": write_timeline_csv,
+    "srt": write_srt,
+    "vtt": write_vtt,
+    "chapters": write_chapters,
 }
+TIMELINE_FORMATS = tuple(TIMELINE_WRITERS)
 
 
 # --- search hits (`xclip search`) ---------------------------------------------------------------

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,8 +75,10 @@ def pick_format(
     command: str,
     formats: Iterable[str] = FORMATS,
     default: str = "table",
+    aliases: Mapping[str, str] | None = None,
 ) -> str:
-    """``--format``, else the ``-o`` file's extension, else ``default``.
+    """``--format``, else the ``-o`` file's extension (or an extension ``aliases`` maps to a
+    format), else ``default``.
 
     An extension that names no format the command writes (``out.srt``, ``out.xlsx``) is refused:
     writing a table into it would look like success.
@@ -91,6 +93,8 @@ def pick_format(
         return default
     if suffix in formats and suffix != "table":
         return suffix
+    if aliases and suffix in aliases:
+        return aliases[suffix]
     raise UsageError(
         f"{output}: xclip {command} writes {', '.join(formats)}, not .{suffix}; "
         "end the file name in one of those or give --format"

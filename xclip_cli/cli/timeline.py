@@ -12,6 +12,8 @@ import typer
 from ..checkpoints import DEFAULT_MODEL
 from ..labels import resolve_labels
 from ..options import TimelineOptions
+from ..timecodes import CUE_FORMATS, CUE_TOP_K
+from ..writers import TIMELINE_FORMATS, TIMELINE_WRITERS
 from .common import (
     PLOT_EXTENSIONS,
     check_extension,
@@ -27,7 +29,6 @@ from .errors import say
 from .options import (
     BackendOpt,
     DeviceOpt,
-    FormatOpt,
     LabelsOpt,
     ModelOpt,
     OutputOpt,
@@ -35,6 +36,7 @@ from .options import (
     PrecisionOpt,
     TimeoutOpt,
     VerboseOpt,
+    choices,
 )
 
 
@@ -49,8 +51,19 @@ def timeline(
         float | None, typer.Option(min=0, help="Seconds between window starts (default: window / 2).")
     ] = None,
     merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels kept per segment (json, csv).")] = 3,
-    output_format: FormatOpt = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", "-k", min=1, help="Labels kept per segment [default: 3; srt, vtt, chapters: 1]."),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar=choices(TIMELINE_FORMATS),
+            help="Output format [default: from the -o extension (.srt, .vtt, .ffmetadata: chapters), else table].",
+        ),
+    ] = None,
     output: OutputOpt = None,
     plot: PlotOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -61,12 +74,12 @@ def timeline(
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Classify sliding windows of a video: a table of what happens when."""
-    from ..writers import TIMELINE_WRITERS
-
+    """Classify sliding windows of a video: a table of what happens when (or subtitles, chapters)."""
     set_verbose(verbose)
+    fmt = pick_format(output_format, output, "timeline", TIMELINE_FORMATS, aliases={"ffmetadata": "chapters"})
+    if top_k is None:
+        top_k = CUE_TOP_K if fmt in CUE_FORMATS else 3
     options = TimelineOptions(window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout)
-    fmt = pick_format(output_format, output, "timeline")
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
     labelset = resolve_labels(labels)
     for path in (output, plot):
