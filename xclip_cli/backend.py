@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 BACKENDS = ("auto", "torch", "onnx")  # --backend: auto picks ONNX Runtime on the CPU
 ONNX_PRECISIONS = ("fp32", "int8")  # what ONNX Runtime runs (bf16 is torch's)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy too: `xclip --help` imports this module for BACKENDS, and stays light
+    import numpy as np
+
     from .labels import LabelSet
     from .preprocess import PreprocessConfig
 
@@ -93,6 +93,8 @@ class Backend(Protocol):
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64 (then float32): probabilities that sum to 1 per row."""
+    import numpy as np
+
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)

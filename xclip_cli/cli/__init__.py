@@ -19,7 +19,7 @@ from .classify import classify, scan
 from .errors import reports_errors
 from .evaluate import evaluate_command
 from .index import embed, search
-from .info import help_command, labels_list, labels_show, models_listing, models_prepare, show_version
+from .info import completion, help_command, labels_list, labels_show, models_listing, models_prepare, show_version
 from .serve import serve
 from .timeline import timeline
 
@@ -34,12 +34,12 @@ SHORT_HELP = {
     "timeline": "What happens when: classify sliding windows of one video.",
     "models": "List the published X-CLIP checkpoints; models prepare: for ONNX Runtime.",
     "help": "Show the help of a command: xclip help scan.",
+    "completion": "Print the completion script for bash, zsh or fish.",
 }
 
 app = typer.Typer(
     help="Zero-shot video classification with X-CLIP.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -71,6 +71,7 @@ app.add_typer(models_app, name="models", short_help=SHORT_HELP["models"])
 models_app.callback(invoke_without_command=True)(reports_errors(models_listing))
 models_app.command("prepare", short_help="Export a checkpoint once for ONNX Runtime.")(reports_errors(models_prepare))
 app.command(name="help", short_help=SHORT_HELP["help"])(help_command)
+app.command(name="completion", short_help=SHORT_HELP["completion"])(reports_errors(completion))
 app.add_typer(labels_app, name="labels")
 labels_app.command("list")(reports_errors(labels_list))
 labels_app.command("show")(reports_errors(labels_show))

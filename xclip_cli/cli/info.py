@@ -97,6 +97,23 @@ def help_command(
     print(target.get_help(context))
 
 
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+def completion(
+    shell: Annotated[str, typer.Argument(metavar="[bash|zsh|fish]", help="The shell to complete in.")],
+) -> None:
+    """Print the shell completion script (commands, options, built-in label sets for --labels)."""
+    if shell not in COMPLETION_SHELLS:
+        raise UsageError(f"completion {shell!r}: expected one of {', '.join(COMPLETION_SHELLS)}")
+    # What `xclip --show-completion` prints for the shell it detects, for the shell named here.
+    # Typer keeps the scripts in a private module; the tests run each one.
+    from typer._completion_shared import get_completion_script
+
+    # For the `xclip` console script (`python -m xclip_cli` is not a name a shell completes).
+    print(get_completion_script(prog_name="xclip", complete_var="_XCLIP_COMPLETE", shell=shell))
+
+
 def show_version(value: bool) -> None:
     """The tool's version, then what it runs on: what a bug report needs (imports torch: slow)."""
     if not value:

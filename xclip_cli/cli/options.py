@@ -33,9 +33,23 @@ OptionalModelOpt = Annotated[
         help=f"Hub id or local folder of an X-CLIP checkpoint [default: {DEFAULT_MODEL}; with --index: the index's].",
     ),
 ]
+
+
+def complete_labels(incomplete: str) -> list[str]:
+    """Shell completion for ``--labels``: the built-in set names (a file path completes as a path)."""
+    from ..labels import builtin_names
+
+    return [name for name in builtin_names() if name.startswith(incomplete)]
+
+
 LabelsOpt = Annotated[
     str,
-    typer.Option("--labels", "-l", help="Built-in set name, YAML file, or comma list ('cooking, dancing')."),
+    typer.Option(
+        "--labels",
+        "-l",
+        help="Built-in set name, YAML file, or comma list ('cooking, dancing').",
+        autocompletion=complete_labels,
+    ),
 ]
 DEVICE_HELP = "Where the model runs; auto: CUDA, then MPS, then CPU."
 DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N|mps]"
