@@ -151,3 +151,27 @@ def test_streams_decoded_front_to_back_get_exact_frames(tmp_path: Path, name: st
 def test_an_unknown_sampling_is_refused() -> None:
     with pytest.raises(ValueError, match="sampling 'nearest'"):
         sample_video("any.mp4", 8, sampling="nearest")
+
+
+def test_keyframes_decoded_alone_mix_with_exact_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keyframes 12 and 36 are decoded from their packet alone (no later wanted frame builds on
+    # them); 30 and 50 then need seeks and chains. All four equal a full decode.
+    from xclip_cli.media import decode
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=60, options={"g": "12", "bf": "2", **NO_SCENECUT})
+    alone: list[int] = []
+    original = decode._Decoder._keyframe_alone
+
+    def counted(self: decode._Decoder, target: int) -> av.VideoFrame | None:
+        frame = original(self, target)
+        alone.append(frame is not None)
+        return frame
+
+    monkeypatch.setattr(decode._Decoder, "_keyframe_alone", counted)
+    reference = decode_all(path)
+    with decode.VideoReader(path) as reader:
+        assert {12, 36} <= set(reader.keyframes) and not {30, 50} & set(reader.keyframes)
+        frames = dict(reader.decode([12, 30, 36, 50], lambda rgb: rgb))
+    assert alone == [True, True]  # the fast path ran, and gave the frames
+    assert sorted(frames) == [12, 30, 36, 50]
+    assert all(np.array_equal(frames[index], reference[index]) for index in frames)

@@ -10,7 +10,7 @@ threads; the model runs one request at a time. Endpoints:
 * ``POST /classify?labels=...&top_k=...&name=clip.mp4`` with the video itself as the body
   (any other content type), at most ``max_upload`` bytes.
 
-Both also take ``start``, ``end``, ``clips``, ``crops`` and ``timeout`` (``ClassifyOptions``).
+Both also take ``start``, ``end``, ``clips``, ``crops``, ``sampling`` and ``timeout`` (``ClassifyOptions``).
 
 Both answer with what ``xclip classify --format json`` prints for that one video (a list of one
 record); a video that cannot be read is a record with ``"status": "error"``, as in the CLI.

@@ -408,7 +408,8 @@ class _Decoder:
                 break
         codec.flush_buffers()  # leave the decoder ready for more after the drain
         return next(
-            (frame for frame in decoded if frame.pts == target and _clean_entry(frame) and not frame.is_corrupt), None
+            (frame for frame in decoded if frame.pts == target and not _predicted(frame) and not frame.is_corrupt),
+            None,
         )
 
     def _keyframe_before(self, target: int) -> int:
@@ -439,13 +440,16 @@ class _Decoder:
 
         Non-reference frames (most B-frames) can be dropped without changing any other frame,
         so only packets of sampled frames are decoded in full. Yields each frame with whether it
-        may be damaged: every frame before the decoder itself reports a keyframe or an I-frame
-        (a container may flag frames that are not clean entry points), and after a packet
-        fails to decode, every frame up to the next one (it may be built on the damage).
+        may be damaged: after a packet fails to decode, every frame up to the next keyframe (it
+        may be built on the damage); and when the first frame from a keyframe the container
+        flagged comes out as a predicted picture (the flag was false), every frame up to one the
+        decoder itself calls a keyframe or I-frame. Decoders that say nothing of picture types
+        (QuickTime Animation, Cinepak, ...) are trusted with the container's flags.
         """
         codec = stream.codec_context
         packets = container.demux(stream)
-        damaged = True
+        damaged = False
+        entering = True  # the next frame out is the first from an entry point
         while True:
             self.deadline.check()
             try:
@@ -454,13 +458,19 @@ class _Decoder:
                 return
             if skip:
                 codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in self.targets else "NONREF"
+            if packet.is_keyframe and damaged:  # after damage, a new entry point must prove itself
+                damaged, entering = False, True
             try:
                 frames = packet.decode()
             except av.FFmpegError:
                 damaged = True
                 continue
             for frame in frames:
-                damaged = damaged and not _clean_entry(frame)
+                if _clean_entry(frame):
+                    damaged = False
+                elif entering and _predicted(frame):
+                    damaged = True  # built on frames before the entry point: not a clean one
+                entering = False
                 yield frame, damaged or frame.is_corrupt
 
     def _counted_frames(
@@ -507,6 +517,14 @@ class _Frames:
 def _clean_entry(frame: av.VideoFrame) -> bool:
     """Whether the decoder says ``frame`` needs no earlier frame: a keyframe, or an I-frame."""
     return bool(frame.key_frame) or frame.pict_type == av.video.frame.PictureType.I
+
+
+def _predicted(frame: av.VideoFrame) -> bool:
+    """Whether the decoder says ``frame`` is built on other frames (P, B and kin; not unknown)."""
+    return not frame.key_frame and frame.pict_type not in (
+        av.video.frame.PictureType.NONE,
+        av.video.frame.PictureType.I,
+    )
 
 
 def _truncation_warnings(stream: av.VideoStream, index: _FrameIndex, span: float) -> tuple[str, ...]:
