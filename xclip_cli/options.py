@@ -30,6 +30,7 @@ class ClassifyOptions:
     clips: int = 1  # temporal views per video (X-CLIP multi-view testing); probabilities are averaged
     crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
     sampling: str = "exact"  # exact: segment centres; keyframes: nearby keyframes where they save decoding
+    thumbnails: bool = False  # small JPEGs of the frames the model saw, on each result (for --report)
 
     def __post_init__(self) -> None:
         if self.crops not in CROPS:
@@ -73,6 +74,7 @@ class TimelineOptions:
     # raised the peak memory (1.28 -> 1.43 GB); on a GPU larger batches pay.
     batch_size: int = 1  # windows per vision-encoder call
     timeout: float | None = None  # seconds the whole decoding may take
+    thumbnails: bool = False  # a small JPEG of each window's middle frame (for --report)
 
     def __post_init__(self) -> None:
         for value in (self.window, self.stride):

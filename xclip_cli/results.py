@@ -8,7 +8,7 @@ this module).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
@@ -64,6 +64,8 @@ class VideoResult:
     warnings: tuple[str, ...] = ()  # what was wrong with a video that still classified (damage, truncation)
     sampling: str = "exact"  # how frames were chosen (ClassifyOptions.sampling)
     keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
+    # JPEGs of the frames the model saw (ClassifyOptions.thumbnails); for the HTML report, not in records.
+    thumbnails: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,7 @@ class Window:
     owns_to: float
     probabilities: np.ndarray  # one per label
     logits: np.ndarray | None = None  # one per label (None: not known)
+    thumbnail: bytes = field(default=b"", repr=False)  # a JPEG of the window's middle frame (for --report)
 
 
 @dataclass(frozen=True)

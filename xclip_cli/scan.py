@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
-from .writers import FORMULA_PREFIXES, csv_columns
+from .results import Prediction, VideoResult
+from .writers import FORMULA_PREFIXES, WARNING_SEPARATOR, csv_columns
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,38 @@ LEGACY_CSV_COLUMNS = (
     "error",
     "warnings",
 )
+
+
+def results_in(results: Path) -> list[VideoResult]:
+    """Every video of a results file (CSV or JSONL), earlier runs' included, for the HTML report.
+
+    A CSV keeps the top labels and probabilities, not the logits or frame times.
+    """
+    if not has_rows_or_header(results):
+        return []
+    with open(results, "rb") as handle:
+        if handle.read(1) == b"{":
+            return [VideoResult.from_record(json.loads(line)) for line in complete_lines(results)]
+    header, rows = read_rows(results)
+    found = []
+    for row in (dict(zip(header, cells, strict=True)) for cells in rows):
+        ranked = json.loads(row["top_k"]) if row.get("top_k") else []
+        found.append(
+            VideoResult(
+                path=_unneutralise(row["path"]),
+                predictions=tuple(Prediction(str(label), float(p), None) for label, p in ranked),
+                model=row.get("model", ""),
+                precision=row.get("precision", ""),
+                labelset=row.get("labelset", ""),
+                labelset_digest=row.get("labelset_digest", ""),
+                duration=float(row["duration"]) if row.get("duration") else None,
+                width=int(row["width"]) if row.get("width") else None,
+                height=int(row["height"]) if row.get("height") else None,
+                error=(row.get("error") or "error") if row.get("status") != "ok" else None,
+                warnings=tuple(row["warnings"].split(WARNING_SEPARATOR)) if row.get("warnings") else (),
+            )
+        )
+    return found
 
 
 def _unneutralise(cell: str) -> str:

@@ -35,6 +35,7 @@ from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
 from .options import TimelineOptions
 from .preprocess import preprocess_frame
 from .results import Timeline, Window
+from .thumbnails import thumbnail
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
 TRIM_EVERY_WINDOWS = 32  # about two minutes of video with the default windows
@@ -83,7 +84,7 @@ def build_timeline(
             partial(preprocess_frame, config=runner.preprocess),
         )
         with _Prefetch(decoded, PREFETCH_FRAMES) as frames:
-            scored, warnings = _score_windows(
+            scored, warnings, thumbnails = _score_windows(
                 runner, reader.name, plans, frames, text_features, options, extents, on_progress
             )
             if on_progress is not None:
@@ -92,8 +93,10 @@ def build_timeline(
         warnings = list(reader.warnings()) + sorted(set(warnings))
     owned = _owned_stretches(extents, duration)
     windows = tuple(
-        Window(start, end, owns_from, owns_to, probabilities, logits)
-        for (start, end), (owns_from, owns_to), (probabilities, logits) in zip(extents, owned, scored, strict=True)
+        Window(start, end, owns_from, owns_to, probabilities, logits, thumbnail)
+        for (start, end), (owns_from, owns_to), (probabilities, logits), thumbnail in zip(
+            extents, owned, scored, thumbnails, strict=True
+        )
     )
     return Timeline(
         path=path,
@@ -117,13 +120,16 @@ def _score_windows(
     options: TimelineOptions,
     extents: list[tuple[float, float]],
     on_progress: Callable[[float, float], None] | None = None,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
-    """(probabilities, logits) of every window, scored in batches as their frames come in."""
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], list[bytes]]:
+    """(probabilities, logits) of every window, scored in batches as their frames come in; the
+    warnings; a JPEG of each window's middle frame (empty unless ``options.thumbnails``)."""
     scored: list[tuple[np.ndarray, np.ndarray]] = []
     warnings: list[str] = []
+    thumbnails: list[bytes] = []
     batch: list[np.ndarray] = []
     for pixels, warning in _window_pixels(name, [plan.frame_indices for plan in plans], frames):
         warnings += warning
+        thumbnails.append(thumbnail(pixels[len(pixels) // 2], runner.preprocess) if options.thumbnails else b"")
         batch.append(pixels)
         if len(batch) >= max(1, options.batch_size):
             scored += _score(runner, batch, text_features)
@@ -133,7 +139,7 @@ def _score_windows(
             if on_progress is not None:
                 on_progress(extents[len(scored) - 1][1], extents[-1][1])
     scored += _score(runner, batch, text_features)
-    return scored, warnings
+    return scored, warnings, thumbnails
 
 
 class _Prefetch:

@@ -15,9 +15,11 @@ from ..checkpoints import DEFAULT_MODEL
 from ..errors import UsageError
 from ..labels import LabelSet, resolve_labels
 from ..options import ClassifyOptions
+from ..results import VideoResult
 from ..writers import WRITERS, Writer
 from .common import (
     check_no_folders,
+    check_report,
     check_some_input_exists,
     check_writable,
     display_path,
@@ -56,6 +58,7 @@ from .options import (
     PrecisionOpt,
     QuietOpt,
     RecursiveOpt,
+    ReportOpt,
     SamplingOpt,
     ScanFormatOpt,
     ShardOpt,
@@ -253,12 +256,14 @@ def scan(
     decode_cpus: Annotated[
         float, typer.Option(min=0.01, help="With --engine ray: CPUs per decoding task (0.5: two per CPU).")
     ] = 1,
+    report: ReportOpt = None,
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from ..media.discovery import collect_paths
     from ..scan import RunSettings, plan_scan
+    from ..thumbnails import ThumbnailStore, store_path
 
     set_verbose(verbose)
     options = ClassifyOptions(
@@ -278,6 +283,8 @@ def scan(
         raise UsageError("give folders to scan or --from-file LIST")
     labelset = resolve_labels(labels)
     check_writable(output)
+    check_report(report, output)
+    options = replace(options, thumbnails=report is not None)
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
@@ -289,18 +296,48 @@ def scan(
         if output is not None and not output.exists():  # an empty shard still leaves its (header-only) file
             with open_output(output) as stream:
                 WRITERS[fmt](stream, top_k=top_k).close()
-        return nothing_to_do(len(found), output, quiet)
+        if report is not None:  # the page of what the results file holds
+            _write_scan_report(report, output, [], overwrite=False)
+        nothing_to_do(len(found), output, quiet)
+        return finish(None, report, quiet=quiet)
     from ..progress import ScanProgress
 
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
     with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext():
         results = _scan_results(model, plan.todo, labelset, options, ray, device, precision, backend)
-        with open_output(output, plan.appending, data_out, fmt) as stream, resumable(output):
-            writer = WRITERS[fmt](stream, appending=plan.appending, top_k=top_k)
-            with ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=quiet) as progress:
-                report = write_all(results, writer, progress.update)
-    finish(report, output, quiet=quiet)
+        store = ThumbnailStore(store_path(report), overwrite) if report is not None else None
+        finished: list[VideoResult] = []  # for a report of a scan to stdout (no file to read back)
+
+        def each(result: VideoResult) -> None:
+            progress.update(result)
+            if store is not None:
+                store.add(result.path, result.thumbnails)
+                finished.extend([] if output is not None else [result])
+
+        try:
+            with open_output(output, plan.appending, data_out, fmt) as stream, resumable(output):
+                writer = WRITERS[fmt](stream, appending=plan.appending, top_k=top_k)
+                with ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=quiet) as progress:
+                    counts = write_all(results, writer, each)
+        finally:
+            if store is not None:
+                store.close()
+    if report is not None:
+        _write_scan_report(report, output, finished, overwrite)
+    finish(counts, output, report, quiet=quiet)
+
+
+def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult], overwrite: bool) -> None:
+    """The page of every video the results file holds (this run's and earlier runs'), or of
+    this run's when the results went to stdout; thumbnails from the store beside the page."""
+    from ..report import scan_report, write_report
+    from ..scan import results_in
+    from ..thumbnails import read_thumbnails, store_path
+
+    rows = results_in(output) if output is not None else finished
+    title = f"xclip scan: {output}" if output is not None else "xclip scan"
+    write_report(scan_report(rows, read_thumbnails(store_path(report)), title), report)
 
 
 def _ray_options(

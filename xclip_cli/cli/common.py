@@ -107,6 +107,19 @@ def check_extension(path: Path | None, option: str, extensions: tuple[str, ...])
         raise UsageError(f"{option} {path}: writes {' or '.join('.' + ext for ext in extensions)} files")
 
 
+def check_report(report: Path | None, *others: Path | None) -> None:
+    """``--report`` names a writable .html file that is none of the other outputs."""
+    if report is None:
+        return
+    check_extension(report, "--report", ("html", "htm"))
+    if not report.suffix:
+        raise UsageError(f"--report {report}: name an .html file")
+    for other in others:
+        if other is not None and os.path.abspath(other) == os.path.abspath(report):
+            raise UsageError(f"--report {report} is also the results file")
+    check_writable(report)
+
+
 def check_writable(path: Path | None, videos: Iterable[str] = ()) -> None:
     """Fail before loading the model or touching a video if ``-o`` cannot (or must not) be written."""
     if path is None:

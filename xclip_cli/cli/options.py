@@ -109,6 +109,10 @@ OptionalSamplingOpt = Annotated[
     str | None,
     typer.Option(metavar=choices(SAMPLINGS), help=SAMPLING_HELP + " [default: exact; with --index: the index's]"),
 ]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(help="Also write a self-contained HTML page: thumbnails, top labels, problems (see README)."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Start the output afresh instead of resuming it.")]
 VerboseOpt = Annotated[

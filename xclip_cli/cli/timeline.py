@@ -17,6 +17,7 @@ from ..writers import TIMELINE_FORMATS, TIMELINE_WRITERS
 from .common import (
     PLOT_EXTENSIONS,
     check_extension,
+    check_report,
     check_some_input_exists,
     check_writable,
     finish,
@@ -34,6 +35,7 @@ from .options import (
     OutputOpt,
     PlotOpt,
     PrecisionOpt,
+    ReportOpt,
     TimeoutOpt,
     VerboseOpt,
     choices,
@@ -66,6 +68,7 @@ def timeline(
     ] = None,
     output: OutputOpt = None,
     plot: PlotOpt = None,
+    report: ReportOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call (more helps on GPUs).")] = 1,
@@ -79,8 +82,16 @@ def timeline(
     fmt = pick_format(output_format, output, "timeline", TIMELINE_FORMATS, aliases={"ffmetadata": "chapters"})
     if top_k is None:
         top_k = CUE_TOP_K if fmt in CUE_FORMATS else 3
-    options = TimelineOptions(window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout)
+    options = TimelineOptions(
+        window=window,
+        stride=stride,
+        top_k=top_k,
+        batch_size=batch_size,
+        timeout=timeout,
+        thumbnails=report is not None,
+    )
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
+    check_report(report, output, plot)
     labelset = resolve_labels(labels)
     for path in (output, plot):
         check_writable(path, [video])
@@ -99,7 +110,11 @@ def timeline(
         from ..plot import plot_timeline
 
         plot_timeline(result, segments, plot)
-    finish(None, output, plot, quiet=quiet)
+    if report is not None:
+        from ..report import timeline_report, write_report
+
+        write_report(timeline_report(result, segments, merge), report)
+    finish(None, output, plot, report, quiet=quiet)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,96 @@
+"""Small JPEGs of what the model saw, for the HTML report, and where a scan keeps them.
+
+A thumbnail is made from a preprocessed frame (the model's input, crop and all): the
+normalisation undone, shrunk, JPEG-encoded. Nothing is decoded twice. A scan appends each
+video's thumbnails to a JSONL file beside the report as the video finishes, like its rows, so
+a resumed scan still reports every video it ever finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OutputError
+from .preprocess import PreprocessConfig
+
+THUMBNAIL_SIZE = 96  # pixels on the longer side: about 3 KB as a JPEG
+JPEG_QUALITY = 80
+
+
+def thumbnail(pixels: np.ndarray, config: PreprocessConfig, size: int = THUMBNAIL_SIZE) -> bytes:
+    """A JPEG of one preprocessed frame, (3, H, W) float32 as the model takes it."""
+    from PIL import Image
+
+    mean = np.asarray(config.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(config.std, dtype=np.float32)[:, None, None]
+    image = (pixels * std + mean) / config.rescale_factor
+    rgb = np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    picture = Image.fromarray(rgb)
+    picture.thumbnail((size, size), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def frame_thumbnails(frames: Sequence[np.ndarray], config: PreprocessConfig) -> tuple[bytes, ...]:
+    """One JPEG per frame; a frame with several crops, (crops, 3, H, W), shows its middle one."""
+    return tuple(thumbnail(frame[len(frame) // 2] if frame.ndim == 4 else frame, config) for frame in frames)
+
+
+def store_path(report: Path) -> Path:
+    """Where a scan keeps thumbnails for the report ``report``: ``NAME.thumbs.jsonl`` beside it."""
+    return report.with_name(report.stem + ".thumbs.jsonl")
+
+
+class ThumbnailStore:
+    """The thumbnails of every video a scan finished: appended and flushed one video at a time."""
+
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
+        self.path = path
+        self.known = {} if overwrite else read_thumbnails(path)
+        try:
+            cut = not overwrite and path.exists() and path.stat().st_size > 0 and not _ends_in_newline(path)
+            self.handle = open(path, "w" if overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+            if cut:
+                self.handle.write("\n")  # a line cut off by a kill stays apart from the next one
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write thumbnails ({exc.strerror or exc})") from None
+
+    def add(self, path: str, jpegs: Iterable[bytes]) -> None:
+        encoded = [base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs]
+        if not encoded:
+            return
+        self.known[path] = encoded
+        self.handle.write(json.dumps({"path": path, "jpeg": encoded}, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _ends_in_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_thumbnails(path: Path) -> dict[str, list[str]]:
+    """Path -> base64 JPEGs from a thumbnail store; a line cut off by a kill is left out."""
+    if not os.path.exists(path):
+        return {}
+    found: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+                found[str(record["path"])] = [str(item) for item in record["jpeg"]]
+            except (ValueError, KeyError, TypeError):
+                continue
+    return found
