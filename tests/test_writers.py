@@ -120,6 +120,7 @@ def ok(path: str = "clip.mp4", labels: tuple[str, ...] = ("a",)) -> VideoResult:
 
 GOLDEN_FILES = {"table": "results.table.txt", "json": "results.json", "jsonl": "results.jsonl", "csv": "results.csv"}
 SUFFIXES = {"table": "table.txt", "json": "json", "jsonl": "jsonl", "csv": "csv"}
+CUE_SUFFIXES = {"srt": "srt", "vtt": "vtt", "chapters": "ffmetadata"}  # timelines only
 
 
 def fixed_timeline() -> Timeline:
@@ -159,6 +160,7 @@ def render_eval(fmt: str) -> str:
 GOLDEN_CASES = {
     **{f"results.{SUFFIXES[fmt]}": (render, fmt) for fmt in SUFFIXES},
     **{f"timeline.{SUFFIXES[fmt]}": (render_timeline, fmt) for fmt in SUFFIXES},
+    **{f"timeline.{suffix}": (render_timeline, fmt) for fmt, suffix in CUE_SUFFIXES.items()},
     **{f"search.{SUFFIXES[fmt]}": (render_search, fmt) for fmt in SUFFIXES},
     **{f"eval.{SUFFIXES[fmt]}": (render_eval, fmt) for fmt in ("table", "json")},
 }
@@ -181,7 +183,7 @@ def test_output_matches_golden_file(name: str) -> None:
 def test_golden_files_are_all_tested() -> None:
     golden = sorted(path.name for path in GOLDEN.iterdir() if not path.name.startswith("."))
     assert golden == sorted(GOLDEN_CASES)
-    assert set(GOLDEN_FILES) == set(WRITERS) == set(TIMELINE_WRITERS)
+    assert set(GOLDEN_FILES) == set(WRITERS) == set(TIMELINE_WRITERS) - set(CUE_SUFFIXES)
 
 
 # --------------------------------------------------------------------------- registry

@@ -75,8 +75,11 @@ class TimelineOptions:
     batch_size: int = 1  # windows per vision-encoder call
     timeout: float | None = None  # seconds the whole decoding may take
     thumbnails: bool = False  # a small JPEG of each window's middle frame (for --report)
+    shots: bool = False  # windows follow the video's shots (PySceneDetect); --window caps their length
 
     def __post_init__(self) -> None:
+        if self.shots and self.stride is not None:
+            raise UsageError("--stride has no meaning with --shots: the windows follow the shots")
         for value in (self.window, self.stride):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise UsageError("--window and --stride must be positive numbers of seconds")

@@ -190,6 +190,7 @@ class Timeline:
     windows: tuple[Window, ...]
     labels: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    shots: tuple[float, ...] | None = None  # with --shots: the times where shots start (cuts)
 
     def segments(self, merge: bool = True, top_k: int = 3) -> tuple[Segment, ...]:
         """Merged runs of equal top labels tiling the video, or (``merge=False``) raw windows."""
@@ -211,6 +212,7 @@ class Timeline:
             "window": self.window,
             "stride": self.stride,
             "merged": merged,
+            "shots": None if self.shots is None else [round(cut, 3) for cut in self.shots],
             "warnings": list(self.warnings),
             "segments": [segment.to_record() for segment in segments],
         }

@@ -35,6 +35,7 @@ from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
 from .options import TimelineOptions
 from .preprocess import preprocess_frame
 from .results import Timeline, Window
+from .shots import detect_cuts, shot_windows
 from .thumbnails import thumbnail
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
@@ -77,7 +78,12 @@ def build_timeline(
         raise UsageError("--window and --stride must be positive numbers of seconds")
     text_features = runner.label_text_features(labelset)
     with VideoReader(path, options.timeout) as reader:
-        extents = window_extents(reader.duration, window, stride)
+        cuts: tuple[float, ...] | None = None
+        if options.shots:
+            cuts = tuple(detect_cuts(reader.name, reader.times))
+            extents = shot_windows(cuts, reader.duration, window)
+        else:
+            extents = window_extents(reader.duration, window, stride)
         plans = [plan_segment_centres(reader.times, runner.num_frames, start, end) for start, end in extents]
         decoded = reader.decode(
             sorted({i for plan in plans for i in plan.frame_indices}),
@@ -91,7 +97,7 @@ def build_timeline(
                 on_progress(reader.duration, reader.duration)
         duration = reader.duration
         warnings = list(reader.warnings()) + sorted(set(warnings))
-    owned = _owned_stretches(extents, duration)
+    owned = extents if cuts is not None else _owned_stretches(extents, duration)  # shot windows tile already
     windows = tuple(
         Window(start, end, owns_from, owns_to, probabilities, logits, thumbnail)
         for (start, end), (owns_from, owns_to), (probabilities, logits), thumbnail in zip(
@@ -108,6 +114,7 @@ def build_timeline(
         windows=windows,
         labels=tuple(labelset.names),
         warnings=tuple(warnings),
+        shots=cuts,
     )
 
 

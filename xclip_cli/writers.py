@@ -216,10 +216,13 @@ def write_timeline_table(timeline: Timeline, segments: Sequence[Segment], merged
     for segment in segments:
         table.add_row(clock(segment.start), clock(segment.end), escape(segment.label), f"{segment.probability:.4f}")
     console.print(table)
+    if timeline.shots is not None:
+        windows = f"{len(timeline.shots) + 1} shots, windows up to {timeline.window:g} s"
+    else:
+        windows = f"windows of {timeline.window:g} s every {timeline.stride:g} s"
     caption = (
-        f"{timeline.model} · {timeline.labelset} · {timeline.duration:.1f} s · "
-        f"windows of {timeline.window:g} s every {timeline.stride:g} s · {len(timeline.windows)} windows"
-        + (", merged" if merged else "")
+        f"{timeline.model} · {timeline.labelset} · {timeline.duration:.1f} s · {windows} · "
+        f"{len(timeline.windows)} windows" + (", merged" if merged else "")
     )
     console.print(escape(caption), style="dim", overflow="fold")
 

@@ -53,6 +53,10 @@ def timeline(
         float | None, typer.Option(min=0, help="Seconds between window starts (default: window / 2).")
     ] = None,
     merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
+    shots: Annotated[
+        bool,
+        typer.Option("--shots", help="Windows follow the video's shots (PySceneDetect); long shots split at --window."),
+    ] = False,
     top_k: Annotated[
         int | None,
         typer.Option("--top-k", "-k", min=1, help="Labels kept per segment [default: 3; srt, vtt, chapters: 1]."),
@@ -89,7 +93,12 @@ def timeline(
         batch_size=batch_size,
         timeout=timeout,
         thumbnails=report is not None,
+        shots=shots,
     )
+    if shots:
+        from ..shots import require_scenedetect
+
+        require_scenedetect()
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
     check_report(report, output, plot)
     labelset = resolve_labels(labels)
