@@ -342,7 +342,10 @@ def test_bf16_warns_only_where_it_is_slower(
         (["classify", "V", "-o", "out.srt"], "out.srt: xclip classify writes table, json, jsonl, csv, not .srt"),
         (["classify", "V", "-o", "out.xlsx"], "not .xlsx; end the file name in one of those or give --format"),
         (["classify", "V", "-o", "out.txt"], "not .txt"),
-        (["timeline", "V", "-o", "out.vtt"], "xclip timeline writes table, json, jsonl, csv, not .vtt"),
+        (
+            ["timeline", "V", "-o", "out.txt"],
+            "xclip timeline writes table, json, jsonl, csv, srt, vtt, chapters, not .txt",
+        ),
         (["timeline", "V", "--plot", "out.gif"], "--plot out.gif: writes .png or .svg or .pdf or .jpg or .jpeg files"),
         (["search", "IDX", "dogs", "-o", "hits.html"], "xclip search writes table, json, jsonl, csv, not .html"),
         (["scan", "V", "-o", "out.json"], "xclip scan writes csv, jsonl, not .json"),

@@ -3,21 +3,23 @@ installs it). Outside CI the browser tests skip, saying why, when Chromium is ab
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import invoke, write_video
-from PIL import Image
 
 from xclip_cli.errors import ExitCode
+from xclip_cli.preprocess import PreprocessConfig
 from xclip_cli.report import scan_report, write_report
 from xclip_cli.results import Prediction, VideoResult
-from xclip_cli.thumbnails import read_thumbnails, store_path
+from xclip_cli.thumbnails import ThumbnailStore, read_thumbnails, store_path, thumbnail
+
+CONFIG = PreprocessConfig(None, None, None, 3, 1 / 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 LABELS = "cooking, dancing, skateboarding"
 # Screenshots of the rendered pages, kept for people to look at (the path is printed too).
@@ -145,41 +147,82 @@ def test_a_timeline_report_puts_segments_on_a_time_axis(tiny_model_dir: Path, tm
     assert len(dom.find("article", "card")) == len(segments) == len(loaded_images(dom))
 
 
-def tiny_jpeg(shade: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (24, 16), (shade, 80, 160)).save(buffer, format="JPEG")
-    return buffer.getvalue()
+def frame_jpegs(seed: int) -> tuple[bytes, ...]:
+    """Eight real-sized thumbnails (96 px, from the model's input) of a gradient with noise."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-1.5, 1.5, 224, dtype=np.float32)
+    frames = []
+    for shift in range(8):
+        pixels = np.stack([np.add.outer(ramp, np.roll(ramp, 20 * shift))] * 3) / 2
+        frames.append(thumbnail(pixels + rng.normal(0, 0.1, pixels.shape).astype(np.float32), CONFIG))
+    return tuple(frames)
 
 
-def test_thousands_of_videos_load_lazily_and_text_stays_text(tmp_path: Path) -> None:
-    hostile = '<script>document.body.dataset.errors="pwned"</script><img src=x onerror=alert(1)>'
-    results = [
+def many_results(count: int, thumbs: list[tuple[bytes, ...]]) -> list[VideoResult]:
+    hostile = '<!-- <script>document.body.dataset.errors="pwned"</script><img src=x onerror=alert(1)>'
+    not_utf8 = "videos/caf\udce9.mp4"  # a Latin-1 file name, as Python holds it (surrogateescape)
+    return [
         VideoResult(
-            path=f"videos/{index:05d}.mp4" if index else hostile,
-            predictions=(Prediction("cooking" if index % 2 else "</script>dancing", 0.7, None),),
+            path={0: hostile, 1: not_utf8}.get(index, f"videos/{index:05d}.mp4"),
+            predictions=(Prediction("cooking" if index % 2 else "</script><!--dancing", 0.7, None),),
             model="m",
             labelset="s",
             duration=10.0,
             width=64,
             height=48,
-            thumbnails=tuple(tiny_jpeg(index % 256) for _ in range(8)),
+            thumbnails=thumbs[index % len(thumbs)] if thumbs else (),
         )
-        for index in range(2000)
+        for index in range(count)
     ]
+
+
+def test_thousands_of_videos_render_and_text_stays_text(tmp_path: Path) -> None:
     page = tmp_path / "many.html"
-    write_report(scan_report(results, {}, "xclip scan: many"), page)
-    assert page.stat().st_size < 40_000_000
+    write_report(scan_report(many_results(3000, []), {}, "xclip scan: <!-- many"), page)
     dom = render(page, tmp_path)
-    assert len(dom.find("article", "card")) == 2000
-    shown = len(loaded_images(dom))
-    assert 0 < shown < 2000 * 8 / 10  # only the cards near the viewport have loaded their images
-    assert hostile in {dom.text(h) for h in dom.find("h2")}  # the path shows as text, not markup
-    assert "</script>dancing" in {dom.text(name) for name in dom.find("span", "name")}
+    assert len(dom.find("article", "card")) == 3000
+    titles = {dom.text(h) for h in dom.find("h2")}
+    assert many_results(1, [])[0].path in titles  # text, never markup
+    assert "videos/caf\ufffd.mp4" in titles  # the byte that is not UTF-8 shown as such
+    assert "</script><!--dancing" in {dom.text(name) for name in dom.find("span", "name")}
     assert len(dom.find("script")) == 2  # the page's own data and script, nothing injected
+    # A chip's filter (=label): only the videos whose top label it is.
+    dom = render(page, tmp_path, "#q=%3Dcooking")
+    assert sum("hidden" not in card[1] for card in dom.find("article", "card")) == 1500
+
+
+def test_images_load_only_near_the_viewport(tmp_path: Path) -> None:
+    thumbs = [frame_jpegs(seed) for seed in range(8)]
+    page = tmp_path / "lazy.html"
+    write_report(scan_report(many_results(300, thumbs), {}, "xclip scan: lazy"), page)
+    per_video = page.stat().st_size / 300
+    print(f"report page: {per_video / 1e3:.1f} KB per video")
+    assert per_video < 20_000  # 8 thumbnails of 96 px, base64: about 14 KB per video
+    shown = len(loaded_images(render(page, tmp_path)))
+    assert 0 < shown < 300 * 8 / 4  # only the cards near the viewport have loaded their images
+    assert len(loaded_images(render(page, tmp_path, "#all"))) == 300 * 8
 
 
 def test_a_report_name_that_is_not_html_is_refused(tmp_path: Path) -> None:
     result = invoke(["scan", str(tmp_path), "--report", str(tmp_path / "report.csv")])
     assert result.exit_code == ExitCode.USAGE and "--report" in result.stderr and ".html" in result.stderr
-    same = invoke(["scan", str(tmp_path), "-o", str(tmp_path / "r.html"), "--report", str(tmp_path / "r.html")])
-    assert same.exit_code == ExitCode.USAGE
+    same = invoke(
+        ["scan", str(tmp_path), "-f", "csv", "-o", str(tmp_path / "r.html"), "--report", str(tmp_path / "r.html")]
+    )
+    assert same.exit_code == ExitCode.USAGE and "is also another output" in same.stderr
+    store = tmp_path / "r.thumbs.jsonl"  # where the page keeps its thumbnails
+    clash = invoke(["scan", str(tmp_path), "-f", "jsonl", "-o", str(store), "--report", str(tmp_path / "r.html")])
+    assert clash.exit_code == ExitCode.USAGE and "keeps its thumbnails" in clash.stderr
+
+
+def test_the_thumbnail_store_keeps_odd_file_names_and_survives_a_cut_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.thumbs.jsonl"
+    store = ThumbnailStore(path)
+    store.add("caf\udce9.mp4", [b"\xff\xd8jpeg"])
+    store.close()
+    with open(path, "a", encoding="ascii") as handle:
+        handle.write('{"path": "cut.mp4", "jpe')  # a kill mid-line
+    store = ThumbnailStore(path)
+    store.add("next.mp4", [b"\xff\xd8more"])
+    store.close()
+    assert set(read_thumbnails(path)) == {"caf\udce9.mp4", "next.mp4"}

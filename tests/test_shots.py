@@ -81,3 +81,31 @@ def test_without_pyscenedetect_shots_say_how_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "scenedetect", None)  # what an install without the extra sees
     with pytest.raises(UsageError, match=r"pip install 'xclip-cli\[shots\]'"):
         require_scenedetect()
+
+
+def test_cuts_land_on_frame_times_in_variable_rate_video_that_starts_late(tmp_path: Path) -> None:
+    # Timestamps from 3 s on, in bursts and gaps: PySceneDetect's own clock (a constant rate from
+    # the stream's start) would put the cuts elsewhere; they must be this tool's frame times.
+    rng = np.random.default_rng(1)
+    bounds = [0, *CUTS, 120]
+    frames = []
+    for start, end in itertools.pairwise(bounds):
+        pattern = np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), 8, 0), 8, 1)
+        frames += [np.roll(pattern, index, axis=1) for index in range(start, end)]
+    steps = [1 if index % 10 < 5 else 3 for index in range(120)]  # 1/24 s and 3/24 s apart
+    pts = list(itertools.accumulate(steps, initial=72))[:120]  # the first frame at 3 s
+    path = encode_video(tmp_path / "vfr.mkv", frames, rate=24, pts=pts)
+    with VideoReader(path) as reader:
+        times = reader.times
+        cuts = detect_cuts(str(path), times)
+    assert times[0] == 0 and len(cuts) == len(CUTS)
+    for found, frame in zip(cuts, CUTS, strict=True):
+        assert found in times  # a real frame's time
+        assert abs(times.index(found) - frame) <= 1
+
+
+def test_timeout_with_shots_is_refused() -> None:
+    from xclip_cli.options import TimelineOptions
+
+    with pytest.raises(UsageError, match="--timeout cannot bound --shots"):
+        TimelineOptions(shots=True, timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -141,3 +142,14 @@ def test_a_txt_output_without_a_format_is_refused(tiny_model_dir: Path, tmp_path
     result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-o", str(tmp_path / "chapters.txt")])
     assert result.exit_code == ExitCode.USAGE
     assert "srt, vtt, chapters, not .txt" in result.stderr and not (tmp_path / "chapters.txt").exists()
+
+
+def test_raw_windows_become_cues_one_after_another() -> None:
+    # --no-merge: windows of 4 s every 2 s overlap; players show one cue at a time.
+    stream = io.StringIO()
+    raw = timeline().segments(merge=False, top_k=1)
+    write_srt(timeline(), raw, False, stream)
+    cues = list(srt.parse(stream.getvalue()))
+    assert len(cues) == len(raw)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert [cue.start.total_seconds() for cue in cues] == pytest.approx([w.start for w in raw], abs=5e-4)

@@ -80,6 +80,8 @@ class TimelineOptions:
     def __post_init__(self) -> None:
         if self.shots and self.stride is not None:
             raise UsageError("--stride has no meaning with --shots: the windows follow the shots")
+        if self.shots and self.timeout is not None:
+            raise UsageError("--timeout cannot bound --shots' detection pass (PySceneDetect's own decoding)")
         for value in (self.window, self.stride):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise UsageError("--window and --stride must be positive numbers of seconds")

@@ -22,7 +22,7 @@ from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
 from .results import VideoResult, rank
-from .thumbnails import frame_thumbnails
+from .thumbnails import video_thumbnails
 
 
 def labelled_result(path: str, model: str, precision: str, labelset: LabelSet, **fields: Any) -> VideoResult:
@@ -168,5 +168,5 @@ def _score(
             views=len(inputs[row]),
             sampling=options.sampling,
             keyframe_substitutes=sum(plan.substitutes for plan in video.plans),
-            thumbnails=frame_thumbnails(video.frames, runner.preprocess) if options.thumbnails else (),
+            thumbnails=video_thumbnails(video, runner.preprocess) if options.thumbnails else (),
         )

@@ -11,6 +11,7 @@ the page through ``textContent`` only, so paths and labels can never become mark
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import os
 import tempfile
@@ -29,7 +30,7 @@ def scan_report(results: Sequence[VideoResult], thumbnails: Mapping[str, Sequenc
     for result in results:
         videos.append(
             {
-                "path": result.path,
+                "path": _shown(result.path),
                 "status": result.status,
                 "labels": [[p.label, p.probability] for p in result.predictions],
                 "error": result.error,
@@ -47,13 +48,12 @@ def scan_report(results: Sequence[VideoResult], thumbnails: Mapping[str, Sequenc
 def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: bool) -> dict[str, Any]:
     """The page's data for a timeline: the segments on a time axis, a thumbnail each."""
     rows = []
-    for segment in segments:
+    owners = [window.owns_from for window in timeline.windows]
+    for number, segment in enumerate(segments):
+        # Raw windows are the segments themselves; a merged segment shows the window owning its middle.
         middle = (segment.start + segment.end) / 2
-        # The window that owns the segment's middle (merged), or the segment's own window (raw).
-        window = min(
-            timeline.windows,
-            key=lambda w: (not (w.owns_from <= middle <= w.owns_to), abs((w.start + w.end) / 2 - middle)),
-        )
+        at = number if not merged else max(0, bisect.bisect_right(owners, middle) - 1)
+        window = timeline.windows[min(at, len(timeline.windows) - 1)]
         rows.append(
             {
                 "start": segment.start,
@@ -67,14 +67,15 @@ def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: boo
         )
     return {
         "kind": "timeline",
-        "title": f"xclip timeline: {timeline.path}",
-        "path": timeline.path,
+        "title": f"xclip timeline: {_shown(timeline.path)}",
+        "path": _shown(timeline.path),
         "model": timeline.model,
         "labelset": timeline.labelset,
         "duration": timeline.duration,
         "window": timeline.window,
         "stride": timeline.stride,
         "merged": merged,
+        "shots": None if timeline.shots is None else len(timeline.shots) + 1,
         "warnings": list(timeline.warnings),
         "segments": rows,
     }
@@ -82,10 +83,11 @@ def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: boo
 
 def write_report(data: Mapping[str, Any], path: Path) -> None:
     """Write the page atomically (a reader never sees half a report)."""
-    payload = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    # Inside <script>, "</" could close the element and "<!--" open a comment: escape both.
-    payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")
-    html = PAGE.replace("__TITLE__", _html_escape(str(data.get("title", "xclip report")))).replace("__DATA__", payload)
+    # ASCII JSON (file names need not be UTF-8), with every "<" escaped: inside <script>,
+    # "</script>" would end the element and "<!--" change how the rest is parsed.
+    payload = json.dumps(data, ensure_ascii=True, allow_nan=False).replace("<", "\\u003c")
+    head, tail = PAGE.split("__DATA__")
+    html = head.replace("__TITLE__", _html_escape(_shown(str(data.get("title", "xclip report"))))) + payload + tail
     folder = path.parent if str(path.parent) else Path(".")
     try:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, suffix=".tmp", delete=False) as handle:
@@ -93,6 +95,12 @@ def write_report(data: Mapping[str, Any], path: Path) -> None:
         os.replace(handle.name, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
+def _shown(text: str) -> str:
+    """Text as a page can show it: bytes of a file name that are not UTF-8 (held as surrogates)
+    become U+FFFD, which is what a browser would draw for them anyway."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _encoded(jpegs: Sequence[bytes]) -> list[str]:

@@ -43,7 +43,7 @@ PAGE = """<!DOCTYPE html>
   <h1 id="title"></h1>
   <div class="meta" id="meta"></div>
   <div class="controls">
-    <input id="filter" type="search" placeholder="Filter by label or path" aria-label="Filter by label or path">
+    <input id="filter" type="search" placeholder="Filter by label or path (=label: top label only)" aria-label="Filter by label or path">
     <select id="status" aria-label="Status">
       <option value="all">all</option><option value="ok">classified</option>
       <option value="error">failed</option><option value="warnings">with warnings</option>
@@ -59,6 +59,7 @@ PAGE = """<!DOCTYPE html>
 "use strict";
 window.addEventListener("error", () => { document.body.dataset.errors = String(Number(document.body.dataset.errors) + 1); });
 const data = JSON.parse(document.getElementById("data").textContent);
+document.getElementById("data").textContent = "";  // parsed: the page's text need not be held twice
 // The address's fragment: #all loads every image at once (printing); q=TEXT presets the filter.
 const params = new URLSearchParams(location.hash.slice(1));
 const eager = params.has("all");
@@ -72,7 +73,7 @@ function el(tag, className, text) {
 }
 function percent(p) { return (100 * p).toFixed(1) + "%"; }
 function clock(seconds) {
-  const s = Math.max(0, seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), rest = (s % 60).toFixed(1);
+  const s = Math.round(Math.max(0, seconds) * 10) / 10, h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), rest = (s % 60).toFixed(1);
   const mm = String(m).padStart(h ? 2 : 1, "0"), ss = rest.padStart(4, "0");
   return h ? h + ":" + mm + ":" + ss : mm + ":" + ss;
 }
@@ -95,20 +96,26 @@ function labelList(labels) {
   }
   return list;
 }
+// Images wait in this map, not in the DOM, until their card comes near the viewport.
+const pending = new WeakMap();
 function strip(thumbs, alt) {
   const row = el("div", "strip");
   thumbs.forEach((jpeg, i) => {
     const img = el("img");
     img.alt = alt + " frame " + (i + 1);
-    img.dataset.src = "data:image/jpeg;base64," + jpeg;
-    img.addEventListener("load", () => { img.dataset.loaded = img.naturalWidth > 0 ? "1" : "0"; });
+    img.width = 64; img.height = 64;
+    pending.set(img, jpeg);
+    img.addEventListener("load", () => { img.dataset.loaded = img.naturalWidth > 0 ? "1" : "0"; img.removeAttribute("width"); });
     img.addEventListener("error", () => { img.dataset.loaded = "0"; document.body.dataset.errors = String(Number(document.body.dataset.errors) + 1); });
     row.append(img);
   });
   return row;
 }
 function load(card) {
-  for (const img of card.querySelectorAll("img[data-src]")) { img.src = img.dataset.src; delete img.dataset.src; }
+  for (const img of card.querySelectorAll("img")) {
+    const jpeg = pending.get(img);
+    if (jpeg !== undefined) { img.src = "data:image/jpeg;base64," + jpeg; pending.delete(img); }
+  }
 }
 const observer = "IntersectionObserver" in window
   ? new IntersectionObserver((entries) => {
@@ -116,8 +123,9 @@ const observer = "IntersectionObserver" in window
     }, { rootMargin: "600px" })
   : null;
 
-function addCard(card, text, status) {
+function addCard(card, text, status, top) {
   card.dataset.text = text.toLowerCase();
+  card.dataset.top = (top || "").toLowerCase();
   card.dataset.status = status;
   cards.append(card);
   if (eager || !observer) load(card); else observer.observe(card);
@@ -141,22 +149,23 @@ function scanPage() {
     if (video.labels.length) card.append(labelList(video.labels));
     if (video.labels.length) tops.set(video.labels[0][0], (tops.get(video.labels[0][0]) || 0) + 1);
     const status = video.status !== "ok" ? "error" : video.warnings.length ? "ok warnings" : "ok";
-    addCard(card, video.path + "\\n" + video.labels.map((l) => l[0]).join("\\n"), status);
+    addCard(card, video.path + "\\n" + video.labels.map((l) => l[0]).join("\\n"), status, video.labels.length ? video.labels[0][0] : "");
   }
   const chips = document.getElementById("chips");
   [...tops.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30).forEach(([label, count]) => {
     const chip = el("button", "chip", label + " (" + count + ")");
     chip.type = "button";
-    chip.addEventListener("click", () => { document.getElementById("filter").value = label; apply(); });
+    chip.addEventListener("click", () => { document.getElementById("filter").value = "=" + label; apply(); });
     chips.append(chip);
   });
 }
 
 function timelinePage() {
   document.getElementById("title").textContent = data.title;
+  const windows = data.shots !== null ? data.shots + " shots, windows up to " + data.window + " s"
+    : "windows of " + data.window + " s every " + data.stride + " s";
   document.getElementById("meta").textContent = clock(data.duration) + " · " + data.segments.length + " segments" +
-    (data.merged ? " (merged)" : " (windows)") + " · windows of " + data.window + " s every " + data.stride + " s · " +
-    data.model + " · " + data.labelset;
+    (data.merged ? " (merged)" : " (windows)") + " · " + windows + " · " + data.model + " · " + data.labelset;
   const axis = el("div", "axis"), ticks = el("div", "ticks"), span = data.duration || 1;
   for (const segment of data.segments) {
     const block = el("div", "block", segment.label);
@@ -181,7 +190,7 @@ function timelinePage() {
     card.append(el("div", "meta", segment.windows + " window" + (segment.windows === 1 ? "" : "s")));
     if (segment.thumbs.length) card.append(strip(segment.thumbs, segment.label));
     card.append(labelList(segment.labels));
-    addCard(card, segment.labels.map((l) => l[0]).join("\\n"), "ok");
+    addCard(card, segment.labels.map((l) => l[0]).join("\\n"), "ok", segment.label);
   }
 }
 
@@ -190,7 +199,8 @@ function apply() {
   const status = document.getElementById("status").value;
   let shown = 0;
   for (const card of cards.children) {
-    const visible = (!query || card.dataset.text.includes(query)) && (status === "all" || card.dataset.status.split(" ").includes(status));
+    const matches = !query || (query.startsWith("=") ? card.dataset.top === query.slice(1) : card.dataset.text.includes(query));
+    const visible = matches && (status === "all" || card.dataset.status.split(" ").includes(status));
     card.hidden = !visible;
     shown += visible;
   }

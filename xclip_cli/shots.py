@@ -7,6 +7,7 @@ are mapped to this tool's frame times (from timestamps), so shots and windows sh
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -41,8 +42,24 @@ def detect_cuts(path: str, times: Sequence[float], threshold: float = SHOT_THRES
         scenes = manager.get_scene_list()
     except Exception as exc:  # PySceneDetect raises its own and OpenCV's errors: name the file
         raise VideoError(path, f"shot detection failed ({type(exc).__name__}: {exc})") from None
-    starts = sorted({start.frame_num for start, _ in scenes[1:]})
-    return [times[frame] for frame in starts if 0 < frame < len(times)]
+    if len(scenes) < 2:
+        return []
+    # PySceneDetect's clock starts at the stream's start time and its frame numbers assume a
+    # constant rate: use its seconds, from its first scene's start, snapped to a real frame time.
+    origin = _seconds(scenes[0][0])
+    cuts = []
+    for start, _ in scenes[1:]:
+        at = _seconds(start) - origin
+        index = bisect.bisect_left(times, at)
+        nearest = min((i for i in (index - 1, index) if 0 <= i < len(times)), key=lambda i: abs(times[i] - at))
+        if nearest > 0:
+            cuts.append(times[nearest])
+    return sorted(set(cuts))
+
+
+def _seconds(timecode: object) -> float:
+    seconds = getattr(timecode, "seconds", None)  # PySceneDetect 0.7; get_seconds() before
+    return float(seconds if seconds is not None else timecode.get_seconds())  # type: ignore[attr-defined]
 
 
 def shot_windows(cuts: Sequence[float], duration: float, window: float) -> list[tuple[float, float]]:

@@ -12,15 +12,20 @@ import base64
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import OutputError
 from .preprocess import PreprocessConfig
 
+if TYPE_CHECKING:
+    from .media.decode import SampledVideo
+
 THUMBNAIL_SIZE = 96  # pixels on the longer side: about 3 KB as a JPEG
+MAX_THUMBNAILS = 8  # per video: a page of thousands of videos stays tens of MB, whatever T and --clips
 JPEG_QUALITY = 80
 
 
@@ -39,9 +44,19 @@ def thumbnail(pixels: np.ndarray, config: PreprocessConfig, size: int = THUMBNAI
     return buffer.getvalue()
 
 
-def frame_thumbnails(frames: Sequence[np.ndarray], config: PreprocessConfig) -> tuple[bytes, ...]:
-    """One JPEG per frame; a frame with several crops, (crops, 3, H, W), shows its middle one."""
-    return tuple(thumbnail(frame[len(frame) // 2] if frame.ndim == 4 else frame, config) for frame in frames)
+def video_thumbnails(video: SampledVideo[np.ndarray], config: PreprocessConfig) -> tuple[bytes, ...]:
+    """JPEGs of the frames the model saw, every view's, in time order: at most ``MAX_THUMBNAILS``,
+    evenly spread. A frame with several crops, (crops, 3, H, W), shows its middle one."""
+    seen = sorted(
+        {
+            time: frame
+            for plan, frames in zip(video.plans, video.views, strict=True)
+            for time, frame in zip(plan.timestamps, frames, strict=True)
+        }.items()
+    )
+    if len(seen) > MAX_THUMBNAILS:
+        seen = [seen[round(i * (len(seen) - 1) / (MAX_THUMBNAILS - 1))] for i in range(MAX_THUMBNAILS)]
+    return tuple(thumbnail(frame[len(frame) // 2] if frame.ndim == 4 else frame, config) for _, frame in seen)
 
 
 def store_path(report: Path) -> Path:
@@ -54,7 +69,6 @@ class ThumbnailStore:
 
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = path
-        self.known = {} if overwrite else read_thumbnails(path)
         try:
             cut = not overwrite and path.exists() and path.stat().st_size > 0 and not _ends_in_newline(path)
             self.handle = open(path, "w" if overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
@@ -67,8 +81,8 @@ class ThumbnailStore:
         encoded = [base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs]
         if not encoded:
             return
-        self.known[path] = encoded
-        self.handle.write(json.dumps({"path": path, "jpeg": encoded}, ensure_ascii=False) + "\n")
+        # ASCII: a file name that is not UTF-8 (kept as surrogates) round-trips through \udcxx escapes.
+        self.handle.write(json.dumps({"path": path, "jpeg": encoded}, ensure_ascii=True) + "\n")
         self.handle.flush()
 
     def close(self) -> None:

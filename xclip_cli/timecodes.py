@@ -29,13 +29,18 @@ def cue_lines(segment: Segment) -> list[str]:
 
 
 def _milliseconds(segments: Sequence[Segment]) -> list[tuple[int, int]]:
-    """(start, end) of each segment in ms, each cue at least 1 ms long and none before the last."""
-    spans, floor = [], 0
+    """(start, end) of each segment in ms: in order, at least 1 ms long, and each ending where
+    the next starts at the latest (raw windows overlap; one cue at a time is what players show)."""
+    starts, floor = [], 0
     for segment in segments:
-        start = max(floor, round(segment.start * 1000))
-        end = max(start + 1, round(segment.end * 1000))
-        spans.append((start, end))
-        floor = start
+        floor = max(floor, round(segment.start * 1000))
+        starts.append(floor)
+    spans = []
+    for number, (segment, start) in enumerate(zip(segments, starts, strict=True)):
+        end = round(segment.end * 1000)
+        if number + 1 < len(starts) and starts[number + 1] > start:
+            end = min(end, starts[number + 1])
+        spans.append((start, max(start + 1, end)))
     return spans
 
 

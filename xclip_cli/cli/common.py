@@ -114,9 +114,15 @@ def check_report(report: Path | None, *others: Path | None) -> None:
     check_extension(report, "--report", ("html", "htm"))
     if not report.suffix:
         raise UsageError(f"--report {report}: name an .html file")
+    from ..thumbnails import store_path  # numpy comes with it: only when a report is asked for
+
     for other in others:
-        if other is not None and os.path.abspath(other) == os.path.abspath(report):
-            raise UsageError(f"--report {report} is also the results file")
+        if other is None:
+            continue
+        if os.path.abspath(other) == os.path.abspath(report):
+            raise UsageError(f"--report {report} is also another output of this command")
+        if os.path.abspath(other) == os.path.abspath(store_path(report)):
+            raise UsageError(f"{other} is where --report {report} keeps its thumbnails: name another output")
     check_writable(report)
 
 

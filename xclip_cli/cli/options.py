@@ -111,7 +111,7 @@ OptionalSamplingOpt = Annotated[
 ]
 ReportOpt = Annotated[
     Path | None,
-    typer.Option(help="Also write a self-contained HTML page: thumbnails, top labels, problems (see README)."),
+    typer.Option(help="Also write a self-contained HTML page: what the model saw, the top labels, any problems."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Start the output afresh instead of resuming it.")]

@@ -122,7 +122,8 @@ def timeline(
     if report is not None:
         from ..report import timeline_report, write_report
 
-        write_report(timeline_report(result, segments, merge), report)
+        shown = segments if top_k >= 3 else result.segments(merge=merge, top_k=3)  # the page shows 3 labels at least
+        write_report(timeline_report(result, shown, merge), report)
     finish(None, output, plot, report, quiet=quiet)
 
 
