@@ -25,14 +25,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_classify import DEFAULT_WORKDIR, FPS, bench_setup, ensure_checkpoint, ensure_clip, log
+from bench_onnx import median_seconds
 
 from xclip_cli.backend import Backend
 from xclip_cli.classify import classify_videos
@@ -57,15 +55,6 @@ class Moved:
     mean_seconds: float
     max_seconds: float
     segment: float  # seconds per segment
-
-
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def moved(clip: Path, num_frames: int) -> Moved:

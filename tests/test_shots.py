@@ -21,15 +21,18 @@ CUTS = (20, 45, 60, 100)  # frames where a new shot starts; 120 frames in all
 LABELS = "cooking, dancing, skateboarding"
 
 
-def hard_cuts(path: Path) -> Path:
-    """Shots of different panning textures, cut hard at ``CUTS``."""
-    rng = np.random.default_rng(0)
-    bounds = [0, *CUTS, 120]
+def shot_frames(seed: int = 0) -> list[np.ndarray]:
+    """120 frames: shots of different panning textures, cut hard at ``CUTS``."""
+    rng = np.random.default_rng(seed)
     frames = []
-    for start, end in itertools.pairwise(bounds):
+    for start, end in itertools.pairwise([0, *CUTS, 120]):
         pattern = np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), 8, 0), 8, 1)
         frames += [np.roll(pattern, index, axis=1) for index in range(start, end)]  # a slow pan within a shot
-    return encode_video(path, frames, rate=RATE)
+    return frames
+
+
+def hard_cuts(path: Path) -> Path:
+    return encode_video(path, shot_frames(), rate=RATE)
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +89,7 @@ def test_without_pyscenedetect_shots_say_how_to_install(monkeypatch: pytest.Monk
 def test_cuts_land_on_frame_times_in_variable_rate_video_that_starts_late(tmp_path: Path) -> None:
     # Timestamps from 3 s on, in bursts and gaps: PySceneDetect's own clock (a constant rate from
     # the stream's start) would put the cuts elsewhere; they must be this tool's frame times.
-    rng = np.random.default_rng(1)
-    bounds = [0, *CUTS, 120]
-    frames = []
-    for start, end in itertools.pairwise(bounds):
-        pattern = np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), 8, 0), 8, 1)
-        frames += [np.roll(pattern, index, axis=1) for index in range(start, end)]
+    frames = shot_frames(seed=1)
     steps = [1 if index % 10 < 5 else 3 for index in range(120)]  # 1/24 s and 3/24 s apart
     pts = list(itertools.accumulate(steps, initial=72))[:120]  # the first frame at 3 s
     path = encode_video(tmp_path / "vfr.mkv", frames, rate=24, pts=pts)
