@@ -22,6 +22,7 @@ import pytest
 
 from xclip_cli.evaluation import compute_metrics
 from xclip_cli.results import Prediction, SearchHit, Timeline, VideoResult, Window
+from xclip_cli.tagging import Tag
 from xclip_cli.writers import (
     CSV_COLUMNS,
     TIMELINE_WRITERS,
@@ -72,6 +73,7 @@ RESULTS = (
         views=12,
         sampling="keyframes",
         keyframe_substitutes=2,
+        tags=(Tag("[bold]x[/bold]", 0.8125, 0.5), Tag("café au lait", 0.5, 0.5)),
         warnings=("truncated or damaged: frames cover only 2.50 s of the 9.00 s it declares", "second, kept apart"),
     ),
     VideoResult(
@@ -215,6 +217,7 @@ RECORD_KEYS = [
     "views",
     "sampling",
     "keyframe_substitutes",
+    "tags",
     "error",
     "warnings",
 ]
@@ -243,11 +246,16 @@ def test_json_document() -> None:
         "views": 1,
         "sampling": "exact",
         "keyframe_substitutes": 0,
+        "tags": None,
         "error": None,
         "warnings": [],
     }
     assert second["path"] == "vidéo ünïcode.mp4"
     assert (second["sampling"], second["keyframe_substitutes"]) == ("keyframes", 2)
+    assert second["tags"] == [
+        {"label": "[bold]x[/bold]", "score": 0.8125, "threshold": 0.5},
+        {"label": "café au lait", "score": 0.5, "threshold": 0.5},
+    ]
     assert second["warnings"] == list(RESULTS[1].warnings)
     assert second["predictions"][0]["label"] == "[bold]x[/bold]"
     assert failed == {
@@ -265,6 +273,7 @@ def test_json_document() -> None:
         "views": 1,
         "sampling": "exact",
         "keyframe_substitutes": None,
+        "tags": None,
         "error": "cannot open video (No such file or directory)",
         "warnings": [],
     }
@@ -388,6 +397,7 @@ def test_csv_header_and_rows() -> None:
         "top5_label": "",
         "top5_probability": "",
         "top_k": '[["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]',
+        "tags": "",
         "duration": "4.250",
         "width": "640",
         "height": "360",
@@ -403,6 +413,7 @@ def test_csv_header_and_rows() -> None:
     }
     assert rows[1]["warnings"] == " | ".join(RESULTS[1].warnings)
     assert (rows[1]["sampling"], rows[1]["keyframe_substitutes"]) == ("keyframes", "2")
+    assert json.loads(rows[1]["tags"]) == [["[bold]x[/bold]", 0.8125], ["café au lait", 0.5]]
     assert json.loads(rows[0]["top_k"]) == [["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]
     assert rows[1]["path"] == "vidéo ünïcode.mp4"
     assert json.loads(rows[1]["top_k"]) == [["[bold]x[/bold]", 0.99], ["café au lait", 0.01]]
@@ -415,6 +426,7 @@ def test_csv_error_row() -> None:
         "status": "error",
         **{f"top{rank}_{part}": "" for rank in range(1, 6) for part in ("label", "probability")},
         "top_k": "",
+        "tags": "",
         "duration": "",
         "width": "",
         "height": "",

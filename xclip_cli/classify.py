@@ -20,7 +20,7 @@ from .errors import VideoError
 from .labels import LabelSet
 from .media.decode import SampledVideo
 from .options import ClassifyOptions
-from .pipeline import frames_in_order, score_loaded
+from .pipeline import frames_in_order, score_loaded, scoring_text_features
 from .results import VideoResult
 
 
@@ -35,5 +35,5 @@ def classify_videos(
 
     ``ready`` holds videos already decoded for this runner and these options (``EarlyDecode``).
     """
-    text_features = runner.label_text_features(labelset)
+    text_features = scoring_text_features(runner, labelset, options.multi_label)
     yield from score_loaded(runner, frames_in_order(runner, paths, options, ready), text_features, labelset, options)

@@ -25,7 +25,16 @@ from .results import VideoResult
 from .scan import same_model
 
 TIMEOUT_SECONDS = 600.0
-FORWARDED = ("top_k", "start", "end", "clips", "crops", "timeout", "sampling")  # ClassifyOptions the server applies
+FORWARDED = (
+    "top_k",
+    "start",
+    "end",
+    "clips",
+    "crops",
+    "timeout",
+    "sampling",
+    "multi_label",
+)  # ClassifyOptions the server applies
 
 
 def server_info(server: str) -> dict[str, Any]:
@@ -75,6 +84,8 @@ def classify_remote(
             record = _upload(server, path, labels, settings)  # outside its roots: send the file itself
         if record.get("sampling", "exact") != options.sampling:  # a server from before --sampling ignores it
             raise UsageError(f"{server} does not support --sampling {options.sampling}: upgrade its xclip-cli")
+        if options.multi_label and record.get("status") == "ok" and record.get("tags") is None:
+            raise UsageError(f"{server} does not support --multi-label: upgrade its xclip-cli")
         yield VideoResult.from_record(record, path)
 
 

@@ -29,13 +29,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from .backend import Backend, VideoFeatures, softmax
+from .backend import Backend, VideoFeatures
 from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
 from .options import ClassifyOptions
-from .pipeline import frames_in_order, labelled_result, view_pixels
-from .results import SearchHit, VideoResult, rank
+from .pipeline import frames_in_order, labelled_result, result_scores, scoring_text_features, view_pixels
+from .results import SearchHit, VideoResult
 from .scan import same_model
 
 FORMAT = 1
@@ -269,7 +269,9 @@ def embed_videos(
         yield result
 
 
-def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 5) -> Iterator[VideoResult]:
+def score_index(
+    runner: Backend, index: Index, labelset: LabelSet, top_k: int = 5, multi_label: bool = False
+) -> Iterator[VideoResult]:
     """One result per indexed video, as ``classify`` would give it, without decoding anything."""
     index.check_runner(runner)
     # The index keeps how frames were sampled, not how many were keyframe substitutes.
@@ -277,7 +279,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
         "sampling": index.sampling,
         "keyframe_substitutes": 0 if index.sampling == "exact" else None,
     }
-    text_features = runner.label_text_features(labelset)
+    text_features = scoring_text_features(runner, labelset, multi_label)
     for chunk in _chunks(index.entries, SCORE_CHUNK):
         ok = [entry for entry in chunk if entry.status == "ok"]
         logits = runner.logits_from_features(index.features(ok), text_features) if ok else None
@@ -286,8 +288,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
             if entry.status != "ok" or logits is None:
                 yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error, **sampled)
                 continue
-            row = logits[position[entry.path]]
-            predictions = rank(softmax(row), row, labelset.names, top_k)
+            predictions, tags = result_scores(logits[position[entry.path]][None], labelset, top_k, multi_label)
             yield labelled_result(
                 entry.path,
                 index.model,
@@ -297,6 +298,7 @@ def score_index(runner: Backend, index: Index, labelset: LabelSet, top_k: int = 
                 duration=entry.duration,
                 width=entry.width,
                 height=entry.height,
+                tags=tags,
                 **sampled,
             )
 

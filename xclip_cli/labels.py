@@ -42,8 +42,8 @@ class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type:
         return super().construct_mapping(node, deep=deep)
 
 
-TOP_LEVEL_KEYS = frozenset({"name", "description", "source", "templates", "labels"})
-LABEL_KEYS = frozenset({"name", "prompts"})
+TOP_LEVEL_KEYS = frozenset({"name", "description", "source", "templates", "labels", "background"})
+LABEL_KEYS = frozenset({"name", "prompts", "threshold"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Label:
 
     name: str
     prompts: tuple[str, ...]
+    threshold: float | None = None  # --multi-label: the score at which the label applies (None: default)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class LabelSet:
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     description: str = ""
     source: str = ""
+    background: tuple[str, ...] = ()  # --multi-label: prompts every label is scored against (): default
 
     @property
     def names(self) -> list[str]:
@@ -77,9 +79,13 @@ class LabelSet:
 
     @property
     def digest(self) -> str:
-        """12 hex digits of the prompts' texts: two sets named alike but worded apart differ."""
-        texts = json.dumps(self.texts_per_label(), ensure_ascii=False).encode()
-        return hashlib.sha256(texts).hexdigest()[:12]
+        """12 hex digits of the prompts' texts (and of the tagging settings, when the set has any):
+        two sets named alike but worded apart differ."""
+        content: Any = self.texts_per_label()
+        limits = {label.name: label.threshold for label in self.labels if label.threshold is not None}
+        if self.background or limits:  # sets without them keep the digest they always had
+            content = {"texts": content, "background": list(self.background), "thresholds": limits}
+        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:12]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -189,12 +195,15 @@ def parse_labelset(data: Any, origin: str, default_name: str = "inline") -> Labe
     if not isinstance(raw_labels, list) or not raw_labels:
         raise fail("labels", f"expected a non-empty list, got {_kind(raw_labels)}")
     labels = tuple(_parse_label(item, f"labels[{index}]", fail) for index, item in enumerate(raw_labels))
+    background = tuple(_string_list(data["background"], "background", fail)) if "background" in data else ()
     seen: dict[str, int] = {}
     for index, label in enumerate(labels):
         if label.name in seen:
             raise fail(f"labels[{index}]", f"duplicate label {label.name!r} (also labels[{seen[label.name]}])")
         seen[label.name] = index
-    return LabelSet(name=name, labels=labels, templates=templates, description=description, source=source)
+    return LabelSet(
+        name=name, labels=labels, templates=templates, description=description, source=source, background=background
+    )
 
 
 def _parse_label(item: Any, key: str, fail: Any) -> Label:
@@ -210,7 +219,12 @@ def _parse_label(item: Any, key: str, fail: Any) -> Label:
         name = _string(item["name"], f"{key}.name", fail)
         prompts = item.get("prompts", [name])
         prompts = tuple(_string_list([prompts] if isinstance(prompts, str) else prompts, f"{key}.prompts", fail))
-        return Label(name=name, prompts=prompts)
+        threshold = item.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1
+        ):
+            raise fail(f"{key}.threshold", f"expected a number between 0 and 1 (a score), got {threshold!r}")
+        return Label(name=name, prompts=prompts, threshold=None if threshold is None else float(threshold))
     raise fail(key, f"expected a label name or a mapping with 'name' and 'prompts', got {_kind(item)}")
 
 

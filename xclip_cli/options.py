@@ -31,6 +31,7 @@ class ClassifyOptions:
     crops: int = 1  # 1: the processor's centre crop; 3: left/centre/right crops of the short-side resize
     sampling: str = "exact"  # exact: segment centres; keyframes: nearby keyframes where they save decoding
     thumbnails: bool = False  # small JPEGs of the frames the model saw, on each result (for --report)
+    multi_label: bool = False  # also score every label on its own against background prompts (tags)
 
     def __post_init__(self) -> None:
         if self.crops not in CROPS:

@@ -21,8 +21,29 @@ from .labels import LabelSet
 from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
-from .results import VideoResult, rank
+from .results import Prediction, VideoResult, rank
+from .tagging import Tag, background_prompts, tag_scores, tags_of
 from .thumbnails import video_thumbnails
+
+
+def scoring_text_features(runner: Backend, labelset: LabelSet, multi_label: bool = False) -> np.ndarray:
+    """The label set's text features; with ``multi_label``, the background prompts' after them
+    (``tagging.tag_scores`` splits the logits again)."""
+    features = runner.label_text_features(labelset)
+    if not multi_label:
+        return features
+    return np.concatenate([features, runner.text_features(background_prompts(labelset))])
+
+
+def result_scores(
+    logits: np.ndarray, labelset: LabelSet, top_k: int, multi_label: bool
+) -> tuple[tuple[Prediction, ...], tuple[Tag, ...] | None]:
+    """From one video's (views, labels [+ background]) logits: the top predictions (softmax over
+    the label set, averaged over views) and, with ``multi_label``, its tags."""
+    own = logits[:, : len(labelset)]
+    predictions = rank(softmax(own).mean(axis=0), own.mean(axis=0), labelset.names, top_k)
+    tags = tags_of(tag_scores(logits, len(labelset)).mean(axis=0), labelset) if multi_label else None
+    return predictions, tags
 
 
 def labelled_result(path: str, model: str, precision: str, labelset: LabelSet, **fields: Any) -> VideoResult:
@@ -152,8 +173,7 @@ def _score(
     # Multi-view testing: average each video's per-view probabilities (and, for reference, logits).
     per_video = np.split(all_logits, np.cumsum([len(views) for views in inputs])[:-1])
     for row, (path, video) in enumerate(pending):
-        logits = per_video[row]
-        predictions = rank(softmax(logits).mean(axis=0), logits.mean(axis=0), labelset.names, options.top_k)
+        predictions, tags = result_scores(per_video[row], labelset, options.top_k, options.multi_label)
         yield labelled_result(
             path,
             runner.model_id,
@@ -169,4 +189,5 @@ def _score(
             sampling=options.sampling,
             keyframe_substitutes=sum(plan.substitutes for plan in video.plans),
             thumbnails=video_thumbnails(video, runner.preprocess) if options.thumbnails else (),
+            tags=tags,
         )

@@ -34,7 +34,7 @@ from .backend import ONNX_PRECISIONS
 from .errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
 from .labels import LabelSet
 from .options import ClassifyOptions
-from .pipeline import sample_frames, score_loaded
+from .pipeline import sample_frames, score_loaded, scoring_text_features
 from .preprocess import PreprocessConfig
 from .results import VideoResult
 
@@ -105,7 +105,7 @@ def classify_videos_on_ray(
         onnx_folder=None if onnx_folder is None else str(onnx_folder),
         threads=max(1, int(ray_options.cpus_per_actor)),
     )
-    text_features = driver.label_text_features(labelset)
+    text_features = scoring_text_features(driver, labelset, options.multi_label)
     del driver  # the driver only needed it for the text side: free its memory for the scan
     if not paths:
         return iter(())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
+from .tagging import Tag
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,6 +65,7 @@ class VideoResult:
     warnings: tuple[str, ...] = ()  # what was wrong with a video that still classified (damage, truncation)
     sampling: str = "exact"  # how frames were chosen (ClassifyOptions.sampling)
     keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
+    tags: tuple[Tag, ...] | None = None  # --multi-label: the labels that apply (None: not asked)
     # JPEGs of the frames the model saw (ClassifyOptions.thumbnails); for the HTML report, not in records.
     thumbnails: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
@@ -92,6 +94,7 @@ class VideoResult:
             "views": self.views,
             "sampling": self.sampling,
             "keyframe_substitutes": self.keyframe_substitutes if self.ok else None,
+            "tags": None if self.tags is None else [tag.to_record() for tag in self.tags],
             "error": self.error,
             "warnings": list(self.warnings),
         }
@@ -115,6 +118,9 @@ class VideoResult:
             warnings=tuple(record.get("warnings", ())),
             sampling=record.get("sampling", "exact"),
             keyframe_substitutes=record.get("keyframe_substitutes", 0),
+            tags=None
+            if record.get("tags") is None
+            else tuple(Tag(t["label"], t["score"], t["threshold"]) for t in record["tags"]),
         )
 
 

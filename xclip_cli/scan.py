@@ -31,6 +31,7 @@ class RunSettings:
     num_labels: int
     precision: str = "fp32"
     sampling: str = "exact"
+    multi_label: bool = False
 
     def differences(self, record: dict[str, str]) -> str | None:
         """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
@@ -49,6 +50,10 @@ class RunSettings:
             return f"other labels, prompts or templates under the name {self.labelset!r} ({digests})"
         if record["status"] != "ok":
             return None
+        if (record.get("tags") or "") != "" and not self.multi_label:
+            return "--multi-label (rows with tags), this run has none"
+        if (record.get("tags") or "") == "" and self.multi_label:
+            return "no --multi-label (rows without tags), this run uses it"
         if record["views"] != str(self.views):
             views = f"{record['views']} view{'' if record['views'] == '1' else 's'} per video"
             return f"{views} (--clips x --crops), this run uses {self.views}"
@@ -126,12 +131,12 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
     return records
 
 
-_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling")
+_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags")
 
 
 def _before_sampling(columns: tuple[str, ...]) -> tuple[str, ...]:
     """The CSV header of xclip-cli 0.3 (before --sampling) for the same --top-k."""
-    return tuple(column for column in columns if column not in ("sampling", "keyframe_substitutes"))
+    return tuple(column for column in columns if column not in ("sampling", "keyframe_substitutes", "tags"))
 
 
 # The header of results files written before the per-rank columns and the label-set digest.

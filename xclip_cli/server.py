@@ -10,7 +10,8 @@ threads; the model runs one request at a time. Endpoints:
 * ``POST /classify?labels=...&top_k=...&name=clip.mp4`` with the video itself as the body
   (any other content type), at most ``max_upload`` bytes.
 
-Both also take ``start``, ``end``, ``clips``, ``crops``, ``sampling`` and ``timeout`` (``ClassifyOptions``).
+Both also take ``start``, ``end``, ``clips``, ``crops``, ``sampling``, ``multi_label`` and ``timeout``
+(``ClassifyOptions``).
 
 Both answer with what ``xclip classify --format json`` prints for that one video (a list of one
 record); a video that cannot be read is a record with ``"status": "error"``, as in the CLI.
@@ -191,7 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _options(fields: dict[str, Any]) -> ClassifyOptions:
     """A request's sampling options (JSON values, or query strings); a bad value is a 400."""
-    kinds = {"top_k": int, "clips": int, "crops": int, "start": float, "end": float, "timeout": float, "sampling": str}
+    kinds: dict[str, Any] = {"top_k": int, "clips": int, "crops": int, "start": float, "end": float}
+    kinds |= {"timeout": float, "sampling": str, "multi_label": _flag}
     values: dict[str, Any] = {}
     for key, kind in kinds.items():
         value = fields.get(key)
@@ -200,5 +202,17 @@ def _options(fields: dict[str, Any]) -> ClassifyOptions:
         try:
             values[key] = kind(value)
         except (TypeError, ValueError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"{key} {value!r} is not a number") from None
-    return ClassifyOptions(**values)  # UsageError (a 400) for values out of range
+            expected = "true or false" if kind is _flag else "a number"
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"{key} {value!r} is not {expected}") from None
+    return ClassifyOptions(**values)
+
+
+def _flag(value: Any) -> bool:
+    """A JSON boolean, or its query-string spelling."""
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1"):
+        return True
+    if str(value).lower() in ("false", "0"):
+        return False
+    raise ValueError(value)  # UsageError (a 400) for values out of range

@@ -16,6 +16,7 @@ from .timecodes import write_chapters, write_srt, write_vtt
 
 CSV_TAIL_COLUMNS = (
     "top_k",
+    "tags",
     "duration",
     "width",
     "height",
@@ -106,6 +107,9 @@ class TableWriter(Writer):
         for rank, prediction in enumerate(result.predictions, start=1):
             table.add_row(str(rank), escape(prediction.label), f"{prediction.probability:.4f}")
         self.console.print(table)
+        if result.tags is not None:
+            tags = ", ".join(f"{tag.label} {tag.score:.2f}" for tag in result.tags) or "none"
+            self.console.print(escape(f"tags (--multi-label): {tags}"), overflow="fold")
         self.console.print(escape(caption), style="dim", overflow="fold")  # not a caption: it would wrap
 
 
@@ -163,6 +167,7 @@ class CsvWriter(Writer):
             "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
             if result.predictions
             else "",
+            "tags": "" if result.tags is None else json.dumps([[t.label, round(t.score, 6)] for t in result.tags]),
             "duration": f"{result.duration:.3f}" if result.duration is not None else "",
             "width": result.width if result.width is not None else "",
             "height": result.height if result.height is not None else "",

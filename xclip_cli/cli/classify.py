@@ -49,6 +49,7 @@ from .options import (
     GlobOpt,
     LabelsOpt,
     ModelOpt,
+    MultiLabelOpt,
     OptionalDeviceOpt,
     OptionalModelOpt,
     OptionalPrecisionOpt,
@@ -92,6 +93,7 @@ def classify(
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
     sampling: OptionalSamplingOpt = None,
+    multi_label: MultiLabelOpt = False,
     index: Annotated[
         Path | None, typer.Option(help="Score the videos of an `xclip embed` index instead: nothing is decoded.")
     ] = None,
@@ -113,6 +115,7 @@ def classify(
         clips=clips,
         crops=crops,
         sampling=sampling or "exact",
+        multi_label=multi_label,
     )
     check_writable(output, videos or [])
     writer_class = WRITERS[pick_format(output_format, output, "classify")]
@@ -181,7 +184,7 @@ def _classify_index(
     top_k = options.top_k
     runner = load_runner(model or index.model, device, precision, backend)  # an explicit --model wins (and is checked)
     with open_output(output, fmt=writer_class.name) as stream:
-        scored = score_index(runner, index, labelset, top_k)
+        scored = score_index(runner, index, labelset, top_k, options.multi_label)
         results = (replace(result, path=display_path(result.path)) for result in scored)
         report = write_all(results, writer_class(stream, top_k=top_k), report_problems)
     if report.done == 0:
@@ -242,6 +245,7 @@ def scan(
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
     sampling: SamplingOpt = "exact",
+    multi_label: MultiLabelOpt = False,
     engine: Annotated[
         str,
         typer.Option(metavar="[local|ray]", help="local (this process), or ray: decode and classify on a Ray cluster."),
@@ -274,6 +278,7 @@ def scan(
         clips=clips,
         crops=crops,
         sampling=sampling,
+        multi_label=multi_label,
     )
     fmt = pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
     ray = _ray_options(
@@ -289,7 +294,7 @@ def scan(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
     settings = RunSettings(
-        model, labelset.name, labelset.digest, options.views, top_k, len(labelset), precision, sampling
+        model, labelset.name, labelset.digest, options.views, top_k, len(labelset), precision, sampling, multi_label
     )
     plan = plan_scan(found, output, settings, fmt, overwrite)
     if not plan.todo:

@@ -109,6 +109,14 @@ OptionalSamplingOpt = Annotated[
     str | None,
     typer.Option(metavar=choices(SAMPLINGS), help=SAMPLING_HELP + " [default: exact; with --index: the index's]"),
 ]
+MultiLabelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--multi-label",
+        help="Also tag: score every label on its own against background prompts; "
+        "list those above their threshold (possibly none).",
+    ),
+]
 ReportOpt = Annotated[
     Path | None,
     typer.Option(help="Also write a self-contained HTML page: what the model saw, the top labels, any problems."),

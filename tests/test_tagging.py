@@ -1,0 +1,144 @@
+"""Tagging (--multi-label): each label's own score, against background prompts, and its tags."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import invoke, write_video
+from test_equivalence import random_pixels, reference_logits
+
+from xclip_cli.classify import classify_videos
+from xclip_cli.errors import ExitCode, LabelSetError
+from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.pipeline import scoring_text_features
+from xclip_cli.runner import XClipRunner
+from xclip_cli.tagging import DEFAULT_BACKGROUND, DEFAULT_THRESHOLD, tag_scores, tags_of
+
+LABELS = ["cooking", "dancing", "skateboarding", "playing the violin", "walking the dog"]
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_model_dir: Path) -> XClipRunner:
+    return XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+
+
+def scores(
+    runner: XClipRunner, labels: list[str], pixels: np.ndarray, background: list[str] | None = None
+) -> np.ndarray:
+    data: dict[str, object] = {"labels": labels}
+    if background:
+        data["background"] = background
+    labelset = parse_labelset(data, origin="test")
+    logits = runner.video_logits(pixels, scoring_text_features(runner, labelset, multi_label=True))
+    return tag_scores(logits, len(labels))
+
+
+def test_a_score_equals_transformers_two_way_comparison(runner: XClipRunner, tiny_model_dir: Path) -> None:
+    pixels = random_pixels(2, runner, seed=5)
+    ours = scores(runner, LABELS, pixels)
+    for index, label in enumerate(LABELS):
+        # transformers' XCLIPModel on the label and the background prompts alone, softmaxed.
+        logits = reference_logits(tiny_model_dir, [label, *DEFAULT_BACKGROUND], pixels)
+        expected = torch.softmax(torch.from_numpy(logits).double(), dim=-1)[:, 0].numpy()
+        np.testing.assert_allclose(ours[:, index], expected, atol=1e-5)
+
+
+def test_a_score_does_not_depend_on_the_other_labels(runner: XClipRunner) -> None:
+    pixels = random_pixels(1, runner, seed=6)
+    among = scores(runner, LABELS, pixels)[0, LABELS.index("dancing")]
+    # Other labels in the same places: bit for bit the same score.
+    others = ["cooking", "dancing", "rowing", "singing in a choir", "fencing"]
+    assert scores(runner, others, pixels)[0, 1] == among
+    # Fewer or more labels: the same up to float32 rounding in the head, whose matrix products
+    # are blocked by how many texts there are (measured up to 1.6e-6; the logits differ ~1e-5).
+    alone = scores(runner, ["dancing"], pixels)[0, 0]
+    reordered = scores(runner, [*reversed(LABELS), "juggling", "knitting"], pixels)[0, len(LABELS) - 2]
+    assert abs(alone - among) < 5e-6 and abs(reordered - among) < 5e-6
+
+
+def test_the_background_is_the_label_sets_own_when_it_gives_one(runner: XClipRunner) -> None:
+    pixels = random_pixels(1, runner, seed=7)
+    default = scores(runner, ["dancing"], pixels)
+    own = scores(runner, ["dancing"], pixels, background=["a video of a cat", "a video of a car"])
+    assert abs(float(default[0, 0]) - float(own[0, 0])) > 1e-4  # the comparison really changed
+
+
+def test_tags_are_the_labels_at_or_above_their_thresholds() -> None:
+    labelset = parse_labelset(
+        {"labels": ["a", {"name": "b", "threshold": 0.8}, {"name": "c", "threshold": 0.1}, "d"]}, origin="t"
+    )
+    tags = tags_of(np.array([0.6, 0.7, 0.1, 0.2]), labelset)
+    assert [(tag.label, tag.threshold) for tag in tags] == [("a", DEFAULT_THRESHOLD), ("c", 0.1)]
+    assert tags_of(np.array([0.1, 0.1, 0.05, 0.1]), labelset) == ()  # none apply: no tags at all
+
+
+def test_scores_are_stable_for_large_logits() -> None:
+    logits = np.array([[900.0, -900.0, 899.0, 0.0]])  # labels 900 and -900; background 899 and 0
+    got = tag_scores(logits, 2)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[0], [1 / (1 + np.exp(-1)), 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"labels": [{"name": "a", "threshold": 1.5}]}, "labels[0].threshold: expected a number between 0 and 1"),
+        ({"labels": [{"name": "a", "threshold": True}]}, "labels[0].threshold: expected a number between 0 and 1"),
+        ({"labels": [{"name": "a", "threshold": "high"}]}, "labels[0].threshold: expected a number between 0 and 1"),
+        ({"labels": ["a"], "background": []}, "background: expected a non-empty list of strings"),
+        ({"labels": ["a"], "background": ["ok", 3]}, "background[1]: expected a string"),
+    ],
+)
+def test_tagging_settings_in_yaml_are_validated(data: dict[str, object], message: str) -> None:
+    with pytest.raises(LabelSetError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_labelset(data, origin="my.yaml")
+
+
+def test_tagging_settings_change_the_digest_only_when_given() -> None:
+    plain = parse_labelset({"labels": ["a", "b"]}, origin="t")
+    assert plain.digest == inline_labelset("a, b").digest
+    assert parse_labelset({"labels": [{"name": "a", "threshold": 0.3}, "b"]}, origin="t").digest != plain.digest
+    assert parse_labelset({"labels": ["a", "b"], "background": ["x"]}, origin="t").digest != plain.digest
+
+
+def test_multi_label_through_the_library_and_every_format(
+    runner: XClipRunner, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", num_frames=24)
+    labelset = inline_labelset(", ".join(LABELS))
+    (result,) = classify_videos(runner, [str(video)], labelset, ClassifyOptions(multi_label=True))
+    (plain,) = classify_videos(runner, [str(video)], labelset, ClassifyOptions())
+    assert plain.tags is None and result.tags is not None
+    # The softmax over the label set is untouched (up to float32 rounding of a larger batch).
+    assert [p.label for p in result.predictions] == [p.label for p in plain.predictions]
+    got, expected = ([p.probability for p in r.predictions] for r in (result, plain))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert all(tag.score >= tag.threshold for tag in result.tags)
+    args = ["classify", str(video), "-m", str(tiny_model_dir), "-l", ", ".join(LABELS), "--multi-label"]
+    record = json.loads(invoke([*args, "-f", "jsonl"]).stdout)
+    assert record["tags"] == [tag.to_record() for tag in result.tags]
+    row = next(csv.DictReader(io.StringIO(invoke([*args, "-f", "csv"]).stdout)))
+    assert json.loads(row["tags"]) == [[tag.label, round(tag.score, 6)] for tag in result.tags]
+    table = invoke([*args, "--backend", "torch"]).stdout
+    assert "tags (--multi-label):" in table
+    plain_row = next(csv.DictReader(io.StringIO(invoke([*args[:-1], "-f", "csv"]).stdout)))
+    assert plain_row["tags"] == ""  # not asked: empty, not "no tags"
+
+
+def test_a_scan_resumed_with_and_without_multi_label_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "a.mp4", num_frames=12)
+    out = tmp_path / "results.csv"
+    base = ["scan", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-q"]
+    assert invoke(base).exit_code == ExitCode.OK
+    write_video(folder / "b.mp4", num_frames=12)
+    again = invoke([*base, "--multi-label"])
+    assert again.exit_code == ExitCode.USAGE and "no --multi-label (rows without tags)" in again.stderr
