@@ -288,17 +288,15 @@ def score_index(
             if entry.status != "ok" or logits is None:
                 yield labelled_result(entry.path, index.model, runner.precision, labelset, error=entry.error, **sampled)
                 continue
-            predictions, tags = result_scores(logits[position[entry.path]][None], labelset, top_k, multi_label)
             yield labelled_result(
                 entry.path,
                 index.model,
                 runner.precision,
                 labelset,
-                predictions=predictions,
+                **result_scores(logits[position[entry.path]][None], labelset, top_k, multi_label),
                 duration=entry.duration,
                 width=entry.width,
                 height=entry.height,
-                tags=tags,
                 **sampled,
             )
 

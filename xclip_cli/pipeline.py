@@ -21,8 +21,8 @@ from .labels import LabelSet
 from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
-from .results import Prediction, VideoResult, rank
-from .tagging import Tag, background_prompts, tag_scores, tags_of
+from .results import VideoResult, rank
+from .tagging import background_prompts, tag_scores, tags_of
 from .thumbnails import video_thumbnails
 
 
@@ -35,15 +35,16 @@ def scoring_text_features(runner: Backend, labelset: LabelSet, multi_label: bool
     return np.concatenate([features, runner.text_features(background_prompts(labelset))])
 
 
-def result_scores(
-    logits: np.ndarray, labelset: LabelSet, top_k: int, multi_label: bool
-) -> tuple[tuple[Prediction, ...], tuple[Tag, ...] | None]:
-    """From one video's (views, labels [+ background]) logits: the top predictions (softmax over
-    the label set, averaged over views) and, with ``multi_label``, its tags."""
+def result_scores(logits: np.ndarray, labelset: LabelSet, top_k: int, multi_label: bool) -> dict[str, Any]:
+    """A result's fields from one video's (views, labels [+ background]) logits: the top
+    predictions (softmax over the label set, averaged over views) and, with ``multi_label``,
+    its tags and every label's own score."""
     own = logits[:, : len(labelset)]
-    predictions = rank(softmax(own).mean(axis=0), own.mean(axis=0), labelset.names, top_k)
-    tags = tags_of(tag_scores(logits, len(labelset)).mean(axis=0), labelset) if multi_label else None
-    return predictions, tags
+    fields: dict[str, Any] = {"predictions": rank(softmax(own).mean(axis=0), own.mean(axis=0), labelset.names, top_k)}
+    if multi_label:
+        scores = tag_scores(logits, len(labelset)).mean(axis=0)
+        fields |= {"tags": tags_of(scores, labelset), "label_scores": tuple(scores.tolist())}
+    return fields
 
 
 def labelled_result(path: str, model: str, precision: str, labelset: LabelSet, **fields: Any) -> VideoResult:
@@ -173,13 +174,12 @@ def _score(
     # Multi-view testing: average each video's per-view probabilities (and, for reference, logits).
     per_video = np.split(all_logits, np.cumsum([len(views) for views in inputs])[:-1])
     for row, (path, video) in enumerate(pending):
-        predictions, tags = result_scores(per_video[row], labelset, options.top_k, options.multi_label)
         yield labelled_result(
             path,
             runner.model_id,
             runner.precision,
             labelset,
-            predictions=predictions,
+            **result_scores(per_video[row], labelset, options.top_k, options.multi_label),
             timestamps=tuple(sorted({time for plan in video.plans for time in plan.timestamps})),
             duration=video.info.duration,
             width=video.info.width,
@@ -189,5 +189,4 @@ def _score(
             sampling=options.sampling,
             keyframe_substitutes=sum(plan.substitutes for plan in video.plans),
             thumbnails=video_thumbnails(video, runner.preprocess) if options.thumbnails else (),
-            tags=tags,
         )

@@ -66,6 +66,8 @@ class VideoResult:
     sampling: str = "exact"  # how frames were chosen (ClassifyOptions.sampling)
     keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
     tags: tuple[Tag, ...] | None = None  # --multi-label: the labels that apply (None: not asked)
+    # --multi-label: every label's own score, in label-set order (for `eval --multi-label`; not in records).
+    label_scores: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
     # JPEGs of the frames the model saw (ClassifyOptions.thumbnails); for the HTML report, not in records.
     thumbnails: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 

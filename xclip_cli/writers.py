@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
 from .timecodes import write_chapters, write_srt, write_vtt
+
+if TYPE_CHECKING:
+    from .multilabel import MultiLabelReport
 
 CSV_TAIL_COLUMNS = (
     "top_k",
@@ -304,6 +307,30 @@ def write_search(hits: Sequence[SearchHit], query: str, output_format: str, stre
 
 
 # --- evaluation reports (`xclip eval`) ----------------------------------------------------------
+
+
+def write_multilabel_report(report: MultiLabelReport, labelset: str, output_format: str, stream: TextIO) -> None:
+    """``eval --multi-label``: mAP and, per label, AP and precision/recall/F1 at its threshold."""
+    if output_format == "json":
+        json.dump(report.to_record(labelset), stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = data_console(stream)
+    table = Table(title=escape(f"{labelset}: per label (--multi-label)"), title_justify="left")
+    columns = ("label", "positives", "AP", "threshold", "precision", "recall", "F1")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "label" else "right")
+    for m in report.per_label:
+        ap = "no positives" if m.ap is None else f"{m.ap:.3f}"
+        row = (m.positives, ap, f"{m.threshold:.3g}", f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}")
+        table.add_row(escape(m.label), *map(str, row))
+    console.print(table)
+    mean_ap = "n/a (no label has a positive video)" if report.mean_ap is None else f"{report.mean_ap:.3f}"
+    failed = f", {report.failed} failed (left out)" if report.failed else ""
+    console.print(f"mAP {mean_ap} · {report.videos} videos{failed}", markup=False)
 
 
 def write_eval_report(report: EvalReport, labelset: str, output_format: str, stream: TextIO) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..checkpoints import DEFAULT_MODEL
-from ..errors import UsageError
-from ..labels import resolve_labels
+from ..errors import OutputError, UsageError
+from ..labels import LabelSet, resolve_labels
 from ..options import ClassifyOptions
 from .common import PLOT_EXTENSIONS, check_extension, check_writable, finish, load_runner, resumable, set_verbose
 from .options import (
@@ -53,6 +56,16 @@ def evaluate_command(
     clips: ClipsOpt = 1,
     crops: CropsOpt = 1,
     sampling: SamplingOpt = "exact",
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label", help="Score tags: DATA is a path,labels manifest (labels ';'-separated, or none)."
+        ),
+    ] = False,
+    fit_thresholds: Annotated[
+        Path | None,
+        typer.Option(help="With --multi-label: write the label set here with per-label thresholds of best F1."),
+    ] = None,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 2,
@@ -75,7 +88,17 @@ def evaluate_command(
     check_extension(output, "-o", ("csv",))
     check_extension(confusion, "--confusion", ("csv",))
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
+    check_extension(fit_thresholds, "--fit-thresholds", ("yaml", "yml"))
+    if fit_thresholds is not None and not multi_label:
+        raise UsageError("--fit-thresholds needs --multi-label")
     labelset = resolve_labels(labels)
+    if multi_label:
+        if confusion is not None or plot is not None:
+            raise UsageError("--confusion and --plot are for single-label eval, not --multi-label")
+        return _evaluate_tags(
+            data, labelset, model, options, precision, device, backend, output, overwrite, fit_thresholds,
+            output_format, quiet,
+        )  # fmt: skip
     plan = plan_evaluation(data, labelset, model, options, precision, output, overwrite)  # before any decoding
     for path in (output, confusion, plot):
         check_writable(path, [video.path for video in plan.dataset])
@@ -97,3 +120,91 @@ def evaluate_command(
 
         plot_confusion(report, plot)
     finish(None, output, confusion, plot, quiet=quiet)
+
+
+def _evaluate_tags(
+    data: Path,
+    labelset: LabelSet,
+    model: str,
+    options: ClassifyOptions,
+    precision: str,
+    device: str,
+    backend: str,
+    output: Path | None,
+    overwrite: bool,
+    fit_to: Path | None,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """``eval --multi-label``: AP, mAP and P/R/F1 at the thresholds in use; fitted thresholds."""
+    import numpy as np
+
+    from ..csvfile import AppendOnlyCsv
+    from ..evaluation import labelset_id
+    from ..multilabel import (
+        PREDICTION_COLUMNS,
+        compute_multilabel_metrics,
+        fit_thresholds,
+        fitted_labelset_yaml,
+        kept_rows,
+        load_multilabel_manifest,
+        prediction_row,
+        truth_matrix,
+    )
+    from ..tagging import thresholds
+    from ..writers import write_multilabel_report
+
+    if data.is_dir():
+        raise UsageError(f"{data}: --multi-label reads a path,labels manifest (labels ';'-separated), not a folder")
+    videos = load_multilabel_manifest(data, labelset)  # before any decoding: unknown labels stop here
+    for path in (output, fit_to):
+        check_writable(path, [video.path for video in videos])
+    settings = {
+        "labelset": labelset_id(labelset),
+        "model": model,
+        "views": str(options.views),
+        "precision": precision,
+        "sampling": options.sampling,
+    }
+    if output is not None and overwrite:
+        output.unlink(missing_ok=True)
+    kept = kept_rows(output, videos, settings) if output is not None else []
+    done = {row["path"]: row for row in kept}
+    todo = [video for video in videos if video.path not in done]
+    rows = {path: (row["status"], row["scores"]) for path, row in done.items()}
+    if todo:
+        from ..classify import classify_videos
+        from ..progress import ScanProgress
+
+        runner = load_runner(model, device, precision, backend)
+        tagged = replace(options, multi_label=True)
+        results = classify_videos(runner, [video.path for video in todo], labelset, tagged)
+        by_path = {video.path: video for video in todo}
+        with contextlib.ExitStack() as stack:
+            table = stack.enter_context(AppendOnlyCsv(output, PREDICTION_COLUMNS)) if output is not None else None
+            progress = stack.enter_context(ScanProgress(len(todo), skipped=len(kept), quiet=quiet))
+            stack.enter_context(resumable(output))
+            for result in results:
+                row = prediction_row(
+                    by_path[result.path], result.status, result.label_scores, result.error or "", settings
+                )
+                rows[result.path] = (row[2], row[3])
+                if table is not None:
+                    table.write_rows([row])
+                progress.update(result)
+    scored = [video for video in videos if rows[video.path][0] == "ok"]
+    scores = np.array([json.loads(rows[video.path][1]) for video in scored], dtype=np.float64).reshape(
+        len(scored), len(labelset)
+    )
+    truth = truth_matrix(scored, labelset)
+    report = compute_multilabel_metrics(
+        scores, truth, labelset.names, thresholds(labelset), failed=len(videos) - len(scored)
+    )
+    write_multilabel_report(report, labelset.name, output_format, sys.stdout)
+    if fit_to is not None:
+        fits = fit_thresholds(scores, truth, labelset.names)
+        try:
+            fit_to.write_text(fitted_labelset_yaml(labelset, fits, str(data)), encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{fit_to}: cannot write ({exc.strerror or exc})") from None
+    finish(None, output, fit_to, quiet=quiet)
