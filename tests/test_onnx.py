@@ -317,8 +317,9 @@ def test_every_command_gives_the_same_records_on_both_backends(
     model, labels = ["-m", str(tiny_model_dir)], ["-l", "cooking, dancing, surfing"]
     commands = {
         "classify": ["classify", str(clip_dir / "a.mp4"), *model, *labels, "--clips", "2", "-f", "json"],
-        "scan": ["scan", str(clip_dir), *model, *labels, "-f", "jsonl"],
+        "scan": ["scan", str(clip_dir), *model, *labels, "-f", "jsonl", "--multi-label"],
         "timeline": ["timeline", str(clip_dir / "a.mp4"), *model, *labels, "--window", "1", "-f", "json"],
+        "tags": ["timeline", str(clip_dir / "a.mp4"), *model, *labels, "--multi-label", "-f", "json"],
         "eval": ["eval", str(data), *model, *labels, "-f", "json", "-q"],
     }
     for name, args in commands.items():

@@ -142,3 +142,19 @@ def test_a_scan_resumed_with_and_without_multi_label_is_refused(tiny_model_dir: 
     write_video(folder / "b.mp4", num_frames=12)
     again = invoke([*base, "--multi-label"])
     assert again.exit_code == ExitCode.USAGE and "no --multi-label (rows without tags)" in again.stderr
+
+
+def test_timeline_windows_are_tagged_like_classify_of_that_stretch(runner: XClipRunner, tmp_path: Path) -> None:
+    from xclip_cli.options import TimelineOptions
+    from xclip_cli.timeline import build_timeline
+
+    video = write_video(tmp_path / "clip.mp4", num_frames=48)
+    labelset = parse_labelset({"labels": LABELS[:3], "background": ["a video"]}, origin="t")
+    timeline = build_timeline(runner, str(video), labelset, TimelineOptions(window=2, stride=2, multi_label=True))
+    for window in timeline.windows:
+        options = ClassifyOptions(start=window.start, end=window.end, multi_label=True)
+        (alone,) = classify_videos(runner, [str(video)], labelset, options)
+        np.testing.assert_allclose(window.tag_scores, alone.label_scores, atol=1e-5)
+    for segment in timeline.segments(merge=False):
+        assert segment.tags is not None and all(tag.score >= tag.threshold for tag in segment.tags)
+    assert build_timeline(runner, str(video), labelset, TimelineOptions(window=2)).segments()[0].tags is None

@@ -77,6 +77,7 @@ class TimelineOptions:
     timeout: float | None = None  # seconds the whole decoding may take
     thumbnails: bool = False  # a small JPEG of each window's middle frame (for --report)
     shots: bool = False  # windows follow the video's shots (PySceneDetect); --window caps their length
+    multi_label: bool = False  # also tag each segment (labels scored on their own, against background prompts)
 
     def __post_init__(self) -> None:
         if self.shots and self.stride is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
-from .tagging import Tag
+from .tagging import Tag, tags_above
 
 if TYPE_CHECKING:
     import numpy as np
@@ -158,6 +158,7 @@ class Window:
     probabilities: np.ndarray  # one per label
     logits: np.ndarray | None = None  # one per label (None: not known)
     thumbnail: bytes = field(default=b"", repr=False)  # a JPEG of the window's middle frame (for --report)
+    tag_scores: np.ndarray | None = None  # --multi-label: each label's own score
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class Segment:
     probability: float  # mean probability of ``label`` over the segment's windows
     windows: int
     predictions: tuple[Prediction, ...]  # top labels of the mean probabilities (and mean logits)
+    tags: tuple[Tag, ...] | None = None  # --multi-label: labels whose mean own score reaches their threshold
 
     def to_record(self) -> dict[str, Any]:
         """Times in seconds and in integer milliseconds."""
@@ -182,6 +184,7 @@ class Segment:
             "probability": self.probability,
             "windows": self.windows,
             "predictions": [{"label": p.label, "probability": p.probability} for p in self.predictions],
+            "tags": None if self.tags is None else [tag.to_record() for tag in self.tags],
         }
 
 
@@ -199,6 +202,7 @@ class Timeline:
     labels: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     shots: tuple[float, ...] | None = None  # with --shots: the times where shots start (cuts)
+    thresholds: tuple[float, ...] | None = None  # --multi-label: each label's threshold (segments get tags)
 
     def segments(self, merge: bool = True, top_k: int = 3) -> tuple[Segment, ...]:
         """Merged runs of equal top labels tiling the video, or (``merge=False``) raw windows."""
@@ -240,7 +244,16 @@ class Timeline:
             probability=float(np.mean([window.probabilities[best] for window in run])),
             windows=len(run),
             predictions=rank(mean, mean_logits, self.labels, top_k),
+            tags=self._tags(run),
         )
+
+    def _tags(self, run: list[Window]) -> tuple[Tag, ...] | None:
+        import numpy as np
+
+        known = [window.tag_scores for window in run if window.tag_scores is not None]
+        if self.thresholds is None or len(known) != len(run):
+            return None
+        return tags_above(self.labels, np.mean(known, axis=0).tolist(), self.thresholds)
 
 
 def _top(probabilities: np.ndarray) -> int:

@@ -69,12 +69,12 @@ def tag_scores(logits: np.ndarray, num_labels: int) -> np.ndarray:
 
 def tags_of(scores: np.ndarray, labelset: LabelSet) -> tuple[Tag, ...]:
     """The labels whose score reaches their threshold, highest score first (possibly none)."""
-    found = [
-        Tag(label.name, float(score), limit)
-        for label, score, limit in zip(labelset.labels, scores.tolist(), thresholds(labelset), strict=True)
-        if score >= limit
-    ]
-    return tuple(sorted(found, key=lambda tag: -tag.score))
+    return tags_above(labelset.names, scores.tolist(), thresholds(labelset))
+
+
+def tags_above(names: Sequence[str], scores: Sequence[float], limits: Sequence[float]) -> tuple[Tag, ...]:
+    found = [Tag(name, float(score), limit) for name, score, limit in zip(names, scores, limits, strict=True)]
+    return tuple(sorted((tag for tag in found if tag.score >= tag.threshold), key=lambda tag: -tag.score))
 
 
 def tags_record(tags: Sequence[Tag] | None) -> list[dict[str, Any]] | None:

@@ -33,10 +33,14 @@ from .labels import LabelSet
 from .media.decode import VideoReader, fill_missing
 from .media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
 from .options import TimelineOptions
+from .pipeline import scoring_text_features
 from .preprocess import preprocess_frame
 from .results import Timeline, Window
 from .shots import detect_cuts, shot_windows
+from .tagging import tag_scores, thresholds
 from .thumbnails import thumbnail
+
+Scored = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # a window's probabilities, logits, tag scores
 
 FRAME_SPACING = 1.0  # seconds between sampled frames in a default window: T frames -> T seconds
 TRIM_EVERY_WINDOWS = 32  # about two minutes of video with the default windows
@@ -76,7 +80,7 @@ def build_timeline(
     stride = options.stride if options.stride is not None else window / 2
     if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
         raise UsageError("--window and --stride must be positive numbers of seconds")
-    text_features = runner.label_text_features(labelset)
+    text_features = scoring_text_features(runner, labelset, options.multi_label)
     with VideoReader(path, options.timeout) as reader:
         cuts: tuple[float, ...] | None = None
         if options.shots:
@@ -91,7 +95,7 @@ def build_timeline(
         )
         with _Prefetch(decoded, PREFETCH_FRAMES) as frames:
             scored, warnings, thumbnails = _score_windows(
-                runner, reader.name, plans, frames, text_features, options, extents, on_progress
+                runner, reader.name, plans, frames, text_features, len(labelset), options, extents, on_progress
             )
             if on_progress is not None:
                 on_progress(reader.duration, reader.duration)
@@ -99,8 +103,8 @@ def build_timeline(
         warnings = list(reader.warnings()) + sorted(set(warnings))
     owned = extents if cuts is not None else _owned_stretches(extents, duration)  # shot windows tile already
     windows = tuple(
-        Window(start, end, owns_from, owns_to, probabilities, logits, thumbnail)
-        for (start, end), (owns_from, owns_to), (probabilities, logits), thumbnail in zip(
+        Window(start, end, owns_from, owns_to, probabilities, logits, thumbnail, tags)
+        for (start, end), (owns_from, owns_to), (probabilities, logits, tags), thumbnail in zip(
             extents, owned, scored, thumbnails, strict=True
         )
     )
@@ -115,6 +119,7 @@ def build_timeline(
         labels=tuple(labelset.names),
         warnings=tuple(warnings),
         shots=cuts,
+        thresholds=tuple(thresholds(labelset)) if options.multi_label else None,
     )
 
 
@@ -124,13 +129,14 @@ def _score_windows(
     plans: list[SamplingPlan],
     frames: Iterator[tuple[int, np.ndarray]],
     text_features: np.ndarray,
+    num_labels: int,
     options: TimelineOptions,
     extents: list[tuple[float, float]],
     on_progress: Callable[[float, float], None] | None = None,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], list[bytes]]:
+) -> tuple[list[Scored], list[str], list[bytes]]:
     """(probabilities, logits) of every window, scored in batches as their frames come in; the
     warnings; a JPEG of each window's middle frame (empty unless ``options.thumbnails``)."""
-    scored: list[tuple[np.ndarray, np.ndarray]] = []
+    scored: list[Scored] = []
     warnings: list[str] = []
     thumbnails: list[bytes] = []
     batch: list[np.ndarray] = []
@@ -139,13 +145,13 @@ def _score_windows(
         thumbnails.append(thumbnail(pixels[len(pixels) // 2], runner.preprocess) if options.thumbnails else b"")
         batch.append(pixels)
         if len(batch) >= max(1, options.batch_size):
-            scored += _score(runner, batch, text_features)
+            scored += _score(runner, batch, text_features, num_labels)
             batch = []
             if len(scored) % TRIM_EVERY_WINDOWS < max(1, options.batch_size):
                 _return_free_memory()
             if on_progress is not None:
                 on_progress(extents[len(scored) - 1][1], extents[-1][1])
-    scored += _score(runner, batch, text_features)
+    scored += _score(runner, batch, text_features, num_labels)
     return scored, warnings, thumbnails
 
 
@@ -265,12 +271,15 @@ def _window_pixels(
             del buffer[index]
 
 
-def _score(runner: Backend, batch: list[np.ndarray], text_features: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(probabilities, logits) of each window in ``batch``."""
+def _score(runner: Backend, batch: list[np.ndarray], text_features: np.ndarray, num_labels: int) -> list[Scored]:
+    """(probabilities, logits, tag scores or None) of each window in ``batch``; text features
+    past ``num_labels`` are background prompts (--multi-label)."""
     if not batch:
         return []
     logits = runner.video_logits(np.stack(batch), text_features)
-    return list(zip(softmax(logits), logits, strict=True))
+    own = logits[:, :num_labels]
+    tags = list(tag_scores(logits, num_labels)) if logits.shape[1] > num_labels else [None] * len(batch)
+    return list(zip(softmax(own), own, tags, strict=True))
 
 
 def _owned_stretches(extents: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:

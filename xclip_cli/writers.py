@@ -203,7 +203,18 @@ FORMATS = tuple(WRITERS)
 
 # --- timelines (`xclip timeline`): one function per format -------------------------------------
 
-TIMELINE_CSV_COLUMNS = ("path", "start", "end", "start_ms", "end_ms", "label", "probability", "windows", "top_k")
+TIMELINE_CSV_COLUMNS = (
+    "path",
+    "start",
+    "end",
+    "start_ms",
+    "end_ms",
+    "label",
+    "probability",
+    "windows",
+    "top_k",
+    "tags",
+)
 
 
 def clock(seconds: float) -> str:
@@ -221,8 +232,14 @@ def write_timeline_table(timeline: Timeline, segments: Sequence[Segment], merged
     table = Table(title=escape(timeline.path), title_justify="left")
     for name, justify in (("start", "right"), ("end", "right"), ("label", "left"), ("probability", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    tagged = timeline.thresholds is not None
+    if tagged:
+        table.add_column("tags (--multi-label)")
     for segment in segments:
-        table.add_row(clock(segment.start), clock(segment.end), escape(segment.label), f"{segment.probability:.4f}")
+        cells = [clock(segment.start), clock(segment.end), escape(segment.label), f"{segment.probability:.4f}"]
+        if tagged:
+            cells.append(escape(", ".join(f"{t.label} {t.score:.2f}" for t in segment.tags or ()) or "none"))
+        table.add_row(*cells)
     console.print(table)
     if timeline.shots is not None:
         windows = f"{len(timeline.shots) + 1} shots, windows up to {timeline.window:g} s"
@@ -254,7 +271,8 @@ def write_timeline_csv(timeline: Timeline, segments: Sequence[Segment], merged: 
         record = segment.to_record()
         top_k = json.dumps([[p.label, round(p.probability, 6)] for p in segment.predictions], ensure_ascii=False)
         row = [timeline.path, record["start"], record["end"], record["start_ms"], record["end_ms"]]
-        row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k]
+        tags = "" if segment.tags is None else json.dumps([[t.label, round(t.score, 6)] for t in segment.tags])
+        row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k, tags]
         writer.writerow([neutralise_formula(cell) for cell in row])
     stream.flush()
 

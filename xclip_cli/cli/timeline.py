@@ -32,6 +32,7 @@ from .options import (
     DeviceOpt,
     LabelsOpt,
     ModelOpt,
+    MultiLabelOpt,
     OutputOpt,
     PlotOpt,
     PrecisionOpt,
@@ -73,6 +74,7 @@ def timeline(
     output: OutputOpt = None,
     plot: PlotOpt = None,
     report: ReportOpt = None,
+    multi_label: MultiLabelOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per vision-encoder call (more helps on GPUs).")] = 1,
@@ -94,6 +96,7 @@ def timeline(
         timeout=timeout,
         thumbnails=report is not None,
         shots=shots,
+        multi_label=multi_label,
     )
     if shots:
         from ..shots import require_scenedetect
