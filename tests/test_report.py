@@ -109,6 +109,7 @@ def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: P
     (folder / "broken.mp4").write_text("<html>not a video</html>\n")
     results, page = tmp_path / "results.csv", tmp_path / "report.html"
     args = ["scan", str(folder), "-o", str(results), "--report", str(page), "-m", str(tiny_model_dir), "-l", LABELS]
+    args.append("--multi-label")  # the cards show tags too
     first = invoke([*args, "-q"])
     assert first.exit_code == ExitCode.PARTIAL, first.stderr
     dom = render(page, tmp_path, "#all", shot="scan-report.png")
@@ -118,6 +119,7 @@ def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: P
     assert {dom.text(name) for name in dom.find("span", "name")} <= {"cooking", "dancing", "skateboarding"}
     assert len(loaded_images(dom)) == 16  # 8 frames the model saw, for each video that decoded
     assert "an HTML page, not a video" in "".join(dom.text(p) for p in dom.find("p", "problem"))
+    assert len(dom.find("p", "tags")) == 2 and all(dom.text(p).startswith("tags: ") for p in dom.find("p", "tags"))
     # A resumed scan: the page still shows the earlier videos, with their thumbnails.
     write_video(folder / "c.mp4", num_frames=24)
     again = invoke([*args, "-q"])
@@ -125,6 +127,7 @@ def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: P
     assert set(read_thumbnails(store_path(page))) == {str(folder / n) for n in ("a.mp4", "b.mp4", "c.mp4")}
     dom = render(page, tmp_path, "#all")
     assert len(dom.find("article", "card")) == 4 and len(loaded_images(dom)) == 24
+    assert len(dom.find("p", "tags")) == 3  # read back from the CSV for the earlier videos
     # The filter, preset from the address: only the cards whose labels or path match stay visible.
     dom = render(page, tmp_path, "#q=broken")
     visible = [card for card in dom.find("article", "card") if "hidden" not in card[1]]

@@ -33,6 +33,7 @@ def scan_report(results: Sequence[VideoResult], thumbnails: Mapping[str, Sequenc
                 "path": _shown(result.path),
                 "status": result.status,
                 "labels": [[p.label, p.probability] for p in result.predictions],
+                "tags": None if result.tags is None else [[tag.label, tag.score] for tag in result.tags],
                 "error": result.error,
                 "warnings": list(result.warnings),
                 "duration": result.duration,
@@ -62,6 +63,7 @@ def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: boo
                 "probability": segment.probability,
                 "windows": segment.windows,
                 "labels": [[p.label, p.probability] for p in segment.predictions],
+                "tags": None if segment.tags is None else [[tag.label, tag.score] for tag in segment.tags],
                 "thumbs": _encoded([window.thumbnail] if window.thumbnail else []),
             }
         )

@@ -29,6 +29,7 @@ PAGE = """<!DOCTYPE html>
   .bar > span { display: block; height: 100%; background: #4a7fd0; }
   .p { text-align: right; font-variant-numeric: tabular-nums; }
   .warning { color: #8a5a00; font-size: 12px; margin: 2px 0; }
+  .tags { font-size: 12px; margin: 4px 0 0; color: #235; }
   .problem { color: #b00; font-size: 12px; margin: 2px 0; }
   .axis { position: relative; height: 34px; background: #eee; border-radius: 4px; margin: 8px 16px 0; }
   .axis .block { position: absolute; top: 0; bottom: 0; overflow: hidden; font-size: 11px; color: #fff; padding: 2px 3px;
@@ -98,6 +99,11 @@ function labelList(labels) {
 }
 // Images wait in this map, not in the DOM, until their card comes near the viewport.
 const pending = new WeakMap();
+function tagLine(tags) {
+  if (tags === null || tags === undefined) return null;
+  const text = tags.length ? tags.map(([label, score]) => label + " " + score.toFixed(2)).join(", ") : "none";
+  return el("p", "tags", "tags: " + text);
+}
 function strip(thumbs, alt) {
   const row = el("div", "strip");
   thumbs.forEach((jpeg, i) => {
@@ -147,9 +153,12 @@ function scanPage() {
     if (video.error) card.append(el("p", "problem", video.error));
     for (const warning of video.warnings) card.append(el("p", "warning", warning));
     if (video.labels.length) card.append(labelList(video.labels));
+    const videoTags = tagLine(video.tags);
+    if (videoTags) card.append(videoTags);
     if (video.labels.length) tops.set(video.labels[0][0], (tops.get(video.labels[0][0]) || 0) + 1);
     const status = video.status !== "ok" ? "error" : video.warnings.length ? "ok warnings" : "ok";
-    addCard(card, video.path + "\\n" + video.labels.map((l) => l[0]).join("\\n"), status, video.labels.length ? video.labels[0][0] : "");
+    const tagged = (video.tags || []).map((t) => t[0]).join("\\n");
+    addCard(card, video.path + "\\n" + video.labels.map((l) => l[0]).join("\\n") + "\\n" + tagged, status, video.labels.length ? video.labels[0][0] : "");
   }
   const chips = document.getElementById("chips");
   [...tops.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30).forEach(([label, count]) => {
@@ -190,6 +199,8 @@ function timelinePage() {
     card.append(el("div", "meta", segment.windows + " window" + (segment.windows === 1 ? "" : "s")));
     if (segment.thumbs.length) card.append(strip(segment.thumbs, segment.label));
     card.append(labelList(segment.labels));
+    const segmentTags = tagLine(segment.tags);
+    if (segmentTags) card.append(segmentTags);
     addCard(card, segment.labels.map((l) => l[0]).join("\\n"), "ok", segment.label);
   }
 }

@@ -8,6 +8,7 @@ videos and sharding them is ``media.discovery``'s.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
 from .results import Prediction, VideoResult
+from .tagging import Tag
 from .writers import FORMULA_PREFIXES, WARNING_SEPARATOR, csv_columns
 
 
@@ -184,6 +186,10 @@ def results_in(results: Path) -> list[VideoResult]:
                 height=int(row["height"]) if row.get("height") else None,
                 error=(row.get("error") or "error") if row.get("status") != "ok" else None,
                 warnings=tuple(row["warnings"].split(WARNING_SEPARATOR)) if row.get("warnings") else (),
+                # A CSV keeps each tag's label and score; its threshold is not kept (NaN).
+                tags=tuple(Tag(str(label), float(score), math.nan) for label, score in json.loads(row["tags"]))
+                if row.get("tags")
+                else None,
             )
         )
     return found
