@@ -49,13 +49,17 @@ def test_fitted_thresholds_are_the_known_best_and_reproduce_their_f1(tmp_path: P
     scores = np.array([[0.9, 0.4], [0.8, 0.35], [0.3, 0.5], [0.2, 0.1], [0.25, 0.45]])
     truth = np.array([[1, 1], [1, 0], [0, 1], [0, 0], [0, 1]], dtype=bool)
     fits = fit_thresholds(scores, truth, ["cooking", "dancing"])
-    # cooking: 0.8 separates perfectly (F1 1); dancing: >= 0.4 finds its three positives, no other.
-    assert [(fit.threshold, fit.f1, fit.positives) for fit in fits] == [(0.8, 1.0, 2), (0.4, 1.0, 3)]
+    # cooking: 0.8 separates perfectly (F1 1), the next lower score is 0.3: threshold halfway, 0.55;
+    # dancing: >= 0.4 finds its three positives and no other; the next lower is 0.35: 0.375.
+    assert [(fit.threshold, fit.f1, fit.positives) for fit in fits] == [
+        (pytest.approx(0.55), 1.0, 2),
+        (pytest.approx(0.375), 1.0, 3),
+    ]
     labelset = inline_labelset("cooking, dancing")
     path = tmp_path / "fitted.yaml"
     path.write_text(fitted_labelset_yaml(labelset, fits, "manifest.csv"), encoding="utf-8")
     fitted = load_labelset_file(path)
-    assert fitted.names == labelset.names and thresholds(fitted) == [0.8, 0.4]
+    assert fitted.names == labelset.names and thresholds(fitted) == [fit.threshold for fit in fits]
     again = compute_multilabel_metrics(scores, truth, fitted.names, thresholds(fitted))
     assert [m.f1 for m in again.per_label] == [fit.f1 for fit in fits]
     assert "F1 1.000 (2 positive of 5 videos)" in path.read_text()
@@ -65,7 +69,9 @@ def test_a_tie_in_f1_takes_the_higher_threshold() -> None:
     scores = np.array([[0.9], [0.6], [0.5]])
     truth = np.array([[1], [0], [0]], dtype=bool)
     (fit,) = fit_thresholds(scores, truth, ["a"])
-    assert (fit.threshold, fit.f1) == (0.9, 1.0)
+    assert (fit.threshold, fit.f1) == (pytest.approx(0.75), 1.0)  # halfway between 0.9 and 0.6
+    (everything,) = fit_thresholds(np.array([[0.2], [0.1]]), np.array([[1], [1]], bool), ["a"])
+    assert everything.threshold == pytest.approx(0.05)  # below the lowest score: halfway to 0
     (none,) = fit_thresholds(scores, np.zeros((3, 1), bool), ["a"])
     assert none.threshold is None  # nothing to fit without a positive
 
@@ -103,8 +109,11 @@ def test_the_cli_reports_fits_and_resumes(tiny_model_dir: Path, tmp_path: Path) 
     assert again.exit_code == ExitCode.OK and json.loads(again.stdout) == report
     assert out.read_text() == rows_before  # every video came from the predictions file
     # The fitted set reproduces the F1 the fit reported (nothing decoded: same predictions file).
-    refit = invoke([*args[:-2], "-l", str(fitted), "-f", "json", "-q"])
+    # The fitted set scores the same way (its thresholds change only the decisions): it resumes
+    # from the same predictions file, decoding nothing, and reproduces the F1 the fit reported.
+    refit = invoke([*args[:-2], "-l", str(fitted), "-f", "json", "-q", "-o", str(out)])
     assert refit.exit_code == ExitCode.OK, refit.stderr
+    assert out.read_text() == rows_before
     reported = {line.split('"')[1]: float(line.split("F1 ")[1].split()[0]) for line in fitted.read_text().splitlines()
                 if line.startswith("#   ") and "F1 " in line}  # fmt: skip
     refitted = {m["label"]: m["f1"] for m in json.loads(refit.stdout)["per_label"]}

@@ -89,9 +89,9 @@ def test_scores_are_stable_for_large_logits() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"labels": [{"name": "a", "threshold": 1.5}]}, "labels[0].threshold: expected a number between 0 and 1"),
-        ({"labels": [{"name": "a", "threshold": True}]}, "labels[0].threshold: expected a number between 0 and 1"),
-        ({"labels": [{"name": "a", "threshold": "high"}]}, "labels[0].threshold: expected a number between 0 and 1"),
+        ({"labels": [{"name": "a", "threshold": 1.5}]}, "labels[0].threshold: expected a number from 0 to 1"),
+        ({"labels": [{"name": "a", "threshold": True}]}, "labels[0].threshold: expected a number from 0 to 1"),
+        ({"labels": [{"name": "a", "threshold": "high"}]}, "labels[0].threshold: expected a number from 0 to 1"),
         ({"labels": ["a"], "background": []}, "background: expected a non-empty list of strings"),
         ({"labels": ["a"], "background": ["ok", 3]}, "background[1]: expected a string"),
     ],
@@ -101,47 +101,72 @@ def test_tagging_settings_in_yaml_are_validated(data: dict[str, object], message
         parse_labelset(data, origin="my.yaml")
 
 
-def test_tagging_settings_change_the_digest_only_when_given() -> None:
+def test_tagging_settings_have_their_own_digest() -> None:
+    from xclip_cli.tagging import tags_digest
+
     plain = parse_labelset({"labels": ["a", "b"]}, origin="t")
-    assert plain.digest == inline_labelset("a, b").digest
-    assert parse_labelset({"labels": [{"name": "a", "threshold": 0.3}, "b"]}, origin="t").digest != plain.digest
-    assert parse_labelset({"labels": ["a", "b"], "background": ["x"]}, origin="t").digest != plain.digest
+    limited = parse_labelset({"labels": [{"name": "a", "threshold": 0.3}, "b"]}, origin="t")
+    own = parse_labelset({"labels": ["a", "b"], "background": ["x"]}, origin="t")
+    assert plain.digest == limited.digest == own.digest == inline_labelset("a, b").digest  # the prompts
+    assert len({tags_digest(plain), tags_digest(limited), tags_digest(own)}) == 3  # what tagging uses
+
+
+def low_thresholds(tmp_path: Path, threshold: float = 0.01) -> Path:
+    """A label set whose thresholds the tiny random model's scores (0.1-0.35) pass: real tags."""
+    path = tmp_path / f"tags-{threshold}.yaml"
+    path.write_text("labels:\n" + "".join(f"  - {{name: {label}, threshold: {threshold}}}\n" for label in LABELS))
+    return path
 
 
 def test_multi_label_through_the_library_and_every_format(
     runner: XClipRunner, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    from xclip_cli.labels import load_labelset_file
+
     video = write_video(tmp_path / "clip.mp4", num_frames=24)
-    labelset = inline_labelset(", ".join(LABELS))
+    labelset = load_labelset_file(low_thresholds(tmp_path))
     (result,) = classify_videos(runner, [str(video)], labelset, ClassifyOptions(multi_label=True))
     (plain,) = classify_videos(runner, [str(video)], labelset, ClassifyOptions())
-    assert plain.tags is None and result.tags is not None
+    assert plain.tags is None and result.tags is not None and len(result.tags) == len(LABELS)
+    assert [tag.score for tag in result.tags] == sorted(result.label_scores or (), reverse=True)
     # The softmax over the label set is untouched (up to float32 rounding of a larger batch).
     assert [p.label for p in result.predictions] == [p.label for p in plain.predictions]
     got, expected = ([p.probability for p in r.predictions] for r in (result, plain))
     np.testing.assert_allclose(got, expected, atol=1e-6)
-    assert all(tag.score >= tag.threshold for tag in result.tags)
-    args = ["classify", str(video), "-m", str(tiny_model_dir), "-l", ", ".join(LABELS), "--multi-label"]
+    args = ["classify", str(video), "-m", str(tiny_model_dir), "-l", str(low_thresholds(tmp_path)), "--multi-label"]
     record = json.loads(invoke([*args, "-f", "jsonl"]).stdout)
-    assert record["tags"] == [tag.to_record() for tag in result.tags]
+    assert [tag["label"] for tag in record["tags"]] == [tag.label for tag in result.tags]
+    np.testing.assert_allclose([tag["score"] for tag in record["tags"]], [t.score for t in result.tags], atol=1e-6)
+    assert record["tags_digest"]
     row = next(csv.DictReader(io.StringIO(invoke([*args, "-f", "csv"]).stdout)))
-    assert json.loads(row["tags"]) == [[tag.label, round(tag.score, 6)] for tag in result.tags]
+    assert [label for label, _ in json.loads(row["tags"])] == [tag.label for tag in result.tags]
     table = invoke([*args, "--backend", "torch"]).stdout
-    assert "tags (--multi-label):" in table
+    assert "tags (--multi-label): " + result.tags[0].label in table
     plain_row = next(csv.DictReader(io.StringIO(invoke([*args[:-1], "-f", "csv"]).stdout)))
-    assert plain_row["tags"] == ""  # not asked: empty, not "no tags"
+    assert plain_row["tags"] == "" and plain_row["tags_digest"] == ""  # not asked: empty, not "no tags"
 
 
-def test_a_scan_resumed_with_and_without_multi_label_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_scan_resume_keeps_to_one_tagging(tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "videos"
     folder.mkdir()
     write_video(folder / "a.mp4", num_frames=12)
-    out = tmp_path / "results.csv"
-    base = ["scan", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-q"]
-    assert invoke(base).exit_code == ExitCode.OK
+    out, other = tmp_path / "results.csv", tmp_path / "other.csv"
+    base = ["scan", str(folder), "-m", str(tiny_model_dir), "-l", "cooking, dancing", "-q"]
+    assert invoke([*base, "-o", str(out)]).exit_code == ExitCode.OK
+    assert invoke([*base, "-o", str(other), "--multi-label"]).exit_code == ExitCode.OK
     write_video(folder / "b.mp4", num_frames=12)
-    again = invoke([*base, "--multi-label"])
-    assert again.exit_code == ExitCode.USAGE and "no --multi-label (rows without tags)" in again.stderr
+    tagged = invoke([*base, "-o", str(out), "--multi-label"])
+    assert tagged.exit_code == ExitCode.USAGE and "no --multi-label (rows without tags)" in tagged.stderr
+    untagged = invoke([*base, "-o", str(other)])
+    assert untagged.exit_code == ExitCode.USAGE and "--multi-label (rows with tags)" in untagged.stderr
+    # The same labels with other thresholds tag otherwise: refused too, naming what differs.
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("name: inline\nlabels:\n  - {name: cooking, threshold: 0.2}\n  - dancing\n")
+    moved = invoke(
+        ["scan", str(folder), "-m", str(tiny_model_dir), "-l", str(limits), "-q", "-o", str(other), "--multi-label"]
+    )
+    assert moved.exit_code == ExitCode.USAGE and "other tagging thresholds or background prompts" in moved.stderr
+    assert invoke([*base, "-o", str(other), "--multi-label"]).exit_code == ExitCode.OK  # as before: resumes
 
 
 def test_timeline_windows_are_tagged_like_classify_of_that_stretch(runner: XClipRunner, tmp_path: Path) -> None:

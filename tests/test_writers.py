@@ -74,6 +74,7 @@ RESULTS = (
         sampling="keyframes",
         keyframe_substitutes=2,
         tags=(Tag("[bold]x[/bold]", 0.8125, 0.5), Tag("café au lait", 0.5, 0.5)),
+        tags_digest="c0ffee123456",
         warnings=("truncated or damaged: frames cover only 2.50 s of the 9.00 s it declares", "second, kept apart"),
     ),
     VideoResult(
@@ -218,6 +219,7 @@ RECORD_KEYS = [
     "sampling",
     "keyframe_substitutes",
     "tags",
+    "tags_digest",
     "error",
     "warnings",
 ]
@@ -247,6 +249,7 @@ def test_json_document() -> None:
         "sampling": "exact",
         "keyframe_substitutes": 0,
         "tags": None,
+        "tags_digest": None,
         "error": None,
         "warnings": [],
     }
@@ -274,6 +277,7 @@ def test_json_document() -> None:
         "sampling": "exact",
         "keyframe_substitutes": None,
         "tags": None,
+        "tags_digest": None,
         "error": "cannot open video (No such file or directory)",
         "warnings": [],
     }
@@ -398,6 +402,7 @@ def test_csv_header_and_rows() -> None:
         "top5_probability": "",
         "top_k": '[["cooking", 0.712346], ["washing dishes", 0.2], ["eating a meal", 0.087654]]',
         "tags": "",
+        "tags_digest": "",
         "duration": "4.250",
         "width": "640",
         "height": "360",
@@ -427,6 +432,7 @@ def test_csv_error_row() -> None:
         **{f"top{rank}_{part}": "" for rank in range(1, 6) for part in ("label", "probability")},
         "top_k": "",
         "tags": "",
+        "tags_digest": "",
         "duration": "",
         "width": "",
         "height": "",

@@ -79,13 +79,10 @@ class LabelSet:
 
     @property
     def digest(self) -> str:
-        """12 hex digits of the prompts' texts (and of the tagging settings, when the set has any):
-        two sets named alike but worded apart differ."""
-        content: Any = self.texts_per_label()
-        limits = {label.name: label.threshold for label in self.labels if label.threshold is not None}
-        if self.background or limits:  # sets without them keep the digest they always had
-            content = {"texts": content, "background": list(self.background), "thresholds": limits}
-        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:12]
+        """12 hex digits of the prompts' texts: two sets named alike but worded apart differ.
+        (Tagging's thresholds and background have their own: ``tagging.tags_digest``.)"""
+        texts = json.dumps(self.texts_per_label(), ensure_ascii=False).encode()
+        return hashlib.sha256(texts).hexdigest()[:12]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -221,9 +218,9 @@ def _parse_label(item: Any, key: str, fail: Any) -> Label:
         prompts = tuple(_string_list([prompts] if isinstance(prompts, str) else prompts, f"{key}.prompts", fail))
         threshold = item.get("threshold")
         if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
         ):
-            raise fail(f"{key}.threshold", f"expected a number between 0 and 1 (a score), got {threshold!r}")
+            raise fail(f"{key}.threshold", f"expected a number from 0 to 1 (a score), got {threshold!r}")
         return Label(name=name, prompts=prompts, threshold=None if threshold is None else float(threshold))
     raise fail(key, f"expected a label name or a mapping with 'name' and 'prompts', got {_kind(item)}")
 

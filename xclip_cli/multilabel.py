@@ -169,18 +169,20 @@ def compute_multilabel_metrics(
 
 
 def fit_thresholds(scores: np.ndarray, truth: np.ndarray, names: Sequence[str]) -> list[Fit]:
-    """Per label, the threshold (one of its scores: ``score >= threshold`` applies) with the
-    highest F1 on these videos; ties go to the highest threshold (fewest tags)."""
+    """Per label, the threshold with the highest F1 on these videos (``score >= threshold``
+    applies); ties go to the highest (fewest tags). It sits halfway between the lowest score
+    tagged and the next lower one (0 below the lowest), so a score a rounding away from the data
+    is judged the same."""
     fits = []
     for column, name in enumerate(names):
         own, positives = scores[:, column], truth[:, column]
         if not positives.any():
             fits.append(Fit(name, None, 0.0, 0, len(own)))
             continue
-        best = max(
-            (f1_of(*counts_at(own, positives, float(candidate)))[2], float(candidate)) for candidate in np.unique(own)
-        )
-        fits.append(Fit(name, best[1], best[0], int(positives.sum()), len(own)))
+        distinct = np.unique(own)[::-1]  # high to low
+        f1, at = max((f1_of(*counts_at(own, positives, float(value)))[2], -k) for k, value in enumerate(distinct))
+        lower = float(distinct[-at + 1]) if -at + 1 < len(distinct) else 0.0
+        fits.append(Fit(name, (float(distinct[-at]) + lower) / 2, f1, int(positives.sum()), len(own)))
     return fits
 
 
@@ -193,11 +195,12 @@ def fitted_labelset_yaml(labelset: LabelSet, fits: Sequence[Fit], source: str) -
         entry: dict[str, Any] = {"name": label.name, "prompts": list(label.prompts)}
         threshold = fit.threshold if fit.threshold is not None else label.threshold
         if threshold is not None:
-            entry["threshold"] = float(np.clip(threshold, 1e-6, 1 - 1e-6))  # a score, strictly inside (0, 1)
+            entry["threshold"] = threshold
         labels.append(entry)
     data: dict[str, Any] = {"name": labelset.name, "templates": list(labelset.templates), "labels": labels}
-    if labelset.description:
-        data["description"] = labelset.description
+    for key in ("description", "source"):
+        if getattr(labelset, key):
+            data[key] = getattr(labelset, key)
     if labelset.background:
         data["background"] = list(labelset.background)
     lines = [
@@ -220,16 +223,17 @@ def fitted_labelset_yaml(labelset: LabelSet, fits: Sequence[Fit], source: str) -
 # --- the predictions file: one row per video as it finishes, the resume state -----------------
 
 PREDICTION_COLUMNS = (
-    "path", "labels", "status", "scores", "error", "labelset", "model", "views", "precision", "sampling",
+    "path", "labels", "status", "scores", "error", "labelset", "model", "views", "precision", "sampling", "background",
 )  # fmt: skip
-SETTINGS = ("labelset", "model", "views", "precision", "sampling")
+# What the scores depend on (not the thresholds: a set with fitted ones reuses the same rows).
+SETTINGS = ("labelset", "model", "views", "precision", "sampling", "background")
 
 
 def prediction_row(
     video: TaggedVideo, status: str, scores: Sequence[float] | None, error: str, settings: dict[str, str]
 ) -> list[str]:
     cells = [video.path, LABEL_SEPARATOR.join(video.labels), status]
-    cells += [json.dumps([round(float(s), 8) for s in scores]) if scores is not None else "", error]
+    cells += [json.dumps([float(s) for s in scores]) if scores is not None else "", error]  # exact: repr
     return cells + [settings[key] for key in SETTINGS]
 
 

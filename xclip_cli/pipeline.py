@@ -22,7 +22,7 @@ from .media.decode import SampledVideo, sample_video
 from .options import ClassifyOptions
 from .preprocess import PreprocessConfig, preprocess_crops
 from .results import VideoResult, rank
-from .tagging import background_prompts, tag_scores, tags_of
+from .tagging import background_prompts, tag_scores, tags_digest, tags_of
 from .thumbnails import video_thumbnails
 
 
@@ -43,7 +43,11 @@ def result_scores(logits: np.ndarray, labelset: LabelSet, top_k: int, multi_labe
     fields: dict[str, Any] = {"predictions": rank(softmax(own).mean(axis=0), own.mean(axis=0), labelset.names, top_k)}
     if multi_label:
         scores = tag_scores(logits, len(labelset)).mean(axis=0)
-        fields |= {"tags": tags_of(scores, labelset), "label_scores": tuple(scores.tolist())}
+        fields |= {
+            "tags": tags_of(scores, labelset),
+            "tags_digest": tags_digest(labelset),
+            "label_scores": tuple(scores.tolist()),
+        }
     return fields
 
 

@@ -66,6 +66,7 @@ class VideoResult:
     sampling: str = "exact"  # how frames were chosen (ClassifyOptions.sampling)
     keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
     tags: tuple[Tag, ...] | None = None  # --multi-label: the labels that apply (None: not asked)
+    tags_digest: str = ""  # --multi-label: tagging.tags_digest of the background and thresholds used
     # --multi-label: every label's own score, in label-set order (for `eval --multi-label`; not in records).
     label_scores: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
     # JPEGs of the frames the model saw (ClassifyOptions.thumbnails); for the HTML report, not in records.
@@ -97,6 +98,7 @@ class VideoResult:
             "sampling": self.sampling,
             "keyframe_substitutes": self.keyframe_substitutes if self.ok else None,
             "tags": None if self.tags is None else [tag.to_record() for tag in self.tags],
+            "tags_digest": self.tags_digest or None,
             "error": self.error,
             "warnings": list(self.warnings),
         }
@@ -123,6 +125,7 @@ class VideoResult:
             tags=None
             if record.get("tags") is None
             else tuple(Tag(t["label"], t["score"], t["threshold"]) for t in record["tags"]),
+            tags_digest=record.get("tags_digest") or "",
         )
 
 

@@ -34,6 +34,7 @@ class RunSettings:
     precision: str = "fp32"
     sampling: str = "exact"
     multi_label: bool = False
+    tags_digest: str = ""  # with multi_label: tagging.tags_digest of the label set
 
     def differences(self, record: dict[str, str]) -> str | None:
         """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
@@ -56,6 +57,9 @@ class RunSettings:
             return "--multi-label (rows with tags), this run has none"
         if (record.get("tags") or "") == "" and self.multi_label:
             return "no --multi-label (rows without tags), this run uses it"
+        if self.multi_label and (record.get("tags_digest") or "") != self.tags_digest:
+            digests = f"tags digest {record.get('tags_digest') or '?'}, this run {self.tags_digest}"
+            return f"other tagging thresholds or background prompts ({digests})"
         if record["views"] != str(self.views):
             views = f"{record['views']} view{'' if record['views'] == '1' else 's'} per video"
             return f"{views} (--clips x --crops), this run uses {self.views}"
@@ -133,12 +137,15 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
     return records
 
 
-_RECORD_KEYS = ("path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags")
+_RECORD_KEYS = (
+    "path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags", "tags_digest",
+)  # fmt: skip
 
 
 def _before_sampling(columns: tuple[str, ...]) -> tuple[str, ...]:
     """The CSV header of xclip-cli 0.3 (before --sampling) for the same --top-k."""
-    return tuple(column for column in columns if column not in ("sampling", "keyframe_substitutes", "tags"))
+    added = ("sampling", "keyframe_substitutes", "tags", "tags_digest")
+    return tuple(column for column in columns if column not in added)
 
 
 # The header of results files written before the per-rank columns and the label-set digest.

@@ -50,6 +50,24 @@ def background_prompts(labelset: LabelSet) -> tuple[str, ...]:
     return labelset.background if labelset.background else DEFAULT_BACKGROUND
 
 
+def background_digest(labelset: LabelSet) -> str:
+    """12 hex digits of the background prompts in use: what every score depends on."""
+    return _digest(list(background_prompts(labelset)))
+
+
+def tags_digest(labelset: LabelSet) -> str:
+    """12 hex digits of the tagging settings in use (background and every threshold, defaults
+    included): rows tagged otherwise must not be mixed into one results file."""
+    return _digest([list(background_prompts(labelset)), thresholds(labelset)])
+
+
+def _digest(content: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
 def thresholds(labelset: LabelSet) -> list[float]:
     return [DEFAULT_THRESHOLD if label.threshold is None else label.threshold for label in labelset.labels]
 

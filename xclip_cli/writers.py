@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 CSV_TAIL_COLUMNS = (
     "top_k",
     "tags",
+    "tags_digest",
     "duration",
     "width",
     "height",
@@ -171,6 +172,7 @@ class CsvWriter(Writer):
             if result.predictions
             else "",
             "tags": "" if result.tags is None else json.dumps([[t.label, round(t.score, 6)] for t in result.tags]),
+            "tags_digest": result.tags_digest,
             "duration": f"{result.duration:.3f}" if result.duration is not None else "",
             "width": result.width if result.width is not None else "",
             "height": result.height if result.height is not None else "",

@@ -293,8 +293,19 @@ def scan(
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
+    from ..tagging import tags_digest
+
     settings = RunSettings(
-        model, labelset.name, labelset.digest, options.views, top_k, len(labelset), precision, sampling, multi_label
+        model,
+        labelset.name,
+        labelset.digest,
+        options.views,
+        top_k,
+        len(labelset),
+        precision,
+        sampling,
+        multi_label,
+        tags_digest(labelset) if multi_label else "",
     )
     plan = plan_scan(found, output, settings, fmt, overwrite)
     if not plan.todo:

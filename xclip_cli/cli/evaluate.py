@@ -151,7 +151,7 @@ def _evaluate_tags(
         prediction_row,
         truth_matrix,
     )
-    from ..tagging import thresholds
+    from ..tagging import background_digest, thresholds
     from ..writers import write_multilabel_report
 
     if data.is_dir():
@@ -165,6 +165,7 @@ def _evaluate_tags(
         "views": str(options.views),
         "precision": precision,
         "sampling": options.sampling,
+        "background": background_digest(labelset),
     }
     if output is not None and overwrite:
         output.unlink(missing_ok=True)
