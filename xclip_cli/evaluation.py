@@ -175,16 +175,23 @@ def resumable_rows(
     Rows made with another label set, checkpoint, number of views, precision or sampling would
     mix two experiments: that stops the run. Videos relabelled since are redone.
     """
+    refuse_other_settings(rows, settings, SETTINGS, source)
+    labels = {video.path: video.label for video in dataset}
+    return [row for row in rows if labels.get(row["path"]) == row["label"]]
+
+
+def refuse_other_settings(
+    rows: Sequence[dict[str, str]], settings: dict[str, str], keys: Sequence[str], source: Path
+) -> None:
+    """``UsageError`` naming the first of ``keys`` in which a row of ``source`` differs from ``settings``."""
     for row in rows:
-        changed = [key for key in SETTINGS if row[key] != settings[key]]
+        changed = [key for key in keys if row[key] != settings[key]]
         if changed:
             key = changed[0]
             raise UsageError(
                 f"{source}: made with {key} {row[key]!r}, this run uses {settings[key]!r}; "
                 "use --overwrite or another -o"
             )
-    labels = {video.path: video.label for video in dataset}
-    return [row for row in rows if labels.get(row["path"]) == row["label"]]
 
 
 def protocol_views(protocol: str, clips: int, crops: int) -> tuple[int, int]:

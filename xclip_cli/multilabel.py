@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from .errors import UsageError
-from .evaluation import match_classes
+from .evaluation import match_classes, refuse_other_settings
 from .labels import LabelSet
 
 LABEL_SEPARATOR = ";"
@@ -248,13 +248,6 @@ def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, s
     if header != PREDICTION_COLUMNS:
         raise UsageError(f"{output}: not an xclip eval --multi-label predictions file; use --overwrite or another -o")
     records = [dict(zip(header, row, strict=True)) for row in rows]
-    for record in records:
-        changed = [key for key in SETTINGS if record[key] != settings[key]]
-        if changed:
-            key = changed[0]
-            raise UsageError(
-                f"{output}: made with {key} {record[key]!r}, this run uses {settings[key]!r}; "
-                "use --overwrite or another -o"
-            )
+    refuse_other_settings(records, settings, SETTINGS, output)
     labels = {video.path: LABEL_SEPARATOR.join(video.labels) for video in videos}
     return [record for record in records if labels.get(record["path"]) == record["labels"]]
