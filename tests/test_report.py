@@ -229,3 +229,13 @@ def test_the_thumbnail_store_keeps_odd_file_names_and_survives_a_cut_line(tmp_pa
     store.add("next.mp4", [b"\xff\xd8more"])
     store.close()
     assert set(read_thumbnails(path)) == {"caf\udce9.mp4", "next.mp4"}
+
+
+def test_a_report_is_readable_like_any_output(tmp_path: Path) -> None:
+    page = tmp_path / "shared.html"
+    umask = os.umask(0o022)
+    try:
+        write_report(scan_report(many_results(2, []), {}, "xclip scan"), page)
+    finally:
+        os.umask(umask)
+    assert page.stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600

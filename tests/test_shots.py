@@ -107,3 +107,11 @@ def test_timeout_with_shots_is_refused() -> None:
 
     with pytest.raises(UsageError, match="--timeout cannot bound --shots"):
         TimelineOptions(shots=True, timeout=10)
+
+
+def test_a_video_without_cuts_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
+    frames = shot_frames()[: CUTS[0]]  # the first shot only
+    video = encode_video(tmp_path / "one-shot.mp4", frames, rate=RATE)
+    result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-l", LABELS, "--shots", "--window", "1"])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert "--shots found no cut: one shot, split into windows of at most 1 s" in result.stderr

@@ -94,6 +94,10 @@ def write_report(data: Mapping[str, Any], path: Path) -> None:
     try:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, suffix=".tmp", delete=False) as handle:
             handle.write(html)
+        # A temporary file is private (0600); the page is meant to be shared like any output file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
         os.replace(handle.name, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None

@@ -23,7 +23,10 @@ def require_scenedetect() -> None:
     try:
         import scenedetect  # noqa: F401
     except ImportError:
-        raise UsageError("--shots needs PySceneDetect: pip install 'xclip-cli[shots]'") from None
+        raise UsageError(
+            "--shots needs PySceneDetect: pip install 'xclip-cli[shots]' "
+            "(in a source checkout: pip install -e '.[shots]')"
+        ) from None
 
 
 def detect_cuts(path: str, times: Sequence[float], threshold: float = SHOT_THRESHOLD) -> list[float]:

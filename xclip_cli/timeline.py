@@ -101,6 +101,8 @@ def build_timeline(
                 on_progress(reader.duration, reader.duration)
         duration = reader.duration
         warnings = list(reader.warnings()) + sorted(set(warnings))
+        if cuts == () and duration > window:
+            warnings.append(f"--shots found no cut: one shot, split into windows of at most {window:g} s")
     owned = extents if cuts is not None else _owned_stretches(extents, duration)  # shot windows tile already
     windows = tuple(
         Window(start, end, owns_from, owns_to, probabilities, logits, thumbnail, tags)

@@ -244,12 +244,14 @@ def write_timeline_table(timeline: Timeline, segments: Sequence[Segment], merged
         table.add_row(*cells)
     console.print(table)
     if timeline.shots is not None:
-        windows = f"{len(timeline.shots) + 1} shots, windows up to {timeline.window:g} s"
+        shots = len(timeline.shots) + 1
+        windows = f"{shots} shot{'s' * (shots != 1)}, windows up to {timeline.window:g} s"
     else:
         windows = f"windows of {timeline.window:g} s every {timeline.stride:g} s"
+    count = len(timeline.windows)
     caption = (
         f"{timeline.model} · {timeline.labelset} · {timeline.duration:.1f} s · {windows} · "
-        f"{len(timeline.windows)} windows" + (", merged" if merged else "")
+        f"{count} window{'s' * (count != 1)}" + (", merged" if merged else "")
     )
     console.print(escape(caption), style="dim", overflow="fold")
 
