@@ -10,7 +10,6 @@ the page through ``textContent`` only, so paths and labels can never become mark
 
 from __future__ import annotations
 
-import base64
 import bisect
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 from .errors import OutputError
 from .report_page import PAGE
 from .results import Segment, Timeline, VideoResult
+from .thumbnails import base64_jpegs
 
 
 def scan_report(results: Sequence[VideoResult], thumbnails: Mapping[str, Sequence[str]], title: str) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def scan_report(results: Sequence[VideoResult], thumbnails: Mapping[str, Sequenc
                 "warnings": list(result.warnings),
                 "duration": result.duration,
                 "size": f"{result.width}x{result.height}" if result.width and result.height else None,
-                "thumbs": list(thumbnails.get(result.path) or _encoded(result.thumbnails)),
+                "thumbs": list(thumbnails.get(result.path) or base64_jpegs(result.thumbnails)),
             }
         )
     models = sorted({result.model for result in results if result.model})
@@ -64,7 +64,7 @@ def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: boo
                 "windows": segment.windows,
                 "labels": [[p.label, p.probability] for p in segment.predictions],
                 "tags": None if segment.tags is None else [[tag.label, tag.score] for tag in segment.tags],
-                "thumbs": _encoded([window.thumbnail] if window.thumbnail else []),
+                "thumbs": base64_jpegs([window.thumbnail] if window.thumbnail else []),
             }
         )
     return {
@@ -107,10 +107,6 @@ def _shown(text: str) -> str:
     """Text as a page can show it: bytes of a file name that are not UTF-8 (held as surrogates)
     become U+FFFD, which is what a browser would draw for them anyway."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _encoded(jpegs: Sequence[bytes]) -> list[str]:
-    return [base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs]
 
 
 def _html_escape(text: str) -> str:

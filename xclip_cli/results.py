@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
-from .tagging import Tag, tags_above
+from .tagging import Tag, tags_above, tags_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,7 +97,7 @@ class VideoResult:
             "views": self.views,
             "sampling": self.sampling,
             "keyframe_substitutes": self.keyframe_substitutes if self.ok else None,
-            "tags": None if self.tags is None else [tag.to_record() for tag in self.tags],
+            "tags": tags_record(self.tags),
             "tags_digest": self.tags_digest or None,
             "error": self.error,
             "warnings": list(self.warnings),
@@ -187,7 +187,7 @@ class Segment:
             "probability": self.probability,
             "windows": self.windows,
             "predictions": [{"label": p.label, "probability": p.probability} for p in self.predictions],
-            "tags": None if self.tags is None else [tag.to_record() for tag in self.tags],
+            "tags": tags_record(self.tags),
         }
 
 

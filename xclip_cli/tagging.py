@@ -96,4 +96,12 @@ def tags_above(names: Sequence[str], scores: Sequence[float], limits: Sequence[f
 
 
 def tags_record(tags: Sequence[Tag] | None) -> list[dict[str, Any]] | None:
+    """The JSON form of a result's or segment's tags (None: --multi-label was not asked)."""
     return None if tags is None else [tag.to_record() for tag in tags]
+
+
+def tags_cell(tags: Sequence[Tag] | None) -> str:
+    """The CSV form: ``[[label, score], ...]`` (scores to 6 places); empty when not asked."""
+    import json
+
+    return "" if tags is None else json.dumps([[tag.label, round(tag.score, 6)] for tag in tags])

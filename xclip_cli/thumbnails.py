@@ -59,6 +59,11 @@ def video_thumbnails(video: SampledVideo[np.ndarray], config: PreprocessConfig) 
     return tuple(thumbnail(frame[len(frame) // 2] if frame.ndim == 4 else frame, config) for _, frame in seen)
 
 
+def base64_jpegs(jpegs: Iterable[bytes]) -> list[str]:
+    """JPEGs as the text a page (or the store) carries them in."""
+    return [base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs]
+
+
 def store_path(report: Path) -> Path:
     """Where a scan keeps thumbnails for the report ``report``: ``NAME.thumbs.jsonl`` beside it."""
     return report.with_name(report.stem + ".thumbs.jsonl")
@@ -78,7 +83,7 @@ class ThumbnailStore:
             raise OutputError(f"{path}: cannot write thumbnails ({exc.strerror or exc})") from None
 
     def add(self, path: str, jpegs: Iterable[bytes]) -> None:
-        encoded = [base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs]
+        encoded = base64_jpegs(jpegs)
         if not encoded:
             return
         # ASCII: a file name that is not UTF-8 (kept as surrogates) round-trips through \udcxx escapes.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
+from .tagging import tags_cell
 from .timecodes import write_chapters, write_srt, write_vtt
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class CsvWriter(Writer):
             "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
             if result.predictions
             else "",
-            "tags": "" if result.tags is None else json.dumps([[t.label, round(t.score, 6)] for t in result.tags]),
+            "tags": tags_cell(result.tags),
             "tags_digest": result.tags_digest,
             "duration": f"{result.duration:.3f}" if result.duration is not None else "",
             "width": result.width if result.width is not None else "",
@@ -275,8 +276,7 @@ def write_timeline_csv(timeline: Timeline, segments: Sequence[Segment], merged: 
         record = segment.to_record()
         top_k = json.dumps([[p.label, round(p.probability, 6)] for p in segment.predictions], ensure_ascii=False)
         row = [timeline.path, record["start"], record["end"], record["start_ms"], record["end_ms"]]
-        tags = "" if segment.tags is None else json.dumps([[t.label, round(t.score, 6)] for t in segment.tags])
-        row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k, tags]
+        row += [segment.label, f"{segment.probability:.6f}", segment.windows, top_k, tags_cell(segment.tags)]
         writer.writerow([neutralise_formula(cell) for cell in row])
     stream.flush()
 
