@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .backend import Backend, VideoFeatures
 from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
@@ -384,9 +385,7 @@ def _read_manifest(folder: Path) -> dict[str, object]:
 
 
 def _write_json(path: Path, data: dict[str, object]) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import text_cache
+from .atomic import write_text_atomic
 
 FORMAT = 3  # bump when the folder's layout or the exported graphs change
 MANIFEST = "manifest.json"
@@ -145,9 +146,7 @@ def entry_lock(folder: Path) -> Iterator[None]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` atomically: a reader sees the old file or the new one."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def install_entry(folder: Path, fill: Callable[[Path], None]) -> None:

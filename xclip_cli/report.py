@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .errors import OutputError
 from .report_page import PAGE
 from .results import Segment, Timeline, VideoResult
@@ -90,15 +89,8 @@ def write_report(data: Mapping[str, Any], path: Path) -> None:
     payload = json.dumps(data, ensure_ascii=True, allow_nan=False).replace("<", "\\u003c")
     head, tail = PAGE.split("__DATA__")
     html = head.replace("__TITLE__", _html_escape(_shown(str(data.get("title", "xclip report"))))) + payload + tail
-    folder = path.parent if str(path.parent) else Path(".")
     try:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, suffix=".tmp", delete=False) as handle:
-            handle.write(html)
-        # A temporary file is private (0600); the page is meant to be shared like any output file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, path)
+        write_text_atomic(path, html)  # permissions as for any output file (not a private temporary's)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 

@@ -313,7 +313,7 @@ def scan(
             with open_output(output) as stream:
                 WRITERS[fmt](stream, top_k=top_k).close()
         if report is not None:  # the page of what the results file holds
-            _write_scan_report(report, output, [], overwrite=False)
+            _write_scan_report(report, output, [])
         nothing_to_do(len(found), output, quiet)
         return finish(None, report, quiet=quiet)
     from ..progress import ScanProgress
@@ -329,7 +329,8 @@ def scan(
             progress.update(result)
             if store is not None:
                 store.add(result.path, result.thumbnails)
-                finished.extend([] if output is not None else [result])
+                if output is None:
+                    finished.append(result)
 
         try:
             with open_output(output, plan.appending, data_out, fmt) as stream, resumable(output):
@@ -340,11 +341,11 @@ def scan(
             if store is not None:
                 store.close()
     if report is not None:
-        _write_scan_report(report, output, finished, overwrite)
+        _write_scan_report(report, output, finished)
     finish(counts, output, report, quiet=quiet)
 
 
-def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult], overwrite: bool) -> None:
+def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:
     """The page of every video the results file holds (this run's and earlier runs'), or of
     this run's when the results went to stdout; thumbnails from the store beside the page."""
     from ..report import scan_report, write_report
