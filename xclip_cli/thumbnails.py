@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .csvfile import complete_lines, trim_partial_line
 from .errors import OutputError
 from .preprocess import PreprocessConfig
 
@@ -75,10 +76,9 @@ class ThumbnailStore:
     def __init__(self, path: Path, overwrite: bool = False) -> None:
         self.path = path
         try:
-            cut = not overwrite and path.exists() and path.stat().st_size > 0 and not _ends_in_newline(path)
+            if not overwrite and path.exists():
+                trim_partial_line(path)  # a line cut off by a kill, as results files do
             self.handle = open(path, "w" if overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
-            if cut:
-                self.handle.write("\n")  # a line cut off by a kill stays apart from the next one
         except OSError as exc:
             raise OutputError(f"{path}: cannot write thumbnails ({exc.strerror or exc})") from None
 
@@ -94,22 +94,15 @@ class ThumbnailStore:
         self.handle.close()
 
 
-def _ends_in_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
-
-
 def read_thumbnails(path: Path) -> dict[str, list[str]]:
     """Path -> base64 JPEGs from a thumbnail store; a line cut off by a kill is left out."""
     if not os.path.exists(path):
         return {}
     found: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                found[str(record["path"])] = [str(item) for item in record["jpeg"]]
-            except (ValueError, KeyError, TypeError):
-                continue
+    for line in complete_lines(path):
+        try:
+            record = json.loads(line)
+            found[str(record["path"])] = [str(item) for item in record["jpeg"]]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a store line: skipped, like a damaged one
     return found
