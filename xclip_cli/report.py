@@ -11,6 +11,7 @@ the page through ``textContent`` only, so paths and labels can never become mark
 from __future__ import annotations
 
 import bisect
+import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,9 +89,9 @@ def write_report(data: Mapping[str, Any], path: Path) -> None:
     # "</script>" would end the element and "<!--" change how the rest is parsed.
     payload = json.dumps(data, ensure_ascii=True, allow_nan=False).replace("<", "\\u003c")
     head, tail = PAGE.split("__DATA__")
-    html = head.replace("__TITLE__", _html_escape(_shown(str(data.get("title", "xclip report"))))) + payload + tail
+    page = head.replace("__TITLE__", html.escape(_shown(str(data.get("title", "xclip report"))))) + payload + tail
     try:
-        write_text_atomic(path, html)  # permissions as for any output file (not a private temporary's)
+        write_text_atomic(path, page)  # permissions as for any output file (not a private temporary's)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
@@ -99,7 +100,3 @@ def _shown(text: str) -> str:
     """Text as a page can show it: bytes of a file name that are not UTF-8 (held as surrogates)
     become U+FFFD, which is what a browser would draw for them anyway."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

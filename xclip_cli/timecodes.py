@@ -8,6 +8,7 @@ player shows them as the timeline says.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -63,7 +64,7 @@ def write_vtt(timeline: Timeline, segments: Sequence[Segment], merged: bool, str
     """WebVTT: the header, then cues; ``&``, ``<`` and ``>`` escaped as the format requires."""
     stream.write("WEBVTT\n\n")
     for segment, (start, end) in zip(segments, _milliseconds(segments), strict=True):
-        text = "\n".join(_vtt_escape(line) for line in cue_lines(segment))
+        text = "\n".join(html.escape(line, quote=False) for line in cue_lines(segment))  # &, <, >
         stream.write(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n")
     stream.flush()
 
@@ -79,10 +80,6 @@ def write_chapters(timeline: Timeline, segments: Sequence[Segment], merged: bool
         title = _ffmetadata_escape(", ".join(cue_lines(segment)))
         stream.write(f"\n[CHAPTER]\nTIMEBASE=1/1000\nSTART={start}\nEND={end}\ntitle={title}\n")
     stream.flush()
-
-
-def _vtt_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _ffmetadata_escape(text: str) -> str:
