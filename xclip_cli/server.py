@@ -204,7 +204,7 @@ def _options(fields: dict[str, Any]) -> ClassifyOptions:
         except (TypeError, ValueError):
             expected = "true or false" if kind is _flag else "a number"
             raise RequestError(HTTPStatus.BAD_REQUEST, f"{key} {value!r} is not {expected}") from None
-    return ClassifyOptions(**values)
+    return ClassifyOptions(**values)  # UsageError (a 400) for values out of range
 
 
 def _flag(value: Any) -> bool:
@@ -215,4 +215,4 @@ def _flag(value: Any) -> bool:
         return True
     if str(value).lower() in ("false", "0"):
         return False
-    raise ValueError(value)  # UsageError (a 400) for values out of range
+    raise ValueError(value)

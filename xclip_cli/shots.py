@@ -1,8 +1,9 @@
 """Shot boundaries for ``xclip timeline --shots``, from PySceneDetect's content detector.
 
 PySceneDetect (the ``scenedetect`` package, ``pip install 'xclip-cli[shots]'``) decodes the
-video once more, downscaled, and reports where the picture changes abruptly. Its frame numbers
-are mapped to this tool's frame times (from timestamps), so shots and windows share one clock.
+video once more (every frame, shrunk for the detector) and reports where the picture changes
+abruptly. Its cut times are mapped to this tool's frame times (from timestamps), so shots and
+windows share one clock.
 """
 
 from __future__ import annotations
