@@ -76,15 +76,22 @@ def load_dataset(source: Path) -> list[LabelledVideo]:
     raise UsageError(f"{source}: expected a folder of class folders or a .csv/.tsv manifest")
 
 
-def _read_manifest(source: Path) -> list[LabelledVideo]:
+def manifest_rows(source: Path, header: tuple[str, str]) -> tuple[list[list[str]], str]:
+    """The non-blank rows of a CSV/TSV manifest without its optional ``header`` row, and the
+    delimiter (a tab for .tsv); ``UsageError`` naming the file when it cannot be read."""
     delimiter = "\t" if source.suffix.lower() == ".tsv" else ","
     try:
         with open(source, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
             rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{source}: cannot read the manifest ({exc})") from None
-    if rows and [cell.strip().lower() for cell in rows[0][:2]] == ["path", "label"]:
+    if rows and [cell.strip().lower() for cell in rows[0][:2]] == list(header):
         rows = rows[1:]
+    return rows, delimiter
+
+
+def _read_manifest(source: Path) -> list[LabelledVideo]:
+    rows, delimiter = manifest_rows(source, ("path", "label"))
     videos = []
     for number, row in enumerate(rows, start=1):
         if len(row) < 2 or not row[0].strip() or not row[1].strip():

@@ -12,7 +12,6 @@ with them. The metric code is plain numpy, tested against hand-computed cases.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import yaml
 
 from .errors import UsageError
-from .evaluation import match_classes, refuse_other_settings
+from .evaluation import manifest_rows, match_classes, refuse_other_settings
 from .labels import LabelSet
 
 LABEL_SEPARATOR = ";"
@@ -84,14 +83,7 @@ class Fit:
 def load_multilabel_manifest(source: Path, labelset: LabelSet) -> list[TaggedVideo]:
     """Videos and their labels from a ``path,labels`` CSV/TSV; labels matched to ``labelset``
     as ``xclip eval`` matches class names (``UsageError`` naming any that match none)."""
-    delimiter = "\t" if source.suffix.lower() == ".tsv" else ","
-    try:
-        with open(source, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: cannot read the manifest ({exc})") from None
-    if rows and [cell.strip().lower() for cell in rows[0][:2]] == ["path", "labels"]:
-        rows = rows[1:]
+    rows, delimiter = manifest_rows(source, ("path", "labels"))
     videos, seen = [], set()
     for number, row in enumerate(rows, start=1):
         if not row[0].strip() or len(row) > 2:
