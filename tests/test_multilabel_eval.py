@@ -125,3 +125,39 @@ def test_the_cli_reports_fits_and_resumes(tiny_model_dir: Path, tmp_path: Path) 
     assert folder.exit_code == ExitCode.USAGE and "manifest" in folder.stderr
     fit_alone = invoke(["eval", str(manifest), "--fit-thresholds", str(fitted), "-l", "cooking, dancing"])
     assert fit_alone.exit_code == ExitCode.USAGE and "needs --multi-label" in fit_alone.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a.mp4,cooking\na.mp4,dancing\n", "row 2: a.mp4 is listed twice"),
+        ("a.mp4,cooking,dancing\n", "row 1: expected 'path,label;label;...'"),
+        ("path,labels\n", "the manifest lists no videos"),
+    ],
+)
+def test_a_bad_manifest_is_one_line_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(text, encoding="utf-8")
+    result = invoke(["eval", str(manifest), "--multi-label", "-l", "cooking, dancing"])
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith(f"xclip: error: {manifest}: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_multi_label_options_that_cannot_apply_are_refused(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("a.mp4,cooking\n", encoding="utf-8")
+    base = ["eval", str(manifest), "--multi-label", "-l", "cooking, dancing"]
+    confusion = invoke([*base, "--confusion", str(tmp_path / "c.csv")])
+    assert confusion.exit_code == ExitCode.USAGE and "--confusion and --plot are for single-label" in confusion.stderr
+    wrong = invoke([*base, "--fit-thresholds", str(tmp_path / "fitted.txt")])
+    assert wrong.exit_code == ExitCode.USAGE and "--fit-thresholds" in wrong.stderr and ".yaml" in wrong.stderr
+    # A predictions file made with other settings is not mixed into.
+    out = tmp_path / "p.csv"
+    out.write_text(
+        "path,labels,status,scores,error,labelset,model,views,precision,sampling,background\n"
+        f'{tmp_path / "a.mp4"},cooking,ok,"[0.5, 0.5]",,x,m,1,fp32,keyframes,b\n',
+        encoding="utf-8",
+    )
+    mixed = invoke([*base, "-o", str(out)])
+    assert mixed.exit_code == ExitCode.USAGE and f"{out}: made with labelset 'x'" in mixed.stderr
