@@ -135,12 +135,12 @@ def test_stored_video_embeddings_are_unit_length(tiny_model_dir: Path, footage: 
 
 
 def test_one_writer_at_a_time_and_only_its_own_files_are_touched(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from xclip_cli.errors import UsageError
+    from xclip_cli.locks import Busy
 
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     out = tmp_path / "index"
     first = IndexWriter(out, runner)
-    with pytest.raises(UsageError, match="another xclip embed is writing this index"):
+    with pytest.raises(Busy, match="another xclip is writing it"):
         IndexWriter(out, runner)
     first.close()
     (out / "notes-2024.npy").write_bytes(b"mine")

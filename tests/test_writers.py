@@ -45,6 +45,7 @@ MODEL = "microsoft/xclip-base-patch32"
 RESULTS = (
     VideoResult(
         path="videos/kitchen.mp4",
+        resolved_path="/footage/videos/kitchen.mp4",
         predictions=(
             Prediction("cooking", 0.7123456789, 24.125),
             Prediction("washing dishes", 0.2, 22.8),
@@ -205,6 +206,7 @@ def test_writers_registry() -> None:
 
 RECORD_KEYS = [
     "path",
+    "resolved_path",
     "status",
     "model",
     "precision",
@@ -231,6 +233,7 @@ def test_json_document() -> None:
     first, second, failed = records
     assert first == {
         "path": "videos/kitchen.mp4",
+        "resolved_path": "/footage/videos/kitchen.mp4",
         "status": "ok",
         "model": MODEL,
         "precision": "fp32",
@@ -263,6 +266,7 @@ def test_json_document() -> None:
     assert second["predictions"][0]["label"] == "[bold]x[/bold]"
     assert failed == {
         "path": "missing.mp4",
+        "resolved_path": None,
         "status": "error",
         "model": MODEL,
         "precision": "fp32",
@@ -389,6 +393,7 @@ def test_csv_header_and_rows() -> None:
     assert len(rows) == 3
     assert rows[0] == {
         "path": "videos/kitchen.mp4",
+        "resolved_path": "/footage/videos/kitchen.mp4",
         "status": "ok",
         "top1_label": "cooking",
         "top1_probability": "0.712346",
@@ -428,6 +433,7 @@ def test_csv_error_row() -> None:
     _, rows = parse_csv(render("csv"))
     assert rows[2] == {
         "path": "missing.mp4",
+        "resolved_path": "",
         "status": "error",
         **{f"top{rank}_{part}": "" for rank in range(1, 6) for part in ("label", "probability")},
         "top_k": "",

@@ -25,7 +25,7 @@ import numpy as np
 from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import UsageError
 from .labels import LabelSet
-from .media.discovery import find_videos
+from .media.discovery import find_videos, video_identity
 from .options import ClassifyOptions
 from .results import ClassScore, EvalReport, VideoResult
 
@@ -183,8 +183,8 @@ def resumable_rows(
     mix two experiments: that stops the run. Videos relabelled since are redone.
     """
     refuse_other_settings(rows, settings, SETTINGS, source)
-    labels = {video.path: video.label for video in dataset}
-    return [row for row in rows if labels.get(row["path"]) == row["label"]]
+    labels = {video_identity(video.path): video.label for video in dataset}  # however the path was written
+    return [row for row in rows if labels.get(video_identity(row["path"])) == row["label"]]
 
 
 def refuse_other_settings(
@@ -243,8 +243,8 @@ def plan_evaluation(
         "sampling": options.sampling,
     }
     kept = resumable_rows(earlier, dataset, settings, output) if output is not None else []
-    done = {row["path"] for row in kept}
-    todo = tuple(video for video in dataset if video.path not in done)
+    done = {video_identity(row["path"]) for row in kept}
+    todo = tuple(video for video in dataset if video_identity(video.path) not in done)
     return EvalPlan(tuple(dataset), identity, tuple(kept), todo, output, overwrite)
 
 

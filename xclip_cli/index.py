@@ -19,13 +19,14 @@ those of classifying the videos (tested), without decoding anything again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from .backend import Backend, VideoFeatures
 from .csvfile import AppendOnlyCsv, has_rows_or_header, read_rows
 from .errors import OutputError, UsageError, VideoError
 from .labels import LabelSet
+from .locks import exclusive
 from .options import ClassifyOptions
 from .pipeline import frames_in_order, labelled_result, result_scores, scoring_text_features, view_pixels
 from .results import SearchHit, VideoResult
@@ -81,7 +83,8 @@ class IndexWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{folder}: cannot create the index folder ({exc.strerror or exc})") from None
-        self.lock = _lock(folder)
+        self.lock = contextlib.ExitStack()  # two writers would mix shards
+        self.lock.enter_context(exclusive(folder, lock=folder / LOCK))
         if overwrite:
             for item in folder.iterdir():
                 if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
@@ -135,7 +138,7 @@ class IndexWriter:
             self.flush()
         finally:
             self.table.close()
-            self.lock.close()  # releases the lock
+            self.lock.close()
 
     def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
         table = []
@@ -335,23 +338,6 @@ def _same_vision(runner: Backend, manifest: dict[str, Any]) -> bool:
     """Whether the index's features came from ``runner``'s vision side (0.1.0's fingerprints too)."""
     stored = manifest.get("vision_fingerprint")
     return stored == runner.vision_fingerprint() or stored == runner.vision_fingerprint(legacy=True)
-
-
-def _lock(folder: Path) -> IO[str]:
-    """An exclusive lock on the index for this writer's lifetime: two writers would mix shards."""
-    handle = open(folder / LOCK, "a", encoding="utf-8")  # noqa: SIM115 (held until close)
-    try:
-        import fcntl
-
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # no fcntl (Windows): no lock
-        pass
-    except OSError:
-        handle.close()
-        raise UsageError(
-            f"{folder}: another xclip embed is writing this index; give each concurrent job its own -o"
-        ) from None
-    return handle
 
 
 def read_entries(folder: Path) -> list[IndexEntry]:

@@ -233,6 +233,7 @@ def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, s
     """Rows of an earlier run still valid for this one (same settings, the video's labels unchanged);
     ``UsageError`` for a file made otherwise, which must not be mixed with this run's rows."""
     from .csvfile import has_rows_or_header, read_rows
+    from .media.discovery import video_identity
 
     if not has_rows_or_header(output):
         return []
@@ -241,5 +242,5 @@ def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, s
         raise UsageError(f"{output}: not an xclip eval --multi-label predictions file; use --overwrite or another -o")
     records = [dict(zip(header, row, strict=True)) for row in rows]
     refuse_other_settings(records, settings, SETTINGS, output)
-    labels = {video.path: LABEL_SEPARATOR.join(video.labels) for video in videos}
-    return [record for record in records if labels.get(record["path"]) == record["labels"]]
+    labels = {video_identity(video.path): LABEL_SEPARATOR.join(video.labels) for video in videos}
+    return [record for record in records if labels.get(video_identity(record["path"])) == record["labels"]]

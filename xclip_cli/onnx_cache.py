@@ -26,6 +26,7 @@ from typing import Any
 
 from . import text_cache
 from .atomic import write_text_atomic
+from .locks import exclusive
 
 FORMAT = 3  # bump when the folder's layout or the exported graphs change
 MANIFEST = "manifest.json"
@@ -132,15 +133,10 @@ def remember_stamp(stamp: str, folder: Path) -> None:
 
 @contextlib.contextmanager
 def entry_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the entry ``folder`` while the block runs: one writer per entry."""
+    """An exclusive lock on the entry ``folder`` while the block runs: one writer per entry
+    (another process preparing the same checkpoint waits for it, then finds it ready)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "a", encoding="utf-8") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # no fcntl (Windows): no lock
-            pass
+    with exclusive(folder, lock=folder.parent / f"{folder.name}.lock", wait=True):
         yield
 
 

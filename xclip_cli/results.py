@@ -67,6 +67,7 @@ class VideoResult:
     keyframe_substitutes: int | None = 0  # frames that were keyframes near the exact ones (None: not known)
     tags: tuple[Tag, ...] | None = None  # --multi-label: the labels that apply (None: not asked)
     tags_digest: str = ""  # --multi-label: tagging.tags_digest of the background and thresholds used
+    resolved_path: str = ""  # media.discovery.video_identity(path) where it is known: a resume's key
     # --multi-label: every label's own score, in label-set order (for `eval --multi-label`; not in records).
     label_scores: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
     # JPEGs of the frames the model saw (ClassifyOptions.thumbnails); for the HTML report, not in records.
@@ -84,6 +85,7 @@ class VideoResult:
         """The JSON form (also one JSONL line, and the server's answer)."""
         return {
             "path": self.path,
+            "resolved_path": self.resolved_path or None,
             "status": self.status,
             "model": self.model,
             "precision": self.precision,
@@ -126,6 +128,7 @@ class VideoResult:
             if record.get("tags") is None
             else tuple(Tag(t["label"], t["score"], t["threshold"]) for t in record["tags"]),
             tags_digest=record.get("tags_digest") or "",
+            resolved_path=(record.get("resolved_path") or "") if path is None else "",  # the server's, not ours
         )
 
 

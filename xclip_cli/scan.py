@@ -7,6 +7,8 @@ videos and sharding them is ``media.discovery``'s.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -14,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
+from .media.discovery import video_identity
 from .results import Prediction, VideoResult
 from .tagging import Tag
 from .writers import FORMULA_PREFIXES, WARNING_SEPARATOR, csv_columns
@@ -78,20 +82,38 @@ def same_model(a: str, b: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """What a results file already holds, by video (``media.discovery.video_identity``)."""
+
+    ok: frozenset[str] = frozenset()
+    failed: frozenset[str] = frozenset()  # videos whose row is an error
+
+    @property
+    def done(self) -> frozenset[str]:
+        return self.ok | self.failed
+
+
 def finished_paths(results: Path, settings: RunSettings | None = None, fmt: str | None = None) -> set[str]:
-    """Paths already in a results file (CSV or JSONL), to skip when resuming.
+    """The videos (``video_identity``) already in a results file: see ``read_earlier``."""
+    return set(read_earlier(results, settings, fmt).done)
+
+
+def read_earlier(results: Path, settings: RunSettings | None = None, fmt: str | None = None) -> Earlier:
+    """The videos already in a results file (CSV or JSONL), to skip when resuming.
 
     With ``settings``, a file whose rows were made otherwise (another label set, model, number
     of views or --top-k) is refused with ``UsageError`` and left untouched: appending would mix
     two experiments in one file. A row cut off by a kill is then trimmed, so appending continues
     a valid file. ``fmt`` (csv or jsonl; default: from the extension) is what this run would
     append: a file that holds the other is refused, never appended to in another format.
+    Videos are known by the file their path leads to (``resolved_path``), so a rerun that names
+    them another way (relative, absolute, through a symlink) does not add them twice.
     """
     if not has_rows_or_header(results):
-        return set()
-    fmt = fmt or ("jsonl" if results.suffix.lower() == ".jsonl" else "csv")
-    with open(results, "rb") as handle:  # the first byte tells: a JSON object, or a CSV header
-        held = "jsonl" if handle.read(1) == b"{" else "csv"
+        return Earlier()
+    fmt = fmt or _format_of(results)
+    held = _held_format(results)
     if held != fmt:
         raise UsageError(
             f"{results}: holds {held} rows, this run writes {fmt} (-f {held} continues it); "
@@ -104,14 +126,28 @@ def finished_paths(results: Path, settings: RunSettings | None = None, fmt: str 
             if difference is not None:
                 raise UsageError(f"{results}: made with {difference}; use --overwrite or another -o")
     trim_partial_line(results)
-    return {record["path"] for record in records}
+    ok = frozenset(record["resolved_path"] for record in records if record["status"] == "ok")
+    failed = frozenset(record["resolved_path"] for record in records if record["status"] != "ok") - ok
+    return Earlier(ok, failed)
+
+
+def _format_of(results: Path) -> str:
+    return "jsonl" if results.suffix.lower() == ".jsonl" else "csv"
+
+
+def _held_format(results: Path) -> str:
+    with open(results, "rb") as handle:  # the first byte tells: a JSON object, or a CSV header
+        return "jsonl" if handle.read(1) == b"{" else "csv"
 
 
 def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, str]]:
     header, rows = read_rows(results)
     expected = csv_columns(settings.top_k) if settings is not None else header
+    ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
+    if header == _before_identity(csv_columns(len(ranked))):
+        header, rows = _add_identities(results, header, rows)
+        expected = csv_columns(settings.top_k) if settings is not None else header
     if header != expected:
-        ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
         if header == csv_columns(len(ranked)) and settings is not None:
             reason = f"made with --top-k {len(ranked)}, this run uses {settings.top_k}"
         elif header == LEGACY_CSV_COLUMNS or header == _before_sampling(csv_columns(len(ranked))):
@@ -120,7 +156,40 @@ def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, 
             raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
         raise UsageError(f"{results}: {reason}; use --overwrite or another -o")
     records = [dict(zip(header, row, strict=True)) for row in rows]
-    return [record | {"path": _unneutralise(record["path"])} for record in records]
+    return [_with_identity(record | {"path": _unneutralise(record["path"])}) for record in records]
+
+
+def _with_identity(record: dict[str, str]) -> dict[str, str]:
+    """A record keyed by its video: ``resolved_path`` as written, or (rows written by a process
+    that did not know it) the path resolved from here."""
+    return record | {"resolved_path": record.get("resolved_path") or video_identity(record["path"])}
+
+
+def _add_identities(
+    results: Path, header: tuple[str, ...], rows: list[list[str]]
+) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Bring a file of xclip-cli 0.4 (no ``resolved_path`` column) up to date, in place and
+    atomically, resolving its paths from the current folder; refused when a relative path
+    leads nowhere from here (the file was written from another folder)."""
+    paths = [_unneutralise(row[0]) for row in rows]
+    lost = next((path for path in paths if not os.path.isabs(path) and not os.path.exists(path)), None)
+    if lost is not None:
+        raise UsageError(
+            f"{results}: written by xclip-cli 0.4 with paths relative to the folder it ran in, and {lost} is "
+            "not found from here; rerun from that folder once (the file is then brought up to date)"
+        )
+    header = (*header, "resolved_path")
+    rows = [[*row, video_identity(path)] for row, path in zip(rows, paths, strict=True)]
+    _rewrite_csv(results, header, rows)
+    return header, rows
+
+
+def _rewrite_csv(results: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(results, text.getvalue())
 
 
 def _jsonl_records(results: Path) -> list[dict[str, str]]:
@@ -131,20 +200,47 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
             if not isinstance(record["path"], str):
                 raise TypeError
             fields = {key: "" if record.get(key) is None else str(record.get(key)) for key in _RECORD_KEYS}
-            records.append(fields | {"path": record["path"], "reported": str(len(record.get("predictions") or ()))})
+            fields |= {"path": record["path"], "reported": str(len(record.get("predictions") or ()))}
+            records.append(_with_identity(fields))
         except (ValueError, KeyError, TypeError):
             raise OutputError(f"{results}: line {number} is not an xclip result; use --overwrite") from None
     return records
 
 
+def drop_rows(results: Path, videos: frozenset[str], fmt: str) -> None:
+    """Remove the rows of ``videos`` (``video_identity``) from a results file, atomically (a
+    ``--retry-failed`` run replaces them with new rows)."""
+    if not videos:
+        return
+    if fmt == "jsonl":
+        lines = complete_lines(results)
+        kept = [
+            line
+            for line, record in zip(lines, _jsonl_records(results), strict=True)
+            if record["resolved_path"] not in videos
+        ]
+        write_text_atomic(results, "".join(kept))
+        return
+    header, rows = read_rows(results)
+    records = _csv_records(results, None)
+    kept_rows = [row for row, record in zip(rows, records, strict=True) if record["resolved_path"] not in videos]
+    _rewrite_csv(results, header, kept_rows)
+
+
 _RECORD_KEYS = (
-    "path", "status", "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags", "tags_digest",
+    "path", "resolved_path", "status",
+    "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags", "tags_digest",
 )  # fmt: skip
+
+
+def _before_identity(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The CSV header of xclip-cli 0.4 (before ``resolved_path``) for the same --top-k."""
+    return tuple(column for column in columns if column != "resolved_path")
 
 
 def _before_sampling(columns: tuple[str, ...]) -> tuple[str, ...]:
     """The CSV header of xclip-cli 0.3 (before --sampling) for the same --top-k."""
-    added = ("sampling", "keyframe_substitutes", "tags", "tags_digest")
+    added = ("sampling", "keyframe_substitutes", "tags", "tags_digest", "resolved_path")
     return tuple(column for column in columns if column not in added)
 
 
@@ -216,6 +312,9 @@ class ScanPlan:
     paths: tuple[str, ...]
     todo: tuple[str, ...]
     appending: bool  # the output holds earlier rows: continue it
+    kept: int = 0  # rows of earlier runs that stay in the output
+    kept_failed: int = 0  # ... of which errors (not retried): the exit code says they remain
+    retried: int = 0  # error rows of earlier runs removed to be done again (--retry-failed)
 
     @property
     def skipped(self) -> int:
@@ -223,9 +322,29 @@ class ScanPlan:
 
 
 def plan_scan(
-    paths: Sequence[str], output: Path | None, settings: RunSettings, fmt: str, overwrite: bool = False
+    paths: Sequence[str],
+    output: Path | None,
+    settings: RunSettings,
+    fmt: str,
+    overwrite: bool = False,
+    retry_failed: bool = False,
 ) -> ScanPlan:
     """What a scan of ``paths`` into ``output`` (written as ``fmt``) still has to do; refuses
-    (``UsageError``) an output made with other settings or in the other format."""
-    done = set() if overwrite or output is None else finished_paths(output, settings, fmt)
-    return ScanPlan(tuple(paths), tuple(path for path in paths if path not in done), appending=bool(done))
+    (``UsageError``) an output made with other settings or in the other format.
+
+    ``retry_failed``: the videos of ``paths`` whose earlier row is an error are done again, and
+    those rows are removed from ``output`` first (atomically), so each video keeps one row.
+    Call while holding ``locks.exclusive(output)``: the plan is only true while no one else
+    writes the file."""
+    earlier = Earlier() if overwrite or output is None else read_earlier(output, settings, fmt)
+    identities = {path: video_identity(path) for path in paths}
+    retried = earlier.failed & set(identities.values()) if retry_failed else frozenset()
+    if output is not None and retried:
+        drop_rows(output, retried, fmt)
+    done = earlier.done - retried
+    todo = tuple(path for path in paths if identities[path] not in done)
+    kept = len(earlier.done) - len(retried)
+    return ScanPlan(
+        tuple(paths), todo, appending=bool(kept) or (output is not None and retried != frozenset()),
+        kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried),
+    )  # fmt: skip

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
@@ -34,6 +36,7 @@ CSV_TAIL_COLUMNS = (
     "labelset_digest",
     "error",
     "warnings",
+    "resolved_path",
 )
 
 
@@ -188,6 +191,7 @@ class CsvWriter(Writer):
             "labelset_digest": result.labelset_digest,
             "error": result.error or "",
             "warnings": WARNING_SEPARATOR.join(result.warnings),
+            "resolved_path": result.resolved_path,
         }
         self.csv.writerow([neutralise_formula(row[column]) for column in self.columns])
         self.stream.flush()
@@ -377,3 +381,35 @@ def write_eval_report(report: EvalReport, labelset: str, output_format: str, str
         f"· {report.videos} videos{failed}",
         markup=False,
     )
+
+
+# What this tool's outputs begin with: records (JSON array, JSONL, CSV), timelines and search
+# hits in each form, Rich tables. Subtitles and chapters are recognised by their cues instead.
+_OUR_STARTS = re.compile(
+    r'\A(?:\[\s*(?:\]|\{\s*"path":)|\{\s*"(?:path|query)":|path,status,|path,start,end,|rank,path,score|query,rank,path'
+    r"|[^\n]*\n┏━|┏━)"
+)
+_CUE_TEXT = re.compile(r"^.+ \d+%(?:, .+ \d+%)*$")  # "cooking 65%", "cooking 65%, dancing 25%"
+_CUE_TIMING = re.compile(r"^(?:\d+:)?\d\d:\d\d[,.]\d{3} --> ")
+SNIFF_BYTES = 65536  # enough of a file to tell whose it is
+
+
+def holds_xclip_output(path: Path) -> bool:
+    """Whether writing over ``path`` loses nothing a person made: it is empty, or begins as an
+    output of this tool does (results, timelines or search hits in any format, tables), or is a
+    subtitle or chapter file whose every cue is a timeline's ('label 65%')."""
+    with open(path, "rb") as handle:
+        data = handle.read(SNIFF_BYTES)
+    head = data.decode("utf-8", "replace")
+    if not head.strip() or _OUR_STARTS.match(head):
+        return True
+    lines = [line.strip() for line in head.splitlines()]
+    if len(data) == SNIFF_BYTES:
+        lines = lines[:-1]  # cut off where the read ended
+    if lines[0] == ";FFMETADATA1":
+        texts = [line[len("title=") :] for line in lines if line.startswith("title=")]
+    elif lines[0].lstrip("\ufeff") == "WEBVTT" or lines[0].isdigit():
+        texts = [line for line in lines[1:] if line and not line.isdigit() and not _CUE_TIMING.match(line)]
+    else:
+        return False
+    return bool(texts) and all(_CUE_TEXT.match(text) for text in texts)

@@ -14,11 +14,13 @@ import typer
 from ..checkpoints import DEFAULT_MODEL
 from ..errors import UsageError
 from ..labels import LabelSet, resolve_labels
+from ..locks import exclusive
 from ..options import ClassifyOptions
-from ..results import VideoResult
+from ..results import Report, VideoResult
 from ..writers import WRITERS, Writer
 from .common import (
     check_no_folders,
+    check_replaceable,
     check_report,
     check_some_input_exists,
     check_writable,
@@ -59,7 +61,9 @@ from .options import (
     PrecisionOpt,
     QuietOpt,
     RecursiveOpt,
+    ReplaceOpt,
     ReportOpt,
+    RetryFailedOpt,
     SamplingOpt,
     ScanFormatOpt,
     ShardOpt,
@@ -71,6 +75,7 @@ from .options import (
 
 if TYPE_CHECKING:
     from ..early import EarlyDecode
+    from ..scan import ScanPlan
 
 
 def classify(
@@ -83,6 +88,7 @@ def classify(
     top_k: TopKOpt = 5,
     output_format: FormatOpt = None,
     output: OutputOpt = None,
+    overwrite: ReplaceOpt = False,
     device: OptionalDeviceOpt = None,
     start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
     end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
@@ -118,6 +124,7 @@ def classify(
         multi_label=multi_label,
     )
     check_writable(output, videos or [])
+    check_replaceable(output, overwrite)
     writer_class = WRITERS[pick_format(output_format, output, "classify")]
     labelset = resolve_labels(labels) if server is None else None  # a server resolves its own labels
     if labelset is not None and len(labelset) == 1:
@@ -229,6 +236,7 @@ def scan(
     output: OutputOpt = None,
     from_file: FromFileOpt = None,
     overwrite: OverwriteOpt = False,
+    retry_failed: RetryFailedOpt = False,
     recursive: RecursiveOpt = True,
     glob: GlobOpt = None,
     ext: ExtOpt = None,
@@ -267,7 +275,7 @@ def scan(
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from ..media.discovery import collect_paths
     from ..scan import RunSettings, plan_scan
-    from ..thumbnails import ThumbnailStore, store_path
+    from ..thumbnails import store_path
 
     set_verbose(verbose)
     options = ClassifyOptions(
@@ -286,6 +294,10 @@ def scan(
     )
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
+    if retry_failed and (overwrite or output is None):
+        raise UsageError("--retry-failed redoes the error rows of an -o results file; " + (
+            "--overwrite starts it afresh: give one of them" if overwrite else "name the file with -o"
+        ))  # fmt: skip
     labelset = resolve_labels(labels)
     check_writable(output)
     check_report(report, output)
@@ -307,15 +319,42 @@ def scan(
         multi_label,
         tags_digest(labelset) if multi_label else "",
     )
-    plan = plan_scan(found, output, settings, fmt, overwrite)
+    with exclusive(output), exclusive(store_path(report) if report is not None else None):
+        plan = plan_scan(found, output, settings, fmt, overwrite, retry_failed)
+        counts = _run_scan(
+            plan, output, fmt, report, overwrite, model, labelset, options, ray, device, precision, backend, quiet
+        )
+    finish(counts, output if plan.todo else None, report, quiet=quiet)
+
+
+def _run_scan(
+    plan: ScanPlan,
+    output: Path | None,
+    fmt: str,
+    report: Path | None,
+    overwrite: bool,
+    model: str,
+    labelset: LabelSet,
+    options: ClassifyOptions,
+    ray: Any,
+    device: str,
+    precision: str,
+    backend: str,
+    quiet: bool,
+) -> Report:
+    """Classify what ``plan`` leaves to do, appending each row to ``output`` as it finishes;
+    counts for the exit code cover the rows of earlier runs that stay (their errors too)."""
+    from ..thumbnails import ThumbnailStore, store_path
+
+    earlier = Report(done=plan.kept, failed=plan.kept_failed)
     if not plan.todo:
         if output is not None and not output.exists():  # an empty shard still leaves its (header-only) file
-            with open_output(output) as stream:
-                WRITERS[fmt](stream, top_k=top_k).close()
+            with open_output(output, locked=True) as stream:
+                WRITERS[fmt](stream, top_k=options.top_k).close()
         if report is not None:  # the page of what the results file holds
             _write_scan_report(report, output, [])
-        nothing_to_do(len(found), output, quiet)
-        return finish(None, report, quiet=quiet)
+        nothing_to_do(len(plan.paths), output, quiet, plan.kept_failed)
+        return earlier
     from ..progress import ScanProgress
 
     data_out = sys.stdout
@@ -333,16 +372,16 @@ def scan(
                     finished.append(result)
 
         try:
-            with open_output(output, plan.appending, data_out, fmt) as stream, resumable(output):
-                writer = WRITERS[fmt](stream, appending=plan.appending, top_k=top_k)
+            with open_output(output, plan.appending, data_out, fmt, locked=True) as stream, resumable(output, report):
+                writer = WRITERS[fmt](stream, appending=plan.appending, top_k=options.top_k)
                 with ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=quiet) as progress:
                     counts = write_all(results, writer, each)
         finally:
             if store is not None:
                 store.close()
-    if report is not None:
-        _write_scan_report(report, output, finished)
-    finish(counts, output, report, quiet=quiet)
+            if report is not None:  # also on Ctrl-C: the page of what is done (cheap)
+                _write_scan_report(report, output, finished)
+    return Report(done=counts.done + earlier.done, failed=counts.failed + earlier.failed)
 
 
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:

@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +16,7 @@ import typer
 
 from ..backend import Backend
 from ..errors import ExitCode, Interrupted, OutputError, UsageError
+from ..locks import exclusive
 from ..results import Report, VideoResult
 from ..writers import FORMATS, Writer, data_console
 from .errors import say
@@ -160,24 +162,36 @@ def display_path(path: str) -> str:
 
 @contextlib.contextmanager
 def open_output(
-    path: Path | None, append: bool = False, stdout: TextIO | None = None, fmt: str | None = None
+    path: Path | None, append: bool = False, stdout: TextIO | None = None, fmt: str | None = None, locked: bool = False
 ) -> Iterator[TextIO]:
-    """stdout (or ``stdout``), or the ``-o`` file (created, truncated or appended to). Writing
-    ``fmt`` into a file whose extension names another format (``-f json -o x.csv``) is done, as
-    asked, with a warning."""
+    """stdout (or ``stdout``), or the ``-o`` file (created, truncated or appended to) with its
+    lock held (``locked``: the caller holds it already): a second xclip writing the same file is
+    refused, never interleaved. Writing ``fmt`` into a file whose extension names another
+    format (``-f json -o x.csv``) is done, as asked, with a warning."""
     if path is None:
         yield stdout or sys.stdout
         return
     suffix = path.suffix.lower().lstrip(".")
     if fmt is not None and suffix in FORMATS and suffix not in (fmt, "table"):
         say(f"xclip: warning: writing {fmt} into {path}, as --format says")
-    try:
-        # surrogateescape: file names that are not UTF-8 go out as their bytes. Closed below.
-        stream = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-    with stream:
-        yield stream
+    with contextlib.nullcontext() if locked else exclusive(path):
+        try:
+            # surrogateescape: file names that are not UTF-8 go out as their bytes. Closed below.
+            stream = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+        with stream:
+            yield stream
+
+
+def check_replaceable(path: Path | None, overwrite: bool) -> None:
+    """``-o`` over a file that holds no xclip output (a spreadsheet, someone's subtitles) needs
+    ``--overwrite``: refused before any work. Earlier output of the tool is replaced as asked."""
+    from ..writers import holds_xclip_output
+
+    if path is None or overwrite or not path.is_file() or holds_xclip_output(path):
+        return
+    raise OutputError(f"{path}: exists and holds no xclip output; --overwrite writes over it")
 
 
 def print_table(table: Any) -> None:
@@ -225,10 +239,14 @@ def report_problems(result: VideoResult) -> None:
 
 def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Callable[[VideoResult], None]) -> Report:
     """Write every result as it comes (``writer=None``: the results store themselves) and count
-    them. The writer is closed even on Ctrl-C, so a JSON array holds the videos finished so far."""
+    them, each with the file its path leads to from here (``resolved_path``). The writer is closed
+    even on Ctrl-C, so a JSON array holds the videos finished so far."""
+    from ..media.discovery import video_identity
+
     report = Report()
     try:
-        for result in results:
+        for named in results:
+            result = replace(named, resolved_path=video_identity(named.path))
             report.add(result)
             each(result)
             if writer is not None:
@@ -240,14 +258,16 @@ def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Calla
 
 
 @contextlib.contextmanager
-def resumable(output: Path | None) -> Iterator[None]:
-    """On Ctrl-C, say that the same command resumes (the file holds every finished video)."""
+def resumable(output: Path | None, report: Path | None = None) -> Iterator[None]:
+    """On Ctrl-C, say that the same command resumes (the file holds every finished video), and
+    where the page of what is done is (``report``, written on the way out)."""
     try:
         yield
     except KeyboardInterrupt:
         if output is None:
             raise
-        raise Interrupted(f"{output} holds every finished video; rerun the same command to resume") from None
+        page = f" ({report} shows them)" if report is not None else ""
+        raise Interrupted(f"{output} holds every finished video{page}; rerun the same command to resume") from None
 
 
 def finish(report: Report | None, *written: Path | None, quiet: bool = False) -> None:
@@ -260,7 +280,12 @@ def finish(report: Report | None, *written: Path | None, quiet: bool = False) ->
         raise typer.Exit(int(report.exit_code))
 
 
-def nothing_to_do(found: int, output: Path | None, quiet: bool) -> None:
-    """A rerun with every video done (or none found) says so, and loads nothing."""
-    if not quiet:
-        say(f"xclip: nothing to do: {f'all {found} videos are already in {output}' if found else 'no videos found'}")
+def nothing_to_do(found: int, output: Path | None, quiet: bool, failed: int = 0) -> None:
+    """A rerun with every video done (or none found) says so, and loads nothing; ``failed``:
+    error rows left in the output (the exit code says so too)."""
+    if quiet:
+        return
+    say(f"xclip: nothing to do: {f'all {found} videos are already in {output}' if found else 'no videos found'}")
+    if failed:
+        rows = "1 row is an error" if failed == 1 else f"{failed} rows are errors"
+        say(f"xclip: {output}: {rows}; --retry-failed classifies those videos again")

@@ -14,6 +14,7 @@ import typer
 from ..checkpoints import DEFAULT_MODEL
 from ..errors import OutputError, UsageError
 from ..labels import LabelSet, resolve_labels
+from ..locks import exclusive
 from ..options import ClassifyOptions
 from .common import PLOT_EXTENSIONS, check_extension, check_writable, finish, load_runner, resumable, set_verbose
 from .options import (
@@ -92,34 +93,35 @@ def evaluate_command(
     if fit_thresholds is not None and not multi_label:
         raise UsageError("--fit-thresholds needs --multi-label")
     labelset = resolve_labels(labels)
-    if multi_label:
-        if confusion is not None or plot is not None:
-            raise UsageError("--confusion and --plot are for single-label eval, not --multi-label")
-        return _evaluate_tags(
-            data, labelset, model, options, precision, device, backend, output, overwrite, fit_thresholds,
-            output_format, quiet,
-        )  # fmt: skip
-    plan = plan_evaluation(data, labelset, model, options, precision, output, overwrite)  # before any decoding
-    for path in (output, confusion, plot):
-        check_writable(path, [video.path for video in plan.dataset])
-    rows = list(plan.kept)
-    if plan.todo:
-        from ..classify import classify_videos
-        from ..progress import ScanProgress
+    with exclusive(output):  # one writer: a second eval into the same -o is refused
+        if multi_label:
+            if confusion is not None or plot is not None:
+                raise UsageError("--confusion and --plot are for single-label eval, not --multi-label")
+            return _evaluate_tags(
+                data, labelset, model, options, precision, device, backend, output, overwrite, fit_thresholds,
+                output_format, quiet,
+            )  # fmt: skip
+        plan = plan_evaluation(data, labelset, model, options, precision, output, overwrite)  # before any decoding
+        for path in (output, confusion, plot):
+            check_writable(path, [video.path for video in plan.dataset])
+        rows = list(plan.kept)
+        if plan.todo:
+            from ..classify import classify_videos
+            from ..progress import ScanProgress
 
-        runner = load_runner(model, device, precision, backend)
-        results = classify_videos(runner, [video.path for video in plan.todo], labelset, options)
-        with ScanProgress(len(plan.todo), skipped=len(plan.kept), quiet=quiet) as progress, resumable(output):
-            rows = run_evaluation(results, plan, progress.update)
-    report = evaluate(rows, labelset)
-    write_eval_report(report, labelset.name, output_format, sys.stdout)
-    if confusion is not None:
-        write_confusion_csv(report, confusion)
-    if plot is not None:
-        from ..plot import plot_confusion
+            runner = load_runner(model, device, precision, backend)
+            results = classify_videos(runner, [video.path for video in plan.todo], labelset, options)
+            with ScanProgress(len(plan.todo), skipped=len(plan.kept), quiet=quiet) as progress, resumable(output):
+                rows = run_evaluation(results, plan, progress.update)
+        report = evaluate(rows, labelset)
+        write_eval_report(report, labelset.name, output_format, sys.stdout)
+        if confusion is not None:
+            write_confusion_csv(report, confusion)
+        if plot is not None:
+            from ..plot import plot_confusion
 
-        plot_confusion(report, plot)
-    finish(None, output, confusion, plot, quiet=quiet)
+            plot_confusion(report, plot)
+        finish(None, output, confusion, plot, quiet=quiet)
 
 
 def _evaluate_tags(
@@ -141,6 +143,7 @@ def _evaluate_tags(
 
     from ..csvfile import AppendOnlyCsv
     from ..evaluation import labelset_id
+    from ..media.discovery import video_identity
     from ..multilabel import (
         PREDICTION_COLUMNS,
         compute_multilabel_metrics,
@@ -170,8 +173,8 @@ def _evaluate_tags(
     if output is not None and overwrite:
         output.unlink(missing_ok=True)
     kept = kept_rows(output, videos, settings) if output is not None else []
-    done = {row["path"]: row for row in kept}
-    todo = [video for video in videos if video.path not in done]
+    done = {video_identity(row["path"]): row for row in kept}  # a video named another way is still done
+    todo = [video for video in videos if video_identity(video.path) not in done]
     rows = {path: (row["status"], row["scores"]) for path, row in done.items()}
     if todo:
         from ..classify import classify_videos
@@ -189,12 +192,12 @@ def _evaluate_tags(
                 row = prediction_row(
                     by_path[result.path], result.status, result.label_scores, result.error or "", settings
                 )
-                rows[result.path] = (row[2], row[3])
+                rows[video_identity(result.path)] = (row[2], row[3])
                 if table is not None:
                     table.write_rows([row])
                 progress.update(result)
-    scored = [video for video in videos if rows[video.path][0] == "ok"]
-    scores = np.array([json.loads(rows[video.path][1]) for video in scored], dtype=np.float64).reshape(
+    scored = [video for video in videos if rows[video_identity(video.path)][0] == "ok"]
+    scores = np.array([json.loads(rows[video_identity(video.path)][1]) for video in scored], dtype=np.float64).reshape(
         len(scored), len(labelset)
     )
     truth = truth_matrix(scored, labelset)

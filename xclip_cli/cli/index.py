@@ -13,6 +13,7 @@ from ..checkpoints import DEFAULT_MODEL
 from ..errors import UsageError
 from ..options import ClassifyOptions
 from .common import (
+    check_replaceable,
     check_writable,
     display_path,
     finish,
@@ -39,6 +40,7 @@ from .options import (
     PrecisionOpt,
     QuietOpt,
     RecursiveOpt,
+    ReplaceOpt,
     SamplingOpt,
     ShardOpt,
     TimeoutOpt,
@@ -104,6 +106,7 @@ def search(
     ] = None,
     output_format: FormatOpt = None,
     output: OutputOpt = None,
+    overwrite: ReplaceOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "auto",
@@ -119,6 +122,7 @@ def search(
     output_format = pick_format(output_format, output, "search")
     opened = Index(index)
     check_writable(output)
+    check_replaceable(output, overwrite)
     runner = load_runner(model or opened.model, device, precision, backend)
     hits = [replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, query, top_k)]
     with open_output(output, fmt=output_format) as stream:

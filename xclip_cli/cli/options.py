@@ -123,6 +123,10 @@ ReportOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Start the output afresh instead of resuming it.")]
+ReplaceOpt = Annotated[bool, typer.Option("--overwrite", help="Write -o even over a file that holds no xclip output.")]
+RetryFailedOpt = Annotated[
+    bool, typer.Option(help="Classify again the videos whose earlier row is an error, replacing those rows.")
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show ffmpeg's own messages, and a traceback for internal errors.")
 ]

@@ -17,6 +17,7 @@ from ..writers import TIMELINE_FORMATS, TIMELINE_WRITERS
 from .common import (
     PLOT_EXTENSIONS,
     check_extension,
+    check_replaceable,
     check_report,
     check_some_input_exists,
     check_writable,
@@ -36,6 +37,7 @@ from .options import (
     OutputOpt,
     PlotOpt,
     PrecisionOpt,
+    ReplaceOpt,
     ReportOpt,
     TimeoutOpt,
     VerboseOpt,
@@ -72,6 +74,7 @@ def timeline(
         ),
     ] = None,
     output: OutputOpt = None,
+    overwrite: ReplaceOpt = False,
     plot: PlotOpt = None,
     report: ReportOpt = None,
     multi_label: MultiLabelOpt = False,
@@ -107,6 +110,7 @@ def timeline(
     labelset = resolve_labels(labels)
     for path in (output, plot):
         check_writable(path, [video])
+    check_replaceable(output, overwrite)
     check_some_input_exists([video])
     from ..timeline import build_timeline
 

@@ -43,6 +43,15 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
+def video_identity(path: str) -> str:
+    """What makes two paths one video: the file they lead to. A relative and an absolute path,
+    ``..`` and symlinks (to the file or to a folder above it) resolve to one path; hard links
+    are separate names of one file and count as separate videos (as ``rsync`` and ``git`` see
+    them). Results files keep it beside the path as given (``resolved_path``), so that a resume
+    knows a video whatever path form named it, from whatever folder."""
+    return os.path.realpath(path)
+
+
 def find_videos(
     roots: Iterable[str],
     *,
@@ -108,10 +117,14 @@ def collect_paths(
     shard: str | None = None,
 ) -> list[str]:
     """The videos found in ``folders``, then the ``listed`` lines (a path list), kept to
-    ``shard`` (``"i/n"``), without repeats; ``extensions`` as ``--ext`` takes them."""
+    ``shard`` (``"i/n"``), without repeats: a video named twice (two path forms, a symlink beside
+    its target) is kept under the first name found; ``extensions`` as ``--ext`` takes them."""
     wanted = VIDEO_EXTENSIONS if extensions is None else parse_extensions(extensions)
     paths = [*find_videos(folders, recursive=recursive, pattern=pattern, extensions=wanted), *read_path_list(listed)]
     if shard is not None:
         part = Shard.parse(shard)
         paths = [path for path in paths if path in part]
-    return list(dict.fromkeys(paths))
+    first: dict[str, str] = {}
+    for path in paths:
+        first.setdefault(video_identity(path), path)
+    return list(first.values())
