@@ -26,9 +26,8 @@ from xclip_cli.errors import ExitCode
 from xclip_cli.labels import inline_labelset
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
-from xclip_cli.results import VideoResult
+from xclip_cli.results import CSV_COLUMNS, VideoResult
 from xclip_cli.runner import XClipRunner
-from xclip_cli.writers import CSV_COLUMNS
 
 LABELS = "cooking, dancing, skateboarding, juggling, surfing"
 PROBABILITY_TOLERANCE = 1e-5  # a model actor runs torch on one thread, the local engine on two

@@ -16,7 +16,7 @@ from helpers import invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.locks import lock_path
-from xclip_cli.writers import CSV_COLUMNS
+from xclip_cli.results import CSV_COLUMNS
 
 LABELS = "cooking, dancing, skateboarding"
 

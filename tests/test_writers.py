@@ -21,10 +21,8 @@ import numpy as np
 import pytest
 
 from xclip_cli.evaluation import compute_metrics
-from xclip_cli.results import Prediction, SearchHit, Timeline, VideoResult, Window
-from xclip_cli.tagging import Tag
+from xclip_cli.results import CSV_COLUMNS, Prediction, SearchHit, Tag, Timeline, VideoResult, Window
 from xclip_cli.writers import (
-    CSV_COLUMNS,
     TIMELINE_WRITERS,
     WRITERS,
     CsvWriter,

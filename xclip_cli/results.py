@@ -7,17 +7,46 @@ this module).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
-from .tagging import Tag, tags_above, tags_record
 
 if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_TOP_K = 5  # labels reported per video unless --top-k says otherwise
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A label that applies to a video: its own score, and the threshold it reached."""
+
+    label: str
+    score: float
+    threshold: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "threshold": self.threshold}
+
+
+def tags_above(names: Sequence[str], scores: Sequence[float], limits: Sequence[float]) -> tuple[Tag, ...]:
+    found = [Tag(name, float(score), limit) for name, score, limit in zip(names, scores, limits, strict=True)]
+    return tuple(sorted((tag for tag in found if tag.score >= tag.threshold), key=lambda tag: -tag.score))
+
+
+def tags_record(tags: Sequence[Tag] | None) -> list[dict[str, Any]] | None:
+    """The JSON form of a result's or segment's tags (None: --multi-label was not asked)."""
+    return None if tags is None else [tag.to_record() for tag in tags]
+
+
+def tags_cell(tags: Sequence[Tag] | None) -> str:
+    """The CSV form: ``[[label, score], ...]`` (scores to 6 places); empty when not asked."""
+    import json
+
+    return "" if tags is None else json.dumps([[tag.label, round(tag.score, 6)] for tag in tags])
 
 
 @dataclass(frozen=True)
@@ -309,3 +338,79 @@ class EvalReport:
             "mean_class_top1": self.mean_class_top1,
             "per_class": [vars(score) for score in self.per_class],
         }
+
+
+# --- the CSV form of a result (results files and `-f csv`) --------------------------------------
+
+CSV_TAIL_COLUMNS = (
+    "top_k",
+    "tags",
+    "tags_digest",
+    "duration",
+    "width",
+    "height",
+    "views",
+    "sampling",
+    "keyframe_substitutes",
+    "model",
+    "precision",
+    "labelset",
+    "labelset_digest",
+    "error",
+    "warnings",
+    "resolved_path",
+)
+
+
+def csv_columns(top_k: int = DEFAULT_TOP_K) -> tuple[str, ...]:
+    """The CSV header: the path, status and each of the ``top_k`` labels in its own cells, then the rest."""
+    ranked = [f"top{rank}_{part}" for rank in range(1, top_k + 1) for part in ("label", "probability")]
+    return ("path", "status", *ranked, *CSV_TAIL_COLUMNS)
+
+
+CSV_COLUMNS = csv_columns()  # with the default --top-k
+WARNING_SEPARATOR = " | "  # between warnings in the CSV cell
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
+
+
+def csv_cells(result: VideoResult, columns: Sequence[str]) -> list[Any]:
+    """A result's CSV row under ``columns`` (``csv_columns``): the top labels in their own cells,
+    ``top_k`` as a JSON list of [label, probability] pairs; formula-like text neutralised."""
+    top_k = sum(column.endswith("_label") and column.startswith("top") for column in columns)
+    ranked = dict.fromkeys(columns[2 : 2 + 2 * top_k], "")
+    for rank, prediction in enumerate(result.predictions[:top_k], start=1):
+        ranked[f"top{rank}_label"] = prediction.label
+        ranked[f"top{rank}_probability"] = f"{prediction.probability:.6f}"
+    row = {
+        "path": result.path,
+        "status": result.status,
+        **ranked,
+        "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
+        if result.predictions
+        else "",
+        "tags": tags_cell(result.tags),
+        "tags_digest": result.tags_digest,
+        "duration": f"{result.duration:.3f}" if result.duration is not None else "",
+        "width": result.width if result.width is not None else "",
+        "height": result.height if result.height is not None else "",
+        "views": result.views if result.ok else "",
+        "sampling": result.sampling,
+        "keyframe_substitutes": ""
+        if not result.ok or result.keyframe_substitutes is None
+        else result.keyframe_substitutes,
+        "model": result.model,
+        "precision": result.precision,
+        "labelset": result.labelset,
+        "labelset_digest": result.labelset_digest,
+        "error": result.error or "",
+        "warnings": WARNING_SEPARATOR.join(result.warnings),
+        "resolved_path": result.resolved_path,
+    }
+    return [neutralise_formula(row[column]) for column in columns]
+
+
+def neutralise_formula(value: Any) -> Any:
+    """Prefix text a spreadsheet would evaluate (``=cmd()``, ``+1``, ``@x``) with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value

@@ -20,9 +20,7 @@ from .atomic import write_text_atomic
 from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
 from .media.discovery import video_identity
-from .results import Prediction, VideoResult
-from .tagging import Tag
-from .writers import FORMULA_PREFIXES, WARNING_SEPARATOR, csv_columns
+from .results import FORMULA_PREFIXES, WARNING_SEPARATOR, Prediction, Tag, VideoResult, csv_columns
 
 
 @dataclass(frozen=True)

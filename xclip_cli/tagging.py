@@ -11,14 +11,14 @@ A label applies when its score reaches its threshold (from the label set, else t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .results import Tag, tags_above
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .labels import LabelSet
+from .labels import LabelSet
 
 # What any video shows: the label must beat these together to pass 0.5. Plain and generic on
 # purpose; a label set can give its own (`background:`), and thresholds are best fitted on
@@ -32,18 +32,6 @@ DEFAULT_BACKGROUND: tuple[str, ...] = (
     "an everyday scene",
 )
 DEFAULT_THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class Tag:
-    """A label that applies to a video: its own score, and the threshold it reached."""
-
-    label: str
-    score: float
-    threshold: float
-
-    def to_record(self) -> dict[str, Any]:
-        return {"label": self.label, "score": self.score, "threshold": self.threshold}
 
 
 def background_prompts(labelset: LabelSet) -> tuple[str, ...]:
@@ -88,20 +76,3 @@ def tag_scores(logits: np.ndarray, num_labels: int) -> np.ndarray:
 def tags_of(scores: np.ndarray, labelset: LabelSet) -> tuple[Tag, ...]:
     """The labels whose score reaches their threshold, highest score first (possibly none)."""
     return tags_above(labelset.names, scores.tolist(), thresholds(labelset))
-
-
-def tags_above(names: Sequence[str], scores: Sequence[float], limits: Sequence[float]) -> tuple[Tag, ...]:
-    found = [Tag(name, float(score), limit) for name, score, limit in zip(names, scores, limits, strict=True)]
-    return tuple(sorted((tag for tag in found if tag.score >= tag.threshold), key=lambda tag: -tag.score))
-
-
-def tags_record(tags: Sequence[Tag] | None) -> list[dict[str, Any]] | None:
-    """The JSON form of a result's or segment's tags (None: --multi-label was not asked)."""
-    return None if tags is None else [tag.to_record() for tag in tags]
-
-
-def tags_cell(tags: Sequence[Tag] | None) -> str:
-    """The CSV form: ``[[label, score], ...]`` (scores to 6 places); empty when not asked."""
-    import json
-
-    return "" if tags is None else json.dumps([[tag.label, round(tag.score, 6)] for tag in tags])

@@ -13,42 +13,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .results import DEFAULT_TOP_K, EvalReport, SearchHit, Segment, Timeline, VideoResult
-from .tagging import tags_cell
+from .results import (
+    DEFAULT_TOP_K,
+    EvalReport,
+    SearchHit,
+    Segment,
+    Timeline,
+    VideoResult,
+    csv_cells,
+    csv_columns,
+    neutralise_formula,
+    tags_cell,
+)
 from .timecodes import write_chapters, write_srt, write_vtt
 
 if TYPE_CHECKING:
     from .multilabel import MultiLabelReport
-
-CSV_TAIL_COLUMNS = (
-    "top_k",
-    "tags",
-    "tags_digest",
-    "duration",
-    "width",
-    "height",
-    "views",
-    "sampling",
-    "keyframe_substitutes",
-    "model",
-    "precision",
-    "labelset",
-    "labelset_digest",
-    "error",
-    "warnings",
-    "resolved_path",
-)
-
-
-def csv_columns(top_k: int = DEFAULT_TOP_K) -> tuple[str, ...]:
-    """The CSV header: the path, status and each of the ``top_k`` labels in its own cells, then the rest."""
-    ranked = [f"top{rank}_{part}" for rank in range(1, top_k + 1) for part in ("label", "probability")]
-    return ("path", "status", *ranked, *CSV_TAIL_COLUMNS)
-
-
-CSV_COLUMNS = csv_columns()  # with the default --top-k
-WARNING_SEPARATOR = " | "  # between warnings in the CSV cell
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets may run as a formula
 
 
 def data_console(stream: TextIO, width: int | None = None) -> Any:
@@ -164,44 +144,8 @@ class CsvWriter(Writer):
             stream.flush()
 
     def write(self, result: VideoResult) -> None:
-        ranked = dict.fromkeys(self.columns[2 : 2 + 2 * self.top_k], "")
-        for rank, prediction in enumerate(result.predictions[: self.top_k], start=1):
-            ranked[f"top{rank}_label"] = prediction.label
-            ranked[f"top{rank}_probability"] = f"{prediction.probability:.6f}"
-        row = {
-            "path": result.path,
-            "status": result.status,
-            **ranked,
-            "top_k": json.dumps([[p.label, round(p.probability, 6)] for p in result.predictions], ensure_ascii=False)
-            if result.predictions
-            else "",
-            "tags": tags_cell(result.tags),
-            "tags_digest": result.tags_digest,
-            "duration": f"{result.duration:.3f}" if result.duration is not None else "",
-            "width": result.width if result.width is not None else "",
-            "height": result.height if result.height is not None else "",
-            "views": result.views if result.ok else "",
-            "sampling": result.sampling,
-            "keyframe_substitutes": ""
-            if not result.ok or result.keyframe_substitutes is None
-            else result.keyframe_substitutes,
-            "model": result.model,
-            "precision": result.precision,
-            "labelset": result.labelset,
-            "labelset_digest": result.labelset_digest,
-            "error": result.error or "",
-            "warnings": WARNING_SEPARATOR.join(result.warnings),
-            "resolved_path": result.resolved_path,
-        }
-        self.csv.writerow([neutralise_formula(row[column]) for column in self.columns])
+        self.csv.writerow(csv_cells(result, self.columns))
         self.stream.flush()
-
-
-def neutralise_formula(value: Any) -> Any:
-    """Prefix text a spreadsheet would evaluate (``=cmd()``, ``+1``, ``@x``) with a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 WRITERS: dict[str, type[Writer]] = {cls.name: cls for cls in (TableWriter, JsonWriter, JsonlWriter, CsvWriter)}
