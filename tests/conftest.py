@@ -15,7 +15,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XCLIP_CACHE_DIR", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # A developer's running server, cluster or debug setting must not change what is tested.
-    for name in ("XCLIP_MODEL", "XCLIP_DEVICE", "XCLIP_SERVER", "XCLIP_DEBUG", "RAY_ADDRESS"):
+    for name in ("XCLIP_MODEL", "XCLIP_DEVICE", "XCLIP_SERVER", "XCLIP_TOKEN", "XCLIP_DEBUG", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     # `auto` exports every new checkpoint for ONNX Runtime on first use (about 30 s even for a
     # tiny one), and most tests build their own: they run on torch. test_onnx.py runs auto,

@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     LABELS = 5  # the label set could not be loaded or is invalid
     MODEL = 6  # the model could not be loaded
     OUTPUT = 7  # the output could not be written
-    ENGINE = 8  # the Ray cluster could not be reached, or a scan on it failed
+    ENGINE = 8  # the engine or server could not be reached (Ray cluster, xclip serve), or a scan on Ray failed
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
 
@@ -76,6 +76,7 @@ class Interrupted(XClipError):
 
 
 class EngineError(XClipError):
-    """The distributed engine (Ray) could not start, or failed outside any one video."""
+    """The engine or server could not be reached: Ray could not start or failed outside any one video,
+    or the ``xclip serve`` of ``classify --server`` did not answer (or stayed busy)."""
 
     exit_code = ExitCode.ENGINE

@@ -16,7 +16,7 @@ EXIT_MEANINGS = {
     ExitCode.LABELS: "the label set could not be loaded",
     ExitCode.MODEL: "the model could not be loaded",
     ExitCode.OUTPUT: "the output could not be written",
-    ExitCode.ENGINE: "the Ray cluster could not be reached, or the scan on it failed",
+    ExitCode.ENGINE: "the engine or server could not be reached (Ray, or --server), or the Ray scan failed",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); resumable commands keep what they finished",
     ExitCode.BROKEN_PIPE: "the reader of stdout went away (e.g. | head)",
 }
@@ -36,7 +36,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
             "xclip classify --index footage.index --labels sports -f csv",
             "xclip classify a.mp4 --server http://127.0.0.1:8765",
         ),
-        (*_COMMON, *_PER_VIDEO, ExitCode.BROKEN_PIPE),
+        (*_COMMON, *_PER_VIDEO, ExitCode.ENGINE, ExitCode.BROKEN_PIPE),
     ),
     "scan": (
         (
@@ -74,6 +74,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
     "serve": (
         (
             "xclip serve --root ./footage",
+            "XCLIP_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe())') xclip serve --host 0.0.0.0",
             "xclip classify footage/a.mp4 --server http://127.0.0.1:8765",
             "curl -s localhost:8765/classify -H 'Content-Type: application/json' "
             '-d \'{"path": "footage/a.mp4", "labels": "sports"}\'',

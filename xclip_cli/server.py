@@ -17,12 +17,18 @@ Both answer with what ``xclip classify --format json`` prints for that one video
 record); a video that cannot be read is a record with ``"status": "error"``, as in the CLI.
 Bad requests get a 4xx status and ``{"error": "..."}``. Label files are never read on a
 request's behalf: ``labels`` is a built-in name or a comma list.
+
+With a token every request must carry ``Authorization: Bearer TOKEN`` (401 otherwise); beyond
+``max_queue`` classify requests at once the server answers 503 with ``Retry-After`` without
+reading the body (``xclip_cli.protocol``).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -39,6 +45,7 @@ from .classify import classify_videos
 from .errors import XClipError
 from .labels import resolve_labels_without_files
 from .options import ClassifyOptions
+from .protocol import MAX_QUEUE, RETRY_AFTER_SECONDS, check_exposure, inside_roots
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -58,10 +65,15 @@ class ClassifyService:
     max_upload: int  # bytes
     default_labels: str = "kinetics400"
     log: Callable[[str], None] | None = None  # one line per request, e.g. to stderr
+    token: str | None = None  # when set, every request must send it (Authorization: Bearer)
+    max_queue: int = MAX_QUEUE  # classify requests running or waiting at once; more get 503
 
     def __post_init__(self) -> None:
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, not {self.max_queue}")
         self.roots = [Path(os.path.realpath(root)) for root in self.roots]
         self.lock = threading.Lock()  # one forward pass at a time
+        self.slots = threading.BoundedSemaphore(self.max_queue)  # taken without waiting, or 503
 
     def model_info(self) -> dict[str, Any]:
         runner = self.runner
@@ -71,6 +83,8 @@ class ClassifyService:
             "precision": runner.precision,
             "device": str(getattr(runner, "device", "cpu")),
             "backend": runner.engine,
+            "roots": [str(root) for root in self.roots],  # a client names files in these, uploads others
+            "max_upload": self.max_upload,
         }
 
     def classify(
@@ -86,18 +100,32 @@ class ClassifyService:
 
     def allowed(self, path: str) -> str:
         """The real path of ``path`` if it lies inside a root; ``RequestError`` (403) otherwise."""
-        real = os.path.realpath(path)
-        if not any(os.path.commonpath([real, str(root)]) == str(root) for root in self.roots):
+        real = inside_roots(path, map(str, self.roots))
+        if real is None:
             raise RequestError(HTTPStatus.FORBIDDEN, f"{path}: outside the server's allowed roots")
         return real
 
+    def authorized(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the token (always, without one)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        # compare_digest: the time taken does not tell how much of a guess was right
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
 
 def make_server(service: ClassifyService, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """A server for ``service`` on ``host``; a host other machines can reach needs ``service.token``."""
+    check_exposure(host, service.token)
+
     class Handler(_Handler):
         pass
 
+    class Server(ThreadingHTTPServer):
+        address_family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
     Handler.service = service
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = Server((host, port), Handler)
     server.daemon_threads = True
     return server
 
@@ -111,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         route = urlsplit(self.path).path
         if route == "/health":
             self._send(HTTPStatus.OK, {"status": "ok"})
@@ -120,16 +150,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {route}"})
 
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         url = urlsplit(self.path)
         if url.path != "/classify":
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {url.path}"})
             return
+        if not self.service.slots.acquire(blocking=False):  # the body stays unread: nothing is held for it
+            most = self.service.max_queue
+            busy = f"busy: the queue is full (at most {most} requests running or waiting); retry later"
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": busy}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return
+        payload: Any
         try:
-            self._send(HTTPStatus.OK, self._classify(parse_qs(url.query)))
+            status, payload = HTTPStatus.OK, self._classify(parse_qs(url.query))
         except RequestError as exc:
-            self._send(exc.status, {"error": str(exc)})
+            status, payload = exc.status, {"error": str(exc)}
         except XClipError as exc:  # a bad label set, for instance
-            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            status, payload = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        finally:
+            self.service.slots.release()  # before the answer: a client that has it may send the next at once
+        self._send(status, payload)
+
+    def _authorized(self) -> bool:
+        """True, or False after answering 401 (the body unread, the token never logged)."""
+        header = self.headers.get("Authorization")
+        if self.service.authorized(header):
+            return True
+        problem = "wrong token" if header else "this server requires a token (Authorization: Bearer TOKEN)"
+        self._send(HTTPStatus.UNAUTHORIZED, {"error": problem}, {"WWW-Authenticate": "Bearer"})
+        return False
 
     def _classify(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         length = self._length()
@@ -172,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.BAD_REQUEST, "negative Content-Length")
         return length
 
-    def _send(self, status: HTTPStatus, payload: Any) -> None:
+    def _send(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         if self.service.log is not None:  # before the answer: a client never sees it before its line
             took = time.monotonic() - self._started
@@ -180,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if status >= 400:
             self.send_header("Connection", "close")  # an unread body must not be taken for a request
             self.close_connection = True

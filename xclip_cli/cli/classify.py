@@ -106,6 +106,9 @@ def classify(
     server: Annotated[
         str | None, typer.Option(envvar="XCLIP_SERVER", help="Send the work to a running `xclip serve` (its URL).")
     ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="XCLIP_TOKEN", help="With --server: the token the server was started with.")
+    ] = None,
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
@@ -149,7 +152,7 @@ def classify(
         raise UsageError("no videos given (paths, '-' for stdin, or --index)")
     check_no_folders(videos)
     if server is not None:
-        return _classify_remote(server, videos, labels, options, model, device, precision, writer_class, output)
+        return _classify_remote(server, token, videos, labels, options, model, device, precision, writer_class, output)
     assert labelset is not None
     check_some_input_exists(videos)
     from ..classify import classify_videos
@@ -201,6 +204,7 @@ def _classify_index(
 
 def _classify_remote(
     server: str,
+    token: str | None,
     videos: list[str],
     labels: str,
     options: ClassifyOptions,
@@ -211,12 +215,18 @@ def _classify_remote(
     output: Path | None,
 ) -> None:
     """Through a running ``xclip serve``: what it cannot honour is refused before anything is written."""
-    from ..client import check_labels, check_server, classify_remote, server_info
+    from ..client import Server, check_labels, check_server, classify_remote, route, server_info
+    from ..protocol import check_token
 
     check_labels(labels)
-    check_server(server_info(server), server, model, precision, device)
+    remote = Server(server, check_token(token))
+    info = server_info(remote)
+    check_server(info, server, model, precision, device)
+    for video in videos:
+        if video != "-":
+            route(info, video)  # a file it can neither read nor take is refused before anything is written
     with open_output(output, fmt=writer_class.name) as stream:
-        results = classify_remote(server, expand_stdin(videos), labels, options)
+        results = classify_remote(remote, info, expand_stdin(videos), labels, options)
         report = write_all(results, writer_class(stream, top_k=options.top_k), report_problems)
     finish(report, output)
 
