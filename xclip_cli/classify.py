@@ -11,7 +11,9 @@ This is the library entry point that the CLI wraps::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -37,3 +39,32 @@ def classify_videos(
     """
     text_features = scoring_text_features(runner, labelset, options.multi_label)
     yield from score_loaded(runner, frames_in_order(runner, paths, options, ready), text_features, labelset, options)
+
+
+class Executor(Protocol):
+    """Where videos are classified: this process (``LocalExecutor``) or a Ray cluster
+    (``ray_engine.RayExecutor``). Both are called alike; a scan takes either."""
+
+    @property
+    def model(self) -> str:
+        """The checkpoint (id or folder), as results files name it."""
+        ...
+
+    @property
+    def precision(self) -> str: ...
+
+    def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
+        """One result per path as each finishes; a video that fails gives an error result."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Classify in this process with the backend that ``load`` opens (when work comes, not before)."""
+
+    model: str
+    precision: str
+    load: Callable[[], Backend]
+
+    def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
+        return classify_videos(self.load(), paths, labelset, options)

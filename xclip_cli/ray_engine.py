@@ -63,6 +63,22 @@ class RayOptions:
     verbose: bool = False  # worker logs reach the driver's stderr
 
 
+@dataclass(frozen=True)
+class RayExecutor:
+    """Classify on a Ray cluster (``classify_videos_on_ray``); called like ``classify.LocalExecutor``."""
+
+    model: str
+    options: RayOptions = RayOptions()
+    say: Callable[[str], None] | None = None
+
+    @property
+    def precision(self) -> str:
+        return self.options.precision
+
+    def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
+        return classify_videos_on_ray(self.model, paths, labelset, options, self.options, self.say)
+
+
 def classify_videos_on_ray(
     model_id: str,
     paths: Sequence[str],

@@ -7,20 +7,30 @@ videos and sharding them is ``media.discovery``'s.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, cast
 
 from .atomic import write_text_atomic
 from .csvfile import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 from .errors import OutputError, UsageError
+from .labels import LabelSet
+from .locks import exclusive
 from .media.discovery import video_identity
-from .results import FORMULA_PREFIXES, WARNING_SEPARATOR, Prediction, Tag, VideoResult, csv_columns
+from .options import ClassifyOptions
+from .results import FORMULA_PREFIXES, WARNING_SEPARATOR, Prediction, Report, Tag, VideoResult, csv_cells, csv_columns
+from .tagging import tags_digest
+
+if TYPE_CHECKING:
+    from .classify import Executor
 
 
 @dataclass(frozen=True)
@@ -346,3 +356,117 @@ def plan_scan(
         tuple(paths), todo, appending=bool(kept) or (output is not None and retried != frozenset()),
         kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried),
     )  # fmt: skip
+
+
+# --- the scan itself --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Where a scan writes and how it resumes (``scan_videos``)."""
+
+    output: Path | None = None  # the results file; None: rows go to the stream given to scan_videos
+    fmt: str = "csv"  # csv | jsonl
+    overwrite: bool = False  # start the file afresh instead of resuming it
+    retry_failed: bool = False  # classify again the videos whose earlier row is an error
+    thumbnails: Path | None = None  # keep each video's thumbnails here (the HTML report's store)
+    classify: ClassifyOptions = ClassifyOptions()
+
+    def __post_init__(self) -> None:
+        if self.fmt not in ("csv", "jsonl"):
+            raise UsageError(f"a scan writes csv or jsonl, not {self.fmt}")
+        if self.retry_failed and (self.overwrite or self.output is None):
+            how = "--overwrite starts it afresh: give one of them" if self.overwrite else "name the file with -o"
+            raise UsageError(f"--retry-failed redoes the error rows of an -o results file; {how}")
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What a scan did, and what its results file holds (for the exit code)."""
+
+    plan: ScanPlan
+    done: int  # videos classified by this run
+    failed: int  # ... of which errors
+
+    @property
+    def counts(self) -> Report:
+        """Every row the file holds now that this run wrote or kept, errors included."""
+        return Report(done=self.done + self.plan.kept, failed=self.failed + self.plan.kept_failed)
+
+
+def scan_videos(
+    paths: Sequence[str],
+    labelset: LabelSet,
+    executor: Executor,
+    options: ScanOptions = ScanOptions(),
+    *,
+    stream: TextIO | None = None,
+    on_plan: Callable[[ScanPlan], None] | None = None,
+    on_result: Callable[[VideoResult], None] | None = None,
+) -> ScanSummary:
+    """Classify ``paths`` into ``options.output``, resuming it: each finished row is appended
+    and flushed before the next video starts, so a kill loses nothing and a rerun goes on.
+
+    The file is locked for the whole run (``locks.Busy`` if another process writes it), checked
+    against this run's settings (``UsageError`` if its rows were made otherwise) and planned
+    before anything loads (``on_plan`` hears the plan); ``on_result`` hears each result as it
+    is written. ``stream``: where rows go without ``options.output``.
+    """
+    output, classify = options.output, options.classify
+    settings = RunSettings(
+        executor.model, labelset.name, labelset.digest, classify.views, classify.top_k, len(labelset),
+        executor.precision, classify.sampling, classify.multi_label,
+        tags_digest(labelset) if classify.multi_label else "",
+    )  # fmt: skip
+    with exclusive(output), exclusive(options.thumbnails):
+        plan = plan_scan(paths, output, settings, options.fmt, options.overwrite, options.retry_failed)
+        if not plan.todo and (output is None or output.exists()):
+            if on_plan is not None:
+                on_plan(plan)
+            return ScanSummary(plan, 0, 0)
+        # The model loads (or the cluster starts) here, so its errors come before any progress.
+        results = executor.classify(plan.todo, labelset, classify) if plan.todo else iter(())
+        if on_plan is not None:
+            on_plan(plan)
+        from .thumbnails import ThumbnailStore  # numpy and Pillow: only with a report
+
+        store = ThumbnailStore(options.thumbnails, options.overwrite) if options.thumbnails is not None else None
+        done = failed = 0
+        with contextlib.ExitStack() as stack:
+            if store is not None:
+                stack.callback(store.close)
+            sink: TextIO = stream or sys.stdout
+            if output is not None:
+                mode = "a" if plan.appending else "w"  # a new file, or one whose rows all go (--overwrite)
+                opened = open(output, mode, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+                sink = cast(TextIO, stack.enter_context(opened))
+            rows = ResultRows(sink, options.fmt, classify.top_k, plan.appending)
+            for named in results:
+                result = replace(named, resolved_path=video_identity(named.path))
+                rows.write(result)
+                if store is not None:
+                    store.add(result.path, result.thumbnails)
+                done, failed = done + 1, failed + (not result.ok)
+                if on_result is not None:
+                    on_result(result)
+    return ScanSummary(plan, done, failed)
+
+
+class ResultRows:
+    """A scan's rows on a text stream: CSV (a header first, unless continuing a file) or JSONL,
+    each flushed as it is written."""
+
+    def __init__(self, stream: TextIO, fmt: str, top_k: int, appending: bool) -> None:
+        self.stream, self.fmt = stream, fmt
+        self.columns = csv_columns(top_k)
+        self.csv = csv.writer(stream)
+        if fmt == "csv" and not appending:
+            self.csv.writerow(self.columns)
+            stream.flush()
+
+    def write(self, result: VideoResult) -> None:
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(result.to_record(), ensure_ascii=False) + "\n")
+        else:
+            self.csv.writerow(csv_cells(result, self.columns))
+        self.stream.flush()

@@ -14,9 +14,8 @@ import typer
 from ..checkpoints import DEFAULT_MODEL
 from ..errors import UsageError
 from ..labels import LabelSet, resolve_labels
-from ..locks import exclusive
 from ..options import ClassifyOptions
-from ..results import Report, VideoResult
+from ..results import VideoResult
 from ..writers import WRITERS, Writer
 from .common import (
     check_no_folders,
@@ -74,6 +73,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from ..classify import Executor
     from ..early import EarlyDecode
     from ..scan import ScanPlan
 
@@ -284,114 +284,90 @@ def scan(
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from ..media.discovery import collect_paths
-    from ..scan import RunSettings, plan_scan
+    from ..scan import ScanOptions, scan_videos
     from ..thumbnails import store_path
 
     set_verbose(verbose)
-    options = ClassifyOptions(
-        top_k=top_k,
-        batch_size=batch_size,
-        workers=workers,
-        timeout=timeout,
-        clips=clips,
-        crops=crops,
-        sampling=sampling,
-        multi_label=multi_label,
-    )
+    classify = ClassifyOptions(
+        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops,
+        sampling=sampling, multi_label=multi_label, thumbnails=report is not None,
+    )  # fmt: skip
     fmt = pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
     ray = _ray_options(
         engine, ray_address, concurrency, num_gpus, cpus_per_actor, decode_cpus, device, precision, backend, verbose
     )
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
-    if retry_failed and (overwrite or output is None):
-        raise UsageError("--retry-failed redoes the error rows of an -o results file; " + (
-            "--overwrite starts it afresh: give one of them" if overwrite else "name the file with -o"
-        ))  # fmt: skip
+    thumbnails = store_path(report) if report is not None else None
+    options = ScanOptions(output, fmt, overwrite, retry_failed, thumbnails, classify)
     labelset = resolve_labels(labels)
     check_writable(output)
     check_report(report, output)
-    options = replace(options, thumbnails=report is not None)
-    found = collect_paths(
-        folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
-    )
-    from ..tagging import tags_digest
-
-    settings = RunSettings(
-        model,
-        labelset.name,
-        labelset.digest,
-        options.views,
-        top_k,
-        len(labelset),
-        precision,
-        sampling,
-        multi_label,
-        tags_digest(labelset) if multi_label else "",
-    )
-    with exclusive(output), exclusive(store_path(report) if report is not None else None):
-        plan = plan_scan(found, output, settings, fmt, overwrite, retry_failed)
-        counts = _run_scan(
-            plan, output, fmt, report, overwrite, model, labelset, options, ray, device, precision, backend, quiet
-        )
-    finish(counts, output if plan.todo else None, report, quiet=quiet)
-
-
-def _run_scan(
-    plan: ScanPlan,
-    output: Path | None,
-    fmt: str,
-    report: Path | None,
-    overwrite: bool,
-    model: str,
-    labelset: LabelSet,
-    options: ClassifyOptions,
-    ray: Any,
-    device: str,
-    precision: str,
-    backend: str,
-    quiet: bool,
-) -> Report:
-    """Classify what ``plan`` leaves to do, appending each row to ``output`` as it finishes;
-    counts for the exit code cover the rows of earlier runs that stay (their errors too)."""
-    from ..thumbnails import ThumbnailStore, store_path
-
-    earlier = Report(done=plan.kept, failed=plan.kept_failed)
-    if not plan.todo:
-        if output is not None and not output.exists():  # an empty shard still leaves its (header-only) file
-            with open_output(output, locked=True) as stream:
-                WRITERS[fmt](stream, top_k=options.top_k).close()
-        if report is not None:  # the page of what the results file holds
-            _write_scan_report(report, output, [])
-        nothing_to_do(len(plan.paths), output, quiet, plan.kept_failed)
-        return earlier
-    from ..progress import ScanProgress
-
+    listed = listed_paths(from_file)
+    found = collect_paths(folders or [], listed, recursive=recursive, pattern=glob, extensions=ext, shard=shard)
+    progress = _ScanFeedback(output, quiet)
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
-    with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext():
-        results = _scan_results(model, plan.todo, labelset, options, ray, device, precision, backend)
-        store = ThumbnailStore(store_path(report), overwrite) if report is not None else None
-        finished: list[VideoResult] = []  # for a report of a scan to stdout (no file to read back)
-
-        def each(result: VideoResult) -> None:
-            progress.update(result)
-            if store is not None:
-                store.add(result.path, result.thumbnails)
-                if output is None:
-                    finished.append(result)
-
+    with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext(), progress:
         try:
-            with open_output(output, plan.appending, data_out, fmt, locked=True) as stream, resumable(output, report):
-                writer = WRITERS[fmt](stream, appending=plan.appending, top_k=options.top_k)
-                with ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=quiet) as progress:
-                    counts = write_all(results, writer, each)
+            with resumable(output, report):
+                executor = _executor(model, device, precision, backend, ray)
+                summary = scan_videos(
+                    found,
+                    labelset,
+                    executor,
+                    options,
+                    stream=data_out,
+                    on_plan=progress.start,
+                    on_result=progress.update,
+                )
         finally:
-            if store is not None:
-                store.close()
-            if report is not None:  # also on Ctrl-C: the page of what is done (cheap)
-                _write_scan_report(report, output, finished)
-    return Report(done=counts.done + earlier.done, failed=counts.failed + earlier.failed)
+            if report is not None and progress.plan is not None:  # also on Ctrl-C: the page of what is done
+                _write_scan_report(report, output, progress.finished)
+    finish(summary.counts, output if summary.plan.todo else None, report, quiet=quiet)
+
+
+class _ScanFeedback:
+    """The scan's stderr: "nothing to do", or the progress bar; keeps this run's results for a
+    report of a scan to stdout (no file to read back)."""
+
+    def __init__(self, output: Path | None, quiet: bool) -> None:
+        self.output, self.quiet = output, quiet
+        self.plan: ScanPlan | None = None
+        self.finished: list[VideoResult] = []
+        self.stack = contextlib.ExitStack()
+        self.bar: Any = None
+
+    def start(self, plan: ScanPlan) -> None:
+        from ..progress import ScanProgress
+
+        self.plan = plan
+        if not plan.todo:
+            nothing_to_do(len(plan.paths), self.output, self.quiet, plan.kept_failed)
+            return
+        self.bar = self.stack.enter_context(ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=self.quiet))
+
+    def update(self, result: VideoResult) -> None:
+        self.bar.update(result)
+        if self.output is None:
+            self.finished.append(result)
+
+    def __enter__(self) -> _ScanFeedback:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stack.__exit__(*exc_info)  # the bar hears of an error: then no summary line
+
+
+def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -> Executor:
+    """Where the scan runs: a Ray cluster (``ray``: its options), or this process."""
+    if ray is not None:
+        from ..ray_engine import RayExecutor
+
+        return RayExecutor(model, ray, say)
+    from ..classify import LocalExecutor
+
+    return LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
 
 
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:
@@ -447,22 +423,3 @@ def _ray_options(
         backend=backend,
         verbose=verbose,
     )
-
-
-def _scan_results(
-    model: str,
-    todo: tuple[str, ...],
-    labelset: LabelSet,
-    options: ClassifyOptions,
-    ray: Any,
-    device: str,
-    precision: str,
-    backend: str,
-) -> Any:
-    if ray is not None:
-        from ..ray_engine import classify_videos_on_ray
-
-        return classify_videos_on_ray(model, list(todo), labelset, options, ray, say)
-    from ..classify import classify_videos
-
-    return classify_videos(load_runner(model, device, precision, backend), todo, labelset, options)
