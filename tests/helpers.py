@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 DATA = Path(__file__).parent / "data"
 TOKENIZER_DIR = DATA / "clip_tokenizer"
 VIDEOS = DATA / "videos"
+README = Path(__file__).parent.parent / "README.md"
 IMAGE_SIZE = 30  # transformers' own X-CLIP tests use 30x30 images with 2x2 patches
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -181,3 +185,19 @@ def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None
     from xclip_cli.cli import app
 
     return CliRunner().invoke(app, args, input=input, env=env)
+
+
+def need_program(name: str, package: str | None = None) -> str:
+    """A real program a test drives (ffmpeg, jq): its path. `.ci/run` installs it, so CI fails
+    without it; elsewhere the test skips, saying why."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed: .ci/run installs it")
+        pytest.skip(f"{name} is not installed here (sudo apt install {package or name}); CI runs this test")
+    return path
+
+
+def readme_lines(start: str) -> list[str]:
+    """The README's lines that begin with ``start`` (its examples, run by tests so they cannot rot)."""
+    return [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(start)]

@@ -6,13 +6,14 @@ import csv
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import invoke
+from helpers import invoke, need_program, readme_lines
 
 import xclip_cli
 from xclip_cli.errors import ExitCode
@@ -117,6 +118,24 @@ def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Pa
     assert "Traceback" not in result.stderr
 
 
+def test_the_readme_jq_line_names_each_video_and_why_it_failed(
+    tiny_model_dir: Path, clip_dir: Path, tmp_path: Path
+) -> None:
+    fake = tmp_path / "page.mp4"
+    fake.write_text("<html>404</html>")
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), str(fake), "-f", "jsonl")
+    assert result.exit_code == ExitCode.PARTIAL, result.stderr
+    (line,) = readme_lines("find footage -name '*.mp4' | xclip classify - --format jsonl | jq ")
+    program = shlex.split(line.split("| jq ")[1])
+    shown = subprocess.run([need_program("jq"), *program], input=result.stdout, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    top = json.loads(result.stdout.splitlines()[0])["predictions"][0]["label"]
+    assert shown.stdout.splitlines() == [
+        f"{clip_dir / 'a.mp4'}\t{top}",
+        f"{fake}\tERROR: an HTML page, not a video (a failed download or an error page saved as video?)",
+    ]
+
+
 def test_only_missing_videos_fail_before_the_model_loads(clip_dir: Path, tmp_path: Path) -> None:
     # The model does not exist either: the missing videos are reported first.
     missing = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
@@ -201,6 +220,8 @@ def test_help_has_examples_and_exit_codes_and_help_cmd_works() -> None:
     assert "..." not in listing.split("Commands:")[1]  # no summary cut short
     assert "--format [table|json|jsonl|csv]" in invoke(["classify", "--help"]).stdout
     assert "--precision [fp32|bf16|int8]" in invoke(["scan", "--help"]).stdout
+    timeline = invoke(["timeline", "--help"]).stdout.split("Examples:")[1]
+    assert "-o match.srt" in timeline and "-o chapters.ffmetadata" in timeline  # its time-coded formats
     unknown = invoke(["help", "nope"])
     assert (
         unknown.exit_code == ExitCode.USAGE and unknown.stderr == "xclip: error: no command 'nope'; see xclip --help\n"

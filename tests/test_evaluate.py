@@ -13,8 +13,9 @@ from helpers import encode_video, invoke
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.evaluation import compute_metrics, load_dataset, match_classes, normalise
+from xclip_cli.evaluation import compute_metrics, evaluate, load_dataset, match_classes, normalise, write_confusion_csv
 from xclip_cli.labels import inline_labelset
+from xclip_cli.plot import plot_confusion
 from xclip_cli.runner import XClipRunner
 
 LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
@@ -37,6 +38,32 @@ def test_metrics_by_hand() -> None:
     assert report.mean_class_top1 == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     assert report.confusion_labels == ("a", "b", "c")
     assert report.confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_a_class_only_ever_predicted_is_a_column_and_no_row(tmp_path: Path) -> None:
+    labelset = inline_labelset("cooking, dancing, juggling, surfing")
+
+    def row(path: str, label: str, top5: list[str]) -> dict[str, str]:
+        return {"path": path, "label": label, "status": "ok", "top5": json.dumps(top5)}
+
+    rows = [
+        row("1.mp4", "dancing", ["dancing", "cooking"]),
+        row("2.mp4", "dancing", ["surfing", "dancing"]),  # surfing: predicted, never true
+        row("3.mp4", "cooking", ["cooking", "dancing"]),
+        row("4.mp4", "cooking", ["juggling", "cooking"]),  # juggling: likewise
+        {"path": "5.mp4", "label": "surfing", "status": "error", "top5": ""},  # failed: not a true class here
+    ]
+    report = evaluate(rows, labelset)
+    write_confusion_csv(report, tmp_path / "c.csv")
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as handle:
+        matrix = list(csv.reader(handle))
+    assert matrix == [
+        ["true \\ predicted", "cooking", "dancing", "juggling", "surfing"],
+        ["cooking", "1", "0", "1", "0"],
+        ["dancing", "0", "1", "0", "1"],
+    ]
+    plot_confusion(report, tmp_path / "c.png")  # two rows of four columns: the heatmap draws them too
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_class_names_match_whatever_the_spelling() -> None:

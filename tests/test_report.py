@@ -3,7 +3,11 @@ installs it). Outside CI the browser tests skip, saying why, when Chromium is ab
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -11,15 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke, write_video
+from helpers import VIDEOS, invoke, write_video
 
 from xclip_cli.errors import ExitCode
-from xclip_cli.preprocess import PreprocessConfig
-from xclip_cli.report import scan_report, write_report
-from xclip_cli.results import Prediction, VideoResult
-from xclip_cli.thumbnails import ThumbnailStore, read_thumbnails, store_path, thumbnail
+from xclip_cli.media.decode import sample_video
+from xclip_cli.preprocess import PreprocessConfig, preprocess_frame
+from xclip_cli.report import scan_report, timeline_report, write_report
+from xclip_cli.results import Prediction, Tag, Timeline, VideoResult, Window
+from xclip_cli.thumbnails import ThumbnailStore, read_thumbnails, store_path, video_thumbnails
 
-CONFIG = PreprocessConfig(None, None, None, 3, 1 / 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+# A base X-CLIP checkpoint's image processor: short side to 224, centre crop 224, CLIP's mean and std.
+FULL_SIZE = PreprocessConfig(
+    224, None, (224, 224), 3, 1 / 255, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+)
 
 LABELS = "cooking, dancing, skateboarding"
 # Screenshots of the rendered pages, kept for people to look at (the path is printed too).
@@ -47,7 +55,7 @@ class Dom(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         element = (tag, {key: value or "" for key, value in attrs}, [])
         self.elements.append(element)
-        if tag not in ("img", "meta", "input", "br"):
+        if tag not in ("img", "meta", "input", "br", "wbr"):
             self.open.append(element)
 
     def handle_endtag(self, tag: str) -> None:
@@ -65,8 +73,9 @@ class Dom(HTMLParser):
         return "".join(element[2])
 
 
-def render(page: Path, tmp_path: Path, fragment: str = "", shot: str | None = None) -> Dom:
-    """Load the page in headless Chromium, let its script run, and return the DOM it built."""
+def render(page: Path, tmp_path: Path, fragment: str = "", shot: str | None = None, width: int = 1280) -> Dom:
+    """Load the page in headless Chromium, ``width`` CSS pixels wide, let its script run, and
+    return the DOM it built."""
     base = [
         chromium(),
         "--headless",
@@ -76,7 +85,7 @@ def render(page: Path, tmp_path: Path, fragment: str = "", shot: str | None = No
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--virtual-time-budget=10000",
-        "--window-size=1280,1600",
+        f"--window-size={width},1600",
         "--enable-logging=stderr",
         "--v=0",
     ]
@@ -150,15 +159,13 @@ def test_a_timeline_report_puts_segments_on_a_time_axis(tiny_model_dir: Path, tm
     assert len(dom.find("article", "card")) == len(segments) == len(loaded_images(dom))
 
 
-def frame_jpegs(seed: int) -> tuple[bytes, ...]:
-    """Eight real-sized thumbnails (96 px, from the model's input) of a gradient with noise."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(-1.5, 1.5, 224, dtype=np.float32)
-    frames = []
-    for shift in range(8):
-        pixels = np.stack([np.add.outer(ramp, np.roll(ramp, 20 * shift))] * 3) / 2
-        frames.append(thumbnail(pixels + rng.normal(0, 0.1, pixels.shape).astype(np.float32), CONFIG))
-    return tuple(frames)
+@functools.cache
+def real_thumbnails() -> list[tuple[bytes, ...]]:
+    """The thumbnails a scan with a full-size model makes of the three real sample clips: 8
+    frames each, preprocessed to its 224 px input, then shrunk as the report's."""
+    videos = sorted(VIDEOS.glob("*.mp4")) + sorted(VIDEOS.glob("*.webm"))
+    sampled = [sample_video(video, 8, transform=lambda rgb: preprocess_frame(rgb, FULL_SIZE)) for video in videos]
+    return [video_thumbnails(video, FULL_SIZE) for video in sampled]
 
 
 def many_results(count: int, thumbs: list[tuple[bytes, ...]]) -> list[VideoResult]:
@@ -195,12 +202,11 @@ def test_thousands_of_videos_render_and_text_stays_text(tmp_path: Path) -> None:
 
 
 def test_images_load_only_near_the_viewport(tmp_path: Path) -> None:
-    thumbs = [frame_jpegs(seed) for seed in range(8)]
     page = tmp_path / "lazy.html"
-    write_report(scan_report(many_results(300, thumbs), {}, "xclip scan: lazy"), page)
+    write_report(scan_report(many_results(300, real_thumbnails()), {}, "xclip scan: lazy"), page)
     per_video = page.stat().st_size / 300
     print(f"report page: {per_video / 1e3:.1f} KB per video")
-    assert per_video < 20_000  # 8 thumbnails of 96 px, base64: about 14 KB per video
+    assert 26_000 < per_video < 34_000  # 8 thumbnails of 96 px of real footage, base64: about 30 KB (README)
     shown = len(loaded_images(render(page, tmp_path)))
     assert 0 < shown < 300 * 8 / 4  # only the cards near the viewport have loaded their images
     assert len(loaded_images(render(page, tmp_path, "#all"))) == 300 * 8
@@ -239,3 +245,139 @@ def test_a_report_is_readable_like_any_output(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert page.stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
+
+
+# Added to a copy of a page by the layout tests (the page itself has no test hooks): once every
+# image has loaded, it measures what a person would see and posts it to the frame around it.
+MEASURE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const root = document.documentElement, name = (n) => n.tagName + "." + n.className;
+  const layout = {
+    scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, innerWidth: window.innerWidth,
+    cards: [], percents: [], breaks: [], statusMenu: !document.getElementById("status").hidden,
+    blocks: [...document.querySelectorAll(".block")].map((b) => [b.textContent, getComputedStyle(b).backgroundColor]),
+  };
+  for (const card of document.querySelectorAll("article.card")) {
+    const box = card.getBoundingClientRect(), inside = [...card.querySelectorAll("*")];
+    const out = (r) => r.width > 0 && (r.left < box.left - 0.5 || r.right > box.right + 0.5);
+    const scrolls = (n) => n.scrollWidth > n.clientWidth && ["auto", "scroll"].includes(getComputedStyle(n).overflowX);
+    layout.cards.push({
+      sticksOut: inside.filter((n) => out(n.getBoundingClientRect())).map(name),
+      scrollers: [card, ...inside].filter(scrolls).map(name),
+      frames: [...card.querySelectorAll(".strip img")].map((n) => [n.getBoundingClientRect().top, n.width]),
+    });
+  }
+  for (const p of document.querySelectorAll(".p")) layout.percents.push([p.textContent, p.scrollWidth, p.clientWidth]);
+  // The characters after which each heading's lines break, read from where each character lies.
+  for (const heading of document.querySelectorAll("h1, article h2")) {
+    let top = null;
+    const walker = document.createTreeWalker(heading, NodeFilter.SHOW_TEXT), range = document.createRange();
+    let previous = "";
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.data.length; i++) {
+        range.setStart(node, i); range.setEnd(node, i + 1);
+        const rect = range.getClientRects()[0];
+        if (rect && top !== null && rect.top > top + 2 && node.data[i] !== " ") layout.breaks.push(previous);
+        if (rect) top = rect.top;
+        previous = node.data[i];
+      }
+    }
+  }
+  const body = document.body.dataset;
+  parent.postMessage(JSON.stringify({ ready: body.ready, errors: body.errors, layout: layout }), "*");
+}, 0));
+</script>
+"""
+
+
+# Headless Chromium's window is at least 500 px wide: a phone's width is a frame that wide, in
+# which the page sees that width (its viewport, media queries and all).
+FRAME = """<!DOCTYPE html><html><head><style>body { margin: 0; } iframe { border: 0; display: block; }</style></head>
+<body><iframe src="PAGE#all" width="WIDTH" height="1600"></iframe><script>
+addEventListener("message", (event) => {
+  const seen = JSON.parse(event.data);
+  Object.assign(document.body.dataset, { ready: seen.ready, errors: seen.errors, layout: JSON.stringify(seen.layout) });
+});
+</script></body></html>"""
+
+
+def layout(page: Path, tmp_path: Path, width: int, shot: str) -> dict:
+    """What ``page`` looks like ``width`` CSS pixels wide, every image loaded (see MEASURE);
+    a screenshot is kept in the test artifacts."""
+    measured, frame = page.with_name(f"{page.stem}-measured.html"), page.with_name(f"{page.stem}-{width}.html")
+    measured.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    frame.write_text(FRAME.replace("PAGE", measured.name).replace("WIDTH", str(width)), encoding="utf-8")
+    (body,) = render(frame, tmp_path, shot=shot, width=max(width, 500)).find("body")
+    return json.loads(body[1]["data-layout"])
+
+
+LONG_NAME = "/media/phone/DCIM/Camera/VID_20240501_102030_HDR-stabilised.final-export_2.mp4"
+LONG_LABEL = "a person playing the didgeridoo on a beach at sunset"
+
+
+def layout_scan_page(tmp_path: Path) -> Path:
+    """A scan page with what makes cards wide: long names and labels, 100.0% and 0.0%, an error."""
+    thumbs = real_thumbnails()
+    labels = (Prediction("surfing", 1.0, None), Prediction(LONG_LABEL, 0.0004, None), Prediction("cooking", 0.0, None))
+    common = {"model": "m", "labelset": "s", "duration": 3725.5, "width": 1920, "height": 1080}
+    broken = "an HTML page, not a video (a failed download?)"
+    results = [
+        VideoResult(LONG_NAME, labels, thumbnails=thumbs[0], tags=(Tag("surfing", 0.91, 0.5),), **common),
+        VideoResult("clips/b.mp4", labels[::-1], thumbnails=thumbs[1], warnings=("3 frames repeated",), **common),
+        VideoResult(LONG_NAME.replace("VID", "BROKEN"), error=broken, model="m"),
+        VideoResult("c.webm", labels, thumbnails=thumbs[2], **common),
+    ]
+    page = tmp_path / "layout-scan.html"
+    write_report(scan_report(results, {}, f"xclip scan: {LONG_NAME}"), page)
+    return page
+
+
+def layout_timeline_page(tmp_path: Path) -> Path:
+    """A timeline page: segments of five labels in turn, each with a real thumbnail."""
+    labels = ("cooking", "dancing", "surfing", "juggling", LONG_LABEL)
+    frames = [jpeg for thumbs in real_thumbnails() for jpeg in thumbs]
+    windows = []
+    for i in range(30):  # windows of 4 s every 2 s over 62 s
+        probabilities = np.full(len(labels), 0.0)
+        probabilities[(i // 2) % len(labels)] = 1.0  # runs of two windows; 100.0% and 0.0% in the cards
+        owned = (2 * i + 1 if i else 0, 2 * i + 3 if i < 29 else 62)
+        windows.append(Window(2 * i, 2 * i + 4, *owned, probabilities, thumbnail=frames[i % len(frames)]))
+    timeline = Timeline(LONG_NAME, "m", "s", 62.0, 4.0, 2.0, tuple(windows), labels)
+    page = tmp_path / "layout-timeline.html"
+    write_report(timeline_report(timeline, timeline.segments(), merged=True), page)
+    return page
+
+
+@pytest.mark.parametrize("width", [360, 420, 1400])
+@pytest.mark.parametrize("kind", ["scan", "timeline"])
+def test_pages_fit_phones_and_wide_screens(kind: str, width: int, tmp_path: Path) -> None:
+    page = (layout_scan_page if kind == "scan" else layout_timeline_page)(tmp_path)
+    seen = layout(page, tmp_path, width, shot=f"layout-{kind}-{width}.png")
+    # No sideways scrolling of the page, and nothing sticking out of a card or scrolling inside one.
+    assert seen["innerWidth"] == width and seen["scrollWidth"] <= seen["clientWidth"] <= width, seen
+    assert all(not card["sticksOut"] and not card["scrollers"] for card in seen["cards"]), seen["cards"]
+    # Every frame a card has, in one row that fits it.
+    for card in seen["cards"]:
+        assert len({top for top, _ in card["frames"]}) <= 1 and all(w >= 30 for _, w in card["frames"]), card
+    assert sum(len(card["frames"]) for card in seen["cards"]) == (24 if kind == "scan" else 15)
+    # Percentages in full, never clipped.
+    assert seen["percents"] and all(re.fullmatch(r"\d{1,3}\.\d%", text) for text, _, _ in seen["percents"])
+    assert all(scroll <= client for _, scroll, client in seen["percents"]), seen["percents"]
+    assert {"100.0%", "0.0%"} <= {text for text, _, _ in seen["percents"]}
+    # Long names wrap after a separator, not inside a word.
+    assert set(seen["breaks"]) <= set("/_-. "), seen["breaks"]
+    if width == 360:
+        assert seen["breaks"]  # the long name did need to wrap
+    # The status menu (classified, failed, with warnings) only where it can pick something.
+    assert seen["statusMenu"] == (kind == "scan")
+
+
+def test_neighbouring_segments_differ_in_colour(tmp_path: Path) -> None:
+    seen = layout(layout_timeline_page(tmp_path), tmp_path, 1400, shot="layout-timeline-colours.png")
+    labels = [label for label, _ in seen["blocks"]]
+    assert labels[:6] == ["cooking", "dancing", "surfing", "juggling", LONG_LABEL, "cooking"]
+    # Matplotlib's tab10 in order of first appearance, as `--plot` colours the same segments.
+    tab10 = ["rgb(31, 119, 180)", "rgb(255, 127, 14)", "rgb(44, 160, 44)", "rgb(214, 39, 40)", "rgb(148, 103, 189)"]
+    colour = dict(seen["blocks"])
+    assert [colour[label] for label in labels[:5]] == tab10
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(seen["blocks"]))

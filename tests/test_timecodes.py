@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import shlex
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import numpy as np
 import pytest
 import srt
 import webvtt
-from helpers import invoke, write_video
+from helpers import invoke, need_program, readme_lines, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.results import Segment, Timeline, Window
@@ -20,6 +23,15 @@ from xclip_cli.timecodes import write_chapters, write_srt, write_vtt
 
 # Labels a cue format must survive: markup, an arrow, FFMETADATA's specials, a newline, non-ASCII.
 LABELS = ("cooking", "<b>tom & jerry</b>", "a --> b", "x=1; #2 \\ y", "two\nlines", "café 動画")
+
+
+# What a phone writes into its videos, and what muxing chapters in must keep.
+PHONE_TAGS = {
+    "creation_time": "2024-05-01T10:20:30.000000Z",
+    "location": "+48.8584+002.2945/",
+    "make": "Apple",
+    "model": "iPhone 15",
+}
 
 
 def timeline(labels: tuple[str, ...] = LABELS, duration: float = 3725.5) -> Timeline:
@@ -86,19 +98,27 @@ def test_chapters_are_read_by_ffmpeg_and_muxed_into_a_video(tmp_path: Path) -> N
     assert [chapter["metadata"]["title"] for chapter in parsed] == [expected_text(s) for s in expected]
     assert [float(c["start"] * c["time_base"]) for c in parsed] == pytest.approx([s.start for s in expected], abs=5e-4)
     assert [float(c["end"] * c["time_base"]) for c in parsed] == pytest.approx([s.end for s in expected], abs=5e-4)
-    # What `ffmpeg -i in.mp4 -i chapters.txt -map_chapters 1 -c copy out.mp4` does, with PyAV.
-    source, muxed = write_video(tmp_path / "in.mp4"), tmp_path / "out.mp4"
-    with av.open(str(source)) as src, av.open(str(muxed), mode="w") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        dst.set_chapters(parsed)
-        for packet in src.demux(src.streams.video[0]):
-            if packet.size:
-                packet.stream = stream
-                dst.mux(packet)
-    with av.open(str(muxed)) as video:
-        back = video.chapters()
-    assert [c["metadata"]["title"] for c in back] == [expected_text(s) for s in expected]
-    assert [c["start"] * c["time_base"] for c in back] == [Fraction(round(s.start * 1000), 1000) for s in expected]
+    # The README's recipe, run by the real ffmpeg on a phone-like clip: its chapters go in and
+    # the clip's own metadata (creation time, GPS location, make and model) stays.
+    ffmpeg = need_program("ffmpeg")
+    plain, source, muxed = write_video(tmp_path / "plain.mp4"), tmp_path / "match.mp4", tmp_path / "out.mp4"
+    tags = [arg for key, value in PHONE_TAGS.items() for arg in ("-metadata", f"{key}={value}")]
+    tagging = [ffmpeg, "-v", "error", "-i", str(plain), "-c", "copy", *tags, "-movflags", "use_metadata_tags"]
+    subprocess.run([*tagging, str(source)], check=True)
+    (recipe,) = readme_lines("ffmpeg -i ")
+    args = [{"match.mp4": str(source), "chapters.txt": str(chapters_file)}.get(a, a) for a in shlex.split(recipe)]
+    assert args[-1] == "match-chapters.mp4"
+    subprocess.run([ffmpeg, "-v", "error", *args[1:-1], str(muxed)], check=True)
+    entries = "format_tags:stream_tags:chapter"
+    probe = [need_program("ffprobe"), "-v", "error", "-of", "json", "-show_entries", entries, str(muxed)]
+    probed = json.loads(subprocess.run(probe, check=True, capture_output=True, text=True).stdout)
+    assert PHONE_TAGS.items() <= probed["format"]["tags"].items()
+    assert probed["streams"][0]["tags"]["creation_time"] == PHONE_TAGS["creation_time"]
+    back = probed["chapters"]
+    assert [c["tags"]["title"] for c in back] == [expected_text(s) for s in expected]
+    assert [Fraction(c["start"]) * Fraction(c["time_base"]) for c in back] == [
+        Fraction(round(s.start * 1000), 1000) for s in expected
+    ]
 
 
 def cue_line_counts(text: str, kind: str, tmp_path: Path) -> list[int]:

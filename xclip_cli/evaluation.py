@@ -290,10 +290,13 @@ def compute_metrics(
         ClassScore(names[c], int((truth == c).sum()), float(hit1[truth == c].mean()), float(hit5[truth == c].mean()))
         for c in classes
     )
-    predicted = [r[0] for r in ranked if r]
-    shown = sorted(set(classes) | {p for p in predicted if p >= 0})
-    position = {label: i for i, label in enumerate(shown)}
-    confusion = np.zeros((len(shown), len(shown)), dtype=np.int64)
+    # Rows: the true classes. Columns: the same classes in the same order (the hits lie on the
+    # diagonal), then the classes that were only ever predicted; they get no row, which could
+    # only ever hold zeros.
+    predicted_only = sorted({r[0] for r in ranked if r and r[0] >= 0} - set(classes))
+    columns = [*classes, *predicted_only]
+    position = {label: i for i, label in enumerate(columns)}
+    confusion = np.zeros((len(classes), len(columns)), dtype=np.int64)
     for t, r in zip(truth, ranked, strict=True):
         if r and r[0] >= 0:
             confusion[position[int(t)], position[r[0]]] += 1
@@ -305,15 +308,17 @@ def compute_metrics(
         top5=float(hit5.mean()) if count else 0.0,
         mean_class_top1=float(np.mean([score.top1 for score in per_class])) if per_class else 0.0,
         per_class=per_class,
-        confusion_labels=tuple(names[i] for i in shown),
+        confusion_rows=tuple(names[i] for i in classes),
+        confusion_labels=tuple(names[i] for i in columns),
         confusion=confusion,
     )
 
 
 def write_confusion_csv(report: EvalReport, path: Path) -> None:
-    """Rows: true class; columns: top-1 prediction; cells: video counts."""
+    """Rows: true class; columns: top-1 prediction (classes only ever predicted last, with no
+    row); cells: video counts."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["true \\ predicted", *report.confusion_labels])
-        for label, row in zip(report.confusion_labels, report.confusion.tolist(), strict=True):
+        for label, row in zip(report.confusion_rows, report.confusion.tolist(), strict=True):
             writer.writerow([label, *row])

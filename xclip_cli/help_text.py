@@ -86,6 +86,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
             "xclip timeline match.mp4 --labels sports",
             "xclip timeline match.mp4 --labels sports --window 8 --stride 4",
             "xclip timeline cctv.mp4 --labels my.yaml -f csv -o when.csv --plot when.png",
+            "xclip timeline match.mp4 --labels sports -o match.srt             # subtitles (.vtt too)",
+            "xclip timeline match.mp4 --labels sports -o chapters.ffmetadata   # ffmpeg chapters",
         ),
         (*_COMMON, ExitCode.ALL_FAILED, ExitCode.LABELS, ExitCode.OUTPUT, ExitCode.INTERRUPTED),
     ),

@@ -10,32 +10,40 @@ PAGE = """<!DOCTYPE html>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f6f6f4; color: #222; }
   header { position: sticky; top: 0; background: #fff; border-bottom: 1px solid #ddd; padding: 10px 16px; z-index: 2; }
-  h1 { font-size: 17px; margin: 0 0 6px; overflow-wrap: anywhere; }
+  /* Names break after / _ - . first (<wbr> there); inside a part only when it cannot fit. */
+  h1 { font-size: 17px; margin: 0 0 6px; overflow-wrap: break-word; }
   .controls { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
-  .controls input { flex: 1; min-width: 200px; padding: 5px 8px; }
+  .controls input { flex: 1; min-width: 0; flex-basis: 200px; padding: 5px 8px; }
   .meta, .count { color: #666; font-size: 12px; }
   .chips { margin-top: 6px; display: flex; gap: 4px; flex-wrap: wrap; }
   .chip { border: 1px solid #ccc; border-radius: 10px; padding: 1px 8px; font-size: 12px; cursor: pointer; background: #fafafa; }
-  main { padding: 12px 16px; display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 12px; }
-  .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px; min-height: 120px; }
+  /* Cards of 420 px or more side by side; one card as wide as the screen on a phone. */
+  main { padding: 12px 16px; display: grid; grid-template-columns: repeat(auto-fill, minmax(min(420px, 100%), 1fr)); gap: 12px; }
+  .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px; min-height: 120px; min-width: 0; }
   .card.error { border-color: #d66; }
-  .card h2 { font-size: 13px; margin: 0 0 4px; overflow-wrap: anywhere; font-weight: 600; }
-  .strip { display: flex; gap: 2px; overflow-x: auto; margin: 6px 0; min-height: 48px; }
-  .strip img { height: 64px; border-radius: 2px; background: #eee; }
+  .card h2 { font-size: 13px; margin: 0 0 4px; overflow-wrap: break-word; font-weight: 600; }
+  /* Every frame in one row that fits the card: a column each, at most the thumbnail's 96 px. */
+  .strip { display: grid; grid-template-columns: repeat(var(--frames, 8), minmax(0, 96px)); gap: 2px; margin: 6px 0; }
+  .strip img { width: 100%; height: auto; border-radius: 2px; background: #eee; display: block; }
   ol.labels { list-style: none; padding: 0; margin: 4px 0 0; }
-  ol.labels li { display: grid; grid-template-columns: minmax(0, 1fr) 120px 52px; gap: 6px; align-items: center; font-size: 12px; }
+  ol.labels li { display: grid; grid-template-columns: minmax(0, 1fr) minmax(24px, 120px) max-content; gap: 6px;
+                 align-items: center; font-size: 12px; }
   ol.labels .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .bar { height: 8px; background: #e4e4e4; border-radius: 4px; overflow: hidden; }
   .bar > span { display: block; height: 100%; background: #4a7fd0; }
-  .p { text-align: right; font-variant-numeric: tabular-nums; }
+  .p { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; min-width: 6ch; }
   .warning { color: #8a5a00; font-size: 12px; margin: 2px 0; }
   .tags { font-size: 12px; margin: 4px 0 0; color: #235; }
   .problem { color: #b00; font-size: 12px; margin: 2px 0; }
   .axis { position: relative; height: 34px; background: #eee; border-radius: 4px; margin: 8px 16px 0; }
   .axis .block { position: absolute; top: 0; bottom: 0; overflow: hidden; font-size: 11px; color: #fff; padding: 2px 3px;
-                 white-space: nowrap; border-right: 1px solid #fff; box-sizing: border-box; }
+                 white-space: nowrap; border-right: 1px solid #fff; box-sizing: border-box; text-shadow: 0 0 2px rgba(0, 0, 0, 0.6); }
   .ticks { position: relative; height: 16px; margin: 0 16px; font-size: 11px; color: #666; }
   .ticks span { position: absolute; transform: translateX(-50%); }
+  @media (max-width: 600px) {  /* a phone: label names before bars, 6 times on the axis, not 11 */
+    ol.labels li { grid-template-columns: minmax(0, 1fr) minmax(24px, 64px) max-content; }
+    .ticks span:nth-child(even) { display: none; }
+  }
   [hidden] { display: none !important; }
 </style>
 </head>
@@ -78,10 +86,25 @@ function clock(seconds) {
   const mm = String(m).padStart(h ? 2 : 1, "0"), ss = rest.padStart(4, "0");
   return h ? h + ":" + mm + ":" + ss : mm + ":" + ss;
 }
-function hue(label) {
-  let hash = 0;
-  for (const char of label) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return "hsl(" + (hash % 360) + ", 55%, 45%)";
+// matplotlib's tab10, given to labels in order of first appearance as `--plot` does: neighbouring
+// segments (different labels) never share a colour; past 10 labels, hues a golden angle apart.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+function labelColours(labels) {
+  const colours = new Map();
+  for (const label of labels) {
+    const k = colours.size;
+    if (!colours.has(label)) colours.set(label, k < PALETTE.length ? PALETTE[k] : "hsl(" + Math.round(k * 137.508) % 360 + ", 60%, 38%)");
+  }
+  return colours;
+}
+// A name as text that may wrap after / _ - . and spaces (a <wbr> after each), never as markup.
+function breakable(node, text) {
+  node.textContent = "";
+  for (const part of String(text).split(/(?<=[/_.-])/)) {
+    if (node.firstChild) node.append(document.createElement("wbr"));
+    node.append(part);
+  }
+  return node;
 }
 function labelList(labels) {
   const list = el("ol", "labels");
@@ -106,12 +129,13 @@ function tagLine(tags) {
 }
 function strip(thumbs, alt) {
   const row = el("div", "strip");
+  row.style.setProperty("--frames", String(thumbs.length));
   thumbs.forEach((jpeg, i) => {
     const img = el("img");
     img.alt = alt + " frame " + (i + 1);
-    img.width = 64; img.height = 64;
+    img.width = 96; img.height = 96;  // a square until it loads (the model's crop usually is)
     pending.set(img, jpeg);
-    img.addEventListener("load", () => { img.dataset.loaded = img.naturalWidth > 0 ? "1" : "0"; img.removeAttribute("width"); });
+    img.addEventListener("load", () => { img.dataset.loaded = img.naturalWidth > 0 ? "1" : "0"; });
     img.addEventListener("error", () => { img.dataset.loaded = "0"; document.body.dataset.errors = String(Number(document.body.dataset.errors) + 1); });
     row.append(img);
   });
@@ -138,7 +162,7 @@ function addCard(card, text, status, top) {
 }
 
 function scanPage() {
-  document.getElementById("title").textContent = data.title;
+  breakable(document.getElementById("title"), data.title);
   const failed = data.videos.filter((v) => v.status !== "ok").length;
   const warned = data.videos.filter((v) => v.warnings.length).length;
   document.getElementById("meta").textContent = data.videos.length + " videos, " + failed + " failed, " + warned +
@@ -146,7 +170,7 @@ function scanPage() {
   const tops = new Map();
   for (const video of data.videos) {
     const card = el("article", "card" + (video.status === "ok" ? "" : " error"));
-    card.append(el("h2", "", video.path));
+    card.append(breakable(el("h2"), video.path));
     const facts = [video.duration != null ? video.duration.toFixed(1) + " s" : null, video.size, video.status];
     card.append(el("div", "meta", facts.filter((x) => x).join(" · ")));
     if (video.thumbs.length) card.append(strip(video.thumbs, video.path));
@@ -170,17 +194,19 @@ function scanPage() {
 }
 
 function timelinePage() {
-  document.getElementById("title").textContent = data.title;
+  breakable(document.getElementById("title"), data.title);
+  document.getElementById("status").hidden = true;  // every segment is classified: nothing to pick
   const windows = data.shots !== null ? data.shots + " shots, windows up to " + data.window + " s"
     : "windows of " + data.window + " s every " + data.stride + " s";
   document.getElementById("meta").textContent = clock(data.duration) + " · " + data.segments.length + " segments" +
     (data.merged ? " (merged)" : " (windows)") + " · " + windows + " · " + data.model + " · " + data.labelset;
   const axis = el("div", "axis"), ticks = el("div", "ticks"), span = data.duration || 1;
+  const colours = labelColours(data.segments.map((segment) => segment.label));
   for (const segment of data.segments) {
     const block = el("div", "block", segment.label);
     block.style.left = (100 * segment.start / span) + "%";
     block.style.width = Math.max(0.2, 100 * (segment.end - segment.start) / span) + "%";
-    block.style.background = hue(segment.label);
+    block.style.background = colours.get(segment.label);
     block.title = clock(segment.start) + "-" + clock(segment.end) + " " + segment.label + " " + percent(segment.probability);
     axis.append(block);
   }

@@ -325,8 +325,11 @@ class EvalReport:
     top5: float
     mean_class_top1: float  # the mean over classes of each class's top-1 accuracy
     per_class: tuple[ClassScore, ...]
-    confusion_labels: tuple[str, ...]  # rows: true class, columns: top-1 prediction
-    confusion: np.ndarray
+    # Rows: the true classes; columns: the top-1 predictions, the true classes first in the same
+    # order (hits on the diagonal), then any class only ever predicted (it has no row).
+    confusion_rows: tuple[str, ...]
+    confusion_labels: tuple[str, ...]
+    confusion: np.ndarray  # (rows, columns) video counts
 
     def to_record(self, labelset: str) -> dict[str, Any]:
         return {

@@ -72,8 +72,8 @@ def write_vtt(timeline: Timeline, segments: Sequence[Segment], merged: bool, str
 def write_chapters(timeline: Timeline, segments: Sequence[Segment], merged: bool, stream: TextIO) -> None:
     """ffmpeg's FFMETADATA: one ``[CHAPTER]`` per segment, in milliseconds.
 
-    ``ffmpeg -i in.mp4 -i chapters.txt -map_metadata 1 -map_chapters 1 -c copy out.mp4``
-    writes them into a video.
+    ``ffmpeg -i in.mp4 -i chapters.txt -map 0 -map_metadata 0 -map_chapters 1 -c copy
+    -movflags use_metadata_tags out.mp4`` writes them into a video, keeping its own metadata.
     """
     stream.write(";FFMETADATA1\n")
     for segment, (start, end) in zip(segments, _milliseconds(segments), strict=True):
