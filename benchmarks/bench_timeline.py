@@ -107,7 +107,7 @@ def long_clip_process(model_dir: Path, clip: Path, minutes: int) -> list[str]:
     peak_gb = peak_kb / 1024 / 1024
     note = "(largest child so far)" if before >= peak_kb else ""
     return [
-        f"clip: {clip.name}, {minutes} min of 1280x720 30 fps H.264",
+        f"clip: {clip.name}, {minutes} min of 30 fps H.264 (size in the name)",
         f"  xclip timeline (fresh process, defaults): {seconds:7.1f} s wall, {seconds / minutes:.2f} s per minute "
         f"of video, {segments} segments",
         f"  peak RSS: {peak_gb:.2f} GB {note} (issue #5 target < {RSS_TARGET_GB} GB; weights alone ~0.8 GB)",
