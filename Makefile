@@ -30,8 +30,9 @@ format:
 	$(VENV)/bin/ruff check --fix $(CODE)
 	$(VENV)/bin/ruff format $(CODE)
 
-bench:
+bench:  # classify one video, then the scan path, each against the transformers recipe (benchmarks/common.py lists the others)
 	$(PY) benchmarks/bench_classify.py
+	$(PY) benchmarks/bench_scan.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,21 +1,19 @@
 """Benchmark scoring an embedding index: seconds per 1,000 indexed videos, against decoding them.
 
-With the randomly initialised full-size X-CLIP of ``bench_classify.py`` (warm text cache), on
+With the randomly initialised full-size X-CLIP of ``common.py`` (warm text cache), on
 the features of N videos (random values of the real shapes: scoring cost does not depend on
 them): one ``xclip search`` query, and ``xclip classify --index`` with 400 Kinetics labels,
 against classifying one 10 s 720p clip from the video itself (decode + vision encoder).
 
-Run it with ``python benchmarks/bench_index.py [--videos N] [--workdir DIR]``.
+Run it with ``python benchmarks/bench_index.py [--videos N] [--repeat N] [--quick] [--smoke] [--workdir DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 import numpy as np
-from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
+from common import LABELSET, Timing, add_bench_arguments, bench_session, interleaved, log, ratio_line
 
 from xclip_cli.backend import VideoFeatures
 from xclip_cli.classify import classify_videos
@@ -24,14 +22,14 @@ from xclip_cli.labels import resolve_labels
 from xclip_cli.runner import XClipRunner
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    add_bench_arguments(parser)
     parser.add_argument("--videos", type=int, default=1024)
-    args = parser.parse_args()
-    with bench_setup(args.workdir) as workdir:
-        model_dir = ensure_checkpoint(workdir)
-        clip = ensure_clip(workdir, 10)
+    args = parser.parse_args(argv)
+    with bench_session(args) as bench:
+        model_dir = bench.checkpoint()
+        clip = bench.clip(10)
         runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
         labelset = resolve_labels(LABELSET)
         kinetics = runner.label_text_features(labelset)
@@ -43,34 +41,33 @@ def main() -> None:
             patches=rng.standard_normal((SCORE_CHUNK, patches, config.projection_dim), dtype=np.float32),
         )
         chunks = max(1, args.videos // SCORE_CHUNK)
-        log(f"search: one query over {chunks * SCORE_CHUNK} videos ...")
-        start = time.perf_counter()
-        query = runner.text_features(["a dog catching a frisbee"])
-        for _ in range(chunks):
-            runner.logits_from_features(chunk, query)
-        search = time.perf_counter() - start
-        log(f"classify --index: {len(labelset)} labels over {chunks * SCORE_CHUNK} videos ...")
-        start = time.perf_counter()
-        for _ in range(chunks):
-            runner.logits_from_features(chunk, kinetics)
-        rescore = time.perf_counter() - start
-        log("classify one 10 s 720p clip from the video ...")
-        list(classify_videos(runner, [str(clip)], labelset))  # warm
-        start = time.perf_counter()
-        list(classify_videos(runner, [str(clip)], labelset))
-        direct = time.perf_counter() - start
-    videos = chunks * SCORE_CHUNK
+        videos = chunks * SCORE_CHUNK
+
+        def search() -> None:
+            query = runner.text_features(["a dog catching a frisbee"])
+            for _ in range(chunks):
+                runner.logits_from_features(chunk, query)
+
+        def rescore() -> None:
+            for _ in range(chunks):
+                runner.logits_from_features(chunk, kinetics)
+
+        # Per 1,000 videos: the index's rows are per ``videos``, the direct row per one video.
+        rows = [
+            (Timing("search, one query (text side + prompt generator)", per=videos), search),
+            (Timing(f"classify --index, {len(labelset)} labels", per=videos), rescore),
+            (
+                Timing("classify from the video (10 s clip)"),
+                lambda: list(classify_videos(runner, [str(clip)], labelset)),
+            ),
+        ]
+        log(f"search, classify --index over {videos} videos, and one clip, {bench.repeat} round(s) ...")
+        interleaved(rows, bench.repeat)
     print("\n=== xclip-cli benchmark: scoring an embedding index ===")
-    print(f"index of {videos} videos (base-patch32 shapes: {patches} patches x {config.projection_dim})")
-    rows = [
-        ("search, one query (text side + prompt generator)", search / videos * 1000),
-        (f"classify --index, {len(labelset)} labels", rescore / videos * 1000),
-        ("classify from the video (10 s 720p clip)", direct * 1000),
-    ]
-    for name, seconds in rows:
-        print(f"  {name:52} {seconds:8.2f} s per 1,000 videos")
-    ratio_name = f"from the video / from the index ({len(labelset)} labels)"
-    print(f"  {ratio_name:52} {direct * videos / rescore:8.1f}x")
+    print(f"index of {videos} videos ({patches} patches x {config.projection_dim}); medians of {bench.repeat} round(s)")
+    for timing, _ in rows:
+        print(f"  {timing.name:52} {timing.median * 1000:8.2f} s per 1,000 videos  (min-max per video {timing.spread})")
+    print(ratio_line(f"from the video / from the index ({len(labelset)} labels)", rows[2][0], rows[1][0]))
 
 
 if __name__ == "__main__":

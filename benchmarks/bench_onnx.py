@@ -7,7 +7,7 @@ and the logit drift between the two on the same frames; then the same for ``--pr
 
 Then the vision graph alone with ONNX Runtime's thread settings and several videos per call.
 
-    python benchmarks/bench_onnx.py [--repeat 3] [--videos 6]
+    python benchmarks/bench_onnx.py [--repeat 3] [--videos 6] [--quick] [--smoke] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -15,18 +15,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import statistics
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_classify import DEFAULT_WORKDIR, bench_setup, ensure_checkpoint, ensure_clip, log
+from common import Timing, add_bench_arguments, bench_session, interleaved, log, median_seconds
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.labels import resolve_labels
@@ -35,15 +29,6 @@ from xclip_cli.onnx_runner import OnnxRunner
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.pipeline import load_frames, view_pixels
 from xclip_cli.runner import XClipRunner
-
-
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def compare(runner: XClipRunner, onnx: OnnxRunner, clip: Path, videos: int, repeat: int) -> list[str]:
@@ -56,9 +41,13 @@ def compare(runner: XClipRunner, onnx: OnnxRunner, clip: Path, videos: int, repe
         ("vision side per video", lambda: runner.video_features(pixels), lambda: onnx.video_features(pixels)),
         ("forward with 400 labels", lambda: runner.video_logits(pixels, text), lambda: onnx.video_logits(pixels, text)),
     ):
-        fn_onnx()  # first call allocates
-        a, b = median_seconds(fn_torch, repeat), median_seconds(fn_onnx, repeat)
-        lines.append(f"{name:<34} torch {a:7.3f} s   onnx {b:7.3f} s   torch/onnx {a / b:5.2f}x")
+        torch_side, onnx_side = Timing("torch"), Timing("onnx")
+        interleaved([(torch_side, fn_torch), (onnx_side, fn_onnx)], repeat)  # the warm-up round allocates
+        lines.append(
+            f"{name:<34} torch {torch_side.median:7.3f} s   onnx {onnx_side.median:7.3f} s   "
+            f"torch/onnx {torch_side.median / onnx_side.median:5.2f}x  (min-max torch {torch_side.spread}, "
+            f"onnx {onnx_side.spread})"
+        )
     paths = [str(clip)] * videos
     options = ClassifyOptions(workers=2)
     for engine, backend in (("torch", runner), ("onnx", onnx)):
@@ -115,11 +104,9 @@ def compare_int8(onnx: OnnxRunner, int8: OnnxRunner, clip: Path, repeat: int) ->
     text = onnx.label_text_features(labelset)
     views = view_pixels(load_frames(onnx, str(clip), ClassifyOptions(clips=4, crops=3)))  # 12 inputs
     one = views[:1]
-    int8.video_features(one)
-    a, b = (
-        median_seconds(lambda: onnx.video_features(one), repeat),
-        median_seconds(lambda: int8.video_features(one), repeat),
-    )
+    fp32_side, int8_side = Timing("fp32"), Timing("int8")
+    interleaved([(fp32_side, lambda: onnx.video_features(one)), (int8_side, lambda: int8.video_features(one))], repeat)
+    a, b = fp32_side.median, int8_side.median
     exact, lossy = onnx.video_logits(views, text), int8.video_logits(views, text)
     drift = np.abs(exact - lossy)
     top1 = (exact.argmax(-1) == lossy.argmax(-1)).mean()
@@ -133,12 +120,11 @@ def compare_int8(onnx: OnnxRunner, int8: OnnxRunner, clip: Path, repeat: int) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--repeat", type=int, default=3)
+    add_bench_arguments(parser)
     parser.add_argument("--videos", type=int, default=6, help="videos in the scan-path measurement")
     args = parser.parse_args(argv)
-    with bench_setup(args.workdir) as workdir:
-        model_dir, clip = ensure_checkpoint(workdir), ensure_clip(workdir, 10)
+    with bench_session(args) as bench:
+        model_dir, clip = bench.checkpoint(), bench.clip(10)
         runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
         log("exporting the ONNX graphs (into the run's scratch cache) ...")
         started = time.perf_counter()
@@ -150,13 +136,13 @@ def main(argv: list[str] | None = None) -> None:
         load = time.perf_counter() - started
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {clip.name}")
         print(f"prepare: {export:.1f} s, {size:.0f} MB on disk; session load {load:.2f} s")
-        for line in compare(runner, onnx, clip, args.videos, args.repeat):
+        for line in compare(runner, onnx, clip, args.videos, bench.repeat):
             print(line)
         pixels = view_pixels(load_frames(onnx, str(clip), ClassifyOptions()))
-        for line in session_settings(folder, pixels, args.repeat):
+        for line in session_settings(folder, pixels, bench.repeat):
             print(line)
         int8 = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)
-        for line in compare_int8(onnx, int8, clip, args.repeat):
+        for line in compare_int8(onnx, int8, clip, bench.repeat):
             print(line)
 
 

@@ -1,6 +1,6 @@
 """Benchmark ``xclip scan --engine ray`` against the local engine on this one machine.
 
-In one run, with the randomly initialised full-size X-CLIP of ``bench_classify.py``, 400
+In one run, with the randomly initialised full-size X-CLIP of ``common.py``, 400
 Kinetics labels (warm text cache) and N copies of the 10 s 720p clip:
 
 * the local engine as ``xclip scan`` runs it (model loaded in process, two decode-ahead
@@ -11,7 +11,7 @@ Kinetics labels (warm text cache) and N copies of the 10 s 720p clip:
 * per video in the steady state (first result to last), and the ratios Ray / local;
 * agreement: the same top-1 label for every video and the largest probability difference.
 
-Run it with ``python benchmarks/bench_ray.py [--videos N] [--workdir DIR]``.
+Run it with ``python benchmarks/bench_ray.py [--videos N] [--smoke] [--workdir DIR]``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
+from common import LABELSET, add_bench_arguments, bench_session, log
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.labels import LabelSet, resolve_labels
@@ -54,7 +54,7 @@ class EngineRun:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="checkpoint and clips (reused)")
+    add_bench_arguments(parser, repeat=None)
     parser.add_argument("--videos", type=int, default=16, help="copies of the 10 s clip to scan")
     return parser.parse_args(argv)
 
@@ -137,10 +137,10 @@ def report(local_run: EngineRun, ray_runs: Sequence[EngineRun], ray_start: float
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with bench_setup(args.workdir) as workdir:
-        model_dir = ensure_checkpoint(workdir)
-        clip = ensure_clip(workdir, 10)
-        paths = video_folder(clip, args.videos, workdir / "ray-videos")
+    with bench_session(args) as bench:
+        model_dir = bench.checkpoint()
+        clip = bench.clip(10)
+        paths = video_folder(clip, args.videos, bench.workdir / f"ray-videos-{clip.stem}")
         labelset = resolve_labels(LABELSET)
         log("warming the text cache ...")
         XClipRunner.from_pretrained(str(model_dir), device="cpu").label_text_features(labelset)

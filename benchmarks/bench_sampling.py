@@ -16,7 +16,7 @@ Engine: ONNX Runtime (the CPU default; the checkpoint is prepared once into the 
 or ``--backend torch``. The full-size random checkpoint and the clips are built once in
 ``--workdir``. Timings are medians of ``--repeat`` runs, compared as ratios within the run;
 nothing is asserted. Run: ``python benchmarks/bench_sampling.py [--repeat N] [--videos N]
-[--backend onnx|torch] [--workdir DIR]`` (about 6 minutes after the one-time set-up).
+[--backend onnx|torch] [--quick] [--smoke] [--workdir DIR]`` (about 6 minutes after the one-time set-up).
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_classify import DEFAULT_WORKDIR, FPS, bench_setup, ensure_checkpoint, ensure_clip, log
-from bench_onnx import median_seconds
+from common import FPS, Timing, add_bench_arguments, bench_session, interleaved, log, median_seconds
 
 from xclip_cli.backend import Backend
 from xclip_cli.classify import classify_videos
@@ -71,29 +68,27 @@ def measure_clip(runner: Backend, labelset: LabelSet, clip: Path, repeat: int, v
     text = runner.label_text_features(labelset)
     pixels = view_pixels(load_frames(runner, str(clip), ClassifyOptions()))
     forward = median_seconds(lambda: runner.video_logits(pixels, text), repeat)
-    rows: dict[str, dict[str, float]] = {"decode only (to RGB)": {}, "decode + preprocess": {}, "scan path": {}}
-    for sampling in SAMPLINGS:
+    rows: dict[str, dict[str, Timing]] = {"decode only (to RGB)": {}, "decode + preprocess": {}, "scan path": {}}
+    runs = []
+    for sampling in SAMPLINGS:  # both samplings interleaved, round by round
         options = ClassifyOptions(sampling=sampling)
-        rows["decode only (to RGB)"][sampling] = median_seconds(
-            lambda options=options: sample_video(clip, runner.num_frames, sampling=options.sampling), repeat
-        )
-        rows["decode + preprocess"][sampling] = median_seconds(
-            lambda options=options: load_frames(runner, str(clip), options), repeat
-        )
         stream = ClassifyOptions(workers=WORKERS, sampling=sampling)
-        rows["scan path"][sampling] = (
-            median_seconds(
-                lambda stream=stream: list(classify_videos(runner, [str(clip)] * videos, labelset, stream)), repeat
-            )
-            / videos
-        )
+        for name, per, fn in (
+            ("decode only (to RGB)", 1, lambda o=options: sample_video(clip, runner.num_frames, sampling=o.sampling)),
+            ("decode + preprocess", 1, lambda o=options: load_frames(runner, str(clip), o)),
+            ("scan path", videos, lambda s=stream: list(classify_videos(runner, [str(clip)] * videos, labelset, s))),
+        ):
+            rows[name][sampling] = Timing(f"{name}, {sampling}", per=per)
+            runs.append((rows[name][sampling], fn))
+    interleaved(runs, repeat, warmup=False)
     lines = [f"{clip.name}"]
     for name, by_sampling in rows.items():
         exact, keyed = by_sampling["exact"], by_sampling["keyframes"]
         lines.append(
-            f"  {name:<22} exact {exact:6.3f} s   keyframes {keyed:6.3f} s   exact / keyframes {exact / keyed:5.2f}x"
+            f"  {name:<22} exact {exact.median:6.3f} s   keyframes {keyed.median:6.3f} s   "
+            f"exact / keyframes {exact.median / keyed.median:5.2f}x  (min-max {exact.spread} / {keyed.spread})"
         )
-    scan = rows["scan path"]
+    scan = {sampling: timing.median for sampling, timing in rows["scan path"].items()}
     lines.append(
         f"  {'vision forward':<22} {forward:6.3f} s ({len(labelset)} labels); scan path / forward: "
         f"exact {scan['exact'] / forward:.2f}x, keyframes {scan['keyframes'] / forward:.2f}x "
@@ -111,20 +106,18 @@ def measure_clip(runner: Backend, labelset: LabelSet, clip: Path, repeat: int, v
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--repeat", type=int, default=3)
+    add_bench_arguments(parser)
     parser.add_argument("--videos", type=int, default=6, help="videos in each scan-path measurement")
     parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     args = parser.parse_args(argv)
-    with bench_setup(args.workdir) as workdir:
-        model_dir = ensure_checkpoint(workdir)
-        clips = [ensure_clip(workdir, seconds, gop=gop) for seconds, gop in CLIPS]
-        os.environ["XCLIP_CACHE_DIR"] = str(workdir / "cache")  # the prepared graphs are kept between runs
+    with bench_session(args, keep_cache=True) as bench:  # the prepared graphs are kept between runs
+        model_dir = bench.checkpoint()
+        clips = [bench.clip(seconds, gop=gop) for seconds, gop in CLIPS]
         runner = open_backend(str(model_dir), "cpu", "fp32", args.backend, log)
         labelset = resolve_labels("kinetics400")
         print(f"engine: {runner.engine}; {runner.num_frames} frames per video; load average {os.getloadavg()[0]:.2f}")
         for clip in clips:
-            for line in measure_clip(runner, labelset, clip, args.repeat, args.videos):
+            for line in measure_clip(runner, labelset, clip, bench.repeat, args.videos):
                 print(line, flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes inflate the timings)")
 

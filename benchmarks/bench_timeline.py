@@ -1,6 +1,6 @@
 """Benchmark ``xclip timeline``: compute per minute of video, peak memory, and one pass vs per window.
 
-In one run, with the randomly initialised full-size X-CLIP of ``bench_classify.py`` and
+In one run, with the randomly initialised full-size X-CLIP of ``common.py`` and
 400 Kinetics labels (warm text cache):
 
 * the one-pass timeline against classifying each window on its own
@@ -10,7 +10,7 @@ In one run, with the randomly initialised full-size X-CLIP of ``bench_classify.p
   stream-copied end to end, so it is built in seconds): wall seconds per minute of video and
   the process's peak resident memory (issue #5 target: under 1.5 GB).
 
-Run it with ``python benchmarks/bench_timeline.py [--minutes N] [--workdir DIR]``; the 30-minute
+Run it with ``python benchmarks/bench_timeline.py [--minutes N] [--smoke] [--workdir DIR]``; the 30-minute
 run takes about as long as decoding 30 minutes of 720p video on this machine (several minutes).
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import av
-from bench_classify import DEFAULT_WORKDIR, LABELSET, bench_setup, ensure_checkpoint, ensure_clip, log
+from common import LABELSET, add_bench_arguments, bench_session, log
 
 from xclip_cli.classify import classify_videos
 from xclip_cli.labels import resolve_labels
@@ -40,8 +40,8 @@ RSS_TARGET_GB = 1.5
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="checkpoint and clips (reused)")
-    parser.add_argument("--minutes", type=int, default=30, help="length of the long clip")
+    add_bench_arguments(parser, repeat=None)
+    parser.add_argument("--minutes", type=int, default=30, help="length of the long clip (--smoke: 2)")
     return parser.parse_args(argv)
 
 
@@ -107,7 +107,7 @@ def long_clip_process(model_dir: Path, clip: Path, minutes: int) -> list[str]:
     peak_gb = peak_kb / 1024 / 1024
     note = "(largest child so far)" if before >= peak_kb else ""
     return [
-        f"clip: {clip.name}, {minutes} min of 1280x720 30 fps H.264",
+        f"clip: {clip.name}, {minutes} min of 30 fps H.264 (size in the name)",
         f"  xclip timeline (fresh process, defaults): {seconds:7.1f} s wall, {seconds / minutes:.2f} s per minute "
         f"of video, {segments} segments",
         f"  peak RSS: {peak_gb:.2f} GB {note} (issue #5 target < {RSS_TARGET_GB} GB; weights alone ~0.8 GB)",
@@ -116,17 +116,18 @@ def long_clip_process(model_dir: Path, clip: Path, minutes: int) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with bench_setup(args.workdir) as workdir:
-        model_dir = ensure_checkpoint(workdir)
-        clip = ensure_clip(workdir, 60)
-        long_clip = ensure_long_clip(clip, args.minutes)
+    minutes = 2 if args.smoke else args.minutes
+    with bench_session(args) as bench:
+        model_dir = bench.checkpoint()
+        clip = bench.clip(60)
+        long_clip = ensure_long_clip(clip, minutes)
         log("loading the runner ...")
         runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
         log("one pass vs per-window classify on the 60 s clip ...")
         lines = one_pass_vs_per_window(runner, clip)
         del runner
-        log(f"xclip timeline on the {args.minutes}-minute clip (fresh process) ...")
-        lines += long_clip_process(model_dir, long_clip, args.minutes)
+        log(f"xclip timeline on the {minutes}-minute clip (fresh process) ...")
+        lines += long_clip_process(model_dir, long_clip, minutes)
     print("\n=== xclip-cli benchmark: timeline ===")
     print(f"load average at end: {os.getloadavg()[0]:.2f}; labels: {LABELSET} (400), warm text cache")
     for line in lines:

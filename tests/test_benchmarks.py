@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import write_video
-from transformers import XCLIPModel, XCLIPProcessor
 
 from xclip_cli.labels import inline_labelset
 from xclip_cli.runner import XClipRunner
@@ -16,21 +17,17 @@ from xclip_cli.runner import XClipRunner
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
 
-def test_bench_classify_measures_a_clip(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("script", ["bench_classify", "bench_scan"])
+def test_the_main_comparisons_run_in_smoke_mode(
+    script: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import bench_classify
-
-    clip = write_video(tmp_path / "clip.mp4", num_frames=30)
-    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    seed_model = XCLIPModel.from_pretrained(str(tiny_model_dir)).eval()
-    processor = XCLIPProcessor.from_pretrained(str(tiny_model_dir))
-    labelset = inline_labelset("cooking, dancing, surfing, juggling, knitting, rowing")
-    report = bench_classify.measure_clip(clip, seed_model, processor, runner, labelset, repeat=1)
-    bench_classify.print_clip_report(report)
+    """`make bench`'s two scripts end to end: tiny checkpoint, small clip, one interleaved round."""
+    module = importlib.import_module(script)
+    module.main(["--smoke", "--workdir", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert "seed / ours per video" in printed and "top-5: same labels, same order" in printed
-    assert all(timing.samples for timing in report.timings)
+    assert "recipe, per video" in printed and "ratios (median of per-round ratios, min-max):" in printed
+    first_ratio = printed.split("ratios (median of per-round ratios, min-max):\n")[1].splitlines()[0]
+    assert re.match(r"  recipe / .* \d+\.\d\dx", first_ratio), first_ratio
 
 
 def test_bench_timeline_compares_one_pass_with_per_window(tiny_model_dir: Path, tmp_path: Path) -> None:
