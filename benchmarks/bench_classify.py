@@ -40,12 +40,11 @@ from common import (
     timed,
 )
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
 from xclip_cli.results import VideoResult
-from xclip_cli.runner import XClipRunner
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

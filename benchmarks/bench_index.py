@@ -15,11 +15,11 @@ import argparse
 import numpy as np
 from common import LABELSET, Timing, add_bench_arguments, bench_session, interleaved, log, ratio_line
 
-from xclip_cli.backend import VideoFeatures
-from xclip_cli.classify import classify_videos
-from xclip_cli.index import SCORE_CHUNK
+from xclip_cli.jobs.classify import classify_videos
+from xclip_cli.jobs.index import SCORE_CHUNK
 from xclip_cli.labels import resolve_labels
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model.backend import VideoFeatures
+from xclip_cli.model.torch.runner import XClipRunner
 
 
 def main(argv: list[str] | None = None) -> None:

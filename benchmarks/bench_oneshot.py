@@ -42,7 +42,7 @@ from common import (
 )
 
 from xclip_cli.labels import resolve_labels
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model.torch.runner import XClipRunner
 
 IMPORTS_ONLY = "import torch; from transformers import XCLIPModel; XCLIPModel"
 

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from common import Timing, add_bench_arguments, bench_session, interleaved, log, median_seconds
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
-from xclip_cli.onnx_export import prepare
-from xclip_cli.onnx_runner import OnnxRunner
+from xclip_cli.model.onnx.export import prepare
+from xclip_cli.model.onnx.runner import OnnxRunner
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
-from xclip_cli.runner import XClipRunner
 
 
 def compare(runner: XClipRunner, onnx: OnnxRunner, clip: Path, videos: int, repeat: int) -> list[str]:

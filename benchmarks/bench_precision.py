@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from common import LABELSET, Timing, add_bench_arguments, bench_session, interleaved
 
-from xclip_cli.device import bf16_is_fast
+from xclip_cli.jobs.classify import load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
+from xclip_cli.model.device import bf16_is_fast
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
-from xclip_cli.runner import XClipRunner
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from common import LABELSET, add_bench_arguments, bench_session, log
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
 from xclip_cli.results import VideoResult
-from xclip_cli.runner import XClipRunner
+from xclip_cli.run.ray import RayOptions, classify_videos_on_ray
 
 SCAN_WORKERS = 2  # `xclip scan`'s default
 # The defaults (one CPU per decoding task and per model actor), and more decoders than CPUs.

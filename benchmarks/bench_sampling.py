@@ -29,14 +29,13 @@ from pathlib import Path
 
 from common import FPS, Timing, add_bench_arguments, bench_session, interleaved, log, median_seconds
 
-from xclip_cli.backend import Backend
-from xclip_cli.classify import classify_videos
-from xclip_cli.engine import open_backend
+from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import LabelSet, resolve_labels
 from xclip_cli.media.decode import sample_video
 from xclip_cli.media.sampling import SAMPLINGS
+from xclip_cli.model.backend import Backend
+from xclip_cli.model.open import open_backend
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
 
 # (seconds, frames per keyframe): realistic intervals beside libx264's default.
 CLIPS = ((10, FPS), (10, 2 * FPS), (10, 250), (60, 2 * FPS))

@@ -44,12 +44,11 @@ from common import (
 )
 from recipe import segment_centres
 
-from xclip_cli.classify import classify_videos
-from xclip_cli.device import bf16_is_fast
+from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.model.device import bf16_is_fast
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
-from xclip_cli.runner import XClipRunner
 
 STREAM_VIDEOS = 8  # videos per streamed run
 STREAM_WORKERS = 2  # the CLI default

@@ -29,11 +29,11 @@ from pathlib import Path
 import av
 from common import LABELSET, add_bench_arguments, bench_session, log
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos
+from xclip_cli.jobs.timeline import build_timeline, window_extents
 from xclip_cli.labels import resolve_labels
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions, TimelineOptions
-from xclip_cli.runner import XClipRunner
-from xclip_cli.timeline import build_timeline, window_extents
 
 RSS_TARGET_GB = 1.5
 

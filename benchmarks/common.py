@@ -255,7 +255,7 @@ def environment(load_at_start: tuple[float, float, float]) -> list[str]:
     import torch
     import transformers
 
-    from xclip_cli.device import bf16_is_fast
+    from xclip_cli.model.device import bf16_is_fast
 
     cpu = "unknown"
     with contextlib.suppress(OSError):

@@ -48,9 +48,9 @@ def prepared_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
     """The ``onnx`` cache folder with ``tiny_model_dir`` prepared once for the session."""
     import os
 
-    from xclip_cli.onnx_cache import checkpoint_stamp
-    from xclip_cli.onnx_export import prepare
-    from xclip_cli.runner import XClipRunner
+    from xclip_cli.model.onnx.cache import checkpoint_stamp
+    from xclip_cli.model.onnx.export import prepare
+    from xclip_cli.model.torch.runner import XClipRunner
 
     cache = tmp_path_factory.mktemp("onnx-session")
     previous = os.environ.get("XCLIP_CACHE_DIR")

@@ -12,7 +12,7 @@ import pytest
 from helpers import write_video
 
 from xclip_cli.labels import inline_labelset
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model.torch.runner import XClipRunner
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
@@ -47,8 +47,8 @@ def test_bench_onnx_compares_the_backends(
     pytest.importorskip("onnxruntime")
     import bench_onnx
 
-    from xclip_cli.onnx_export import prepare
-    from xclip_cli.onnx_runner import OnnxRunner
+    from xclip_cli.model.onnx.export import prepare
+    from xclip_cli.model.onnx.runner import OnnxRunner
 
     shutil.copytree(prepared_onnx, isolated_dirs / "onnx")  # int8 is added to the entry: a copy
     clip = write_video(tmp_path / "clip.mp4", num_frames=30)

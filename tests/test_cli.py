@@ -346,9 +346,9 @@ def test_closed_stdout_exits_141_quietly() -> None:
 def test_bf16_warns_only_where_it_is_slower(
     tiny_model_dir: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
 ) -> None:
-    import xclip_cli.device
+    import xclip_cli.model.device
 
-    monkeypatch.setattr(xclip_cli.device, "bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr(xclip_cli.model.device, "bf16_is_fast", lambda device: fast)
     result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--precision", "bf16", "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert ("no bfloat16 units" in result.stderr) is not fast

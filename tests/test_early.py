@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import invoke, save_tiny_checkpoint
 
-import xclip_cli.early as early
-from xclip_cli.runner import XClipRunner
+import xclip_cli.jobs.early as early
+from xclip_cli.model.torch.runner import XClipRunner
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["processor_config", "preprocessor_config"])

@@ -15,12 +15,12 @@ import torch
 from helpers import save_tiny_checkpoint, write_video
 from transformers import XCLIPModel, XCLIPProcessor
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.media.preprocess import PreprocessConfig, preprocess_frame
+from xclip_cli.model.text import ensemble_text_embeddings
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.preprocess import PreprocessConfig, preprocess_frame
-from xclip_cli.runner import XClipRunner
-from xclip_cli.text_side import ensemble_text_embeddings
 
 LOGIT_TOLERANCE = 1e-4
 LOGIT_RELATIVE = 1e-5  # float32 sums over the text encoder: logits near 15 differ by ~1e-4

@@ -11,12 +11,19 @@ import pytest
 from catalogue import _flat
 from helpers import encode_video, invoke
 
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.evaluation import compute_metrics, evaluate, load_dataset, match_classes, normalise, write_confusion_csv
+from xclip_cli.jobs.classify import classify_videos
+from xclip_cli.jobs.evaluate import (
+    compute_metrics,
+    evaluate,
+    load_dataset,
+    match_classes,
+    normalise,
+    write_confusion_csv,
+)
 from xclip_cli.labels import inline_labelset
-from xclip_cli.plot import plot_confusion
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model.torch.runner import XClipRunner
+from xclip_cli.output.plot import plot_confusion
 
 LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]

@@ -223,7 +223,7 @@ def test_a_pickled_checkpoint_cannot_run_code(tiny_model_dir: Path, tmp_path: Pa
     import pickle
 
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": Payload()}))
-    from xclip_cli.runner import XClipRunner
+    from xclip_cli.model.torch.runner import XClipRunner
 
     with pytest.raises(ModelLoadError):
         XClipRunner.from_pretrained(str(folder), device="cpu")

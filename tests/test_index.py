@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from helpers import invoke, write_video
 
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
-from xclip_cli.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_videos, score_index, search_index
+from xclip_cli.jobs.classify import classify_videos
+from xclip_cli.jobs.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_videos, score_index, search_index
 from xclip_cli.labels import inline_labelset
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.runner import XClipRunner
 
 LABELS = "cooking, dancing, skateboarding, surfing"
 
@@ -135,7 +135,7 @@ def test_stored_video_embeddings_are_unit_length(tiny_model_dir: Path, footage: 
 
 
 def test_one_writer_at_a_time_and_only_its_own_files_are_touched(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from xclip_cli.locks import Busy
+    from xclip_cli.store.locks import Busy
 
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     out = tmp_path / "index"

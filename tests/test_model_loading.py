@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from xclip_cli.errors import ModelLoadError
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model.torch.runner import XClipRunner
 
 
 def test_missing_weights_are_refused_not_randomly_initialised(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_a_folder_without_a_vocabulary_is_refused(tiny_model_dir: Path, tmp_path
 def test_download_bars_show_on_a_terminal_only(terminal: bool) -> None:
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
 
-    from xclip_cli.loading import download_progress
+    from xclip_cli.model.torch.loading import download_progress
 
     disable_progress_bars()  # as loading leaves them (transformers' disable_progress_bar)
     with download_progress(terminal):

@@ -10,15 +10,15 @@ import pytest
 from helpers import invoke, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.labels import inline_labelset, load_labelset_file
-from xclip_cli.multilabel import (
+from xclip_cli.jobs.evaluate_tags import (
     average_precision,
     compute_multilabel_metrics,
     fit_thresholds,
     fitted_labelset_yaml,
     load_multilabel_manifest,
 )
-from xclip_cli.tagging import thresholds
+from xclip_cli.jobs.tagging import thresholds
+from xclip_cli.labels import inline_labelset, load_labelset_file
 
 
 def test_average_precision_by_hand() -> None:

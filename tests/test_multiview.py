@@ -13,14 +13,14 @@ from helpers import invoke, write_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xclip_cli.backend import softmax
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
+from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import inline_labelset
+from xclip_cli.media.preprocess import preprocess_crops, preprocess_frame
 from xclip_cli.media.sampling import plan_segment_centres, plan_views
+from xclip_cli.model.backend import softmax
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.preprocess import preprocess_crops, preprocess_frame
-from xclip_cli.runner import XClipRunner
 
 LABELS = "cooking, dancing, skateboarding, surfing"
 

@@ -15,15 +15,15 @@ import pytest
 from helpers import TOKENIZER_DIR, invoke, save_tiny_checkpoint
 from test_equivalence import LABELS, random_pixels, reference_logits
 
-from xclip_cli.backend import softmax
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
+from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import inline_labelset, parse_labelset
-from xclip_cli.onnx_cache import checkpoint_stamp, find_prepared, read_manifest
-from xclip_cli.onnx_export import is_prepared, prepare, prepared_folder
-from xclip_cli.onnx_runner import OnnxRunner
+from xclip_cli.model.backend import softmax
+from xclip_cli.model.onnx.cache import checkpoint_stamp, find_prepared, read_manifest
+from xclip_cli.model.onnx.export import is_prepared, prepare, prepared_folder
+from xclip_cli.model.onnx.runner import OnnxRunner
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.runner import XClipRunner
 
 pytest.importorskip("onnxruntime")
 LOGIT_TOLERANCE = 1e-3  # ONNX Runtime's kernels against torch's, fp32
@@ -355,8 +355,8 @@ def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, iso
     import torch
     from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
 
-    from xclip_cli.engine import open_backend
     from xclip_cli.labels import resolve_labels
+    from xclip_cli.model.open import open_backend
 
     torch.manual_seed(0)
     XCLIPModel(XCLIPConfig()).save_pretrained(tmp_path)
@@ -386,7 +386,7 @@ def test_a_server_on_onnx_runtime_says_so_and_gives_the_torch_records(
     import threading
     import urllib.request
 
-    from xclip_cli.server import ClassifyService, make_server
+    from xclip_cli.run.server import ClassifyService, make_server
 
     runner, onnx = engines
     http = make_server(ClassifyService(onnx, [clip_dir], max_upload=200_000), "127.0.0.1", 0)
@@ -410,9 +410,9 @@ def test_a_server_on_onnx_runtime_says_so_and_gives_the_torch_records(
 def test_an_install_without_the_exporter_says_what_to_install(
     tiny_model_dir: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import xclip_cli.engine
+    import xclip_cli.model.open
 
-    monkeypatch.setattr(xclip_cli.engine, "_installed", lambda name: name != "onnxscript")
+    monkeypatch.setattr(xclip_cli.model.open, "_installed", lambda name: name != "onnxscript")
     message = "xclip: error: ONNX Runtime needs onnxscript (xclip-cli depends on them): pip install onnxscript\n"
     for args in (
         classify_args(tiny_model_dir, clip_dir / "a.mp4", "--backend", "onnx"),

@@ -55,7 +55,7 @@ def test_every_public_name_is_the_object_not_a_submodule() -> None:
     code = (
         "import importlib, pkgutil, types, xclip_cli\n"
         "for module in pkgutil.walk_packages(xclip_cli.__path__, 'xclip_cli.'):\n"
-        "    if not module.name.startswith(('xclip_cli.cli', 'xclip_cli.ray_engine', 'xclip_cli.plot')):\n"
+        "    if not module.name.startswith(('xclip_cli.cli', 'xclip_cli.run.ray', 'xclip_cli.output.plot')):\n"
         "        importlib.import_module(module.name)\n"
         "wrong = [n for n in xclip_cli.__all__ if isinstance(getattr(xclip_cli, n), types.ModuleType)]\n"
         "assert not wrong, wrong\n"

@@ -21,13 +21,13 @@ import pytest
 import ray  # a dev extra: these tests never skip, so CI proves the engine
 from helpers import invoke, write_video
 
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
+from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import inline_labelset
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.ray_engine import RayOptions, classify_videos_on_ray
 from xclip_cli.results import CSV_COLUMNS, VideoResult
-from xclip_cli.runner import XClipRunner
+from xclip_cli.run.ray import RayOptions, classify_videos_on_ray
 
 LABELS = "cooking, dancing, skateboarding, juggling, surfing"
 PROBABILITY_TOLERANCE = 1e-5  # a model actor runs torch on one thread, the local engine on two
@@ -172,8 +172,8 @@ def test_onnx_actors_give_the_local_results(
 def test_a_node_without_the_prepared_graphs_writes_the_shipped_ones(
     local_ray: None, isolated_dirs: Path, prepared_onnx: Path, tiny_model_dir: Path
 ) -> None:
-    from xclip_cli.onnx_cache import checkpoint_stamp, read_manifest
-    from xclip_cli.ray_engine import _folder_files, _prepared_on_this_node
+    from xclip_cli.model.onnx.cache import checkpoint_stamp, read_manifest
+    from xclip_cli.run.ray import _folder_files, _prepared_on_this_node
 
     pointer = prepared_onnx / "checkpoints" / f"{checkpoint_stamp(str(tiny_model_dir))}.json"
     driver_folder = prepared_onnx / json.loads(pointer.read_text())["folder"]
@@ -262,7 +262,7 @@ def test_without_ray_installed_the_engine_asks_for_the_extra(
 def test_actors_that_leave_no_cpu_for_decoding_are_refused_on_a_local_instance() -> None:
     """Ray would otherwise wait forever for a CPU to decode on."""
     from xclip_cli.errors import UsageError
-    from xclip_cli.ray_engine import _check_fits
+    from xclip_cli.run.ray import _check_fits
 
     machine = {"CPU": 2.0, "memory": 8 * 2**30}
     _check_fits(machine, RayOptions(concurrency=1))
@@ -298,7 +298,7 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
 ) -> None:
     """Another copy of the model on a worker node would give other numbers than the text features assume."""
     from xclip_cli.errors import ModelLoadError
-    from xclip_cli.ray_engine import _ModelSettings, _ScoreVideos
+    from xclip_cli.run.ray import _ModelSettings, _ScoreVideos
 
     driver = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     labelset = inline_labelset(LABELS)
@@ -319,7 +319,7 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
 
 def _decode_and_die(decoder: object, row: dict[str, bytes]) -> None:
     """In a forked child: decode as a decoding task would, dying hard inside the decoder."""
-    from xclip_cli import ray_engine
+    from xclip_cli.run import ray as ray_engine
 
     ray_engine.sample_frames = lambda *args, **kwargs: os.kill(os.getpid(), 9)  # type: ignore[assignment]
     decoder(row)  # type: ignore[operator]
@@ -332,7 +332,7 @@ def test_a_video_that_kills_its_decoder_becomes_an_error_row(
     import multiprocessing
     import pickle
 
-    from xclip_cli.ray_engine import DECODE_ATTEMPTS, _DecodeVideo
+    from xclip_cli.run.ray import DECODE_ATTEMPTS, _DecodeVideo
 
     model = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     decoder = _DecodeVideo(model.num_frames, model.preprocess, ClassifyOptions(), tmp_path / "attempts")

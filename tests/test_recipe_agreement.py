@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xclip_cli.classify import classify_videos
+from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import load_frames, view_pixels
-from xclip_cli.runner import XClipRunner
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from common import SMOKE_SIZE, write_synthetic_clip

@@ -19,10 +19,10 @@ from helpers import VIDEOS, invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.media.decode import sample_video
-from xclip_cli.preprocess import PreprocessConfig, preprocess_frame
-from xclip_cli.report import scan_report, timeline_report, write_report
+from xclip_cli.media.preprocess import PreprocessConfig, preprocess_frame
+from xclip_cli.media.thumbnails import ThumbnailStore, read_thumbnails, store_path, video_thumbnails
+from xclip_cli.output.report import scan_report, timeline_report, write_report
 from xclip_cli.results import Prediction, Tag, Timeline, VideoResult, Window
-from xclip_cli.thumbnails import ThumbnailStore, read_thumbnails, store_path, video_thumbnails
 
 # A base X-CLIP checkpoint's image processor: short side to 224, centre crop 224, CLIP's mean and std.
 FULL_SIZE = PreprocessConfig(

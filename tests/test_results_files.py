@@ -15,8 +15,8 @@ import pytest
 from helpers import invoke, write_video
 
 from xclip_cli.errors import ExitCode
-from xclip_cli.locks import lock_path
 from xclip_cli.results import CSV_COLUMNS
+from xclip_cli.store.locks import lock_path
 
 LABELS = "cooking, dancing, skateboarding"
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from helpers import invoke
 
-from xclip_cli.client import MAX_TRIES, Server, classify_remote, server_info
 from xclip_cli.errors import EngineError, ExitCode, UsageError
-from xclip_cli.protocol import is_loopback
-from xclip_cli.runner import XClipRunner
-from xclip_cli.server import ClassifyService, make_server
+from xclip_cli.model.torch.runner import XClipRunner
+from xclip_cli.run.client import MAX_TRIES, Server, classify_remote, server_info
+from xclip_cli.run.protocol import is_loopback
+from xclip_cli.run.server import ClassifyService, make_server
 
 LABELS = "cooking, dancing, surfing"
 

@@ -14,7 +14,7 @@ from helpers import encode_video, invoke
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.media.decode import VideoReader
-from xclip_cli.shots import detect_cuts, require_scenedetect, shot_windows
+from xclip_cli.media.shots import detect_cuts, require_scenedetect, shot_windows
 
 RATE = 12
 CUTS = (20, 45, 60, 100)  # frames where a new shot starts; 120 frames in all

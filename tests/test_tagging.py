@@ -13,13 +13,12 @@ import torch
 from helpers import invoke, write_video
 from test_equivalence import random_pixels, reference_logits
 
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode, LabelSetError
+from xclip_cli.jobs.classify import classify_videos, scoring_text_features
+from xclip_cli.jobs.tagging import DEFAULT_BACKGROUND, DEFAULT_THRESHOLD, tag_scores, tags_of
 from xclip_cli.labels import inline_labelset, parse_labelset
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.pipeline import scoring_text_features
-from xclip_cli.runner import XClipRunner
-from xclip_cli.tagging import DEFAULT_BACKGROUND, DEFAULT_THRESHOLD, tag_scores, tags_of
 
 LABELS = ["cooking", "dancing", "skateboarding", "playing the violin", "walking the dog"]
 
@@ -102,7 +101,7 @@ def test_tagging_settings_in_yaml_are_validated(data: dict[str, object], message
 
 
 def test_tagging_settings_have_their_own_digest() -> None:
-    from xclip_cli.tagging import tags_digest
+    from xclip_cli.jobs.tagging import tags_digest
 
     plain = parse_labelset({"labels": ["a", "b"]}, origin="t")
     limited = parse_labelset({"labels": [{"name": "a", "threshold": 0.3}, "b"]}, origin="t")
@@ -170,8 +169,8 @@ def test_a_scan_resume_keeps_to_one_tagging(tiny_model_dir: Path, tmp_path: Path
 
 
 def test_timeline_windows_are_tagged_like_classify_of_that_stretch(runner: XClipRunner, tmp_path: Path) -> None:
+    from xclip_cli.jobs.timeline import build_timeline
     from xclip_cli.options import TimelineOptions
-    from xclip_cli.timeline import build_timeline
 
     video = write_video(tmp_path / "clip.mp4", num_frames=48)
     labelset = parse_labelset({"labels": LABELS[:3], "background": ["a video"]}, origin="t")

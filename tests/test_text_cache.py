@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from xclip_cli import text_cache
 from xclip_cli.labels import inline_labelset
-from xclip_cli.runner import XClipRunner
+from xclip_cli.model import text_cache
+from xclip_cli.model.torch.runner import XClipRunner
 
 
 def count_text_encoder_runs(runner: XClipRunner) -> list[int]:
@@ -146,7 +146,7 @@ def test_a_warm_cache_never_loads_the_tokenizer(tiny_model_dir: Path) -> None:
 def test_the_lazy_tokenizer_and_image_processor_are_xclip_processors(tiny_model_dir: Path) -> None:
     from transformers import XCLIPProcessor
 
-    from xclip_cli.preprocess import PreprocessConfig
+    from xclip_cli.media.preprocess import PreprocessConfig
 
     processor = XCLIPProcessor.from_pretrained(str(tiny_model_dir))
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")

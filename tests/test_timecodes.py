@@ -18,8 +18,8 @@ import webvtt
 from helpers import invoke, need_program, readme_lines, write_video
 
 from xclip_cli.errors import ExitCode
+from xclip_cli.output.timecodes import write_chapters, write_srt, write_vtt
 from xclip_cli.results import Segment, Timeline, Window
-from xclip_cli.timecodes import write_chapters, write_srt, write_vtt
 
 # Labels a cue format must survive: markup, an arrow, FFMETADATA's specials, a newline, non-ASCII.
 LABELS = ("cooking", "<b>tom & jerry</b>", "a --> b", "x=1; #2 \\ y", "two\nlines", "café 動画")

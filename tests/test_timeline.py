@@ -17,12 +17,12 @@ from helpers import encode_video, invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xclip_cli.classify import classify_videos
 from xclip_cli.errors import ExitCode
+from xclip_cli.jobs.classify import classify_videos
+from xclip_cli.jobs.timeline import _window_pixels, build_timeline, window_extents
 from xclip_cli.labels import inline_labelset
+from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions, TimelineOptions
-from xclip_cli.runner import XClipRunner
-from xclip_cli.timeline import _window_pixels, build_timeline, window_extents
 
 LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
@@ -181,7 +181,7 @@ def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented
 
 def test_prefetch_hands_over_errors_and_stops_when_left_early() -> None:
     from xclip_cli.errors import VideoError
-    from xclip_cli.timeline import _Prefetch
+    from xclip_cli.jobs.timeline import _Prefetch
 
     def failing():
         yield from range(3)
@@ -230,7 +230,7 @@ def test_cli_refuses_windows_that_are_not_positive_numbers(
 def test_the_plot_shows_every_segment_label_and_a_band_matching_the_segments() -> None:
     from matplotlib.colors import to_rgba
 
-    from xclip_cli.plot import PLOT_LABELS, pyplot, timeline_figure
+    from xclip_cli.output.plot import PLOT_LABELS, pyplot, timeline_figure
     from xclip_cli.results import Timeline, Window
 
     labels = tuple(f"label {i}" for i in range(12))

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xclip_cli.evaluation import compute_metrics
-from xclip_cli.results import CSV_COLUMNS, Prediction, SearchHit, Tag, Timeline, VideoResult, Window
-from xclip_cli.writers import (
+from xclip_cli.jobs.evaluate import compute_metrics
+from xclip_cli.output.writers import (
     TIMELINE_WRITERS,
     WRITERS,
     CsvWriter,
@@ -33,6 +32,7 @@ from xclip_cli.writers import (
     write_eval_report,
     write_search,
 )
+from xclip_cli.results import CSV_COLUMNS, Prediction, SearchHit, Tag, Timeline, VideoResult, Window
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 UPDATE_GOLDEN = os.environ.get("XCLIP_UPDATE_GOLDEN") == "1"

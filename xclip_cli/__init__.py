@@ -7,41 +7,65 @@ when one of their names is first used, so ``xclip --help`` stays fast.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.4.0"
 
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
+    from xclip_cli.errors import ExitCode, XClipError
+    from xclip_cli.jobs.classify import LocalExecutor, classify_videos
+    from xclip_cli.jobs.evaluate import compute_metrics, evaluate, load_dataset
+    from xclip_cli.jobs.index import Index, IndexWriter, embed_videos, score_index, search_index
+    from xclip_cli.jobs.scan import ScanOptions, ScanSummary, scan_videos
+    from xclip_cli.jobs.timeline import build_timeline
+    from xclip_cli.labels import Label, LabelSet, load_labelset_file, resolve_labels
+    from xclip_cli.media.decode import VideoReader, sample_video
+    from xclip_cli.media.preprocess import PreprocessConfig, preprocess_frame
+    from xclip_cli.media.sampling import SamplingPlan, plan_segment_centres, plan_views
+    from xclip_cli.model.backend import VideoFeatures
+    from xclip_cli.model.onnx.runner import OnnxRunner
+    from xclip_cli.model.open import open_backend
+    from xclip_cli.model.text import ensemble_text_embeddings
+    from xclip_cli.model.torch.runner import XClipRunner
+    from xclip_cli.options import ClassifyOptions, TimelineOptions
+    from xclip_cli.results import Prediction, VideoResult
+
+
 _LAZY = {
-    "XClipRunner": "runner",
-    "OnnxRunner": "onnx_runner",
-    "open_backend": "engine",
-    "ensemble_text_embeddings": "text_side",
+    "XClipRunner": "model.torch.runner",
+    "OnnxRunner": "model.onnx.runner",
+    "open_backend": "model.open",
+    "ensemble_text_embeddings": "model.text",
     "ClassifyOptions": "options",
-    "classify_videos": "classify",
-    "VideoFeatures": "backend",
+    "classify_videos": "jobs.classify",
+    "VideoFeatures": "model.backend",
     "sample_video": "media.decode",
     "VideoReader": "media.decode",
     "SamplingPlan": "media.sampling",
     "plan_segment_centres": "media.sampling",
     "plan_views": "media.sampling",
     "TimelineOptions": "options",
-    "build_timeline": "timeline",
-    "IndexWriter": "index",
-    "Index": "index",
-    "embed_videos": "index",
-    "score_index": "index",
-    "search_index": "index",
-    "load_dataset": "evaluation",
-    "evaluate": "evaluation",
-    "compute_metrics": "evaluation",
-    "PreprocessConfig": "preprocess",
-    "preprocess_frame": "preprocess",
+    "build_timeline": "jobs.timeline",
+    "IndexWriter": "jobs.index",
+    "Index": "jobs.index",
+    "embed_videos": "jobs.index",
+    "score_index": "jobs.index",
+    "search_index": "jobs.index",
+    "load_dataset": "jobs.evaluate",
+    "evaluate": "jobs.evaluate",
+    "compute_metrics": "jobs.evaluate",
+    "PreprocessConfig": "media.preprocess",
+    "preprocess_frame": "media.preprocess",
     "Label": "labels",
     "LabelSet": "labels",
     "resolve_labels": "labels",
     "load_labelset_file": "labels",
     "Prediction": "results",
     "VideoResult": "results",
+    "ScanOptions": "jobs.scan",
+    "ScanSummary": "jobs.scan",
+    "scan_videos": "jobs.scan",
+    "LocalExecutor": "jobs.classify",
     "XClipError": "errors",
     "ExitCode": "errors",
 }

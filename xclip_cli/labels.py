@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabelSetError, UsageError
+from xclip_cli.errors import LabelSetError, UsageError
 
 PLACEHOLDER = "{}"
 DEFAULT_TEMPLATES: tuple[str, ...] = (PLACEHOLDER,)  # X-CLIP's own evaluation uses the bare name

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import UsageError
-from .media.sampling import SAMPLINGS
-from .results import DEFAULT_TOP_K
+from xclip_cli.errors import UsageError
+from xclip_cli.media.sampling import SAMPLINGS
+from xclip_cli.results import DEFAULT_TOP_K
 
 CROPS = (1, 3)  # the processor's centre crop, or X-CLIP's left/centre/right crops
 MAX_CLIPS = 64

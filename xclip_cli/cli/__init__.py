@@ -14,14 +14,22 @@ from typing import Annotated
 
 import typer
 
-from ..help_text import epilog
-from .classify import classify, scan
-from .errors import reports_errors
-from .evaluate import evaluate_command
-from .index import embed, search
-from .info import completion, help_command, labels_list, labels_show, models_listing, models_prepare, show_version
-from .serve import serve
-from .timeline import timeline
+from xclip_cli.cli.classify import classify, scan
+from xclip_cli.cli.errors import reports_errors
+from xclip_cli.cli.evaluate import evaluate_command
+from xclip_cli.cli.help_text import epilog
+from xclip_cli.cli.index import embed, search
+from xclip_cli.cli.info import (
+    completion,
+    help_command,
+    labels_list,
+    labels_show,
+    models_listing,
+    models_prepare,
+    show_version,
+)
+from xclip_cli.cli.serve import serve
+from xclip_cli.cli.timeline import timeline
 
 # Shown in full in `xclip --help` (Click cuts a docstring's first line at 45 characters).
 SHORT_HELP = {

@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..checkpoints import DEFAULT_MODEL
-from ..errors import UsageError
-from ..labels import LabelSet, resolve_labels
-from ..options import ClassifyOptions
-from ..results import VideoResult
-from ..writers import WRITERS, Writer
-from .common import (
+from xclip_cli.cli.common import (
     check_no_folders,
     check_replaceable,
     check_report,
@@ -36,8 +30,8 @@ from .common import (
     set_verbose,
     write_all,
 )
-from .errors import say
-from .options import (
+from xclip_cli.cli.errors import say
+from xclip_cli.cli.options import (
     BackendOpt,
     BatchOpt,
     ClipsOpt,
@@ -71,11 +65,17 @@ from .options import (
     VerboseOpt,
     WorkersOpt,
 )
+from xclip_cli.errors import UsageError
+from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.output.writers import WRITERS, Writer
+from xclip_cli.results import VideoResult
 
 if TYPE_CHECKING:
-    from ..classify import Executor
-    from ..early import EarlyDecode
-    from ..scan import ScanPlan
+    from xclip_cli.jobs.classify import Executor
+    from xclip_cli.jobs.early import EarlyDecode
+    from xclip_cli.jobs.scan import ScanPlan
 
 
 def classify(
@@ -155,7 +155,7 @@ def classify(
         return _classify_remote(server, token, videos, labels, options, model, device, precision, writer_class, output)
     assert labelset is not None
     check_some_input_exists(videos)
-    from ..classify import classify_videos
+    from xclip_cli.jobs.classify import classify_videos
 
     early = _start_early_decode(model or DEFAULT_MODEL, videos, options)
     runner = load_runner(model or DEFAULT_MODEL, device or "auto", precision or "fp32", backend)
@@ -180,7 +180,7 @@ def _classify_index(
     writer_class: type[Writer],
     output: Path | None,
 ) -> None:
-    from ..index import Index, score_index
+    from xclip_cli.jobs.index import Index, score_index
 
     index = Index(folder)
     # An index holds features of one view of each whole video, sampled as `xclip embed` was told.
@@ -215,8 +215,8 @@ def _classify_remote(
     output: Path | None,
 ) -> None:
     """Through a running ``xclip serve``: what it cannot honour is refused before anything is written."""
-    from ..client import Server, check_labels, check_server, classify_remote, route, server_info
-    from ..protocol import check_token
+    from xclip_cli.run.client import Server, check_labels, check_server, classify_remote, route, server_info
+    from xclip_cli.run.protocol import check_token
 
     check_labels(labels)
     remote = Server(server, check_token(token))
@@ -232,10 +232,10 @@ def _classify_remote(
 
 
 def _start_early_decode(model: str, videos: list[str], options: ClassifyOptions) -> EarlyDecode | None:
-    """Decode the first named video while the model loads (see ``xclip_cli.early``)."""
+    """Decode the first named video while the model loads (see ``xclip_cli.jobs.early``)."""
     if not videos or videos[0] == "-" or not os.path.isfile(videos[0]):
         return None
-    from ..early import EarlyDecode
+    from xclip_cli.jobs.early import EarlyDecode
 
     return EarlyDecode(model, videos[0], options)
 
@@ -283,9 +283,9 @@ def scan(
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
-    from ..media.discovery import collect_paths
-    from ..scan import ScanOptions, scan_videos
-    from ..thumbnails import store_path
+    from xclip_cli.jobs.scan import ScanOptions, scan_videos
+    from xclip_cli.media.discovery import collect_paths
+    from xclip_cli.media.thumbnails import store_path
 
     set_verbose(verbose)
     classify = ClassifyOptions(
@@ -339,7 +339,7 @@ class _ScanFeedback:
         self.bar: Any = None
 
     def start(self, plan: ScanPlan) -> None:
-        from ..progress import ScanProgress
+        from xclip_cli.cli.progress import ScanProgress
 
         self.plan = plan
         if not plan.todo:
@@ -362,10 +362,10 @@ class _ScanFeedback:
 def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -> Executor:
     """Where the scan runs: a Ray cluster (``ray``: its options), or this process."""
     if ray is not None:
-        from ..ray_engine import RayExecutor
+        from xclip_cli.run.ray import RayExecutor
 
         return RayExecutor(model, ray, say)
-    from ..classify import LocalExecutor
+    from xclip_cli.jobs.classify import LocalExecutor
 
     return LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
 
@@ -373,9 +373,9 @@ def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:
     """The page of every video the results file holds (this run's and earlier runs'), or of
     this run's when the results went to stdout; thumbnails from the store beside the page."""
-    from ..report import scan_report, write_report
-    from ..scan import results_in
-    from ..thumbnails import read_thumbnails, store_path
+    from xclip_cli.jobs.scan import results_in
+    from xclip_cli.media.thumbnails import read_thumbnails, store_path
+    from xclip_cli.output.report import scan_report, write_report
 
     rows = results_in(output) if output is not None else finished
     title = f"xclip scan: {output}" if output is not None else "xclip scan"
@@ -409,7 +409,7 @@ def _ray_options(
         if named:
             raise UsageError(f"{named[0]} needs --engine ray")
         return None
-    from ..ray_engine import RayOptions, import_ray
+    from xclip_cli.run.ray import RayOptions, import_ray
 
     import_ray()  # before anything loads: a missing extra is a usage error
     return RayOptions(

@@ -14,12 +14,12 @@ from typing import Any, TextIO
 
 import typer
 
-from ..backend import Backend
-from ..errors import ExitCode, Interrupted, OutputError, UsageError
-from ..locks import exclusive
-from ..results import Report, VideoResult
-from ..writers import FORMATS, Writer, data_console
-from .errors import say
+from xclip_cli.cli.errors import say
+from xclip_cli.errors import ExitCode, Interrupted, OutputError, UsageError
+from xclip_cli.model.backend import Backend
+from xclip_cli.output.writers import FORMATS, Writer, data_console
+from xclip_cli.results import Report, VideoResult
+from xclip_cli.store.locks import exclusive
 
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
 PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes (jpg through pillow)
@@ -116,7 +116,7 @@ def check_report(report: Path | None, *others: Path | None) -> None:
     check_extension(report, "--report", ("html", "htm"))
     if not report.suffix:
         raise UsageError(f"--report {report}: name an .html file")
-    from ..thumbnails import store_path  # numpy comes with it: only when a report is asked for
+    from xclip_cli.media.thumbnails import store_path  # numpy comes with it: only when a report is asked for
 
     for other in others:
         if other is None:
@@ -187,7 +187,7 @@ def open_output(
 def check_replaceable(path: Path | None, overwrite: bool) -> None:
     """``-o`` over a file that holds no xclip output (a spreadsheet, someone's subtitles) needs
     ``--overwrite``: refused before any work. Earlier output of the tool is replaced as asked."""
-    from ..writers import holds_xclip_output
+    from xclip_cli.output.writers import holds_xclip_output
 
     if path is None or overwrite or not path.is_file() or holds_xclip_output(path):
         return
@@ -212,7 +212,7 @@ def set_verbose(verbose: bool) -> None:
 
 def load_runner(model: str, device: str, precision: str, backend: str = "auto") -> Backend:
     """``engine.open_backend`` with a spinner while it loads and its notes on stderr."""
-    from ..engine import open_backend
+    from xclip_cli.model.open import open_backend
 
     with status(f"Loading {model}"):
         return open_backend(model, device, precision, backend, say)
@@ -231,7 +231,7 @@ def status(message: str) -> Iterator[None]:
 
 
 def report_problems(result: VideoResult) -> None:
-    from ..progress import report_lines
+    from xclip_cli.cli.progress import report_lines
 
     for line in report_lines(result):
         say(line)
@@ -241,7 +241,7 @@ def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Calla
     """Write every result as it comes (``writer=None``: the results store themselves) and count
     them, each with the file its path leads to from here (``resolved_path``). The writer is closed
     even on Ctrl-C, so a JSON array holds the videos finished so far."""
-    from ..media.discovery import video_identity
+    from xclip_cli.media.discovery import video_identity
 
     report = Report()
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from ..errors import ExitCode, Interrupted, XClipError
+from xclip_cli.errors import ExitCode, Interrupted, XClipError
 
 
 def say(message: str) -> None:

@@ -11,13 +11,16 @@ from typing import Annotated
 
 import typer
 
-from ..checkpoints import DEFAULT_MODEL
-from ..errors import OutputError, UsageError
-from ..labels import LabelSet, resolve_labels
-from ..locks import exclusive
-from ..options import ClassifyOptions
-from .common import PLOT_EXTENSIONS, check_extension, check_writable, finish, load_runner, resumable, set_verbose
-from .options import (
+from xclip_cli.cli.common import (
+    PLOT_EXTENSIONS,
+    check_extension,
+    check_writable,
+    finish,
+    load_runner,
+    resumable,
+    set_verbose,
+)
+from xclip_cli.cli.options import (
     BackendOpt,
     ClipsOpt,
     CropsOpt,
@@ -33,6 +36,11 @@ from .options import (
     VerboseOpt,
     WorkersOpt,
 )
+from xclip_cli.errors import OutputError, UsageError
+from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.store.locks import exclusive
 
 
 def evaluate_command(
@@ -76,8 +84,15 @@ def evaluate_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """Measure top-1, top-5 and per-class accuracy of a label set on labelled videos."""
-    from ..evaluation import TOP_K, evaluate, plan_evaluation, protocol_views, run_evaluation, write_confusion_csv
-    from ..writers import write_eval_report
+    from xclip_cli.jobs.evaluate import (
+        TOP_K,
+        evaluate,
+        plan_evaluation,
+        protocol_views,
+        run_evaluation,
+        write_confusion_csv,
+    )
+    from xclip_cli.output.writers import write_eval_report
 
     set_verbose(verbose)
     clips, crops = protocol_views(protocol, clips, crops)
@@ -106,8 +121,8 @@ def evaluate_command(
             check_writable(path, [video.path for video in plan.dataset])
         rows = list(plan.kept)
         if plan.todo:
-            from ..classify import classify_videos
-            from ..progress import ScanProgress
+            from xclip_cli.cli.progress import ScanProgress
+            from xclip_cli.jobs.classify import classify_videos
 
             runner = load_runner(model, device, precision, backend)
             results = classify_videos(runner, [video.path for video in plan.todo], labelset, options)
@@ -118,7 +133,7 @@ def evaluate_command(
         if confusion is not None:
             write_confusion_csv(report, confusion)
         if plot is not None:
-            from ..plot import plot_confusion
+            from xclip_cli.output.plot import plot_confusion
 
             plot_confusion(report, plot)
         finish(None, output, confusion, plot, quiet=quiet)
@@ -141,10 +156,8 @@ def _evaluate_tags(
     """``eval --multi-label``: AP, mAP and P/R/F1 at the thresholds in use; fitted thresholds."""
     import numpy as np
 
-    from ..csvfile import AppendOnlyCsv
-    from ..evaluation import labelset_id
-    from ..media.discovery import video_identity
-    from ..multilabel import (
+    from xclip_cli.jobs.evaluate import labelset_id
+    from xclip_cli.jobs.evaluate_tags import (
         PREDICTION_COLUMNS,
         compute_multilabel_metrics,
         fit_thresholds,
@@ -154,8 +167,10 @@ def _evaluate_tags(
         prediction_row,
         truth_matrix,
     )
-    from ..tagging import background_digest, thresholds
-    from ..writers import write_multilabel_report
+    from xclip_cli.jobs.tagging import background_digest, thresholds
+    from xclip_cli.media.discovery import video_identity
+    from xclip_cli.output.writers import write_multilabel_report
+    from xclip_cli.store.table import AppendOnlyCsv
 
     if data.is_dir():
         raise UsageError(f"{data}: --multi-label reads a path,labels manifest (labels ';'-separated), not a folder")
@@ -177,8 +192,8 @@ def _evaluate_tags(
     todo = [video for video in videos if video_identity(video.path) not in done]
     rows = {path: (row["status"], row["scores"]) for path, row in done.items()}
     if todo:
-        from ..classify import classify_videos
-        from ..progress import ScanProgress
+        from xclip_cli.cli.progress import ScanProgress
+        from xclip_cli.jobs.classify import classify_videos
 
         runner = load_runner(model, device, precision, backend)
         tagged = replace(options, multi_label=True)

@@ -9,10 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..checkpoints import DEFAULT_MODEL
-from ..errors import UsageError
-from ..options import ClassifyOptions
-from .common import (
+from xclip_cli.cli.common import (
     check_replaceable,
     check_writable,
     display_path,
@@ -26,7 +23,7 @@ from .common import (
     set_verbose,
     write_all,
 )
-from .options import (
+from xclip_cli.cli.options import (
     BackendOpt,
     DeviceOpt,
     ExtOpt,
@@ -47,6 +44,9 @@ from .options import (
     VerboseOpt,
     WorkersOpt,
 )
+from xclip_cli.errors import UsageError
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.options import ClassifyOptions
 
 
 def embed(
@@ -71,9 +71,9 @@ def embed(
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode and encode videos once into an index; search it or classify it later without decoding."""
-    from ..index import IndexWriter, embed_videos, indexed_paths
-    from ..media.discovery import collect_paths
-    from ..progress import ScanProgress
+    from xclip_cli.cli.progress import ScanProgress
+    from xclip_cli.jobs.index import IndexWriter, embed_videos, indexed_paths
+    from xclip_cli.media.discovery import collect_paths
 
     set_verbose(verbose)
     options = ClassifyOptions(workers=workers, timeout=timeout, sampling=sampling)
@@ -113,8 +113,8 @@ def search(
     verbose: VerboseOpt = False,
 ) -> None:
     """Rank the videos of an index by how well they match a text, with X-CLIP's full head."""
-    from ..index import Index, search_index
-    from ..writers import write_search
+    from xclip_cli.jobs.index import Index, search_index
+    from xclip_cli.output.writers import write_search
 
     set_verbose(verbose)
     if not query.strip():

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from ..backend import ONNX_PRECISIONS
-from ..checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
-from ..errors import ExitCode, UsageError, XClipError
-from ..labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
-from .common import load_runner, print_table
-from .errors import say
-from .options import ModelOpt, VerboseOpt
+from xclip_cli.cli.common import load_runner, print_table
+from xclip_cli.cli.errors import say
+from xclip_cli.cli.options import ModelOpt, VerboseOpt
+from xclip_cli.errors import ExitCode, UsageError, XClipError
+from xclip_cli.labels import builtin_dir, builtin_names, load_labelset_file, resolve_labels
+from xclip_cli.model.backend import ONNX_PRECISIONS
+from xclip_cli.model.checkpoints import DEFAULT_MODEL, KNOWN_CHECKPOINTS, ZERO_SHOT_MODEL
 
 
 def models_listing(ctx: typer.Context) -> None:
@@ -44,7 +44,7 @@ def models_prepare(
     """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
     if precision not in ONNX_PRECISIONS:
         raise UsageError(f"--precision {precision!r}: ONNX Runtime runs fp32 or int8")
-    from ..onnx_runner import OnnxRunner
+    from xclip_cli.model.onnx.runner import OnnxRunner
 
     started = time.monotonic()
     runner = load_runner(model, "cpu", precision, "onnx")  # prepares unless already prepared
@@ -120,7 +120,7 @@ def show_version(value: bool) -> None:
         return
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from xclip_cli import __version__
 
     print(f"xclip-cli {__version__}")
     for package, shown in (
@@ -134,7 +134,7 @@ def show_version(value: bool) -> None:
         except PackageNotFoundError:
             print(f"{shown} not installed")
     try:
-        from ..device import resolve_device
+        from xclip_cli.model.device import resolve_device
 
         print(f"default device: {resolve_device(os.environ.get('XCLIP_DEVICE', 'auto'))}")
     except (ImportError, XClipError) as exc:

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ..backend import BACKENDS
-from ..checkpoints import DEFAULT_MODEL
-from ..media.sampling import SAMPLINGS
-from ..writers import FORMATS
+from xclip_cli.media.sampling import SAMPLINGS
+from xclip_cli.model.backend import BACKENDS
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.output.writers import FORMATS
 
 
 def choices(values: Iterable[str]) -> str:
@@ -37,7 +37,7 @@ OptionalModelOpt = Annotated[
 
 def complete_labels(incomplete: str) -> list[str]:
     """Shell completion for ``--labels``: the built-in set names (a file path completes as a path)."""
-    from ..labels import builtin_names
+    from xclip_cli.labels import builtin_names
 
     return [name for name in builtin_names() if name.startswith(incomplete)]
 

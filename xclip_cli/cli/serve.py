@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from ..checkpoints import DEFAULT_MODEL
-from ..errors import ExitCode, UsageError
-from ..protocol import MAX_QUEUE, TOKEN_ENV, check_exposure, check_token
-from .common import load_runner, set_verbose
-from .errors import say
-from .options import BackendOpt, DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
+from xclip_cli.cli.common import load_runner, set_verbose
+from xclip_cli.cli.errors import say
+from xclip_cli.cli.options import BackendOpt, DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
+from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.run.protocol import MAX_QUEUE, TOKEN_ENV, check_exposure, check_token
 
 
 def serve(
@@ -49,7 +49,7 @@ def serve(
     with what xclip classify -f json prints. Label files are never read for a request. Each
     request is logged on stderr; Ctrl-C or SIGTERM stops it.
     """
-    from ..server import ClassifyService, make_server
+    from xclip_cli.run.server import ClassifyService, make_server
 
     set_verbose(verbose)
     token = check_token(token)

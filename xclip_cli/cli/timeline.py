@@ -9,12 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..checkpoints import DEFAULT_MODEL
-from ..labels import resolve_labels
-from ..options import TimelineOptions
-from ..timecodes import CUE_FORMATS, CUE_TOP_K
-from ..writers import TIMELINE_FORMATS, TIMELINE_WRITERS
-from .common import (
+from xclip_cli.cli.common import (
     PLOT_EXTENSIONS,
     check_extension,
     check_replaceable,
@@ -27,8 +22,8 @@ from .common import (
     pick_format,
     set_verbose,
 )
-from .errors import say
-from .options import (
+from xclip_cli.cli.errors import say
+from xclip_cli.cli.options import (
     BackendOpt,
     DeviceOpt,
     LabelsOpt,
@@ -43,6 +38,11 @@ from .options import (
     VerboseOpt,
     choices,
 )
+from xclip_cli.labels import resolve_labels
+from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.options import TimelineOptions
+from xclip_cli.output.timecodes import CUE_FORMATS, CUE_TOP_K
+from xclip_cli.output.writers import TIMELINE_FORMATS, TIMELINE_WRITERS
 
 
 def timeline(
@@ -102,7 +102,7 @@ def timeline(
         multi_label=multi_label,
     )
     if shots:
-        from ..shots import require_scenedetect
+        from xclip_cli.media.shots import require_scenedetect
 
         require_scenedetect()
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
@@ -112,7 +112,7 @@ def timeline(
         check_writable(path, [video])
     check_replaceable(output, overwrite)
     check_some_input_exists([video])
-    from ..timeline import build_timeline
+    from xclip_cli.jobs.timeline import build_timeline
 
     runner = load_runner(model, device, precision, backend)
     with _video_time_progress(quiet) as progress:
@@ -123,11 +123,11 @@ def timeline(
     with open_output(output, fmt=fmt) as stream:
         TIMELINE_WRITERS[fmt](result, segments, merge, stream)
     if plot is not None:
-        from ..plot import plot_timeline
+        from xclip_cli.output.plot import plot_timeline
 
         plot_timeline(result, segments, plot)
     if report is not None:
-        from ..report import timeline_report, write_report
+        from xclip_cli.output.report import timeline_report, write_report
 
         shown = segments if top_k >= 3 else result.segments(merge=merge, top_k=3)  # the page shows 3 labels at least
         write_report(timeline_report(result, shown, merge), report)

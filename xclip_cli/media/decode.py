@@ -30,9 +30,9 @@ from typing import Generic, TypeVar
 import av
 import numpy as np
 
-from ..errors import VideoError
-from .probe import check_openable, unreadable_reason
-from .sampling import SAMPLINGS, SamplingPlan, frame_span, plan_keyframe_views, plan_views
+from xclip_cli.errors import VideoError
+from xclip_cli.media.probe import check_openable, unreadable_reason
+from xclip_cli.media.sampling import SAMPLINGS, SamplingPlan, frame_span, plan_keyframe_views, plan_views
 
 T = TypeVar("T")
 # PyAV's default: slice threads. Frame threads ("AUTO") measured no faster on one-slice

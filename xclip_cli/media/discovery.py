@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from xclip_cli.errors import UsageError
 
 VIDEO_EXTENSIONS = frozenset(
     {"mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "m2ts", "mts", "ts"}

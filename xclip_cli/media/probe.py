@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..errors import VideoError
+from xclip_cli.errors import VideoError
 
 SNIFF_BYTES = 4096
 # Box types an MP4/MOV file starts with; such a file that ffmpeg cannot open is damaged,

@@ -1,0 +1,1 @@
+"""What the tool does with videos: classify, scan, timeline, index and search, eval, tagging."""

@@ -1,0 +1,1 @@
+"""The model: backends (torch, ONNX Runtime), checkpoints, the text side and its cache."""

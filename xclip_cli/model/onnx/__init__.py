@@ -1,0 +1,1 @@
+"""X-CLIP on ONNX Runtime: export (with torch), the cache of prepared checkpoints, the runner."""

@@ -1,0 +1,1 @@
+"""X-CLIP on torch and transformers: loading checkpoints, the split forward."""

@@ -1,0 +1,1 @@
+"""Where jobs run besides this process: a Ray cluster, a server and its client."""

@@ -1,0 +1,1 @@
+"""State on disk: atomic writes, locks, append-only tables."""
