@@ -16,10 +16,10 @@ import pytest
 from helpers import invoke, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
-from xclip_cli.jobs.scan import LEGACY_CSV_COLUMNS, finished_paths
 from xclip_cli.labels import resolve_labels
 from xclip_cli.media.discovery import Shard, find_videos
 from xclip_cli.results import CSV_COLUMNS
+from xclip_cli.store.results_file import LEGACY_CSV_COLUMNS, finished_paths
 
 BEFORE_SAMPLING = (  # the CSV header xclip-cli 0.3 wrote (--top-k 5)
     "path",

@@ -373,9 +373,9 @@ def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:
     """The page of every video the results file holds (this run's and earlier runs'), or of
     this run's when the results went to stdout; thumbnails from the store beside the page."""
-    from xclip_cli.jobs.scan import results_in
     from xclip_cli.media.thumbnails import read_thumbnails, store_path
     from xclip_cli.output.report import scan_report, write_report
+    from xclip_cli.store.results_file import results_in
 
     rows = results_in(output) if output is not None else finished
     title = f"xclip scan: {output}" if output is not None else "xclip scan"

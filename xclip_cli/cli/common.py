@@ -241,7 +241,7 @@ def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Calla
     """Write every result as it comes (``writer=None``: the results store themselves) and count
     them, each with the file its path leads to from here (``resolved_path``). The writer is closed
     even on Ctrl-C, so a JSON array holds the videos finished so far."""
-    from xclip_cli.media.discovery import video_identity
+    from xclip_cli.store.results_file import video_identity
 
     report = Report()
     try:

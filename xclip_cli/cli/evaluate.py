@@ -168,8 +168,8 @@ def _evaluate_tags(
         truth_matrix,
     )
     from xclip_cli.jobs.tagging import background_digest, thresholds
-    from xclip_cli.media.discovery import video_identity
     from xclip_cli.output.writers import write_multilabel_report
+    from xclip_cli.store.results_file import video_identity
     from xclip_cli.store.table import AppendOnlyCsv
 
     if data.is_dir():

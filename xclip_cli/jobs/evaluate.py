@@ -24,9 +24,10 @@ import numpy as np
 
 from xclip_cli.errors import UsageError
 from xclip_cli.labels import LabelSet
-from xclip_cli.media.discovery import find_videos, video_identity
+from xclip_cli.media.discovery import find_videos
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import ClassScore, EvalReport, VideoResult
+from xclip_cli.store.results_file import video_identity
 from xclip_cli.store.table import AppendOnlyCsv, has_rows_or_header, read_rows
 
 PREDICTION_COLUMNS = (

@@ -232,7 +232,7 @@ def prediction_row(
 def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, str]) -> list[dict[str, str]]:
     """Rows of an earlier run still valid for this one (same settings, the video's labels unchanged);
     ``UsageError`` for a file made otherwise, which must not be mixed with this run's rows."""
-    from xclip_cli.media.discovery import video_identity
+    from xclip_cli.store.results_file import video_identity
     from xclip_cli.store.table import has_rows_or_header, read_rows
 
     if not has_rows_or_header(output):

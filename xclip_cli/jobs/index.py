@@ -32,13 +32,13 @@ import numpy as np
 
 from xclip_cli.errors import OutputError, UsageError, VideoError
 from xclip_cli.jobs.classify import frames_in_order, labelled_result, result_scores, scoring_text_features, view_pixels
-from xclip_cli.jobs.scan import same_model
 from xclip_cli.labels import LabelSet
 from xclip_cli.model.backend import Backend, VideoFeatures
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import SearchHit, VideoResult
 from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.locks import exclusive
+from xclip_cli.store.results_file import same_model
 from xclip_cli.store.table import AppendOnlyCsv, has_rows_or_header, read_rows
 
 FORMAT = 1

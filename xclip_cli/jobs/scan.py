@@ -1,325 +1,32 @@
-"""Batch scans: resume from earlier results, and only when they were made the same way.
+"""Batch scans (``scan_videos``): classify many videos into a results file that a rerun resumes.
 
-Bookkeeping helpers; the CLI's ``scan`` command feeds the paths still to do to
-``classify_videos`` and appends each finished row to the results file at once. Finding the
-videos and sharding them is ``media.discovery``'s.
+The file is locked for the run, its rows read back (``store.results_file``) and checked against
+this run's settings before anything loads; each finished row is appended and flushed before the
+next video starts. Finding the videos and sharding them is ``media.discovery``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
-import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
-from xclip_cli.errors import OutputError, UsageError
+from xclip_cli.errors import UsageError
 from xclip_cli.jobs.tagging import tags_digest
 from xclip_cli.labels import LabelSet
-from xclip_cli.media.discovery import video_identity
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import (
-    FORMULA_PREFIXES,
-    WARNING_SEPARATOR,
-    Prediction,
     Report,
-    Tag,
     VideoResult,
-    csv_cells,
-    csv_columns,
 )
-from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.locks import exclusive
-from xclip_cli.store.table import complete_lines, has_rows_or_header, read_rows, trim_partial_line
+from xclip_cli.store.results_file import Earlier, ResultRows, RunSettings, drop_rows, read_earlier, video_identity
 
 if TYPE_CHECKING:
     from xclip_cli.jobs.classify import Executor
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What a scan's rows depend on: a results file is resumed only by a run with the same."""
-
-    model: str
-    labelset: str
-    labelset_digest: str
-    views: int
-    top_k: int
-    num_labels: int
-    precision: str = "fp32"
-    sampling: str = "exact"
-    multi_label: bool = False
-    tags_digest: str = ""  # with multi_label: tagging.tags_digest of the label set
-
-    def differences(self, record: dict[str, str]) -> str | None:
-        """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
-        if record.get("labelset_digest", "") == "":
-            return "rows written by an older xclip-cli (no label-set digest)"
-        if not same_model(record["model"], self.model):
-            return f"--model {record['model']}, this run uses {self.model}"
-        if record["labelset"] != self.labelset:
-            return f"--labels {record['labelset']!r}, this run uses {self.labelset!r}"
-        if record.get("precision", "") != self.precision:
-            return f"--precision {record.get('precision') or '?'}, this run uses {self.precision}"
-        if (record.get("sampling") or "exact") != self.sampling:  # JSONL from before --sampling: exact
-            return f"--sampling {record.get('sampling') or 'exact'}, this run uses {self.sampling}"
-        if record["labelset_digest"] != self.labelset_digest:
-            digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
-            return f"other labels, prompts or templates under the name {self.labelset!r} ({digests})"
-        if record["status"] != "ok":
-            return None
-        if (record.get("tags") or "") != "" and not self.multi_label:
-            return "--multi-label (rows with tags), this run has none"
-        if (record.get("tags") or "") == "" and self.multi_label:
-            return "no --multi-label (rows without tags), this run uses it"
-        if self.multi_label and (record.get("tags_digest") or "") != self.tags_digest:
-            digests = f"tags digest {record.get('tags_digest') or '?'}, this run {self.tags_digest}"
-            return f"other tagging thresholds or background prompts ({digests})"
-        if record["views"] != str(self.views):
-            views = f"{record['views']} view{'' if record['views'] == '1' else 's'} per video"
-            return f"{views} (--clips x --crops), this run uses {self.views}"
-        if "reported" in record and record["reported"] != str(min(self.top_k, self.num_labels)):
-            return f"--top-k {record['reported']}, this run uses {self.top_k}"
-        return None
-
-
-def same_model(a: str, b: str) -> bool:
-    """Two ``--model`` values name one checkpoint: equal ids, or one local folder written two ways."""
-    if a == b:
-        return True
-    try:
-        return os.path.isdir(a) and os.path.isdir(b) and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class Earlier:
-    """What a results file already holds, by video (``media.discovery.video_identity``)."""
-
-    ok: frozenset[str] = frozenset()
-    failed: frozenset[str] = frozenset()  # videos whose row is an error
-
-    @property
-    def done(self) -> frozenset[str]:
-        return self.ok | self.failed
-
-
-def finished_paths(results: Path, settings: RunSettings | None = None, fmt: str | None = None) -> set[str]:
-    """The videos (``video_identity``) already in a results file: see ``read_earlier``."""
-    return set(read_earlier(results, settings, fmt).done)
-
-
-def read_earlier(results: Path, settings: RunSettings | None = None, fmt: str | None = None) -> Earlier:
-    """The videos already in a results file (CSV or JSONL), to skip when resuming.
-
-    With ``settings``, a file whose rows were made otherwise (another label set, model, number
-    of views or --top-k) is refused with ``UsageError`` and left untouched: appending would mix
-    two experiments in one file. A row cut off by a kill is then trimmed, so appending continues
-    a valid file. ``fmt`` (csv or jsonl; default: from the extension) is what this run would
-    append: a file that holds the other is refused, never appended to in another format.
-    Videos are known by the file their path leads to (``resolved_path``), so a rerun that names
-    them another way (relative, absolute, through a symlink) does not add them twice.
-    """
-    if not has_rows_or_header(results):
-        return Earlier()
-    fmt = fmt or _format_of(results)
-    held = _held_format(results)
-    if held != fmt:
-        raise UsageError(
-            f"{results}: holds {held} rows, this run writes {fmt} (-f {held} continues it); "
-            "use --overwrite or another -o"
-        )
-    records = _jsonl_records(results) if fmt == "jsonl" else _csv_records(results, settings)
-    if settings is not None:
-        for record in records:
-            difference = settings.differences(record)
-            if difference is not None:
-                raise UsageError(f"{results}: made with {difference}; use --overwrite or another -o")
-    trim_partial_line(results)
-    ok = frozenset(record["resolved_path"] for record in records if record["status"] == "ok")
-    failed = frozenset(record["resolved_path"] for record in records if record["status"] != "ok") - ok
-    return Earlier(ok, failed)
-
-
-def _format_of(results: Path) -> str:
-    return "jsonl" if results.suffix.lower() == ".jsonl" else "csv"
-
-
-def _held_format(results: Path) -> str:
-    with open(results, "rb") as handle:  # the first byte tells: a JSON object, or a CSV header
-        return "jsonl" if handle.read(1) == b"{" else "csv"
-
-
-def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, str]]:
-    header, rows = read_rows(results)
-    expected = csv_columns(settings.top_k) if settings is not None else header
-    ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
-    if header == _before_identity(csv_columns(len(ranked))):
-        header, rows = _add_identities(results, header, rows)
-        expected = csv_columns(settings.top_k) if settings is not None else header
-    if header != expected:
-        if header == csv_columns(len(ranked)) and settings is not None:
-            reason = f"made with --top-k {len(ranked)}, this run uses {settings.top_k}"
-        elif header == LEGACY_CSV_COLUMNS or header == _before_sampling(csv_columns(len(ranked))):
-            reason = "written by an older xclip-cli (other columns)"
-        else:
-            raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
-        raise UsageError(f"{results}: {reason}; use --overwrite or another -o")
-    records = [dict(zip(header, row, strict=True)) for row in rows]
-    return [_with_identity(record | {"path": _unneutralise(record["path"])}) for record in records]
-
-
-def _with_identity(record: dict[str, str]) -> dict[str, str]:
-    """A record keyed by its video: ``resolved_path`` as written, or (rows written by a process
-    that did not know it) the path resolved from here."""
-    return record | {"resolved_path": record.get("resolved_path") or video_identity(record["path"])}
-
-
-def _add_identities(
-    results: Path, header: tuple[str, ...], rows: list[list[str]]
-) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Bring a file of xclip-cli 0.4 (no ``resolved_path`` column) up to date, in place and
-    atomically, resolving its paths from the current folder; refused when a relative path
-    leads nowhere from here (the file was written from another folder)."""
-    paths = [_unneutralise(row[0]) for row in rows]
-    lost = next((path for path in paths if not os.path.isabs(path) and not os.path.exists(path)), None)
-    if lost is not None:
-        raise UsageError(
-            f"{results}: written by xclip-cli 0.4 with paths relative to the folder it ran in, and {lost} is "
-            "not found from here; rerun from that folder once (the file is then brought up to date)"
-        )
-    header = (*header, "resolved_path")
-    rows = [[*row, video_identity(path)] for row, path in zip(rows, paths, strict=True)]
-    _rewrite_csv(results, header, rows)
-    return header, rows
-
-
-def _rewrite_csv(results: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text_atomic(results, text.getvalue())
-
-
-def _jsonl_records(results: Path) -> list[dict[str, str]]:
-    records = []
-    for number, line in enumerate(complete_lines(results), start=1):
-        try:
-            record = json.loads(line)
-            if not isinstance(record["path"], str):
-                raise TypeError
-            fields = {key: "" if record.get(key) is None else str(record.get(key)) for key in _RECORD_KEYS}
-            fields |= {"path": record["path"], "reported": str(len(record.get("predictions") or ()))}
-            records.append(_with_identity(fields))
-        except (ValueError, KeyError, TypeError):
-            raise OutputError(f"{results}: line {number} is not an xclip result; use --overwrite") from None
-    return records
-
-
-def drop_rows(results: Path, videos: frozenset[str], fmt: str) -> None:
-    """Remove the rows of ``videos`` (``video_identity``) from a results file, atomically (a
-    ``--retry-failed`` run replaces them with new rows)."""
-    if not videos:
-        return
-    if fmt == "jsonl":
-        lines = complete_lines(results)
-        kept = [
-            line
-            for line, record in zip(lines, _jsonl_records(results), strict=True)
-            if record["resolved_path"] not in videos
-        ]
-        write_text_atomic(results, "".join(kept))
-        return
-    header, rows = read_rows(results)
-    records = _csv_records(results, None)
-    kept_rows = [row for row, record in zip(rows, records, strict=True) if record["resolved_path"] not in videos]
-    _rewrite_csv(results, header, kept_rows)
-
-
-_RECORD_KEYS = (
-    "path", "resolved_path", "status",
-    "model", "precision", "labelset", "labelset_digest", "views", "sampling", "tags", "tags_digest",
-)  # fmt: skip
-
-
-def _before_identity(columns: tuple[str, ...]) -> tuple[str, ...]:
-    """The CSV header of xclip-cli 0.4 (before ``resolved_path``) for the same --top-k."""
-    return tuple(column for column in columns if column != "resolved_path")
-
-
-def _before_sampling(columns: tuple[str, ...]) -> tuple[str, ...]:
-    """The CSV header of xclip-cli 0.3 (before --sampling) for the same --top-k."""
-    added = ("sampling", "keyframe_substitutes", "tags", "tags_digest", "resolved_path")
-    return tuple(column for column in columns if column not in added)
-
-
-# The header of results files written before the per-rank columns and the label-set digest.
-LEGACY_CSV_COLUMNS = (
-    "path",
-    "status",
-    "top1_label",
-    "top1_probability",
-    "top_k",
-    "duration",
-    "width",
-    "height",
-    "views",
-    "model",
-    "labelset",
-    "error",
-    "warnings",
-)
-
-
-def results_in(results: Path) -> list[VideoResult]:
-    """Every video of a results file (CSV or JSONL), earlier runs' included, for the HTML report.
-
-    A CSV keeps the top labels and probabilities, not the logits or frame times.
-    """
-    if not has_rows_or_header(results):
-        return []
-    with open(results, "rb") as handle:
-        if handle.read(1) == b"{":
-            return [VideoResult.from_record(json.loads(line)) for line in complete_lines(results)]
-    header, rows = read_rows(results)
-    found = []
-    for row in (dict(zip(header, cells, strict=True)) for cells in rows):
-        ranked = json.loads(row["top_k"]) if row.get("top_k") else []
-        found.append(
-            VideoResult(
-                path=_unneutralise(row["path"]),
-                predictions=tuple(Prediction(str(label), float(p), None) for label, p in ranked),
-                model=row.get("model", ""),
-                precision=row.get("precision", ""),
-                labelset=row.get("labelset", ""),
-                labelset_digest=row.get("labelset_digest", ""),
-                duration=float(row["duration"]) if row.get("duration") else None,
-                width=int(row["width"]) if row.get("width") else None,
-                height=int(row["height"]) if row.get("height") else None,
-                error=(row.get("error") or "error") if row.get("status") != "ok" else None,
-                warnings=tuple(row["warnings"].split(WARNING_SEPARATOR)) if row.get("warnings") else (),
-                # A CSV keeps each tag's label and score; its threshold is not kept (NaN).
-                tags=tuple(Tag(str(label), float(score), math.nan) for label, score in json.loads(row["tags"]))
-                if row.get("tags")
-                else None,
-            )
-        )
-    return found
-
-
-def _unneutralise(cell: str) -> str:
-    """Undo the CSV writer's formula guard, to compare with the real path."""
-    if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
-        return cell[1:]
-    return cell
 
 
 @dataclass(frozen=True)
@@ -459,23 +166,3 @@ def scan_videos(
                 if on_result is not None:
                     on_result(result)
     return ScanSummary(plan, done, failed)
-
-
-class ResultRows:
-    """A scan's rows on a text stream: CSV (a header first, unless continuing a file) or JSONL,
-    each flushed as it is written."""
-
-    def __init__(self, stream: TextIO, fmt: str, top_k: int, appending: bool) -> None:
-        self.stream, self.fmt = stream, fmt
-        self.columns = csv_columns(top_k)
-        self.csv = csv.writer(stream)
-        if fmt == "csv" and not appending:
-            self.csv.writerow(self.columns)
-            stream.flush()
-
-    def write(self, result: VideoResult) -> None:
-        if self.fmt == "jsonl":
-            self.stream.write(json.dumps(result.to_record(), ensure_ascii=False) + "\n")
-        else:
-            self.csv.writerow(csv_cells(result, self.columns))
-        self.stream.flush()

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from xclip_cli.errors import UsageError
+from xclip_cli.store.results_file import video_identity
 
 VIDEO_EXTENSIONS = frozenset(
     {"mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "m2ts", "mts", "ts"}
@@ -41,15 +42,6 @@ class Shard:
         # A hash of the path, not its position: shards stay the same when files are added.
         digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
-
-
-def video_identity(path: str) -> str:
-    """What makes two paths one video: the file they lead to. A relative and an absolute path,
-    ``..`` and symlinks (to the file or to a folder above it) resolve to one path; hard links
-    are separate names of one file and count as separate videos (as ``rsync`` and ``git`` see
-    them). Results files keep it beside the path as given (``resolved_path``), so that a resume
-    knows a video whatever path form named it, from whatever folder."""
-    return os.path.realpath(path)
 
 
 def find_videos(

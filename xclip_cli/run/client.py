@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from xclip_cli.errors import EngineError, UsageError
-from xclip_cli.jobs.scan import same_model
 from xclip_cli.labels import resolve_labels_without_files
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
 from xclip_cli.run.protocol import RETRY_AFTER_SECONDS, TOKEN_ENV, inside_roots
+from xclip_cli.store.results_file import same_model
 
 TIMEOUT_SECONDS = 600.0
 MAX_TRIES = 5  # requests sent while the server answers 503 (busy), the last one included
