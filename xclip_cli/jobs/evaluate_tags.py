@@ -12,8 +12,9 @@ with them. The metric code is plain numpy, tested against hand-computed cases.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ import yaml
 from xclip_cli.errors import UsageError
 from xclip_cli.jobs.evaluate import manifest_rows, match_classes, refuse_other_settings
 from xclip_cli.labels import LabelSet
+from xclip_cli.options import ClassifyOptions
+from xclip_cli.results import VideoResult
+from xclip_cli.store.results_file import video_identity
+from xclip_cli.store.table import AppendOnlyCsv
 
 LABEL_SEPARATOR = ";"
 
@@ -232,7 +237,6 @@ def prediction_row(
 def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, str]) -> list[dict[str, str]]:
     """Rows of an earlier run still valid for this one (same settings, the video's labels unchanged);
     ``UsageError`` for a file made otherwise, which must not be mixed with this run's rows."""
-    from xclip_cli.store.results_file import video_identity
     from xclip_cli.store.table import has_rows_or_header, read_rows
 
     if not has_rows_or_header(output):
@@ -244,3 +248,84 @@ def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, s
     refuse_other_settings(records, settings, SETTINGS, output)
     labels = {video_identity(video.path): LABEL_SEPARATOR.join(video.labels) for video in videos}
     return [record for record in records if labels.get(video_identity(record["path"])) == record["labels"]]
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    """A tag evaluation checked before any video is decoded: its videos and what is left to do."""
+
+    manifest: Path
+    videos: tuple[TaggedVideo, ...]
+    settings: dict[str, str]  # what the predictions file's rows must have been made with
+    kept: tuple[dict[str, str], ...]  # rows of an earlier run still valid for this one
+    todo: tuple[TaggedVideo, ...]
+    output: Path | None
+
+
+@dataclass(frozen=True)
+class TagEvaluation:
+    """The metrics, and the scores and truth they came from (``fit_thresholds`` takes them)."""
+
+    report: MultiLabelReport
+    scores: np.ndarray  # (scored videos, labels)
+    truth: np.ndarray
+
+
+def plan_tag_evaluation(
+    manifest: Path,
+    labelset: LabelSet,
+    model: str,
+    options: ClassifyOptions,
+    precision: str,
+    output: Path | None = None,
+    overwrite: bool = False,
+) -> TagPlan:
+    """Read the manifest (unknown labels stop here) and what ``output`` already holds (rows
+    made otherwise stop here; ``overwrite`` removes it). Call holding ``locks.exclusive(output)``."""
+    from xclip_cli.jobs.evaluate import labelset_id
+    from xclip_cli.jobs.tagging import background_digest
+
+    if manifest.is_dir():
+        raise UsageError(f"{manifest}: --multi-label reads a path,labels manifest (labels ';'-separated), not a folder")
+    videos = load_multilabel_manifest(manifest, labelset)
+    settings = {
+        "labelset": labelset_id(labelset), "model": model, "views": str(options.views), "precision": precision,
+        "sampling": options.sampling, "background": background_digest(labelset),
+    }  # fmt: skip
+    if output is not None and overwrite:
+        output.unlink(missing_ok=True)
+    kept = kept_rows(output, videos, settings) if output is not None else []
+    done = {video_identity(row["path"]) for row in kept}  # a video named another way is still done
+    todo = [video for video in videos if video_identity(video.path) not in done]
+    return TagPlan(manifest, tuple(videos), settings, tuple(kept), tuple(todo), output)
+
+
+def run_tag_evaluation(
+    plan: TagPlan,
+    labelset: LabelSet,
+    results: Iterable[VideoResult],
+    on_result: Callable[[VideoResult], None] | None = None,
+) -> TagEvaluation:
+    """Score the kept rows and ``results`` (of ``plan.todo``, with ``multi_label``), appending each
+    new row to ``plan.output`` as it comes, so a rerun resumes."""
+    from xclip_cli.jobs.tagging import thresholds
+
+    rows = {video_identity(row["path"]): (row["status"], row["scores"]) for row in plan.kept}
+    by_path = {video.path: video for video in plan.todo}
+    with contextlib.ExitStack() as stack:
+        table = stack.enter_context(AppendOnlyCsv(plan.output, PREDICTION_COLUMNS)) if plan.output else None
+        for result in results:
+            video = by_path[result.path]
+            row = prediction_row(video, result.status, result.label_scores, result.error or "", plan.settings)
+            rows[video_identity(result.path)] = (row[2], row[3])
+            if table is not None:
+                table.write_rows([row])
+            if on_result is not None:
+                on_result(result)
+    scored = [video for video in plan.videos if rows[video_identity(video.path)][0] == "ok"]
+    cells = [json.loads(rows[video_identity(video.path)][1]) for video in scored]
+    scores = np.array(cells, dtype=np.float64).reshape(len(scored), len(labelset))
+    truth = truth_matrix(scored, labelset)
+    failed = len(plan.videos) - len(scored)
+    report = compute_multilabel_metrics(scores, truth, labelset.names, thresholds(labelset), failed=failed)
+    return TagEvaluation(report, scores, truth)
