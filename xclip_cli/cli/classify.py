@@ -312,14 +312,9 @@ def scan(
         try:
             with resumable(output, report):
                 executor = _executor(model, device, precision, backend, ray)
+                start, update = progress.start, progress.update
                 summary = scan_videos(
-                    found,
-                    labelset,
-                    executor,
-                    options,
-                    stream=data_out,
-                    on_plan=progress.start,
-                    on_result=progress.update,
+                    found, labelset, executor, options, stream=data_out, on_plan=start, on_result=update
                 )
         finally:
             if report is not None and progress.plan is not None:  # also on Ctrl-C: the page of what is done
