@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "xclip_cli"
 # Bottom to top: each may import those before it, never one after it. Files -> frames -> model ->
 # jobs -> output, with state on disk (store) low so that every layer can keep it; cli on top.
-LAYERS = ("errors", "labels", "results", "store", "media", "options", "model", "jobs", "run", "output", "cli")
+LAYERS = ("errors", "results", "store", "labels", "media", "options", "model", "jobs", "run", "output", "cli")
 MAX_TOP_LEVEL_MODULES = 8
 MAX_MODULE_LINES = 450
 MAX_COMMAND_BODY_LINES = 40  # a command parses, calls one library function, picks a writer

@@ -8,8 +8,6 @@ encoder; the runner averages a label's texts (see ``text_side.ensemble_text_embe
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +17,7 @@ from typing import Any
 import yaml
 
 from xclip_cli.errors import LabelSetError, UsageError
+from xclip_cli.store.digest import digest
 
 PLACEHOLDER = "{}"
 DEFAULT_TEMPLATES: tuple[str, ...] = (PLACEHOLDER,)  # X-CLIP's own evaluation uses the bare name
@@ -81,8 +80,7 @@ class LabelSet:
     def digest(self) -> str:
         """12 hex digits of the prompts' texts: two sets named alike but worded apart differ.
         (Tagging's thresholds and background have their own: ``tagging.tags_digest``.)"""
-        texts = json.dumps(self.texts_per_label(), ensure_ascii=False).encode()
-        return hashlib.sha256(texts).hexdigest()[:12]
+        return digest(self.texts_per_label())
 
     def __len__(self) -> int:
         return len(self.labels)

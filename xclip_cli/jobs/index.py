@@ -36,7 +36,7 @@ from xclip_cli.labels import LabelSet
 from xclip_cli.model.backend import Backend, VideoFeatures
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import SearchHit, VideoResult
-from xclip_cli.store.atomic import write_text_atomic
+from xclip_cli.store.atomic import save_array_atomic, write_text_atomic
 from xclip_cli.store.locks import exclusive
 from xclip_cli.store.results_file import same_model
 from xclip_cli.store.table import AppendOnlyCsv, has_rows_or_header, read_rows
@@ -127,8 +127,8 @@ class IndexWriter:
         shard = self.next_shard
         embeds = np.concatenate([features.embeds for _, features in self.pending])
         patches = np.concatenate([features.patches for _, features in self.pending])
-        _save_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)
-        _save_atomic(self.folder / f"patches-{shard:05d}.npy", patches)
+        save_array_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)
+        save_array_atomic(self.folder / f"patches-{shard:05d}.npy", patches)
         self._write_rows([(result, shard, row) for row, (result, _) in enumerate(self.pending)])
         self.pending = []
         self.next_shard += 1
@@ -372,15 +372,6 @@ def _read_manifest(folder: Path) -> dict[str, object]:
 
 def _write_json(path: Path, data: dict[str, object]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_suffix(".tmp.npy")
-    with open(temporary, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _chunks(items: list[IndexEntry], size: int) -> Iterable[list[IndexEntry]]:

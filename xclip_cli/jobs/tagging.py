@@ -11,9 +11,10 @@ A label applies when its score reaches its threshold (from the label set, else t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xclip_cli.results import Tag, tags_above
+from xclip_cli.store.digest import digest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,20 +41,13 @@ def background_prompts(labelset: LabelSet) -> tuple[str, ...]:
 
 def background_digest(labelset: LabelSet) -> str:
     """12 hex digits of the background prompts in use: what every score depends on."""
-    return _digest(list(background_prompts(labelset)))
+    return digest(list(background_prompts(labelset)))
 
 
 def tags_digest(labelset: LabelSet) -> str:
     """12 hex digits of the tagging settings in use (background and every threshold, defaults
     included): rows tagged otherwise must not be mixed into one results file."""
-    return _digest([list(background_prompts(labelset)), thresholds(labelset)])
-
-
-def _digest(content: Any) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:12]
+    return digest([list(background_prompts(labelset)), thresholds(labelset)])
 
 
 def thresholds(labelset: LabelSet) -> list[float]:

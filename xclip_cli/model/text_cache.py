@@ -9,14 +9,16 @@ prompt list never reads a stale entry.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xclip_cli.store.atomic import save_array_atomic
+from xclip_cli.store.digest import digest
 
 CACHE_VERSION = "2"  # bump when the stored layout or the computation changes
 
@@ -37,7 +39,7 @@ def cache_key(model_fingerprint: str, prompts: dict[str, Any]) -> str:
     tokenizer that would make them (so a warm cache needs no tokenizer at all).
     """
     payload = json.dumps(prompts, sort_keys=True, ensure_ascii=True)
-    return hashlib.sha256(f"v{CACHE_VERSION}\n{model_fingerprint}\n{payload}".encode()).hexdigest()
+    return digest(f"v{CACHE_VERSION}\n{model_fingerprint}\n{payload}")
 
 
 def load(key: str, expected_rows: int) -> np.ndarray | None:
@@ -59,15 +61,6 @@ def store(key: str, array: np.ndarray) -> None:
     costs speed.
     """
     folder = cache_dir() / "text-features"
-    temporary: str | None = None
-    try:
+    with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
-            temporary = handle.name
-            np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())  # a crash must not leave a renamed but empty file
-        os.replace(temporary, folder / f"{key}.npy")
-    except OSError:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+        save_array_atomic(folder / f"{key}.npy", array)

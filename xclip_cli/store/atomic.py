@@ -1,25 +1,41 @@
-"""Replace a file atomically: a reader sees the old file or the new one, never half of either."""
+"""Replace a file atomically: a reader sees the old file or the new one, never half of either,
+and a crash (power loss included) leaves one of them, never an empty file."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8; file names that are not UTF-8 as their bytes) beside ``path``,
-    flush it to the disk, then move it into place: a crash leaves the old file or the new one,
-    never an empty one. The temporary file gets the usual permissions (umask) and is removed
-    if anything fails. Raises ``OSError``."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """``write`` fills a temporary file beside ``path``, which is flushed to the disk and moved
+    into place. It gets the usual permissions (umask) and is removed if anything fails.
+    Raises ``OSError``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(handle.fileno())  # before the rename: it must not point at unwritten data
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` as UTF-8 (file names that are not UTF-8 as their bytes), atomically."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8", "surrogateescape")))
+
+
+def save_array_atomic(path: Path, array: object) -> None:
+    """A float32 ``.npy`` file, atomically (numpy is imported by the caller's module already)."""
+    import numpy as np
+
+    write_atomic(
+        path, lambda handle: np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    )

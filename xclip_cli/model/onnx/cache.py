@@ -13,7 +13,6 @@ its weights differ) instead of being scored with stale graphs. Nothing here impo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 from xclip_cli.model import text_cache
 from xclip_cli.store.atomic import write_text_atomic
+from xclip_cli.store.digest import digest
 from xclip_cli.store.locks import exclusive
 
 FORMAT = 3  # bump when the folder's layout or the exported graphs change
@@ -90,7 +90,7 @@ def checkpoint_stamp(model_id: str) -> str | None:
                 continue
             files.append((path.name, stat.st_size, stat.st_mtime_ns))
     payload = {"format": FORMAT, "folder": str(folder), "files": files, "versions": library_versions()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+    return digest(payload)
 
 
 def stamp_path(stamp: str) -> Path:

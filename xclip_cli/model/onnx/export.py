@@ -16,8 +16,6 @@ half entry that loads; a damaged entry is rebuilt with a warning.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from xclip_cli.model.onnx.cache import (
     write_json,
 )
 from xclip_cli.model.torch.runner import XClipRunner
+from xclip_cli.store.digest import digest
 
 OPSET = 18
 
@@ -60,8 +59,7 @@ def identity(runner: XClipRunner) -> dict[str, Any]:
 def prepared_folder(runner: XClipRunner) -> Path:
     """Where the graphs of ``runner``'s checkpoint live (or will), in the tool's cache."""
     payload = {"format": FORMAT, "identity": identity(runner), "versions": library_versions()}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-    return onnx_dir() / key
+    return onnx_dir() / digest(payload)
 
 
 def is_prepared(runner: XClipRunner) -> bool:
