@@ -22,6 +22,16 @@ IMAGE_SIZE = 30  # transformers' own X-CLIP tests use 30x30 images with 2x2 patc
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
+# The label sets the tests share, one name each: lists for the library, text for --labels.
+LABELS = ["cooking", "dancing", "skateboarding", "playing the violin", "walking the dog"]
+LABELS_TEXT = "cooking, dancing, skateboarding"
+LABELS_SHORT_TEXT = "cooking, dancing, surfing"
+LABELS_SURFING_TEXT = "cooking, dancing, skateboarding, surfing"
+LABELS_JUGGLING_TEXT = "cooking, dancing, skateboarding, juggling, surfing"
+COLOURS_TEXT = "red, green, blue, yellow, white, black, cyan, magenta"  # for clips of flat colours
+# Labels a cue format must survive: markup, an arrow, FFMETADATA's specials, a newline, non-ASCII.
+MARKUP_LABELS = ("cooking", "<b>tom & jerry</b>", "a --> b", "x=1; #2 \\ y", "two\nlines", "café 動画")
+
 
 def tiny_config(num_frames: int = 8, seed_tag: int = 0):
     """A small X-CLIP config with the real CLIP vocabulary size."""
@@ -180,6 +190,12 @@ def frame_number(rgb: np.ndarray) -> int:
     return round(red / 10) + 25 * round(blue / 10)
 
 
+def decode_all(path: Path) -> list[np.ndarray]:
+    """The naive reference decoder: every frame of the first video stream, in order, as RGB."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
 def invoke(args: list[str], input: str | None = None, env: dict[str, str] | None = None) -> Any:
     """The ``xclip`` command run in-process (typer's CliRunner), stdout and stderr apart."""
     from xclip_cli.cli import app
@@ -201,3 +217,164 @@ def need_program(name: str, package: str | None = None) -> str:
 def readme_lines(start: str) -> list[str]:
     """The README's lines that begin with ``start`` (its examples, run by tests so they cannot rot)."""
     return [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(start)]
+
+
+# --- the full-size checks: float64 truth and float32's rounding, simulated -------------------
+
+UNIT_ROUNDOFF = 2.0**-24  # float32: every rounding is within a relative 2^-24
+ELEMENTWISE_ULPS = 4  # vectorised exp, erf, tanh, sigmoid, rsqrt: within a few ulps, any CPU
+# The bound over one simulated draw of float32's rounding errors. The draw puts an error at the
+# worst-case size on every operation at once (real kernels stay ~100x below it); 3 covers
+# unlucky signs and the spread of a single draw, and keeps a bug's 1e-3 in sight.
+ROUNDING_SAFETY = 3
+
+
+def save_full_size_checkpoint(folder: Path) -> Path:
+    """XCLIPConfig() (the base-patch32 shape), random weights, CLIP's tokenizer, VideoMAE's processor.
+
+    transformers draws the prompt generator's Linear weights with std 1.0 (``initializer_factor``),
+    so its attention logits reach ~500 and its output ~500 against text features of ~4: fp32
+    rounding of its inputs then moves logits by ~1e-3 whoever computes them. Its weights are
+    scaled here by fan_in^-1/2 (unit gain, the scale of every other layer), where it is well
+    conditioned: random weights should test the arithmetic, not amplify its rounding 1000-fold.
+    """
+    import torch
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    torch.manual_seed(0)
+    model = XCLIPModel(XCLIPConfig())
+    with torch.no_grad():
+        for module in model.prompts_generator.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(module.in_features**-0.5)
+    model.save_pretrained(folder)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def float64_logits(folder: Path, texts: list[str], pixel_values: np.ndarray, rounding_seed: int | None = None) -> Any:
+    """transformers' ``logits_per_video`` computed in float64 (exact to ~1e-16 for our purpose).
+
+    ``rounding_seed``: also add, to the result of every floating-point operation, a random-sign
+    error of the size float32 may make there (``simulated_float32``): the float64 output change
+    this causes estimates how far any float32 forward can be from the exact one.
+    """
+    import contextlib
+
+    import torch
+    from transformers import XCLIPModel, XCLIPProcessor
+
+    processor = XCLIPProcessor.from_pretrained(folder)
+    model = XCLIPModel.from_pretrained(folder).double().eval()
+    inputs = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    pixels = torch.from_numpy(pixel_values).double()
+    mode = contextlib.nullcontext() if rounding_seed is None else simulated_float32(rounding_seed)
+    with torch.no_grad(), mode:
+        return model(**inputs, pixel_values=pixels).logits_per_video.numpy()
+
+
+def _simulated_float32_class() -> type:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    elementwise = {
+        aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.add.Scalar, aten.mul.Scalar,
+        aten.div.Scalar, aten.exp.default, aten.sigmoid.default, aten.gelu.default, aten.tanh.default,
+        aten.rsqrt.default, aten.sqrt.default, aten.pow.Tensor_Scalar, aten.reciprocal.default,
+    }  # fmt: skip
+
+    class SimulatedFloat32(TorchDispatchMode):
+        """Float64 arithmetic plus, on each operation's result, a random-sign error at float32's bound.
+
+        The bounds hold for any summation order, blocking, FMA use and thread split, hence for
+        every kernel of every x86 CPU (Higham and Mary's probabilistic bound): a product or sum of
+        inner length k is within sqrt(k)·u·Σ|terms| (the |A|·|B| product), an elementwise result
+        within ELEMENTWISE_ULPS·u of itself, a layer norm within sqrt(n)·u of |x|'s mean over σ,
+        a softmax within u·(2·max|x| + sqrt(k)) of itself (attention is decomposed into these).
+        """
+
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            self.generator = torch.Generator().manual_seed(seed)
+            self.ops: set[str] = set()  # every float64 operation seen: what the simulation covered
+
+        def _noisy(self, value: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+            signs = torch.randint(0, 2, value.shape, generator=self.generator, dtype=torch.float64) * 2 - 1
+            size = torch.where(torch.isfinite(value) & torch.isfinite(size), size, 0.0)  # masks stay -inf
+            return value + signs * size * UNIT_ROUNDOFF
+
+        def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
+            """Scaled dot-product attention decomposed (scores, softmax, weighted sum), each step noisy."""
+            query, key, value = args[:3]
+            scale = kwargs.get("scale") or query.shape[-1] ** -0.5
+            magnitude = (query.abs() @ key.abs().transpose(-1, -2)) * scale
+            scores = self._noisy((query @ key.transpose(-1, -2)) * scale, query.shape[-1] ** 0.5 * magnitude)
+            spread = 2 * scores.abs().amax(dim=-1, keepdim=True) + key.shape[-2] ** 0.5
+            if kwargs.get("attn_mask") is not None:
+                scores = scores + kwargs["attn_mask"]
+            if args[4] if len(args) > 4 else kwargs.get("is_causal", False):
+                causal = torch.ones(scores.shape[-2:], dtype=torch.bool).triu(1)
+                scores = scores.masked_fill(causal, -torch.inf)
+            weights = scores.softmax(dim=-1)
+            weights = self._noisy(weights, weights * spread)
+            return self._noisy(weights @ value, key.shape[-2] ** 0.5 * (weights @ value.abs()))
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            if not isinstance(out, torch.Tensor | tuple) or not _is_float64(out):
+                return out
+            self.ops.add(str(func))
+            if func is aten._scaled_dot_product_flash_attention_for_cpu.default:
+                return (self._attention(args, kwargs), *out[1:])
+            if func in (aten.mm.default, aten.bmm.default):
+                a, b = args[0], args[1]
+                return self._noisy(out, a.shape[-1] ** 0.5 * func(a.abs(), b.abs()))
+            if func in (aten.addmm.default, aten.baddbmm.default):
+                bias, a, b = args[0], args[1], args[2]
+                return self._noisy(
+                    out, (a.shape[-1] + 1) ** 0.5 * (bias.abs() + func(bias.abs() * 0, a.abs(), b.abs()))
+                )
+            if func is aten.convolution.default:
+                x, w = args[0], args[1]
+                size = func(x.abs(), w.abs(), None, *args[3:])
+                return self._noisy(out, w[0].numel() ** 0.5 * size)
+            if func is aten.native_layer_norm.default:
+                x, shape, weight = args[0], args[1], args[2]
+                y, mean, rstd = out
+                n = int(np.prod(shape))
+                gain = 1.0 if weight is None else weight.abs()
+                size = n**0.5 * (y.abs() + gain * x.abs().mean(dim=-1, keepdim=True) * rstd)
+                return (self._noisy(y, size), mean, rstd)
+            if func is aten._softmax.default:
+                x, dim = args[0], args[1]
+                spread = 2 * x.abs().amax(dim=dim, keepdim=True) + x.shape[dim] ** 0.5
+                return self._noisy(out, out.abs() * spread)
+            if func in (aten.sum.dim_IntList, aten.mean.dim):
+                x, dims = args[0], args[1]
+                k = int(np.prod([x.shape[d] for d in dims])) if dims else x.numel()
+                return self._noisy(out, k**0.5 * func(x.abs(), *args[1:], **kwargs))
+            if func is aten.linalg_vector_norm.default:
+                dims = args[2] if len(args) > 2 else kwargs.get("dim")
+                k = int(np.prod([args[0].shape[d] for d in dims])) if dims else args[0].numel()
+                return self._noisy(out, k**0.5 * out.abs())
+            if func in elementwise:
+                return self._noisy(out, ELEMENTWISE_ULPS * out.abs())
+            return out
+
+    return SimulatedFloat32
+
+
+def _is_float64(out: Any) -> bool:
+    import torch
+
+    first = out[0] if isinstance(out, tuple) else out
+    return isinstance(first, torch.Tensor) and first.dtype == torch.float64
+
+
+def simulated_float32(seed: int) -> Any:
+    """A float32-rounding simulator for float64 forwards (the class is built on first use: torch
+    is imported lazily here)."""
+    return _simulated_float32_class()(seed)

@@ -13,17 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import invoke, need_program, readme_lines
+from helpers import LABELS_TEXT, invoke, need_program, readme_lines
 
 import xclip_cli
 from xclip_cli.errors import ExitCode
 from xclip_cli.results import CSV_COLUMNS
 
-LABELS = "cooking, dancing, skateboarding"
-
 
 def classify(model: Path, *args: str, stdin: str | None = None):
-    return invoke(["classify", *args, "--model", str(model), "--labels", LABELS], input=stdin)
+    return invoke(["classify", *args, "--model", str(model), "--labels", LABELS_TEXT], input=stdin)
 
 
 def test_json_output_is_data_only_on_stdout(tiny_model_dir: Path, clip_dir: Path) -> None:
@@ -64,7 +62,7 @@ def test_csv_to_file(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> No
     assert result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert list(rows[0]) == list(CSV_COLUMNS)
-    assert rows[0]["status"] == "ok" and rows[0]["top1_label"] in [label.strip() for label in LABELS.split(",")]
+    assert rows[0]["status"] == "ok" and rows[0]["top1_label"] in [label.strip() for label in LABELS_TEXT.split(",")]
 
 
 def test_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
@@ -160,7 +158,7 @@ def test_only_missing_videos_fail_before_the_model_loads(clip_dir: Path, tmp_pat
 def test_errors_are_one_line_with_exit_codes(
     tiny_model_dir: Path, clip_dir: Path, args: list[str], code: ExitCode, message: str
 ) -> None:
-    base = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS]
+    base = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
     result = invoke([*base, *args])
     assert result.exit_code == code, result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -241,7 +239,7 @@ def run_module(*args: str, env: dict[str, str] | None = None, stdin: str | None 
 
 def test_python_dash_m_end_to_end(tiny_model_dir: Path, clip_dir: Path) -> None:
     completed = run_module(
-        "classify", "-", "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl",
+        "classify", "-", "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl",
         stdin=f"{clip_dir / 'a.mp4'}\n",
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr

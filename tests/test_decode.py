@@ -7,16 +7,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import VIDEOS, encode_video, frame_number, frame_pixels, write_video
+from helpers import VIDEOS, decode_all, encode_video, frame_number, frame_pixels, write_video
 
 from xclip_cli.errors import VideoError
 from xclip_cli.media.decode import sample_video
-
-
-def decode_all(path: Path) -> list[np.ndarray]:
-    """The naive reference: every frame, in order."""
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 @pytest.mark.parametrize("gop", [1, 5, 250])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catalogue import _flat
-from helpers import encode_video, invoke
+from helpers import COLOURS_TEXT, encode_video, invoke
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.jobs.classify import classify_videos
@@ -25,7 +25,6 @@ from xclip_cli.labels import inline_labelset
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.output.plot import plot_confusion
 
-LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
 
 
@@ -104,7 +103,7 @@ def test_manifests(tmp_path: Path) -> None:
 def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Colours go into the folder of the label the tiny model gives them, but one, which goes astray."""
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    labelset = inline_labelset(LABELS)
+    labelset = inline_labelset(COLOURS_TEXT)
     probe = tmp_path / "probe"
     probe.mkdir()
     top = {}
@@ -120,7 +119,7 @@ def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Pat
     wrong_label = next(name for name in labelset.names if name != top[wrong_colour])
     (data / wrong_label).mkdir(exist_ok=True)
     encode_video(data / wrong_label / "astray.mp4", _flat(wrong_colour, 8))
-    args = ["eval", str(data), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "--quiet"]
+    args = ["eval", str(data), "--labels", COLOURS_TEXT, "--model", str(tiny_model_dir), "-f", "json", "--quiet"]
     out = tmp_path / "predictions.csv"
     result = invoke([*args, "-o", str(out), "--confusion", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png")])
     assert result.exit_code == ExitCode.OK, result.stderr
@@ -140,14 +139,24 @@ def test_eval_end_to_end_with_accuracy_known_by_construction(tiny_model_dir: Pat
 def test_unmatched_classes_stop_before_the_model_loads(tmp_path: Path) -> None:
     (tmp_path / "data" / "Juggling").mkdir(parents=True)
     (tmp_path / "data" / "Juggling" / "x.mp4").write_bytes(b"")
-    result = invoke(["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", "/nonexistent/model"])
+    result = invoke(["eval", str(tmp_path / "data"), "--labels", COLOURS_TEXT, "--model", "/nonexistent/model"])
     assert result.exit_code == ExitCode.USAGE and "'Juggling'" in result.stderr
 
 
 def test_protocols(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "data" / "Red").mkdir(parents=True)
     encode_video(tmp_path / "data" / "Red" / "x.mp4", _flat((255, 0, 0), 8, size=(80, 48)))
-    args = ["eval", str(tmp_path / "data"), "--labels", LABELS, "--model", str(tiny_model_dir), "-f", "json", "-q"]
+    args = [
+        "eval",
+        str(tmp_path / "data"),
+        "--labels",
+        COLOURS_TEXT,
+        "--model",
+        str(tiny_model_dir),
+        "-f",
+        "json",
+        "-q",
+    ]
     result = invoke([*args, "--protocol", "xclip"])  # 4 clips x 3 crops
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)["videos"] == 1

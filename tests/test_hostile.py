@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from catalogue import CASES, Case, build_all
-from helpers import invoke
+from helpers import LABELS_TEXT, decode_all, invoke
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +22,6 @@ from xclip_cli.media.decode import sample_video
 from xclip_cli.media.probe import unreadable_reason
 from xclip_cli.media.sampling import SAMPLINGS
 
-LABELS = "cooking, dancing, skateboarding"
 IDS = [case.name for case in CASES]
 COLOUR_CASES = {"ten-bit.mp4", "four-four-four.mp4", "full-range.mp4"}  # flat (200, 40, 90) pictures
 
@@ -31,12 +29,6 @@ COLOUR_CASES = {"ten-bit.mp4", "four-four-four.mp4", "full-range.mp4"}  # flat (
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_all(tmp_path_factory.mktemp("catalogue"))
-
-
-def decode_all(path: Path) -> list[np.ndarray]:
-    """The naive reference: every frame, in order."""
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def test_the_catalogue_is_big_enough() -> None:
@@ -108,7 +100,7 @@ def test_cli_exit_code_and_one_line(tiny_model_dir: Path, catalogue: dict[str, P
     # A folder named as an argument is refused up front (see test_cli); from a list it is one failed video.
     named, stdin = (["-"], path + "\n") if os.path.isdir(path) else ([path], None)
     result = invoke(
-        ["classify", *named, "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl"], input=stdin
+        ["classify", *named, "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl"], input=stdin
     )
     lines = result.stderr.splitlines()
     if case.ok:
@@ -131,7 +123,7 @@ def test_scan_of_the_catalogue_gives_every_file_its_row(tiny_model_dir: Path, ca
     listing = "\n".join(str(path) for path in catalogue.values()) + "\n"
     out = Path(next(iter(catalogue.values()))).parent.parent / "catalogue-results.csv"
     command = [sys.executable, "-m", "xclip_cli", "scan", "--from-file", "-", "--model", str(tiny_model_dir)]
-    command += ["--labels", LABELS, "-o", str(out), "--overwrite"]
+    command += ["--labels", LABELS_TEXT, "-o", str(out), "--overwrite"]
     done = subprocess.run(command, input=listing, capture_output=True, text=True, timeout=300)
     assert done.returncode == ExitCode.PARTIAL, done.stderr
     with open(out, newline="", encoding="utf-8") as handle:
@@ -151,7 +143,7 @@ def test_scan_of_the_catalogue_gives_every_file_its_row(tiny_model_dir: Path, ca
 
 def test_verbose_lets_ffmpeg_speak(tiny_model_dir: Path, catalogue: dict[str, Path]) -> None:
     command = [sys.executable, "-m", "xclip_cli", "classify", str(catalogue["damaged-middle.mp4"])]
-    command += ["--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl"]
+    command += ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl"]
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
     verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, timeout=120)
     assert quiet.returncode == verbose.returncode == ExitCode.OK
@@ -166,13 +158,15 @@ def test_awkward_paths_are_written_back_exactly(
     path = tmp_path / name
     path.write_bytes((clip_dir / "a.mp4").read_bytes())
     result = invoke(
-        ["classify", "--model", str(tiny_model_dir), "--labels", LABELS, "--format", "jsonl", "--", str(path)]
+        ["classify", "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl", "--", str(path)]
     )
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)["path"] == str(path)
     out = tmp_path / "out.csv"
     for _ in range(2):  # the rerun finds the path in the CSV and skips it
-        scanned = invoke(["scan", str(tmp_path), "--model", str(tiny_model_dir), "--labels", LABELS, "-o", str(out)])
+        scanned = invoke(
+            ["scan", str(tmp_path), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "-o", str(out)]
+        )
         assert scanned.exit_code == ExitCode.OK, scanned.stderr
     with open(out, newline="", encoding="utf-8") as handle:
         paths = [row["path"] for row in csv.DictReader(handle)]
@@ -185,7 +179,7 @@ def test_file_names_that_are_not_utf8_go_through_as_bytes(tiny_model_dir: Path, 
     folder.mkdir()
     name = b"caf\xe9 latin-1.mp4"  # how an old camera or a Windows share may name a file
     (folder / os.fsdecode(name)).write_bytes((clip_dir / "a.mp4").read_bytes())
-    model = ["--model", str(tiny_model_dir), "--labels", LABELS]
+    model = ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
     xclip = [sys.executable, "-m", "xclip_cli"]
     listed = subprocess.run(
         [*xclip, "classify", "-", *model, "-f", "jsonl"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke, write_video
+from helpers import LABELS_SURFING_TEXT, invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.jobs.classify import classify_videos
@@ -18,8 +18,6 @@ from xclip_cli.jobs.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_
 from xclip_cli.labels import inline_labelset
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-
-LABELS = "cooking, dancing, skateboarding, surfing"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +39,7 @@ def test_classify_from_the_index_equals_classify_from_the_videos(
     result = embed(tiny_model_dir, footage, tmp_path / "index")
     assert result.exit_code == ExitCode.PARTIAL, result.stderr  # broken.mp4 is an error row
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
-    labelset = inline_labelset(LABELS)
+    labelset = inline_labelset(LABELS_SURFING_TEXT)
     paths = sorted(str(path) for path in footage.iterdir())
     direct = {r.path: r for r in classify_videos(runner, paths, labelset, ClassifyOptions(top_k=4))}
     stored = {r.path: r for r in score_index(runner, Index(tmp_path / "index"), labelset, top_k=4)}
@@ -55,7 +53,7 @@ def test_classify_from_the_index_equals_classify_from_the_videos(
             assert a.logit == pytest.approx(b.logit, abs=1e-5)
         assert got.duration == pytest.approx(expected.duration, abs=1e-3) if expected.ok else True
     # And through the CLI, with the index's own checkpoint picked up without --model.
-    out = invoke(["classify", "--index", str(tmp_path / "index"), "--labels", LABELS, "-f", "jsonl"])
+    out = invoke(["classify", "--index", str(tmp_path / "index"), "--labels", LABELS_SURFING_TEXT, "-f", "jsonl"])
     assert out.exit_code == ExitCode.PARTIAL, out.stderr
     records = {r["path"]: r for r in map(json.loads, out.stdout.splitlines())}
     assert records[paths[1]]["predictions"][0]["label"] == direct[paths[1]].predictions[0].label
@@ -150,18 +148,20 @@ def test_one_writer_at_a_time_and_only_its_own_files_are_touched(tiny_model_dir:
 
 
 def test_the_timeout_counts_decoding_not_the_callers_time() -> None:
-    import time
-
     from xclip_cli.errors import VideoError
-    from xclip_cli.media.decode import _Deadline
+    from xclip_cli.media.seeking import Deadline
 
-    deadline = _Deadline("x.mp4", 0.2)
+    now = [100.0]  # a clock the test moves by hand: no sleeps, no machine speed in the outcome
+    deadline = Deadline("x.mp4", 0.2, clock=lambda: now[0])
+    now[0] += 0.15  # decoding
     with deadline.paused():
-        time.sleep(0.3)
-    deadline.check()  # the 0.3 s were the caller's
-    time.sleep(0.25)
+        now[0] += 0.3  # the caller's time
+    deadline.check()  # 0.15 s of decoding so far
+    now[0] += 0.04
+    deadline.check()  # 0.19 s
+    now[0] += 0.02
     with pytest.raises(VideoError, match=r"gave up after 0\.2 s"):
-        deadline.check()
+        deadline.check()  # 0.21 s
 
 
 def test_an_index_from_0_1_0_is_still_accepted(
@@ -198,7 +198,7 @@ def test_paths_lead_to_the_videos_from_anywhere(
     assert found.exit_code == ExitCode.OK, found.stderr
     hits = [hit["path"] for hit in json.loads(found.stdout)["hits"]]
     assert len(hits) == 3 and all(os.path.isfile(path) for path in hits)
-    scored = invoke(["classify", "--index", str(tmp_path / "index"), "-l", LABELS, "-f", "jsonl"])
+    scored = invoke(["classify", "--index", str(tmp_path / "index"), "-l", LABELS_SURFING_TEXT, "-f", "jsonl"])
     assert scored.exit_code == ExitCode.PARTIAL  # the broken file's row
     assert all(os.path.isfile(json.loads(line)["path"]) for line in scored.stdout.splitlines()[:3])
     # Shown relative to where the user is when the videos lie below it.
@@ -240,7 +240,15 @@ def test_an_explicit_model_wins_over_the_index_model(tiny_model_dir: Path, foota
     # The default hub id, named explicitly, is what the user asked for: it is loaded (and fails
     # offline here) instead of being swapped silently for the index's checkpoint.
     result = invoke(
-        ["classify", "--index", str(tmp_path / "index"), "-l", LABELS, "-m", "microsoft/xclip-base-patch32"]
+        [
+            "classify",
+            "--index",
+            str(tmp_path / "index"),
+            "-l",
+            LABELS_SURFING_TEXT,
+            "-m",
+            "microsoft/xclip-base-patch32",
+        ]
     )
     assert result.exit_code == ExitCode.MODEL, result.stderr
     assert "microsoft/xclip-base-patch32" in result.stderr
@@ -261,7 +269,7 @@ def test_an_index_keeps_its_sampling(tiny_model_dir: Path, footage: Path, tmp_pa
     assert embed(tiny_model_dir, footage, index, "--sampling", "keyframes").exit_code == ExitCode.PARTIAL
     assert json.loads((index / "index.json").read_text())["sampling"] == "keyframes"
     # Scored without --sampling: the index's own; each record says so, and that substitutes were not kept.
-    scored = invoke(["classify", "--index", str(index), "-l", LABELS, "-f", "jsonl"])
+    scored = invoke(["classify", "--index", str(index), "-l", LABELS_SURFING_TEXT, "-f", "jsonl"])
     assert scored.exit_code == ExitCode.PARTIAL, scored.stderr
     records = [json.loads(line) for line in scored.stdout.splitlines()]
     assert {r["sampling"] for r in records} == {"keyframes"}
@@ -272,7 +280,7 @@ def test_an_index_keeps_its_sampling(tiny_model_dir: Path, footage: Path, tmp_pa
         (["--clips", "2"], "--clips cannot apply to --index"),
         (["--start", "1"], "--start cannot apply to --index"),
     ):
-        refused = invoke(["classify", "--index", str(index), "-l", LABELS, "-m", "no/such-model", *extra])
+        refused = invoke(["classify", "--index", str(index), "-l", LABELS_SURFING_TEXT, "-m", "no/such-model", *extra])
         assert refused.exit_code == ExitCode.USAGE and message in refused.stderr, refused.stderr
         assert refused.stderr.count("\n") == 1
     write_video(tmp_path / "new.mp4", num_frames=12)

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import encode_video, frame_number, frame_pixels, write_video
+from helpers import decode_all, encode_video, frame_number, frame_pixels, write_video
 
 from xclip_cli.media.decode import sample_video
 from xclip_cli.media.sampling import TIME_EPSILON
@@ -27,11 +27,6 @@ def demux(path: Path) -> tuple[list[float], set[int]]:
     times = [float((pts - order[0]) * base) for pts in order]
     flagged = {order.index(pts) for pts, key in packets if key}
     return times, flagged
-
-
-def decode_all(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def check_keyframe_sampling(path: Path, num_frames: int, clips: int = 1) -> tuple[int, int]:
@@ -156,18 +151,18 @@ def test_an_unknown_sampling_is_refused() -> None:
 def test_keyframes_decoded_alone_mix_with_exact_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Keyframes 12 and 36 are decoded from their packet alone (no later wanted frame builds on
     # them); 30 and 50 then need seeks and chains. All four equal a full decode.
-    from xclip_cli.media import decode
+    from xclip_cli.media import decode, seeking
 
     path = write_video(tmp_path / "clip.mp4", num_frames=60, options={"g": "12", "bf": "2", **NO_SCENECUT})
     alone: list[int] = []
-    original = decode._Decoder._keyframe_alone
+    original = seeking.SeekingDecoder._keyframe_alone
 
-    def counted(self: decode._Decoder, target: int) -> av.VideoFrame | None:
+    def counted(self: seeking.SeekingDecoder, target: int) -> av.VideoFrame | None:
         frame = original(self, target)
         alone.append(frame is not None)
         return frame
 
-    monkeypatch.setattr(decode._Decoder, "_keyframe_alone", counted)
+    monkeypatch.setattr(seeking.SeekingDecoder, "_keyframe_alone", counted)
     reference = decode_all(path)
     with decode.VideoReader(path) as reader:
         assert {12, 36} <= set(reader.keyframes) and not {30, 50} & set(reader.keyframes)

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import invoke, write_video
+from helpers import LABELS_SURFING_TEXT, invoke, write_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +21,6 @@ from xclip_cli.media.sampling import plan_segment_centres, plan_views
 from xclip_cli.model.backend import softmax
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-
-LABELS = "cooking, dancing, skateboarding, surfing"
 
 
 @settings(max_examples=200, deadline=None)
@@ -66,7 +64,7 @@ def test_three_crops_are_the_start_middle_and_end_of_the_long_side(tiny_model_di
 def test_multi_view_is_the_mean_of_single_views_computed_separately(tiny_model_dir: Path, tmp_path: Path) -> None:
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     path = write_video(tmp_path / "clip.mp4", num_frames=60, size=(64, 48))
-    labelset = inline_labelset(LABELS)
+    labelset = inline_labelset(LABELS_SURFING_TEXT)
     options = ClassifyOptions(top_k=4, clips=3, crops=3)
     (result,) = classify_videos(runner, [str(path)], labelset, options)
     assert result.ok and result.views == 9
@@ -92,7 +90,7 @@ def test_multi_view_is_the_mean_of_single_views_computed_separately(tiny_model_d
 
 def test_cli_reports_the_views_and_refuses_two_crops(tiny_model_dir: Path, clip_dir: Path) -> None:
     video = str(clip_dir / "a.mp4")
-    base = ["classify", video, "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "json"]
+    base = ["classify", video, "--model", str(tiny_model_dir), "--labels", LABELS_SURFING_TEXT, "-f", "json"]
     result = invoke([*base, "--clips", "2", "--crops", "3"])
     assert result.exit_code == ExitCode.OK, result.stderr
     assert json.loads(result.stdout)[0]["views"] == 6

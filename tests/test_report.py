@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import VIDEOS, invoke, write_video
+from helpers import LABELS_TEXT, VIDEOS, invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.media.decode import sample_video
@@ -29,7 +29,6 @@ FULL_SIZE = PreprocessConfig(
     224, None, (224, 224), 3, 1 / 255, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 )
 
-LABELS = "cooking, dancing, skateboarding"
 # Screenshots of the rendered pages, kept for people to look at (the path is printed too).
 SHOTS = Path(os.environ.get("XCLIP_TEST_ARTIFACTS", Path(__file__).parent.parent / "build" / "test-artifacts"))
 
@@ -117,7 +116,18 @@ def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: P
     write_video(folder / "b.mp4", num_frames=30, size=(48, 64))
     (folder / "broken.mp4").write_text("<html>not a video</html>\n")
     results, page = tmp_path / "results.csv", tmp_path / "report.html"
-    args = ["scan", str(folder), "-o", str(results), "--report", str(page), "-m", str(tiny_model_dir), "-l", LABELS]
+    args = [
+        "scan",
+        str(folder),
+        "-o",
+        str(results),
+        "--report",
+        str(page),
+        "-m",
+        str(tiny_model_dir),
+        "-l",
+        LABELS_TEXT,
+    ]
     args.append("--multi-label")  # the cards show tags too
     first = invoke([*args, "-q"])
     assert first.exit_code == ExitCode.PARTIAL, first.stderr
@@ -145,7 +155,7 @@ def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: P
 
 def test_a_timeline_report_puts_segments_on_a_time_axis(tiny_model_dir: Path, tmp_path: Path) -> None:
     video, page = write_video(tmp_path / "clip.mp4", num_frames=96), tmp_path / "timeline.html"
-    args = ["timeline", str(video), "-m", str(tiny_model_dir), "-l", LABELS, "--window", "2", "--no-merge"]
+    args = ["timeline", str(video), "-m", str(tiny_model_dir), "-l", LABELS_TEXT, "--window", "2", "--no-merge"]
     result = invoke([*args, "-f", "json", "--report", str(page)])
     assert result.exit_code == ExitCode.OK, result.stderr
     import json

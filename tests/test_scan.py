@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import invoke, write_video
+from helpers import LABELS_TEXT, invoke, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.labels import resolve_labels
@@ -47,8 +47,6 @@ BEFORE_SAMPLING = (  # the CSV header xclip-cli 0.3 wrote (--top-k 5)
     "warnings",
 )
 
-LABELS = "cooking, dancing, skateboarding"
-
 
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
@@ -58,7 +56,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 def scan(model: Path, *args: str, stdin: str | None = None):
-    return invoke(["scan", *args, "--model", str(model), "--labels", LABELS, "-q"], input=stdin)
+    return invoke(["scan", *args, "--model", str(model), "--labels", LABELS_TEXT, "-q"], input=stdin)
 
 
 @pytest.fixture
@@ -118,7 +116,7 @@ def test_rerun_resumes_without_duplicates(tiny_model_dir: Path, footage: Path) -
     assert len(paths) == len(set(paths)) == 5
     # A third run has nothing left to do and does not even load the model (its weights are gone).
     (model / "model.safetensors").unlink()
-    third = invoke(["scan", str(footage), "-o", str(out), "--model", str(model), "--labels", LABELS])
+    third = invoke(["scan", str(footage), "-o", str(out), "--model", str(model), "--labels", LABELS_TEXT])
     assert third.exit_code == ExitCode.PARTIAL and "nothing to do" in third.stderr  # the error rows remain
     assert f"{out}: 3 rows are errors; --retry-failed classifies those videos again" in third.stderr
 
@@ -166,7 +164,7 @@ def test_formula_paths_are_neutralised_and_still_resume(
     assert scan(tiny_model_dir, "--from-file", "-", "-o", str(out), stdin=f"{video}\n").exit_code == 0
     assert rows(out)[0]["path"] == "'" + video
     again = invoke(
-        ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS, "-m", str(tiny_model_dir)], input=f"{video}\n"
+        ["scan", "--from-file", "-", "-o", str(out), "-l", LABELS_TEXT, "-m", str(tiny_model_dir)], input=f"{video}\n"
     )
     assert again.exit_code == 0 and "nothing to do: all 1 videos are already in" in again.stderr
     assert len(rows(out)) == 1
@@ -214,12 +212,19 @@ def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: P
         write_video(folder / f"clip{index:02d}.mp4", num_frames=10, size=(32, 24))
     out = tmp_path / "r.csv"
     command = [sys.executable, "-m", "xclip_cli", "scan", str(folder), "-o", str(out), "-q"]
-    command += ["--model", str(tiny_model_dir), "--labels", LABELS]
+    command += ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 4):
+    while not out.exists() or out.read_text().count("\n") < 4:  # header and 3 rows
+        assert process.poll() is None, "the scan ended before it wrote the rows waited for"
+        assert time.monotonic() < deadline
         time.sleep(0.05)
+    # Paused, the scan cannot finish before the signal under test arrives, however fast it runs.
+    process.send_signal(signal.SIGSTOP)
+    assert process.poll() is None
     process.send_signal(sig)
+    if sig == signal.SIGINT:
+        process.send_signal(signal.SIGCONT)  # the pending SIGINT is delivered as it resumes
     code = process.wait(timeout=60)
     assert code == (ExitCode.INTERRUPTED if sig == signal.SIGINT else -signal.SIGKILL)
     if sig == signal.SIGINT:
@@ -275,12 +280,12 @@ def test_a_resume_made_otherwise_is_refused_and_the_file_untouched(
     tiny_model_dir: Path, other_model_dir: Path, two_clips: Path, suffix: str, change: list[str], message: str
 ) -> None:
     out = two_clips.parent / f"results.{suffix}"
-    first = invoke(["scan", str(two_clips / "a.mp4"), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS])
+    first = invoke(["scan", str(two_clips / "a.mp4"), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS_TEXT])
     assert first.exit_code == ExitCode.OK, first.stderr
     before = out.read_bytes()
     flipped = "jsonl" if suffix == "csv" else "csv"  # -f naming the other format than the file holds
     change = [{"OTHER": str(other_model_dir), "FLIPPED": flipped}.get(arg, arg) for arg in change]
-    args = ["scan", str(two_clips), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS, *change]
+    args = ["scan", str(two_clips), "-o", str(out), "-m", str(tiny_model_dir), "-l", LABELS_TEXT, *change]
     again = invoke(args)
     assert again.exit_code == ExitCode.USAGE, again.stderr
     assert again.stderr.startswith(f"xclip: error: {out}: ") and message in again.stderr
@@ -330,4 +335,4 @@ def test_scan_csv_has_cells_for_each_label_asked_for(tiny_model_dir: Path, two_c
     for row in table:
         ranked = [[row[f"top{rank}_label"], float(row[f"top{rank}_probability"])] for rank in (1, 2)]
         assert ranked == json.loads(row["top_k"])
-        assert row["labelset_digest"] == resolve_labels(LABELS).digest
+        assert row["labelset_digest"] == resolve_labels(LABELS_TEXT).digest

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import invoke
+from helpers import LABELS_SHORT_TEXT, invoke
 
 from xclip_cli.errors import EngineError, ExitCode, UsageError
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.run.client import MAX_TRIES, Server, classify_remote, server_info
 from xclip_cli.run.protocol import is_loopback
 from xclip_cli.run.server import ClassifyService, make_server
-
-LABELS = "cooking, dancing, surfing"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +74,7 @@ def call(
 
 
 def local(tiny_model_dir: Path, *args: str) -> str:
-    result = invoke(["classify", *args, "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "json"])
+    result = invoke(["classify", *args, "--model", str(tiny_model_dir), "--labels", LABELS_SHORT_TEXT, "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.stderr
     return result.stdout
 
@@ -91,7 +89,7 @@ def test_health_and_model(server: str, tiny_model_dir: Path, root: Path) -> None
 
 def test_a_path_gives_what_classify_json_prints(server: str, tiny_model_dir: Path, root: Path) -> None:
     path = str(root / "a.mp4")
-    status, records = call(server + "/classify", json.dumps({"path": path, "labels": LABELS}).encode())
+    status, records = call(server + "/classify", json.dumps({"path": path, "labels": LABELS_SHORT_TEXT}).encode())
     assert status == 200
     assert records == json.loads(local(tiny_model_dir, path))
 
@@ -133,7 +131,7 @@ def test_cli_through_the_server_prints_what_a_local_run_prints(
     server: str, tiny_model_dir: Path, root: Path, tmp_path: Path
 ) -> None:
     paths = [str(root / "a.mp4"), str(root / "b.mp4")]
-    remote = invoke(["classify", *paths, "--labels", LABELS, "-f", "json", "--server", server])
+    remote = invoke(["classify", *paths, "--labels", LABELS_SHORT_TEXT, "-f", "json", "--server", server])
     assert remote.exit_code == ExitCode.OK, remote.stderr
     assert remote.stdout == local(tiny_model_dir, *paths)
     (tmp_path / "my.yaml").write_text("labels: [cooking, dancing]\n", encoding="utf-8")
@@ -169,26 +167,30 @@ def test_what_the_server_fixes_is_refused_when_asked_otherwise(
     message: str,
 ) -> None:
     args = [str(other_model_dir) if arg == "OTHER" else arg for arg in args]
-    result = invoke(["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS, *args], env=env)
+    result = invoke(["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS_SHORT_TEXT, *args], env=env)
     assert result.exit_code == ExitCode.USAGE, result.stderr
     expected = message.replace("TINY", str(tiny_model_dir)).replace("OTHER", str(other_model_dir))
     assert result.stderr == f"xclip: error: {server} {expected}\n" and result.stdout == ""
 
 
 def test_the_servers_own_model_named_explicitly_is_fine(server: str, tiny_model_dir: Path, root: Path) -> None:
-    result = invoke(["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS, "-m", str(tiny_model_dir)])
+    result = invoke(
+        ["classify", str(root / "a.mp4"), "--server", server, "-l", LABELS_SHORT_TEXT, "-m", str(tiny_model_dir)]
+    )
     assert result.exit_code == ExitCode.OK, result.stderr
 
 
 def test_sampling_options_reach_the_server(server: str, tiny_model_dir: Path, root: Path) -> None:
     path = str(root / "a.mp4")
     options = ["--clips", "2", "--crops", "3", "--start", "0.2", "--end", "1.0", "-k", "2"]
-    remote = invoke(["classify", path, "-l", LABELS, "-f", "json", "--server", server, *options])
+    remote = invoke(["classify", path, "-l", LABELS_SHORT_TEXT, "-f", "json", "--server", server, *options])
     assert remote.exit_code == ExitCode.OK, remote.stderr
     (record,) = json.loads(remote.stdout)
     assert record["views"] == 6 and len(record["predictions"]) == 2
     assert remote.stdout == local(tiny_model_dir, path, *options)
-    keyed = invoke(["classify", path, "-l", LABELS, "-f", "json", "--server", server, "--sampling", "keyframes"])
+    keyed = invoke(
+        ["classify", path, "-l", LABELS_SHORT_TEXT, "-f", "json", "--server", server, "--sampling", "keyframes"]
+    )
     assert keyed.exit_code == ExitCode.OK, keyed.stderr
     assert json.loads(keyed.stdout)[0]["sampling"] == "keyframes"
     assert keyed.stdout == local(tiny_model_dir, path, "--sampling", "keyframes")
@@ -197,7 +199,7 @@ def test_sampling_options_reach_the_server(server: str, tiny_model_dir: Path, ro
 def test_a_file_outside_the_roots_is_uploaded(server: str, tiny_model_dir: Path, clip_dir: Path, root: Path) -> None:
     path = str(clip_dir / "b.mp4")  # not under the server's root
     LOG.clear()
-    remote = invoke(["classify", path, str(root / "a.mp4"), "-l", LABELS, "-f", "json", "--server", server])
+    remote = invoke(["classify", path, str(root / "a.mp4"), "-l", LABELS_SHORT_TEXT, "-f", "json", "--server", server])
     assert remote.exit_code == ExitCode.OK, remote.stderr
     assert remote.stdout == local(tiny_model_dir, path, str(root / "a.mp4"))
     # GET /model says what the server reads itself: one request per video, never a 403 first
@@ -221,7 +223,7 @@ def test_a_file_the_server_can_neither_read_nor_take_is_refused_before_anything_
         ("missing.mp4", "not a file here to upload"),
     ]:
         LOG.clear()
-        args = [str(root / "a.mp4"), str(tmp_path / name), "-l", LABELS, "--server", server, "-o", str(out)]
+        args = [str(root / "a.mp4"), str(tmp_path / name), "-l", LABELS_SHORT_TEXT, "--server", server, "-o", str(out)]
         refused = invoke(["classify", *args])
         assert refused.exit_code == ExitCode.USAGE
         assert refused.stderr == (
@@ -234,7 +236,7 @@ def test_a_file_the_server_can_neither_read_nor_take_is_refused_before_anything_
 def test_the_server_logs_one_line_per_request(server: str, root: Path) -> None:
     LOG.clear()
     call(server + "/health")
-    call(server + "/classify", json.dumps({"path": str(root / "a.mp4"), "labels": LABELS}).encode())
+    call(server + "/classify", json.dumps({"path": str(root / "a.mp4"), "labels": LABELS_SHORT_TEXT}).encode())
     call(server + "/classify", json.dumps({"path": "/etc/passwd"}).encode())
     assert len(LOG) == 3
     assert LOG[0].startswith("127.0.0.1 GET /health 200 ") and LOG[1].startswith("127.0.0.1 POST /classify 200 ")
@@ -290,7 +292,7 @@ def guarded(runner: XClipRunner, root: Path) -> Iterator[str]:
 
 def test_a_token_is_required_once_given(guarded: str, root: Path) -> None:
     TOKEN_LOG.clear()
-    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS}).encode()
+    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS_SHORT_TEXT}).encode()
     for headers, message in [
         ({}, "this server requires a token (Authorization: Bearer TOKEN)"),
         ({"Authorization": "Bearer wrong"}, "wrong token"),
@@ -311,7 +313,7 @@ def test_a_token_is_required_once_given(guarded: str, root: Path) -> None:
 
 
 def test_classify_sends_the_token_from_the_option_or_the_environment(guarded: str, root: Path) -> None:
-    args = ["classify", str(root / "a.mp4"), "-l", LABELS, "-f", "json", "--server", guarded]
+    args = ["classify", str(root / "a.mp4"), "-l", LABELS_SHORT_TEXT, "-f", "json", "--server", guarded]
     missing = invoke(args)
     assert missing.exit_code == ExitCode.USAGE and missing.stdout == ""
     assert missing.stderr == (
@@ -413,7 +415,7 @@ def test_beyond_max_queue_a_request_gets_503_with_retry_after_and_its_body_unrea
     runner: XClipRunner, root: Path
 ) -> None:
     service = Gated(runner, [root], max_upload=10**10, max_queue=3)
-    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS}).encode()
+    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS_SHORT_TEXT}).encode()
     with serving(service) as url:
         held = Held(service, url, body)
         # a gigabyte announced and never sent: were it read, this would wait for it
@@ -434,7 +436,7 @@ def test_beyond_max_queue_a_request_gets_503_with_retry_after_and_its_body_unrea
 
 def test_the_client_tries_again_after_retry_after(runner: XClipRunner, root: Path, tmp_path: Path) -> None:
     service = Gated(runner, [root], max_upload=10**9, max_queue=1)
-    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS}).encode()
+    body = json.dumps({"path": str(root / "a.mp4"), "labels": LABELS_SHORT_TEXT}).encode()
     big = tmp_path / "big.mp4"  # outside the root: uploaded, and more than the sockets buffer
     big.write_bytes(bytes(16 * 1024 * 1024))
     waits: list[float] = []
@@ -442,7 +444,7 @@ def test_the_client_tries_again_after_retry_after(runner: XClipRunner, root: Pat
         held = Held(service, url, body)
         remote = Server(url, sleep=waits.append)
         with pytest.raises(EngineError) as busy:
-            list(classify_remote(remote, server_info(remote), [str(big)], LABELS))
+            list(classify_remote(remote, server_info(remote), [str(big)], LABELS_SHORT_TEXT))
         assert str(busy.value) == (
             f"{url} is still busy after {MAX_TRIES} tries (busy: the queue is full (at most 1 requests running "
             "or waiting); retry later): try later, or start it with a larger --max-queue"
@@ -458,7 +460,7 @@ def test_the_client_tries_again_after_retry_after(runner: XClipRunner, root: Pat
             held.release()
 
         remote = Server(url, sleep=wait_then_free)
-        (result,) = classify_remote(remote, server_info(remote), [str(root / "a.mp4")], LABELS)
+        (result,) = classify_remote(remote, server_info(remote), [str(root / "a.mp4")], LABELS_SHORT_TEXT)
         assert result.ok and waits == [1.0]
 
 

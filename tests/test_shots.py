@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import srt
-from helpers import encode_video, invoke
+from helpers import LABELS_TEXT, encode_video, invoke
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.media.decode import VideoReader
@@ -18,7 +18,6 @@ from xclip_cli.media.shots import detect_cuts, require_scenedetect, shot_windows
 
 RATE = 12
 CUTS = (20, 45, 60, 100)  # frames where a new shot starts; 120 frames in all
-LABELS = "cooking, dancing, skateboarding"
 
 
 def shot_frames(seed: int = 0) -> list[np.ndarray]:
@@ -56,7 +55,7 @@ def test_shot_windows_tile_the_video_and_split_long_shots() -> None:
 
 
 def test_the_cli_follows_the_shots_in_every_format(tiny_model_dir: Path, shots_clip: Path) -> None:
-    args = ["timeline", str(shots_clip), "-m", str(tiny_model_dir), "-l", LABELS, "--shots", "--window", "3"]
+    args = ["timeline", str(shots_clip), "-m", str(tiny_model_dir), "-l", LABELS_TEXT, "--shots", "--window", "3"]
     result = invoke([*args, "--no-merge", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.stderr
     document = json.loads(result.stdout)
@@ -112,6 +111,6 @@ def test_timeout_with_shots_is_refused() -> None:
 def test_a_video_without_cuts_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
     frames = shot_frames()[: CUTS[0]]  # the first shot only
     video = encode_video(tmp_path / "one-shot.mp4", frames, rate=RATE)
-    result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-l", LABELS, "--shots", "--window", "1"])
+    result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-l", LABELS_TEXT, "--shots", "--window", "1"])
     assert result.exit_code == ExitCode.OK, result.stderr
     assert "--shots found no cut: one shot, split into windows of at most 1 s" in result.stderr

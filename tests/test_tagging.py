@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import invoke, write_video
+from helpers import LABELS, invoke, write_video
 from test_equivalence import random_pixels, reference_logits
 
 from xclip_cli.errors import ExitCode, LabelSetError
@@ -19,8 +19,6 @@ from xclip_cli.jobs.tagging import DEFAULT_BACKGROUND, DEFAULT_THRESHOLD, tag_sc
 from xclip_cli.labels import inline_labelset, parse_labelset
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
-
-LABELS = ["cooking", "dancing", "skateboarding", "playing the violin", "walking the dog"]
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,11 @@ def test_cached_features_equal_fresh_ones(tiny_model_dir: Path) -> None:
     labels = inline_labelset("a b c, playing the violin while riding a unicycle, x")
     cached = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     cached.label_text_features(labels)
-    reloaded = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu").label_text_features(labels)
+    assert cached.text_encoder_calls == 1
+    second = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    calls = count_text_encoder_runs(second)
+    reloaded = second.label_text_features(labels)
+    assert calls == [] and second.text_encoder_calls == 0  # read from the file, not recomputed
     runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
     with torch.inference_mode():
         inputs = runner.tokenizer(labels.names, padding=True, return_tensors="pt")

@@ -15,15 +15,11 @@ import numpy as np
 import pytest
 import srt
 import webvtt
-from helpers import invoke, need_program, readme_lines, write_video
+from helpers import MARKUP_LABELS, invoke, need_program, readme_lines, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.output.timecodes import write_chapters, write_srt, write_vtt
 from xclip_cli.results import Segment, Timeline, Window
-
-# Labels a cue format must survive: markup, an arrow, FFMETADATA's specials, a newline, non-ASCII.
-LABELS = ("cooking", "<b>tom & jerry</b>", "a --> b", "x=1; #2 \\ y", "two\nlines", "café 動画")
-
 
 # What a phone writes into its videos, and what muxing chapters in must keep.
 PHONE_TAGS = {
@@ -34,7 +30,7 @@ PHONE_TAGS = {
 }
 
 
-def timeline(labels: tuple[str, ...] = LABELS, duration: float = 3725.5) -> Timeline:
+def timeline(labels: tuple[str, ...] = MARKUP_LABELS, duration: float = 3725.5) -> Timeline:
     """Windows of 4 s every 2 s over an hour-long video, each topped by the next label in turn."""
     windows = []
     starts = [*np.arange(0, duration - 4, 2.0).tolist(), duration - 4]

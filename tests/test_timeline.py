@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from catalogue import _flat
-from helpers import encode_video, invoke
+from helpers import COLOURS_TEXT, encode_video, invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +24,6 @@ from xclip_cli.labels import inline_labelset
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions, TimelineOptions
 
-LABELS = "red, green, blue, yellow, white, black, cyan, magenta"
 COLOURS = [(0, 255, 0), (255, 255, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 255), (128, 128, 128)]
 RATE = 4  # frames per second of the synthetic videos
 SEGMENT_SECONDS = 8
@@ -43,7 +42,7 @@ def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> 
     colours are picked (deterministically) among those whose top labels differ.
     """
     folder = tmp_path_factory.mktemp("timeline")
-    labelset = inline_labelset(LABELS)
+    labelset = inline_labelset(COLOURS_TEXT)
     tops = {}
     for colour in COLOURS:
         path = folder / f"{colour}.mp4"
@@ -77,7 +76,7 @@ def test_windows_cover_the_video_to_its_end(duration: float, window: float, stri
 
 def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
     video, truth = segmented
-    timeline = build_timeline(runner, str(video), inline_labelset(LABELS), TimelineOptions(window=4, stride=2))
+    timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT), TimelineOptions(window=4, stride=2))
     assert timeline.duration == pytest.approx(3 * SEGMENT_SECONDS)
     segments = timeline.segments()
     cuts = [segment.end for segment in segments[:-1]]
@@ -91,7 +90,7 @@ def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, seg
 
 def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
     video, _ = segmented
-    timeline = build_timeline(runner, str(video), inline_labelset(LABELS), TimelineOptions(window=4, stride=2))
+    timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT), TimelineOptions(window=4, stride=2))
     raw, merged = timeline.segments(merge=False), timeline.segments(merge=True)
     assert len(raw) == len(timeline.windows)
     assert [label for label, _ in itertools.groupby(s.label for s in raw)] == [s.label for s in merged]
@@ -102,7 +101,7 @@ def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: tuple[Path, li
 
 def test_each_window_equals_a_classify_of_that_stretch(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
     video, _ = segmented
-    labelset = inline_labelset(LABELS)
+    labelset = inline_labelset(COLOURS_TEXT)
     timeline = build_timeline(runner, str(video), labelset, TimelineOptions(window=6, stride=5, batch_size=3))
     assert [(w.start, w.end) for w in timeline.windows][-1] == (18.0, 24.0)  # the end gets its own window
     for window in timeline.windows:
@@ -143,7 +142,7 @@ def test_frames_are_dropped_once_no_window_needs_them() -> None:
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "table"])
 def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fmt: str) -> None:
     video, truth = segmented
-    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS]
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT]
     result = invoke([*args, "--window", "4", "--stride", "2", "-f", fmt])
     assert result.exit_code == ExitCode.OK, result.stderr
     if fmt == "csv":
@@ -164,7 +163,7 @@ def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fm
 def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list[str]], tmp_path: Path) -> None:
     video, _ = segmented
     plot = tmp_path / "timeline.png"
-    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, "-f", "jsonl"]
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, "-f", "jsonl"]
     result = invoke([*args, "--window", "4", "--stride", "2", "--no-merge", "--plot", str(plot)])
     assert result.exit_code == ExitCode.OK, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -174,7 +173,7 @@ def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list
 
 def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
     video, _ = segmented
-    timeline = build_timeline(runner, str(video), inline_labelset(LABELS))
+    timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT))
     assert (timeline.window, timeline.stride) == (runner.num_frames * 1.0, runner.num_frames / 2)
     assert np.isclose(sum(w.owns_to - w.owns_from for w in timeline.windows), timeline.duration)
 
@@ -212,7 +211,7 @@ def test_a_damaged_end_is_a_warning_not_a_failure(runner: XClipRunner, tmp_path:
     start = len(data) * 92 // 100
     data[start : start + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
-    timeline = build_timeline(runner, str(path), inline_labelset(LABELS), TimelineOptions(window=1, stride=0.5))
+    timeline = build_timeline(runner, str(path), inline_labelset(COLOURS_TEXT), TimelineOptions(window=1, stride=0.5))
     assert len(timeline.windows) == 39 and timeline.warnings
 
 
@@ -222,7 +221,7 @@ def test_cli_refuses_windows_that_are_not_positive_numbers(
 ) -> None:
     video, _ = segmented
     for option in ("--window", "--stride"):
-        args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", LABELS, option, value]
+        args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, option, value]
         result = invoke(args)
         assert result.exit_code == ExitCode.USAGE and "positive numbers" in result.stderr, result.stderr
 
