@@ -369,9 +369,11 @@ def validate_file(path: Path) -> list[str]:
     for name in names:
         if not name.strip() or name != name.strip():
             errs.append(f"{where}: empty or untrimmed label name {name!r}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    # As xclip_cli.labels refuses them: names that differ only in case or spacing are one label.
+    keys = [" ".join(n.split()).casefold() for n in names]
+    dupes = sorted({n for n, key in zip(names, keys, strict=True) if keys.count(key) > 1})
     if dupes:
-        errs.append(f"{where}: duplicate label names {dupes}")
+        errs.append(f"{where}: duplicate label names (ignoring case and spacing) {dupes}")
     expected = EXPECTED_COUNTS.get(path.stem)
     if expected is not None and len(labels) != expected:
         errs.append(f"{where}: {len(labels)} labels, expected {expected}")

@@ -74,6 +74,26 @@ def test_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) 
     assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(clip_dir / "a.mp4"), str(odd)]
 
 
+def test_nul_separated_paths_from_stdin(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    # find -print0: a newline is part of a name, and the list may end with or without a NUL.
+    odd = tmp_path / "two\nlines.mp4"
+    odd.write_bytes((clip_dir / "a.mp4").read_bytes())
+    for stdin in (f"{clip_dir / 'a.mp4'}\0{odd}\0", f"{clip_dir / 'a.mp4'}\0{odd}"):
+        result = classify(tiny_model_dir, "-", "--format", "jsonl", stdin=stdin)
+        assert result.exit_code == 0, result.stderr
+        assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(clip_dir / "a.mp4"), str(odd)]
+
+
+def test_a_path_with_a_nul_byte_is_one_line_not_a_traceback(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "no\0such.mp4", "-f", "jsonl")
+    assert result.exit_code == ExitCode.PARTIAL, result.stderr
+    assert "a path cannot contain a NUL byte" in result.stderr and "internal error" not in result.stderr
+    # A list that turns NUL-separated after newline-separated paths was split wrongly: refused.
+    result = classify(tiny_model_dir, "-", "-f", "jsonl", stdin=f"{clip_dir / 'a.mp4'}\nb.mp4\0c.mp4\0")
+    assert result.exit_code == ExitCode.USAGE
+    assert "stdin: NUL-separated paths from line 2 on, after 1 newline-separated" in result.stderr
+
+
 def test_builtin_and_yaml_label_sets(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
     result = invoke(
         ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "hmdb51", "-f", "json"]
@@ -96,6 +116,26 @@ def test_start_end_restrict_timestamps(tiny_model_dir: Path, clip_dir: Path) -> 
     result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--start", "2", "--end", "1")
     assert result.exit_code == ExitCode.USAGE
     assert "--end 1 must be after --start 2" in result.stderr
+
+
+def test_start_end_take_clock_times_and_name_a_bad_one(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "json", "--start", "0:01", "--end", "00:00:02.0")
+    assert result.exit_code == 0, result.stderr
+    assert all(1.0 <= t < 2.0 for t in json.loads(result.stdout)[0]["timestamps"])
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "--end", "1:75")
+    assert result.exit_code == ExitCode.USAGE
+    assert "Invalid value for '--end': '1:75' is not a time: expected seconds, MM:SS or HH:MM:SS" in result.stderr
+
+
+def test_an_end_past_the_video_is_clamped_with_a_warning(tiny_model_dir: Path, clip_dir: Path) -> None:
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "json", "--start", "2", "--end", "50")
+    assert result.exit_code == 0, result.stderr
+    warning = "--end 50 s is past the end of the video (3.00 s): sampled up to its end"
+    assert result.stderr.count(warning) == 1
+    (record,) = json.loads(result.stdout)
+    assert record["warnings"] == [warning] and all(2.0 <= t < 3.0 for t in record["timestamps"])
+    result = classify(tiny_model_dir, str(clip_dir / "a.mp4"), "-f", "json", "--end", "3")  # the end itself
+    assert result.exit_code == 0 and "past the end" not in result.stderr
 
 
 def test_partial_and_total_failure_exit_codes(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
@@ -276,7 +316,7 @@ def test_output_over_an_input_video_is_refused(tiny_model_dir: Path, clip_dir: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--start", "nan"], "--start nan: expected a number of seconds"),
+        (["--start", "nan"], "Invalid value for '--start': 'nan' is not a time"),
         (["--end", "0"], "--end 0 must be after --start 0"),
     ],
 )
@@ -307,13 +347,26 @@ def test_empty_stdin_is_an_error_not_silence(tiny_model_dir: Path) -> None:
     assert "no videos to classify" in result.stderr
 
 
-def test_one_label_warns(tiny_model_dir: Path, clip_dir: Path) -> None:
-    result = invoke(
-        ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", "sports,", "-f", "json"]
-    )
-    assert result.exit_code == 0
-    assert "has one label" in result.stderr
-    assert json.loads(result.stdout)[0]["predictions"][0]["probability"] == pytest.approx(1.0)
+def test_one_label_is_refused_unless_tagged(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
+    # A YAML list indented unevenly collapses into one label: ranking it alone says 100% for anything.
+    collapsed = tmp_path / "two.yaml"
+    collapsed.write_text("labels:\n- cooking\n - eating\n", encoding="utf-8")
+    base = ["--model", str(tiny_model_dir), "-f", "json"]
+    video = str(clip_dir / "a.mp4")
+    for command in (["classify", video], ["scan", str(clip_dir)], ["timeline", video]):
+        result = invoke([*command, *base[:2], "--labels", str(collapsed)])
+        assert result.exit_code == ExitCode.LABELS and result.stdout == "", command
+        assert result.stderr == (
+            f"xclip: error: --labels {collapsed}: only one label, 'cooking - eating' (a YAML list indented unevenly?); "
+            "ranking one label gives it probability 1 for every video: add labels to tell it from, "
+            "or score it on its own with --multi-label\n"
+        )
+    result = invoke(["eval", str(tmp_path), "--model", str(tiny_model_dir), "--labels", "sports,"])
+    assert result.exit_code == ExitCode.LABELS and "--labels sports,: only one label, 'sports'" in result.stderr
+    # Tagging scores a label on its own: one is fine.
+    result = invoke(["classify", video, *base, "--labels", "sports,", "--multi-label"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["predictions"][0]["label"] == "sports"
 
 
 def test_a_file_in_the_current_folder_does_not_shadow_a_builtin(

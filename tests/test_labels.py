@@ -19,6 +19,7 @@ from xclip_cli.labels import (
     LabelSet,
     builtin_dir,
     builtin_names,
+    check_scorable,
     load_labelset_file,
     resolve_labels,
 )
@@ -122,12 +123,40 @@ def test_resolve_labels_inline_duplicate_is_rejected() -> None:
         resolve_labels("a, b, a")
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cooking, Cooking", "--labels: labels[1]: duplicate label 'Cooking' (also labels[0] 'cooking': "),
+        ("a  dog, cat, a dog", "--labels: labels[2]: duplicate label 'a dog' (also labels[0] 'a  dog': "),
+    ],
+)
+def test_labels_differing_only_in_case_or_spacing_are_duplicates(spec: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(LabelSetError) as info:
+        resolve_labels(spec)
+    assert str(info.value) == message + "labels that differ only in case or spacing are one)"
+    path = tmp_path / "mine.yaml"
+    path.write_text("labels: [Running, {name: ' running', prompts: [jogging]}]\n", encoding="utf-8")
+    with pytest.raises(LabelSetError, match=rf"^{re.escape(str(path))}: labels\[1\]: duplicate label 'running' \(also"):
+        load_labelset_file(path)
+
+
+def test_one_label_is_for_tagging_only() -> None:
+    one = resolve_labels("cooking,")
+    check_scorable(one, multi_label=True, origin="--labels cooking,")
+    check_scorable(resolve_labels("a, b"), multi_label=False, origin="--labels a, b")
+    with pytest.raises(LabelSetError, match=r"^--labels cooking,: only one label, 'cooking'; ranking one") as info:
+        check_scorable(one, multi_label=False, origin="--labels cooking,")
+    assert info.value.exit_code == ExitCode.LABELS
+
+
 def test_resolve_labels_unknown_word() -> None:
     with pytest.raises(LabelSetError) as info:
         resolve_labels("cookingg")
     assert "cookingg" in str(info.value)
     assert "kinetics400" in str(info.value)  # lists the built-ins
     assert "--labels 'cookingg, other, ...'" in str(info.value)  # and says how to give labels inline
+    assert "on its own, with --multi-label: --labels 'cookingg,')" in str(info.value)  # or one label
+    assert resolve_labels("cookingg,").names == ["cookingg"]  # (which works)
     assert info.value.exit_code == ExitCode.LABELS
 
 
@@ -320,7 +349,8 @@ label_text = st.text(
     min_size=1,
     max_size=20,
 ).filter(lambda text: text == text.strip() and text != "")
-unique_names = st.lists(label_text, min_size=1, max_size=12, unique=True)
+# Unique as labels are: names that differ only in case or spacing are one label.
+unique_names = st.lists(label_text, min_size=1, max_size=12, unique_by=lambda name: " ".join(name.split()).casefold())
 
 
 @settings(max_examples=50, deadline=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from xclip_cli.errors import ModelLoadError
+from xclip_cli.errors import ExitCode, ModelLoadError
 from xclip_cli.model.torch.runner import XClipRunner
 
 
@@ -105,3 +105,34 @@ def test_download_bars_show_on_a_terminal_only(terminal: bool) -> None:
     with download_progress(terminal):
         assert are_progress_bars_disabled() is not terminal
     assert are_progress_bars_disabled()  # put back as it was
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("microsoft/xclip-base-patch3", "microsoft/xclip-base-patch32"),
+        ("xclip-base-patch32", "microsoft/xclip-base-patch32"),  # the owner left out
+        ("Microsoft/XCLIP-base-patch16-zeroshot", "microsoft/xclip-base-patch16-zero-shot"),
+    ],
+)
+def test_a_misspelt_hub_id_gets_did_you_mean(typed: str, meant: str, clip_dir: Path) -> None:
+    from helpers import invoke
+
+    with pytest.raises(ModelLoadError) as info:  # HF_HUB_OFFLINE (conftest): not cached, hub unreachable
+        XClipRunner.from_pretrained(typed, device="cpu")
+    assert str(info.value) == (
+        f"cannot load model {typed}: not in the local Hugging Face cache and the hub cannot be reached "
+        f"(did you mean {meant}? `xclip models` lists the published checkpoints)"
+    )
+    result = invoke(["classify", str(clip_dir / "a.mp4"), "-m", typed, "-l", "a, b"])
+    assert result.exit_code == ExitCode.MODEL and f"did you mean {meant}?" in result.stderr
+
+
+def test_an_unknown_hub_id_far_from_the_catalogue_gets_no_guess() -> None:
+    from xclip_cli.model.checkpoints import DEFAULT_MODEL, close_checkpoint
+
+    assert close_checkpoint(DEFAULT_MODEL) is None  # a catalogue id is no typo
+    assert close_checkpoint("openai/clip-vit-base-patch32") is None
+    with pytest.raises(ModelLoadError, match=r"hub cannot be reached\. Download it once") as info:
+        XClipRunner.from_pretrained("someone/video-model", device="cpu")
+    assert "did you mean" not in str(info.value)

@@ -17,7 +17,7 @@ from helpers import LABELS_TEXT, invoke, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.labels import resolve_labels
-from xclip_cli.media.discovery import Shard, find_videos
+from xclip_cli.media.discovery import Shard, find_videos, read_path_list
 from xclip_cli.results import CSV_COLUMNS
 from xclip_cli.store.results_file import LEGACY_CSV_COLUMNS, finished_paths
 
@@ -151,6 +151,27 @@ def test_paths_from_stdin_with_spaces_and_non_ascii(tiny_model_dir: Path, tmp_pa
     written = [row["path"] for row in rows(out)]
     assert written == [str(tmp_path / name) for name in names]
     assert finished_paths(out) == {str(tmp_path / name) for name in names}
+
+
+def test_nul_separated_list_files_and_stdin(tiny_model_dir: Path, tmp_path: Path, clip_dir: Path) -> None:
+    names = ["with space.mp4", "new\nline.mp4", "sep\u2028arator.mp4"]  # none splits a NUL list
+    for name in names:
+        (tmp_path / name).write_bytes((clip_dir / "a.mp4").read_bytes())
+    listing = "".join(f"{tmp_path / name}\0" for name in names)
+    (tmp_path / "list0").write_text(listing, encoding="utf-8")
+    for args, stdin in ((["--from-file", str(tmp_path / "list0")], None), (["--from-file", "-"], listing)):
+        out = tmp_path / "r.csv"
+        result = scan(tiny_model_dir, *args, "-o", str(out), "--overwrite", stdin=stdin)
+        assert result.exit_code == 0, result.stderr
+        assert [row["path"] for row in rows(out)] == [str(tmp_path / name) for name in names]
+
+
+def test_read_path_list() -> None:
+    assert list(read_path_list(["a.mp4\n", "\n", "  \n", "b c.mp4\r\n", "d.mp4"])) == ["a.mp4", "b c.mp4", "d.mp4"]
+    assert list(read_path_list(["a\0b\n", "c\0\0d"])) == ["a", "b\nc", "d"]
+    assert list(read_path_list(["a\0b\0\n"])) == ["a", "b"]  # an echo's newline after the last NUL
+    with pytest.raises(UsageError, match=r"^list\.txt: NUL-separated paths from line 2 on, after 1 newline"):
+        list(read_path_list(["a\n", "b\0c"], "list.txt"))
 
 
 def test_formula_paths_are_neutralised_and_still_resume(

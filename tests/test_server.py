@@ -115,7 +115,9 @@ def test_bad_requests(server: str, root: Path, tmp_path: Path) -> None:
         ({"path": str(sneaky)}, 403, "outside"),  # a symlink inside a root pointing out of it
         ({"path": str(root / "a.mp4"), "labels": "/etc/passwd"}, 400, "reads no label files"),
         ({"path": str(root / "a.mp4"), "top_k": 0}, 400, "--top-k 0"),
+        ({"path": str(root / "a.mp4"), "labels": "cooking,"}, 400, "labels 'cooking,': only one label"),
         ({"nothing": 1}, 400, "expected"),
+        ({"path": str(root / "a.mp4\0.txt")}, 400, "a path cannot contain a NUL byte"),
     ]
     for body, code, message in cases:
         status, answer = call(server + "/classify", json.dumps(body).encode())

@@ -18,7 +18,7 @@ import webvtt
 from helpers import MARKUP_LABELS, invoke, need_program, readme_lines, write_video
 
 from xclip_cli.errors import ExitCode
-from xclip_cli.output.timecodes import write_chapters, write_srt, write_vtt
+from xclip_cli.output.timecodes import parse_time, write_chapters, write_srt, write_vtt
 from xclip_cli.results import Segment, Timeline, Window
 
 # What a phone writes into its videos, and what muxing chapters in must keep.
@@ -169,3 +169,39 @@ def test_raw_windows_become_cues_one_after_another() -> None:
     assert len(cues) == len(raw)
     assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
     assert [cue.start.total_seconds() for cue in cues] == pytest.approx([w.start for w in raw], abs=5e-4)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90.5", 90.5), (".5", 0.5), ("1:30", 90), ("01:30.5", 90.5), ("00:01:30.5", 90.5), ("2:00:00", 7200)],
+)
+def test_times_read_as_ffmpeg_reads_them(text: str, seconds: float) -> None:
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-1", "1e3", "inf", "nan", "1:75", "90:00", "1:60:00", ":30", "1:30:", "1:2:3:4"])
+def test_what_is_not_a_time_is_refused_saying_what_is(text: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a time: expected seconds, MM:SS or HH:MM:SS"):
+        parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "warned"),
+    [
+        ("x.srt", "csv", True),
+        ("x.vtt", "srt", True),
+        ("x.ffmetadata", "vtt", True),
+        ("x.csv", "chapters", True),
+        ("x.ffmetadata", "chapters", False),  # chapters' own extension
+        ("x.txt", "chapters", False),  # an extension that names no format
+    ],
+)
+def test_a_format_other_than_the_extension_says_is_written_with_a_warning(
+    tiny_model_dir: Path, tmp_path: Path, name: str, fmt: str, warned: bool
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", num_frames=12)
+    out = tmp_path / name
+    result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-l", "a, b", "-o", str(out), "-f", fmt])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    warning = f"xclip: warning: writing {fmt} into {out}, as --format says"
+    assert (warning in result.stderr.splitlines()) is warned and out.stat().st_size > 0

@@ -215,15 +215,29 @@ def test_a_damaged_end_is_a_warning_not_a_failure(runner: XClipRunner, tmp_path:
     assert len(timeline.windows) == 39 and timeline.warnings
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+@pytest.mark.parametrize(("value", "message"), [("nan", "is not a time"), ("inf", "is not a time"), ("0", "positive")])
 def test_cli_refuses_windows_that_are_not_positive_numbers(
-    tiny_model_dir: Path, segmented: tuple[Path, list[str]], value: str
+    tiny_model_dir: Path, segmented: tuple[Path, list[str]], value: str, message: str
 ) -> None:
     video, _ = segmented
     for option in ("--window", "--stride"):
         args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, option, value]
         result = invoke(args)
-        assert result.exit_code == ExitCode.USAGE and "positive numbers" in result.stderr, result.stderr
+        assert result.exit_code == ExitCode.USAGE and message in result.stderr, result.stderr
+
+
+def test_a_stride_beyond_the_window_is_refused_not_left_as_gaps(
+    tiny_model_dir: Path, segmented: tuple[Path, list[str]]
+) -> None:
+    video, _ = segmented
+    base = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, "-f", "json"]
+    for args, window in ((["--window", "2", "--stride", "5"], "2"), (["--stride", "0:09"], "8")):  # 8: the default
+        result = invoke([*base, *args])
+        assert result.exit_code == ExitCode.USAGE and result.stdout == ""
+        assert f"--stride {args[-1].replace('0:0', '')} s is longer than the {window} s window" in result.stderr
+    result = invoke([*base, "--window", "0:04", "--stride", "00:00:04"])  # clock times; stride = window tiles
+    assert result.exit_code == 0, result.stderr
+    assert (json.loads(result.stdout)["window"], json.loads(result.stdout)["stride"]) == (4, 4)
 
 
 def test_the_plot_shows_every_segment_label_and_a_band_matching_the_segments() -> None:

@@ -123,7 +123,22 @@ def resolve_labels(spec: str) -> LabelSet:
         raise LabelSetError(f"unknown label set {spec!r}: did you mean {close[0]!r}?")
     raise LabelSetError(
         f"unknown label set {spec!r}: not a file, not a built-in ({', '.join(builtin_names())}), "
-        f"and not a comma list (to score {spec!r} against other labels: --labels '{spec}, other, ...')"
+        f"and not a comma list (to score {spec!r} against other labels: --labels '{spec}, other, ...'; "
+        f"on its own, with --multi-label: --labels '{spec},')"
+    )
+
+
+def check_scorable(labelset: LabelSet, multi_label: bool, origin: str) -> None:
+    """``LabelSetError`` for a set of one label unless ``multi_label``: a softmax over one label
+    gives it probability 1 whatever the video shows. Tagging scores each label on its own (against
+    background prompts), so one label is fine there. ``origin`` names the option: ``--labels x``."""
+    if len(labelset) != 1 or multi_label:
+        return
+    (name,) = labelset.names
+    hint = " (a YAML list indented unevenly?)" if " - " in name else ""
+    raise LabelSetError(
+        f"{origin}: only one label, {name!r}{hint}; ranking one label gives it probability 1 for every video: "
+        "add labels to tell it from, or score it on its own with --multi-label"
     )
 
 
@@ -193,9 +208,12 @@ def parse_labelset(data: Any, origin: str, default_name: str = "inline") -> Labe
     background = tuple(_string_list(data["background"], "background", fail)) if "background" in data else ()
     seen: dict[str, int] = {}
     for index, label in enumerate(labels):
-        if label.name in seen:
-            raise fail(f"labels[{index}]", f"duplicate label {label.name!r} (also labels[{seen[label.name]}])")
-        seen[label.name] = index
+        key = " ".join(label.name.split()).casefold()  # `Cooking` and `cooking  ` would be one class twice
+        if key in seen:
+            other = labels[seen[key]].name
+            spelt = "" if other == label.name else f" {other!r}: labels that differ only in case or spacing are one"
+            raise fail(f"labels[{index}]", f"duplicate label {label.name!r} (also labels[{seen[key]}]{spelt})")
+        seen[key] = index
     return LabelSet(
         name=name, labels=labels, templates=templates, description=description, source=source, background=background
     )

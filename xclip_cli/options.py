@@ -64,6 +64,19 @@ def check_range(start: float | None, end: float | None) -> None:
         raise UsageError(f"--end {end:g} must be after --start {start or 0:g}")
 
 
+def check_windows(window: float | None, stride: float | None) -> None:
+    """``UsageError`` unless ``window`` and ``stride`` (None: not known yet) are positive seconds
+    and windows every ``stride`` seconds leave no gap between them (a stride of at most the window)."""
+    for value in (window, stride):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError("--window and --stride must be positive numbers of seconds")
+    if window is not None and stride is not None and stride > window:
+        raise UsageError(
+            f"--stride {stride:g} s is longer than the {window:g} s window: the seconds between windows "
+            "would go unclassified (give a stride of at most the window)"
+        )
+
+
 @dataclass(frozen=True)
 class TimelineOptions:
     """Windows of a timeline and what to keep of each; impossible values raise ``UsageError``."""
@@ -84,9 +97,7 @@ class TimelineOptions:
             raise UsageError("--stride has no meaning with --shots: the windows follow the shots")
         if self.shots and self.timeout is not None:
             raise UsageError("--timeout cannot bound --shots' detection pass (PySceneDetect's own decoding)")
-        for value in (self.window, self.stride):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UsageError("--window and --stride must be positive numbers of seconds")
+        check_windows(self.window, self.stride)
         for name, count in (("--top-k", self.top_k), ("--batch-size", self.batch_size)):
             if count < 1:
                 raise UsageError(f"{name} {count}: expected at least 1")

@@ -64,9 +64,10 @@ from xclip_cli.cli.options import (
     TopKOpt,
     VerboseOpt,
     WorkersOpt,
+    time_option,
 )
 from xclip_cli.errors import UsageError
-from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.labels import LabelSet, check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.output.writers import WRITERS, Writer
@@ -90,8 +91,8 @@ def classify(
     output: OutputOpt = None,
     overwrite: ReplaceOpt = False,
     device: OptionalDeviceOpt = None,
-    start: Annotated[float | None, typer.Option(min=0, help="Sample from this second on.")] = None,
-    end: Annotated[float | None, typer.Option(min=0, help="Sample up to this second.")] = None,
+    start: Annotated[float | None, time_option("Sample from this time on (seconds, MM:SS or HH:MM:SS).")] = None,
+    end: Annotated[float | None, time_option("Sample up to this time (seconds, MM:SS or HH:MM:SS).")] = None,
     batch_size: BatchOpt = 1,
     workers: WorkersOpt = 2,
     precision: OptionalPrecisionOpt = None,
@@ -115,39 +116,21 @@ def classify(
     """Classify videos against a label set and print the top labels."""
     set_verbose(verbose)
     options = ClassifyOptions(
-        top_k=top_k,
-        start=start,
-        end=end,
-        batch_size=batch_size,
-        workers=workers,
-        timeout=timeout,
-        clips=clips,
-        crops=crops,
-        sampling=sampling or "exact",
-        multi_label=multi_label,
-    )
+        top_k=top_k, start=start, end=end, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips,
+        crops=crops, sampling=sampling or "exact", multi_label=multi_label,
+    )  # fmt: skip
     check_writable(output, videos or [])
     check_replaceable(output, overwrite)
     writer_class = WRITERS[pick_format(output_format, output, "classify")]
     labelset = resolve_labels(labels) if server is None else None  # a server resolves its own labels
-    if labelset is not None and len(labelset) == 1:
-        say(f"xclip: warning: label set {labelset.name!r} has one label: every probability will be 1")
+    if labelset is not None:
+        check_scorable(labelset, multi_label, f"--labels {labels}")
+    run = (model, device, precision, backend)
     if index is not None:
         if videos:
             raise UsageError("give videos or --index, not both")
         assert labelset is not None, "--index with --server"
-        return _classify_index(
-            index,
-            labelset,
-            model,
-            device or "auto",
-            precision or "fp32",
-            backend,
-            options,
-            sampling,
-            writer_class,
-            output,
-        )
+        return _classify_index(index, labelset, run, options, sampling, writer_class, output)
     if not videos:
         raise UsageError("no videos given (paths, '-' for stdin, or --index)")
     check_no_folders(videos)
@@ -155,14 +138,28 @@ def classify(
         return _classify_remote(server, token, videos, labels, options, model, device, precision, writer_class, output)
     assert labelset is not None
     check_some_input_exists(videos)
+    _classify_here(videos, labelset, run, options, writer_class, output)
+
+
+def _classify_here(
+    videos: list[str],
+    labelset: LabelSet,
+    run: tuple[str | None, str | None, str | None, str],
+    options: ClassifyOptions,
+    writer_class: type[Writer],
+    output: Path | None,
+) -> None:
+    """In this process: the first video decodes while the model loads. ``run``: model, device,
+    precision, backend (None: the defaults)."""
     from xclip_cli.jobs.classify import classify_videos
 
+    model, device, precision, backend = run
     early = _start_early_decode(model or DEFAULT_MODEL, videos, options)
     runner = load_runner(model or DEFAULT_MODEL, device or "auto", precision or "fp32", backend)
     ready = early.take(runner.num_frames, runner.preprocess) if early is not None else {}
     with open_output(output, fmt=writer_class.name) as stream:
         results = classify_videos(runner, expand_stdin(videos), labelset, options, ready)
-        report = write_all(results, writer_class(stream, top_k=top_k), report_problems)
+        report = write_all(results, writer_class(stream, top_k=options.top_k), report_problems)
     if report.done == 0:
         raise UsageError("no videos to classify (stdin gave no paths)")
     finish(report, output)
@@ -171,17 +168,16 @@ def classify(
 def _classify_index(
     folder: Path,
     labelset: LabelSet,
-    model: str | None,
-    device: str,
-    precision: str,
-    backend: str,
+    run: tuple[str | None, str | None, str | None, str],
     options: ClassifyOptions,
     sampling: str | None,
     writer_class: type[Writer],
     output: Path | None,
 ) -> None:
+    """Score the videos of an ``xclip embed`` index. ``run``: model, device, precision, backend."""
     from xclip_cli.jobs.index import Index, score_index
 
+    model, device, precision, backend = run
     index = Index(folder)
     # An index holds features of one view of each whole video, sampled as `xclip embed` was told.
     decoding = {"--start": options.start is not None, "--end": options.end is not None}
@@ -192,7 +188,8 @@ def _classify_index(
     if sampling not in (None, index.sampling):
         raise UsageError(f"{folder}: the index holds videos sampled with --sampling {index.sampling}, not {sampling}")
     top_k = options.top_k
-    runner = load_runner(model or index.model, device, precision, backend)  # an explicit --model wins (and is checked)
+    # An explicit --model wins (and is checked against the index).
+    runner = load_runner(model or index.model, device or "auto", precision or "fp32", backend)
     with open_output(output, fmt=writer_class.name) as stream:
         scored = score_index(runner, index, labelset, top_k, options.multi_label)
         results = (replace(result, path=display_path(result.path)) for result in scored)
@@ -218,7 +215,7 @@ def _classify_remote(
     from xclip_cli.run.client import Server, check_labels, check_server, classify_remote, route, server_info
     from xclip_cli.run.protocol import check_token
 
-    check_labels(labels)
+    check_labels(labels, options.multi_label)
     remote = Server(server, check_token(token))
     info = server_info(remote)
     check_server(info, server, model, precision, device)
@@ -301,6 +298,7 @@ def scan(
     thumbnails = store_path(report) if report is not None else None
     options = ScanOptions(output, fmt, overwrite, retry_failed, thumbnails, classify)
     labelset = resolve_labels(labels)
+    check_scorable(labelset, multi_label, f"--labels {labels}")
     check_writable(output)
     check_report(report, output)
     listed = listed_paths(from_file)

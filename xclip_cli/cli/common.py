@@ -16,8 +16,9 @@ import typer
 
 from xclip_cli.cli.errors import say
 from xclip_cli.errors import ExitCode, Interrupted, OutputError, UsageError
+from xclip_cli.media.discovery import read_path_list
 from xclip_cli.model.backend import Backend
-from xclip_cli.output.writers import FORMATS, Writer, data_console
+from xclip_cli.output.writers import EXTENSION_FORMATS, FORMATS, Writer, data_console
 from xclip_cli.results import Report, VideoResult
 from xclip_cli.store.locks import exclusive
 
@@ -29,25 +30,24 @@ PLOT_EXTENSIONS = ("png", "svg", "pdf", "jpg", "jpeg")  # what matplotlib writes
 
 
 def expand_stdin(videos: list[str]) -> Iterator[str]:
-    """Paths as given, with '-' replaced by the lines of stdin (blank lines skipped)."""
+    """Paths as given, with '-' replaced by the paths stdin lists (``read_path_list``), as they come."""
     for video in videos:
         if video == "-":
-            for line in sys.stdin:
-                path = line.rstrip("\r\n")
-                if path.strip():
-                    yield path
+            yield from read_path_list(sys.stdin, "stdin")
         else:
             yield video
 
 
 def listed_paths(from_file: str | None) -> list[str]:
-    """The lines of ``--from-file`` ('-': stdin); none without it."""
+    """The paths ``--from-file`` lists ('-': stdin; ``read_path_list``); none without it."""
     if from_file is None:
         return []
     if from_file == "-":
-        return list(sys.stdin)
+        return list(read_path_list(sys.stdin, "--from-file -"))
     try:
-        return Path(from_file).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        # newline="\n": a path may hold any other line-breaking character (\x1c, \u2028, ...).
+        with open(from_file, encoding="utf-8", errors="surrogateescape", newline="\n") as lines:
+            return list(read_path_list(lines, f"--from-file {from_file}"))
     except OSError as exc:
         raise UsageError(f"--from-file {from_file}: {exc.strerror or exc}") from None
 
@@ -167,12 +167,12 @@ def open_output(
     """stdout (or ``stdout``), or the ``-o`` file (created, truncated or appended to) with its
     lock held (``locked``: the caller holds it already): a second xclip writing the same file is
     refused, never interleaved. Writing ``fmt`` into a file whose extension names another
-    format (``-f json -o x.csv``) is done, as asked, with a warning."""
+    format (``-f json -o x.csv``, ``-f csv -o x.srt``) is done, as asked, with a warning."""
     if path is None:
         yield stdout or sys.stdout
         return
-    suffix = path.suffix.lower().lstrip(".")
-    if fmt is not None and suffix in FORMATS and suffix not in (fmt, "table"):
+    named = EXTENSION_FORMATS.get(path.suffix.lower().lstrip("."))
+    if fmt is not None and named not in (None, fmt):
         say(f"xclip: warning: writing {fmt} into {path}, as --format says")
     with contextlib.nullcontext() if locked else exclusive(path):
         try:

@@ -36,7 +36,7 @@ from xclip_cli.cli.options import (
     WorkersOpt,
 )
 from xclip_cli.errors import OutputError, UsageError
-from xclip_cli.labels import LabelSet, resolve_labels
+from xclip_cli.labels import LabelSet, check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
@@ -103,6 +103,7 @@ def evaluate_command(
     if multi_label and (confusion is not None or plot is not None):
         raise UsageError("--confusion and --plot are for single-label eval, not --multi-label")
     labelset = resolve_labels(labels)
+    check_scorable(labelset, multi_label, f"--labels {labels}")
     run = (device, precision, backend)
     with exclusive(output):  # one writer: a second eval into the same -o is refused
         if multi_label:

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from xclip_cli.media.sampling import SAMPLINGS
 from xclip_cli.model.backend import BACKENDS
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
+from xclip_cli.output.timecodes import parse_time
 from xclip_cli.output.writers import FORMATS
 
 
 def choices(values: Iterable[str]) -> str:
     """A metavar that lists the choices, as ``--format [table|json|jsonl|csv]``."""
     return "[" + "|".join(values) + "]"
+
+
+def _time(text: str) -> float:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def time_option(help: str) -> Any:
+    """An option that takes a time as ffmpeg reads one (``90``, ``1:30``, ``00:01:30.5``), in seconds."""
+    return typer.Option(parser=_time, metavar="TIME", help=help)
 
 
 ModelOpt = Annotated[
@@ -92,7 +105,7 @@ WorkersOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float | None,
-    typer.Option(min=0, help="Seconds a video's decoding may take; slower files become errors (default: no limit)."),
+    time_option("Seconds a video's decoding may take (or MM:SS); slower files become errors (default: no limit)."),
 ]
 ClipsOpt = Annotated[
     int, typer.Option(min=1, max=64, help="Temporal views per video; their probabilities are averaged.")

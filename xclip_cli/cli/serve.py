@@ -12,6 +12,7 @@ from xclip_cli.cli.common import load_runner, set_verbose
 from xclip_cli.cli.errors import say
 from xclip_cli.cli.options import BackendOpt, DeviceOpt, ModelOpt, PrecisionOpt, VerboseOpt
 from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.labels import resolve_labels_without_files
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.run.protocol import MAX_QUEUE, TOKEN_ENV, check_exposure, check_token
 
@@ -58,6 +59,7 @@ def serve(
     for folder in roots:
         if not folder.is_dir():
             raise UsageError(f"--root {folder}: no such folder")
+    resolve_labels_without_files(labels)  # a bad default fails here, not in every request
     runner = load_runner(model, device, precision, backend)
     service = ClassifyService(
         runner,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,12 +38,14 @@ from xclip_cli.cli.options import (
     TimeoutOpt,
     VerboseOpt,
     choices,
+    time_option,
 )
-from xclip_cli.labels import resolve_labels
+from xclip_cli.labels import check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import TimelineOptions
 from xclip_cli.output.timecodes import CUE_FORMATS, CUE_TOP_K
-from xclip_cli.output.writers import TIMELINE_FORMATS, TIMELINE_WRITERS
+from xclip_cli.output.writers import EXTENSION_ALIASES, TIMELINE_FORMATS, TIMELINE_WRITERS
+from xclip_cli.results import Timeline
 
 
 def timeline(
@@ -50,10 +53,10 @@ def timeline(
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
     window: Annotated[
-        float | None, typer.Option(min=0, help="Window length in seconds (default: the checkpoint's frames x 1 s).")
+        float | None, time_option("Window length in seconds or MM:SS (default: the checkpoint's frames x 1 s).")
     ] = None,
     stride: Annotated[
-        float | None, typer.Option(min=0, help="Seconds between window starts (default: window / 2).")
+        float | None, time_option("Seconds between window starts, at most --window (default: window / 2).")
     ] = None,
     merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
     shots: Annotated[
@@ -88,19 +91,13 @@ def timeline(
 ) -> None:
     """Classify sliding windows of a video: a table of what happens when (or subtitles, chapters)."""
     set_verbose(verbose)
-    fmt = pick_format(output_format, output, "timeline", TIMELINE_FORMATS, aliases={"ffmetadata": "chapters"})
+    fmt = pick_format(output_format, output, "timeline", TIMELINE_FORMATS, aliases=EXTENSION_ALIASES)
     if top_k is None:
         top_k = CUE_TOP_K if fmt in CUE_FORMATS else 3
     options = TimelineOptions(
-        window=window,
-        stride=stride,
-        top_k=top_k,
-        batch_size=batch_size,
-        timeout=timeout,
-        thumbnails=report is not None,
-        shots=shots,
-        multi_label=multi_label,
-    )
+        window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout,
+        thumbnails=report is not None, shots=shots, multi_label=multi_label,
+    )  # fmt: skip
     if shots:
         from xclip_cli.media.shots import require_scenedetect
 
@@ -108,6 +105,7 @@ def timeline(
     check_extension(plot, "--plot", PLOT_EXTENSIONS)
     check_report(report, output, plot)
     labelset = resolve_labels(labels)
+    check_scorable(labelset, multi_label, f"--labels {labels}")
     for path in (output, plot):
         check_writable(path, [video])
     check_replaceable(output, overwrite)
@@ -119,6 +117,15 @@ def timeline(
         result = build_timeline(runner, video, labelset, options, on_progress=progress)
     for warning in result.warnings:
         say(f"xclip: warning: {video}: {warning}")
+    _write_timeline(result, fmt, merge, top_k, (output, plot, report))
+    finish(None, output, plot, report, quiet=quiet)
+
+
+def _write_timeline(
+    result: Timeline, fmt: str, merge: bool, top_k: int, outputs: tuple[Path | None, Path | None, Path | None]
+) -> None:
+    """The timeline in ``fmt`` (to -o or stdout), and the --plot picture and --report page if asked."""
+    output, plot, report = outputs
     segments = result.segments(merge=merge, top_k=top_k)
     with open_output(output, fmt=fmt) as stream:
         TIMELINE_WRITERS[fmt](result, segments, merge, stream)
@@ -131,7 +138,6 @@ def timeline(
 
         shown = segments if top_k >= 3 else result.segments(merge=merge, top_k=3)  # the page shows 3 labels at least
         write_report(timeline_report(result, shown, merge), report)
-    finish(None, output, plot, report, quiet=quiet)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import functools
 import itertools
-import math
 import queue
 import sys
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xclip_cli.errors import UsageError, VideoError
+from xclip_cli.errors import VideoError
 from xclip_cli.jobs.classify import scoring_text_features
 from xclip_cli.jobs.tagging import tag_scores, thresholds
 from xclip_cli.labels import LabelSet
@@ -37,7 +36,7 @@ from xclip_cli.media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_ce
 from xclip_cli.media.shots import detect_cuts, shot_windows
 from xclip_cli.media.thumbnails import thumbnail
 from xclip_cli.model.backend import Backend, softmax
-from xclip_cli.options import TimelineOptions
+from xclip_cli.options import TimelineOptions, check_windows
 from xclip_cli.results import Timeline, Window
 
 Scored = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # a window's probabilities, logits, tag scores
@@ -54,8 +53,7 @@ def window_extents(duration: float, window: float, stride: float) -> list[tuple[
     the end, so the close of the video is always classified. A video shorter than a window
     is one window.
     """
-    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
-        raise UsageError("--window and --stride must be positive numbers of seconds")
+    check_windows(window, stride)
     if duration <= window + TIME_EPSILON:
         return [(0.0, float(duration))]
     extents = []
@@ -78,8 +76,7 @@ def build_timeline(
     """Classify every window of ``path``; ``on_progress(seconds_done, duration)`` as it goes."""
     window = options.window if options.window is not None else runner.num_frames * FRAME_SPACING
     stride = options.stride if options.stride is not None else window / 2
-    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
-        raise UsageError("--window and --stride must be positive numbers of seconds")
+    check_windows(window, stride)  # a --stride beyond the checkpoint's default window
     text_features = scoring_text_features(runner, labelset, options.multi_label)
     with VideoReader(path, options.timeout) as reader:
         cuts: tuple[float, ...] | None = None

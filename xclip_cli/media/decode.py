@@ -37,6 +37,7 @@ T = TypeVar("T")
 FALLBACK_RATE = Fraction(25)  # frames per second assumed for a stream without timestamps
 # Container formats that hold pictures, not videos: their files are rejected as still images.
 IMAGE_FORMATS = ("image2", "gif", "apng", "webp")
+END_SLACK = 0.01  # seconds an --end may pass the end unremarked (durations are shown to 2 decimals)
 TRUNCATION_SLACK = 0.5  # seconds of declared duration that may be missing without a warning
 
 
@@ -176,10 +177,17 @@ def sample_video(
             plans = plan_views(reader.times, num_frames, views, start, end)
         wanted = sorted({i for plan in plans for i in plan.frame_indices})
         decoded = dict(reader.decode(wanted, transform))
-        warnings = reader.warnings() + fill_missing(reader.name, wanted, decoded)
+        warnings = reader.warnings() + fill_missing(reader.name, wanted, decoded) + _past_the_end(end, reader.duration)
         info = reader.info()
     view_frames = tuple(tuple(decoded[i] for i in plan.frame_indices) for plan in plans)
     return SampledVideo(view_frames[0], plans[0], info, warnings, views=view_frames, plans=plans)
+
+
+def _past_the_end(end: float | None, duration: float) -> tuple[str, ...]:
+    """The warning for an ``--end`` past the video's end, which sampling moved to the end."""
+    if end is None or end <= duration + END_SLACK:
+        return ()
+    return (f"--end {end:g} s is past the end of the video ({duration:.2f} s): sampled up to its end",)
 
 
 def fill_missing(name: str, wanted: Sequence[int], decoded: dict[int, T]) -> tuple[str, ...]:

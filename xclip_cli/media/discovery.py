@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from xclip_cli.errors import UsageError
 from xclip_cli.store.results_file import video_identity
 
+NUL = "\0"  # separates the paths of a ``find -print0`` list; no path can contain it
+
 VIDEO_EXTENSIONS = frozenset(
     {"mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "m2ts", "mts", "ts"}
     | {"3gp", "3g2", "ogv", "vob", "mxf", "gif"}
@@ -91,12 +93,34 @@ def parse_extensions(text: str) -> frozenset[str]:
     return extensions
 
 
-def read_path_list(lines: Iterable[str]) -> Iterator[str]:
-    """Paths from a list file or stdin: one per line, exactly as written (blank lines skipped)."""
-    for line in lines:
-        path = line.rstrip("\r\n")
-        if path.strip():
-            yield path
+def read_path_list(lines: Iterable[str], origin: str = "the path list") -> Iterator[str]:
+    """Paths from a list file or stdin, as they come: one per line, exactly as written (blank
+    lines skipped), or NUL-separated (``find -print0``) once a NUL byte shows.
+
+    No path can hold a NUL byte, so one means the list is NUL-separated; from then on a newline
+    is part of a path. A list that switches after newline-separated paths were read is refused
+    (``UsageError`` naming ``origin``): those paths were split wrongly.
+    """
+    read = 0  # paths yielded while still newline-separated
+    rest: str | None = None  # NUL mode: the unterminated tail so far
+    for number, line in enumerate(lines, start=1):
+        if rest is None and NUL in line:
+            if read:
+                raise UsageError(
+                    f"{origin}: NUL-separated paths from line {number} on, after {read} newline-separated "
+                    "ones: separate them all one way (find -print0, or one per line)"
+                )
+            rest = ""
+        if rest is None:
+            path = line.rstrip("\r\n")
+            if path.strip():
+                read += 1
+                yield path
+            continue
+        *paths, rest = (rest + line).split(NUL)
+        yield from (path for path in paths if path.strip())
+    if rest is not None and rest.strip():
+        yield rest
 
 
 def collect_paths(
@@ -108,11 +132,11 @@ def collect_paths(
     extensions: str | None = None,
     shard: str | None = None,
 ) -> list[str]:
-    """The videos found in ``folders``, then the ``listed`` lines (a path list), kept to
+    """The videos found in ``folders``, then the ``listed`` paths (``read_path_list``'s), kept to
     ``shard`` (``"i/n"``), without repeats: a video named twice (two path forms, a symlink beside
     its target) is kept under the first name found; ``extensions`` as ``--ext`` takes them."""
     wanted = VIDEO_EXTENSIONS if extensions is None else parse_extensions(extensions)
-    paths = [*find_videos(folders, recursive=recursive, pattern=pattern, extensions=wanted), *read_path_list(listed)]
+    paths = [*find_videos(folders, recursive=recursive, pattern=pattern, extensions=wanted), *listed]
     if shard is not None:
         part = Shard.parse(shard)
         paths = [path for path in paths if path in part]

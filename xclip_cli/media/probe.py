@@ -20,6 +20,8 @@ MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
 
 def check_openable(name: str) -> None:
     """Raise ``VideoError`` unless ``name`` is a non-empty regular file (URLs pass unchecked)."""
+    if "\0" in name:  # the OS refuses it (Python: ValueError); no file can be named so
+        raise VideoError(name, "a path cannot contain a NUL byte")
     if "://" in name:
         return
     try:

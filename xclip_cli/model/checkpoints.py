@@ -6,6 +6,7 @@ preprocessing always come from the loaded checkpoint's own config files.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 DEFAULT_MODEL = "microsoft/xclip-base-patch32"
@@ -43,3 +44,16 @@ KNOWN_CHECKPOINTS: tuple[KnownCheckpoint, ...] = (
     *(_few_shot("hmdb", "HMDB-51", shots) for shots in (2, 4, 8, 16)),
     *(_few_shot("ucf", "UCF-101", shots) for shots in (2, 4, 8, 16)),
 )
+
+
+def close_checkpoint(model_id: str) -> str | None:
+    """The catalogue's id that ``model_id`` is likely a misspelling of (``microsoft/xclip-base-patch3``,
+    ``xclip-base-patch32``), for a did-you-mean; None for a catalogue id or nothing close."""
+    known = {checkpoint.model_id for checkpoint in KNOWN_CHECKPOINTS}
+    if model_id in known:
+        return None
+    # Whole ids and their names without the owner, compared without case.
+    spellings = {known_id.lower(): known_id for known_id in known}
+    spellings |= {known_id.split("/", 1)[1].lower(): known_id for known_id in known}
+    close = difflib.get_close_matches(model_id.lower(), sorted(spellings), n=1, cutoff=0.85)
+    return spellings[close[0]] if close else None

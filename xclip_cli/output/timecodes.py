@@ -3,12 +3,14 @@
 Each segment becomes one cue (or chapter): its top labels (as many as the segments were made
 with: ``--top-k``, 1 by default for these formats) with their probabilities, as ``cooking 87%``.
 Times are whole milliseconds; cues keep the segments' order and never run backwards, so a
-player shows them as the timeline says.
+player shows them as the timeline says. Times given on the command line are read by
+``parse_time``, as ffmpeg reads them.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -17,6 +19,20 @@ from xclip_cli.results import Segment, Timeline
 CUE_FORMATS = ("srt", "vtt", "chapters")
 CUE_TOP_K = 1  # labels per cue unless --top-k says otherwise
 CHAPTER_EXTENSIONS = ("ffmetadata",)  # -o NAME.ffmetadata picks chapters; other names need -f chapters
+# What ffmpeg's -ss and -t read: S[.f], or [HH:]MM:SS[.f] with minutes and seconds below 60.
+_TIME = re.compile(r"(\d+(?:\.\d*)?|\.\d+)|(?:(\d+):)?([0-5]?\d):([0-5]?\d(?:\.\d*)?)")
+
+
+def parse_time(text: str) -> float:
+    """Seconds from a time as ffmpeg reads one: ``90``, ``90.5``, ``1:30`` (MM:SS) or
+    ``00:01:30.5`` (HH:MM:SS), fractions allowed; ``ValueError`` saying what is expected otherwise."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a time: expected seconds, MM:SS or HH:MM:SS (e.g. 90, 1:30, 00:01:30.5)")
+    plain, hours, minutes, seconds = match.groups()
+    if plain is not None:
+        return float(plain)
+    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def cue_lines(segment: Segment) -> list[str]:

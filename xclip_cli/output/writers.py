@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from xclip_cli.output.timecodes import write_chapters, write_srt, write_vtt
+from xclip_cli.output.timecodes import CHAPTER_EXTENSIONS, write_chapters, write_srt, write_vtt
 from xclip_cli.results import (
     DEFAULT_TOP_K,
     EvalReport,
@@ -240,6 +240,9 @@ TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO]
     "chapters": write_chapters,
 }
 TIMELINE_FORMATS = tuple(TIMELINE_WRITERS)
+EXTENSION_ALIASES = {extension: "chapters" for extension in CHAPTER_EXTENSIONS}  # formats not named by extension
+# The format an -o file's extension names, whichever command writes it (``x.srt``: srt; ``x.table`` names none).
+EXTENSION_FORMATS = {name: name for name in (*FORMATS, *TIMELINE_FORMATS) if name != "table"} | EXTENSION_ALIASES
 
 
 # --- search hits (`xclip search`) ---------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from xclip_cli.errors import EngineError, UsageError
-from xclip_cli.labels import resolve_labels_without_files
+from xclip_cli.labels import check_scorable, resolve_labels_without_files
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
 from xclip_cli.run.protocol import RETRY_AFTER_SECONDS, TOKEN_ENV, inside_roots
@@ -73,9 +73,10 @@ def server_info(server: Server) -> dict[str, Any]:
     return info
 
 
-def check_labels(labels: str) -> None:
-    """The server takes built-in names and comma lists only: refuse a file before anything is sent."""
-    resolve_labels_without_files(labels)
+def check_labels(labels: str, multi_label: bool = False) -> None:
+    """The server takes built-in names and comma lists only, and one label only with
+    ``multi_label``: refuse what it would refuse before anything is sent."""
+    check_scorable(resolve_labels_without_files(labels), multi_label, f"--labels {labels}")
 
 
 def check_server(

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from xclip_cli.errors import XClipError
 from xclip_cli.jobs.classify import classify_videos
-from xclip_cli.labels import resolve_labels_without_files
+from xclip_cli.labels import check_scorable, resolve_labels_without_files
 from xclip_cli.model.backend import Backend
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.run.protocol import MAX_QUEUE, RETRY_AFTER_SECONDS, check_exposure, inside_roots
@@ -91,6 +91,7 @@ class ClassifyService:
         self, path: str, labels: str | None, options: ClassifyOptions, shown_path: str | None = None
     ) -> list[dict[str, Any]]:
         labelset = resolve_labels_without_files(labels or self.default_labels)
+        check_scorable(labelset, options.multi_label, f"labels {labels or self.default_labels!r}")
         with self.lock:
             (result,) = classify_videos(self.runner, [path], labelset, options)
         record = result.to_record()
@@ -100,6 +101,8 @@ class ClassifyService:
 
     def allowed(self, path: str) -> str:
         """The real path of ``path`` if it lies inside a root; ``RequestError`` (403) otherwise."""
+        if "\0" in path:  # realpath would raise ValueError
+            raise RequestError(HTTPStatus.BAD_REQUEST, "a path cannot contain a NUL byte")
         real = inside_roots(path, map(str, self.roots))
         if real is None:
             raise RequestError(HTTPStatus.FORBIDDEN, f"{path}: outside the server's allowed roots")

@@ -198,15 +198,23 @@ def _check_hub_reachable(model_id: str) -> None:
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+    from xclip_cli.model.checkpoints import close_checkpoint
+
+    meant = close_checkpoint(model_id)
+    hint = f" (did you mean {meant}? `xclip models` lists the published checkpoints)" if meant else ""
     try:
         huggingface_hub.snapshot_download(model_id, allow_patterns=["config.json"])
     except GatedRepoError:
         raise ModelLoadError(
-            f"cannot load model {model_id}: access is restricted; log in with `hf auth login`"
+            f"cannot load model {model_id}: access is restricted; log in with `hf auth login`{hint}"
         ) from None
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"cannot load model {model_id}: no such model on the Hugging Face hub") from None
+        raise ModelLoadError(f"cannot load model {model_id}: no such model on the Hugging Face hub{hint}") from None
     except Exception:
+        if meant:  # most likely a typo: say so rather than how to download the misspelt id
+            raise ModelLoadError(
+                f"cannot load model {model_id}: not in the local Hugging Face cache and the hub cannot be reached{hint}"
+            ) from None
         raise ModelLoadError(
             f"cannot load model {model_id}: it is not in the local Hugging Face cache and the hub "
             f"cannot be reached. Download it once where there is network (`hf download {model_id}`) "
