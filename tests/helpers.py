@@ -215,8 +215,11 @@ def need_program(name: str, package: str | None = None) -> str:
 
 
 def readme_lines(start: str) -> list[str]:
-    """The README's lines that begin with ``start`` (its examples, run by tests so they cannot rot)."""
-    return [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(start)]
+    """The lines of the README and docs/ that begin with ``start``, each once (their examples, run
+    by tests so they cannot rot)."""
+    pages = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    lines = (line for page in pages for line in page.read_text(encoding="utf-8").splitlines())
+    return list(dict.fromkeys(line for line in lines if line.startswith(start)))
 
 
 # --- the full-size checks: float64 truth and float32's rounding, simulated -------------------

@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import invoke, write_video
+from helpers import LABELS_TEXT, invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.results import CSV_COLUMNS
 from xclip_cli.store.locks import lock_path
-
-LABELS = "cooking, dancing, skateboarding"
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -28,7 +26,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def scan_command(model: Path, folder: Path, out: Path, *extra: str) -> list[str]:
     command = [sys.executable, "-m", "xclip_cli", "scan", str(folder), "-o", str(out), "-q"]
-    return [*command, "--model", str(model), "--labels", LABELS, "--backend", "torch", *extra]
+    return [*command, "--model", str(model), "--labels", LABELS_TEXT, "--backend", "torch", *extra]
 
 
 def wait_for_rows(out: Path, count: int, process: subprocess.Popen[bytes]) -> None:
@@ -69,7 +67,7 @@ def test_a_second_scan_into_the_same_file_is_refused_and_a_killed_one_does_not_b
         assert len(said) == 1
         assert said[0] == (
             f"xclip: error: {out}: another xclip is writing it (pid {first.pid}: xclip scan {many} -o {out} -q "
-            f"--model {tiny_model_dir} --labels {LABELS} --backend torch); wait for it to end, or give this run "
+            f"--model {tiny_model_dir} --labels {LABELS_TEXT} --backend torch); wait for it to end, or give this run "
             "its own output"
         )
         # Eval and classify into the same file meet the same lock.
@@ -107,7 +105,7 @@ def test_one_file_named_three_ways_and_through_a_symlink_is_one_row(
         (footage / name).write_bytes((clip_dir / name).read_bytes())
     (tmp_path / "link").symlink_to(footage, target_is_directory=True)
     out = tmp_path / "r.csv"
-    model = ["--model", str(tiny_model_dir), "--labels", LABELS, "-q"]
+    model = ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "-q"]
     monkeypatch.chdir(tmp_path / "footage")
     assert invoke(["scan", "phone", "-o", str(out), *model]).exit_code == 0
     assert [row["path"] for row in rows(out)] == ["phone/a.mp4", "phone/b.mp4"]  # as the user gave them
@@ -134,7 +132,7 @@ def test_a_results_file_of_0_4_is_brought_up_to_date_when_resumed_from_its_folde
     for name in ("a.mp4", "b.mp4"):
         (footage / name).write_bytes((clip_dir / name).read_bytes())
     out = tmp_path / "r.csv"
-    model = ["--model", str(tiny_model_dir), "--labels", LABELS, "-q"]
+    model = ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "-q"]
     monkeypatch.chdir(tmp_path)
     assert invoke(["scan", "footage", "-o", str(out), *model]).exit_code == 0
     old = [{key: value for key, value in row.items() if key != "resolved_path"} for row in rows(out)[:1]]
@@ -171,7 +169,7 @@ def test_retry_failed_replaces_error_rows_and_the_exit_code_tells_of_errors_left
     for suffix in ("csv", "jsonl"):
         out = tmp_path / f"r.{suffix}"
         (footage / "late.mp4").write_bytes(b"")
-        command = ["scan", str(footage), "-o", str(out), "--model", str(tiny_model_dir), "--labels", LABELS]
+        command = ["scan", str(footage), "-o", str(out), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
         assert invoke([*command, "-q"]).exit_code == ExitCode.PARTIAL
         rerun = invoke(command)
         assert rerun.exit_code == ExitCode.PARTIAL  # nothing to do, but two rows are errors
@@ -227,7 +225,7 @@ def test_output_over_a_file_that_is_not_xclip_output_needs_overwrite(
 ) -> None:
     precious = tmp_path / "precious.csv"
     precious.write_text("name,amount\nrent,900\n", encoding="utf-8")
-    command = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS]
+    command = ["classify", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
     refused = invoke([*command, "-o", str(precious)])
     assert refused.exit_code == ExitCode.OUTPUT
     assert refused.stderr == f"xclip: error: {precious}: exists and holds no xclip output; --overwrite writes over it\n"
@@ -241,7 +239,7 @@ def test_output_over_a_file_that_is_not_xclip_output_needs_overwrite(
         assert invoke([*command, "-o", str(mine)]).exit_code == 0
     subtitles = tmp_path / "film.srt"
     subtitles.write_text("1\n00:00:01,000 --> 00:00:02,500\nWhere were you?\n\n", encoding="utf-8")
-    timeline = ["timeline", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS, "-q"]
+    timeline = ["timeline", str(clip_dir / "a.mp4"), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "-q"]
     assert invoke([*timeline, "--window", "0.5", "-o", str(subtitles)]).exit_code == ExitCode.OUTPUT
     assert "Where were you?" in subtitles.read_text(encoding="utf-8")
     ours = tmp_path / "ours.srt"

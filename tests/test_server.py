@@ -218,7 +218,7 @@ def test_a_file_the_server_can_neither_read_nor_take_is_refused_before_anything_
 ) -> None:
     (tmp_path / "big.mp4").write_bytes(bytes(200_001))  # over the server's upload limit
     out = tmp_path / "keep.json"
-    out.write_text("earlier results\n", encoding="utf-8")
+    out.write_text("[]\n", encoding="utf-8")  # earlier output of the tool: -o may replace it
     real = os.path.realpath(root)
     for name, problem in [
         ("big.mp4", "its 200001 bytes exceed its upload limit of 200000 (--max-upload-mb)"),
@@ -232,7 +232,7 @@ def test_a_file_the_server_can_neither_read_nor_take_is_refused_before_anything_
             f"xclip: error: {tmp_path / name}: outside the server's --root folders ({real}), and {problem}\n"
         )
         assert [line.split()[1:3] for line in LOG] == [["GET", "/model"]]  # no video was sent
-        assert out.read_text(encoding="utf-8") == "earlier results\n"
+        assert out.read_text(encoding="utf-8") == "[]\n"
 
 
 def test_the_server_logs_one_line_per_request(server: str, root: Path) -> None:
@@ -248,11 +248,11 @@ def test_the_server_logs_one_line_per_request(server: str, root: Path) -> None:
 def test_a_refused_label_file_leaves_the_output_untouched(server: str, root: Path, tmp_path: Path) -> None:
     (tmp_path / "my.yaml").write_text("labels: [cooking, dancing]\n", encoding="utf-8")
     out = tmp_path / "keep.csv"
-    out.write_text("earlier results\n", encoding="utf-8")
+    out.write_text("path,status\n", encoding="utf-8")  # earlier output of the tool: -o may replace it
     args = ["classify", str(root / "a.mp4"), "--server", server, "-l", str(tmp_path / "my.yaml"), "-o", str(out)]
     refused = invoke(args)
     assert refused.exit_code == ExitCode.USAGE and "reads no label files" in refused.stderr
-    assert out.read_text(encoding="utf-8") == "earlier results\n" and refused.stdout == ""
+    assert out.read_text(encoding="utf-8") == "path,status\n" and refused.stdout == ""
 
 
 @pytest.mark.parametrize(

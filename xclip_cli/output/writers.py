@@ -333,7 +333,7 @@ def write_eval_report(report: EvalReport, labelset: str, output_format: str, str
 # What this tool's outputs begin with: records (JSON array, JSONL, CSV), timelines and search
 # hits in each form, Rich tables. Subtitles and chapters are recognised by their cues instead.
 _OUR_STARTS = re.compile(
-    r'\A(?:\[\s*(?:\]|\{\s*"path":)|\{\s*"(?:path|query)":|path,status,|path,start,end,|rank,path,score|query,rank,path'
+    r'\A(?:\[\s*(?:\]|\{\s*"path":)|\{\s*"(?:path|query)":|path,status[,\r\n]|path,start,end,|rank,path,score|query,rank,path'
     r"|[^\n]*\n┏━|┏━)"
 )
 _CUE_TEXT = re.compile(r"^.+ \d+%(?:, .+ \d+%)*$")  # "cooking 65%", "cooking 65%, dancing 25%"

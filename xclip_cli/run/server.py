@@ -46,6 +46,7 @@ from xclip_cli.labels import check_scorable, resolve_labels_without_files
 from xclip_cli.model.backend import Backend
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.run.protocol import MAX_QUEUE, RETRY_AFTER_SECONDS, check_exposure, inside_roots
+from xclip_cli.store.results_file import video_identity
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -88,13 +89,21 @@ class ClassifyService:
         }
 
     def classify(
-        self, path: str, labels: str | None, options: ClassifyOptions, shown_path: str | None = None
+        self,
+        path: str,
+        labels: str | None,
+        options: ClassifyOptions,
+        shown_path: str | None = None,
+        uploaded: bool = False,
     ) -> list[dict[str, Any]]:
+        """The record of one video, as ``classify -f json`` prints it: ``path`` as the request
+        named it (``shown_path``), ``resolved_path`` the file read (none for an upload)."""
         labelset = resolve_labels_without_files(labels or self.default_labels)
         check_scorable(labelset, options.multi_label, f"labels {labels or self.default_labels!r}")
         with self.lock:
             (result,) = classify_videos(self.runner, [path], labelset, options)
         record = result.to_record()
+        record["resolved_path"] = None if uploaded else video_identity(path)
         if shown_path is not None:
             record["path"] = shown_path
         return [record]
@@ -214,7 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
                     handle.write(chunk)
                     remaining -= len(chunk)
             labels = query["labels"][0] if query.get("labels") else None
-            return self.service.classify(str(target), labels, _options({k: v[0] for k, v in query.items()}), name)
+            options = _options({k: v[0] for k, v in query.items()})
+            return self.service.classify(str(target), labels, options, name, uploaded=True)
 
     def _length(self) -> int:
         try:

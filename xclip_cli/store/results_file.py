@@ -40,6 +40,8 @@ def video_identity(path: str) -> str:
     are separate names of one file and count as separate videos (as ``rsync`` and ``git`` see
     them). Results files keep it beside the path as given (``resolved_path``), so that a resume
     knows a video whatever path form named it, from whatever folder."""
+    if "\0" in path:  # no file is named so (the video's row is an error): nothing to resolve
+        return path
     return os.path.realpath(path)
 
 
