@@ -57,8 +57,6 @@ EXPECTED_COUNTS: dict[str, int] = {
     "hmdb51": 51,
 }
 
-ALLOWED_TOP_KEYS = frozenset({"name", "description", "source", "templates", "labels"})
-ALLOWED_LABEL_KEYS = frozenset({"name", "prompts"})
 
 VIDEOX_REPO = "https://github.com/microsoft/VideoX"
 VIDEOX_COMMIT = "1744b2159c3d11694f94dab4fcde8660c685e79a"
@@ -311,72 +309,26 @@ def write_set(out_dir: Path, name: str, labels: list[str]) -> Path:
 
 
 def validate_file(path: Path) -> list[str]:
-    """Return the problems found in one label-set file (empty list if it is valid)."""
+    """Return the problems found in one label-set file (empty list if it is valid): the package's
+    own schema (``xclip_cli.labels``: what the tool accepts, nothing more or less), then what a
+    built-in set needs besides (its name is its file's, a description, the expected count)."""
+    from xclip_cli.errors import LabelSetError
+    from xclip_cli.labels import load_labelset_file
+
     where = path.name
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        return [f"{where}: not valid YAML: {exc}"]
-    if not isinstance(doc, dict):
-        return [f"{where}: top level is not a mapping"]
+        labelset = load_labelset_file(path)
+    except LabelSetError as exc:
+        return [str(exc)]
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     errs: list[str] = []
-    extra = set(doc) - ALLOWED_TOP_KEYS
-    if extra:
-        errs.append(f"{where}: unknown keys {sorted(extra)}")
     if doc.get("name") != path.stem:
         errs.append(f"{where}: name {doc.get('name')!r} != file stem {path.stem!r}")
-    for key in ("description", "source"):
-        if key in doc and not (isinstance(doc[key], str) and doc[key].strip()):
-            errs.append(f"{where}: {key} must be a non-empty string")
-    if not isinstance(doc.get("description"), str):
+    if not (isinstance(doc.get("description"), str) and doc["description"].strip()):
         errs.append(f"{where}: built-in sets need a description")
-    templates = doc.get("templates", ["{}"])
-    if not isinstance(templates, list) or not templates:
-        errs.append(f"{where}: templates must be a non-empty list")
-    else:
-        for t in templates:
-            if not isinstance(t, str) or t.count("{}") != 1:
-                errs.append(f"{where}: template {t!r} must contain '{{}}' exactly once")
-            elif t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
-                errs.append(f"{where}: template {t!r} has a stray brace")
-    labels = doc.get("labels")
-    if not isinstance(labels, list) or not labels:
-        return [*errs, f"{where}: labels must be a non-empty list"]
-    names: list[str] = []
-    for i, label in enumerate(labels):
-        if isinstance(label, str):
-            names.append(label)
-            continue
-        if not isinstance(label, dict):
-            errs.append(f"{where}: labels[{i}] is neither a string nor a mapping")
-            continue
-        extra = set(label) - ALLOWED_LABEL_KEYS
-        if extra:
-            errs.append(f"{where}: labels[{i}] unknown keys {sorted(extra)}")
-        name = label.get("name")
-        if not isinstance(name, str):
-            errs.append(f"{where}: labels[{i}].name must be a string")
-            continue
-        names.append(name)
-        prompts = label.get("prompts", [name])
-        if (
-            not isinstance(prompts, list)
-            or not prompts
-            or not all(isinstance(p, str) and p.strip() for p in prompts)
-            or len(set(prompts)) != len(prompts)
-        ):
-            errs.append(f"{where}: labels[{i}].prompts must be a list of distinct non-empty strings")
-    for name in names:
-        if not name.strip() or name != name.strip():
-            errs.append(f"{where}: empty or untrimmed label name {name!r}")
-    # As xclip_cli.labels refuses them: names that differ only in case or spacing are one label.
-    keys = [" ".join(n.split()).casefold() for n in names]
-    dupes = sorted({n for n, key in zip(names, keys, strict=True) if keys.count(key) > 1})
-    if dupes:
-        errs.append(f"{where}: duplicate label names (ignoring case and spacing) {dupes}")
     expected = EXPECTED_COUNTS.get(path.stem)
-    if expected is not None and len(labels) != expected:
-        errs.append(f"{where}: {len(labels)} labels, expected {expected}")
+    if expected is not None and len(labelset) != expected:
+        errs.append(f"{where}: {len(labelset)} labels, expected {expected}")
     return errs
 
 

@@ -442,3 +442,28 @@ def test_a_word_naming_a_yaml_file_here_gets_did_you_mean(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LabelSetError, match=r"unknown label set 'kitchen': did you mean 'kitchen.yaml'\?$"):
         resolve_labels("kitchen")
+
+
+def test_the_label_set_script_validates_with_the_packages_own_schema(tmp_path: Path) -> None:
+    """scripts/make_labelsets.py --check accepts what the tool accepts (per-label thresholds, a
+    background list) and refuses what it refuses, in the tool's words."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_labelsets", Path(__file__).parent.parent / "scripts" / "make_labelsets.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    good = tmp_path / "tagged.yaml"
+    good.write_text(
+        "name: tagged\ndescription: a set for tagging\nbackground: [a video]\n"
+        "labels:\n  - {name: cooking, threshold: 0.6}\n  - dancing\n",
+        encoding="utf-8",
+    )
+    assert script.validate_file(good) == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: x\nlabels: [cooking, Cooking]\n", encoding="utf-8")
+    (problem,) = script.validate_file(bad)
+    assert problem.startswith(str(bad)) and "Cooking" in problem
+    assert script.validate_dir(Path(__file__).parent.parent / "labelsets") == 0  # every shipped set
