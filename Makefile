@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 CODE := $(wildcard xclip_cli tests benchmarks scripts)
 
-.PHONY: install test test-slow lint format bench clean
+.PHONY: install test test-heavy test-slow lint format bench clean
+# Test workers: one per core, 4 at most (each builds the session's tiny checkpoints and exports one for ONNX Runtime).
+WORKERS := -n auto --maxprocesses 4
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +17,11 @@ install:
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@echo "Installed. Try: $(VENV)/bin/xclip --help"
 
-test:
-	$(PY) -m pytest -q
+test:  # the offline suite without the heavy and slow tests: about 3 minutes on 2 cores
+	$(PY) -m pytest -q $(WORKERS)
+
+test-heavy:  # clusters, fresh processes, browsers, ONNX exports: about 5 minutes on 2 cores
+	$(PY) -m pytest -q $(WORKERS) -m heavy
 
 test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 5 minutes
 	$(PY) -m pytest -q -m slow

@@ -16,6 +16,9 @@ from xclip_cli.model.torch.runner import XClipRunner
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 
+# Clusters, fresh processes and ONNX exports: seconds each (make test-heavy, run by .ci/run).
+pytestmark = pytest.mark.heavy
+
 
 @pytest.mark.parametrize("script", ["bench_classify", "bench_scan"])
 def test_the_main_comparisons_run_in_smoke_mode(

@@ -277,6 +277,7 @@ def run_module(*args: str, env: dict[str, str] | None = None, stdin: str | None 
     )
 
 
+@pytest.mark.heavy
 def test_python_dash_m_end_to_end(tiny_model_dir: Path, clip_dir: Path) -> None:
     completed = run_module(
         "classify", "-", "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl",

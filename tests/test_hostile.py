@@ -119,6 +119,7 @@ def test_cli_exit_code_and_one_line(tiny_model_dir: Path, catalogue: dict[str, P
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.heavy
 def test_scan_of_the_catalogue_gives_every_file_its_row(tiny_model_dir: Path, catalogue: dict[str, Path]) -> None:
     listing = "\n".join(str(path) for path in catalogue.values()) + "\n"
     out = Path(next(iter(catalogue.values()))).parent.parent / "catalogue-results.csv"
@@ -141,6 +142,7 @@ def test_scan_of_the_catalogue_gives_every_file_its_row(tiny_model_dir: Path, ca
     assert f"{len(CASES) - failures} ok, {failures} failed" in done.stderr
 
 
+@pytest.mark.heavy
 def test_verbose_lets_ffmpeg_speak(tiny_model_dir: Path, catalogue: dict[str, Path]) -> None:
     command = [sys.executable, "-m", "xclip_cli", "classify", str(catalogue["damaged-middle.mp4"])]
     command += ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--format", "jsonl"]
@@ -173,6 +175,7 @@ def test_awkward_paths_are_written_back_exactly(
     assert paths == [str(path)]
 
 
+@pytest.mark.heavy
 def test_file_names_that_are_not_utf8_go_through_as_bytes(tiny_model_dir: Path, clip_dir: Path, tmp_path: Path) -> None:
     """`ls | xclip classify -` and scan -o: the name's bytes come back, and the rerun resumes."""
     folder = tmp_path / "footage"

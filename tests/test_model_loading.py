@@ -63,6 +63,7 @@ def hub_cache(tmp_path: Path, checkpoint: Path, repo: str, skip: tuple[str, ...]
     return cache
 
 
+@pytest.mark.heavy
 def test_a_hub_id_loads_offline_from_the_hub_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A fresh process (huggingface_hub reads its cache location at import), as a user runs it."""
     import subprocess

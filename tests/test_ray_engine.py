@@ -31,6 +31,9 @@ from xclip_cli.run.ray import RayOptions, classify_videos_on_ray
 PROBABILITY_TOLERANCE = 1e-5  # a model actor runs torch on one thread, the local engine on two
 LOGIT_TOLERANCE = 1e-4
 
+# Clusters, fresh processes and ONNX exports: seconds each (make test-heavy, run by .ci/run).
+pytestmark = pytest.mark.heavy
+
 
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path) -> Path:

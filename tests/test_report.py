@@ -109,6 +109,7 @@ def loaded_images(dom: Dom) -> list[dict[str, str]]:
     return [attrs for tag, attrs, _ in dom.elements if tag == "img" and attrs.get("data-loaded") == "1"]
 
 
+@pytest.mark.heavy
 def test_a_scan_report_shows_every_video_and_survives_a_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "footage"
     folder.mkdir()
@@ -196,6 +197,7 @@ def many_results(count: int, thumbs: list[tuple[bytes, ...]]) -> list[VideoResul
     ]
 
 
+@pytest.mark.heavy
 def test_thousands_of_videos_render_and_text_stays_text(tmp_path: Path) -> None:
     page = tmp_path / "many.html"
     write_report(scan_report(many_results(3000, []), {}, "xclip scan: <!-- many"), page)
@@ -211,6 +213,7 @@ def test_thousands_of_videos_render_and_text_stays_text(tmp_path: Path) -> None:
     assert sum("hidden" not in card[1] for card in dom.find("article", "card")) == 1500
 
 
+@pytest.mark.heavy
 def test_images_load_only_near_the_viewport(tmp_path: Path) -> None:
     page = tmp_path / "lazy.html"
     write_report(scan_report(many_results(300, real_thumbnails()), {}, "xclip scan: lazy"), page)

@@ -50,6 +50,7 @@ def many(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- 1. one writer
 
 
+@pytest.mark.heavy
 def test_a_second_scan_into_the_same_file_is_refused_and_a_killed_one_does_not_block(
     tiny_model_dir: Path, many: Path, tmp_path: Path
 ) -> None:
@@ -199,6 +200,7 @@ def test_retry_failed_replaces_error_rows_and_the_exit_code_tells_of_errors_left
 # --------------------------------------------------------------------------- 4. Ctrl-C and the page
 
 
+@pytest.mark.heavy
 def test_ctrl_c_during_a_scan_with_a_report_still_writes_the_page(
     tiny_model_dir: Path, many: Path, tmp_path: Path
 ) -> None:
@@ -220,6 +222,7 @@ def test_ctrl_c_during_a_scan_with_a_report_still_writes_the_page(
 # --------------------------------------------------------------------------- 5. nobody's file overwritten
 
 
+@pytest.mark.heavy
 def test_output_over_a_file_that_is_not_xclip_output_needs_overwrite(
     tiny_model_dir: Path, clip_dir: Path, tmp_path: Path
 ) -> None:

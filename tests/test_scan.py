@@ -226,6 +226,7 @@ def test_a_foreign_csv_is_not_appended_to(tiny_model_dir: Path, footage: Path) -
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.heavy
 def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: Path, sig: signal.Signals) -> None:
     folder = tmp_path / "many"
     folder.mkdir()

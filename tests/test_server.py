@@ -258,6 +258,7 @@ def test_a_refused_label_file_leaves_the_output_untouched(server: str, root: Pat
 @pytest.mark.parametrize(
     ("host", "env"), [("127.0.0.1", {}), ("0.0.0.0", {"XCLIP_TOKEN": "from-the-environment"})], ids=["loopback", "all"]
 )
+@pytest.mark.heavy
 def test_serve_says_when_it_stops_on_sigterm(tiny_model_dir: Path, root: Path, host: str, env: dict[str, str]) -> None:
     command = [sys.executable, "-m", "xclip_cli", "serve", "--model", str(tiny_model_dir), "--port", "0"]
     command += ["--root", str(root), "--host", host]

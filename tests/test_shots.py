@@ -54,6 +54,7 @@ def test_shot_windows_tile_the_video_and_split_long_shots() -> None:
     assert shot_windows([0.0, 5.0, 5.0, 7.0], 6.0, window=8.0) == [(0.0, 5.0), (5.0, 6.0)]  # cuts at or past the ends
 
 
+@pytest.mark.heavy
 def test_the_cli_follows_the_shots_in_every_format(tiny_model_dir: Path, shots_clip: Path) -> None:
     args = ["timeline", str(shots_clip), "-m", str(tiny_model_dir), "-l", LABELS_TEXT, "--shots", "--window", "3"]
     result = invoke([*args, "--no-merge", "-f", "json"])

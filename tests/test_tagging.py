@@ -115,6 +115,7 @@ def low_thresholds(tmp_path: Path, threshold: float = 0.01) -> Path:
     return path
 
 
+@pytest.mark.heavy
 def test_multi_label_through_the_library_and_every_format(
     runner: XClipRunner, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> 
     window=st.floats(min_value=0.5, max_value=60),
     stride_fraction=st.floats(min_value=0.1, max_value=1.0),
 )
+@pytest.mark.heavy
 def test_windows_cover_the_video_to_its_end(duration: float, window: float, stride_fraction: float) -> None:
     stride = window * stride_fraction
     extents = window_extents(duration, window, stride)
