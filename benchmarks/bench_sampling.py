@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         clips = [bench.clip(seconds, gop=gop) for seconds, gop in CLIPS]
         runner = open_backend(str(model_dir), "cpu", "fp32", args.backend, log)
         labelset = resolve_labels("kinetics400")
-        print(f"engine: {runner.engine}; {runner.num_frames} frames per video; load average {os.getloadavg()[0]:.2f}")
+        print(f"backend: {runner.backend}; {runner.num_frames} frames per video; load average {os.getloadavg()[0]:.2f}")
         for clip in clips:
             for line in measure_clip(runner, labelset, clip, bench.repeat, args.videos):
                 print(line, flush=True)

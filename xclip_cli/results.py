@@ -162,7 +162,7 @@ class VideoResult:
 
 
 @dataclass
-class Report:
+class Tally:
     """Counts finished and failed videos as they come, and gives the exit code for them all."""
 
     done: int = 0

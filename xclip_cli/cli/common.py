@@ -19,7 +19,7 @@ from xclip_cli.errors import ExitCode, Interrupted, OutputError, UsageError
 from xclip_cli.media.discovery import read_path_list
 from xclip_cli.model.backend import Backend
 from xclip_cli.output.writers import EXTENSION_FORMATS, FORMATS, Writer, data_console
-from xclip_cli.results import Report, VideoResult
+from xclip_cli.results import Tally, VideoResult
 from xclip_cli.store.locks import exclusive
 
 PIPED_WIDTH = 160  # columns for tables written to a pipe or file
@@ -211,7 +211,7 @@ def set_verbose(verbose: bool) -> None:
 
 
 def load_runner(model: str, device: str, precision: str, backend: str = "auto") -> Backend:
-    """``engine.open_backend`` with a spinner while it loads and its notes on stderr."""
+    """``model.open.open_backend`` with a spinner while it loads and its notes on stderr."""
     from xclip_cli.model.open import open_backend
 
     with status(f"Loading {model}"):
@@ -237,13 +237,13 @@ def report_problems(result: VideoResult) -> None:
         say(line)
 
 
-def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Callable[[VideoResult], None]) -> Report:
+def write_all(results: Iterable[VideoResult], writer: Writer | None, each: Callable[[VideoResult], None]) -> Tally:
     """Write every result as it comes (``writer=None``: the results store themselves) and count
     them, each with the file its path leads to from here (``resolved_path``). The writer is closed
     even on Ctrl-C, so a JSON array holds the videos finished so far."""
     from xclip_cli.store.results_file import video_identity
 
-    report = Report()
+    report = Tally()
     try:
         for named in results:
             result = replace(named, resolved_path=video_identity(named.path))
@@ -270,7 +270,7 @@ def resumable(output: Path | None, report: Path | None = None) -> Iterator[None]
         raise Interrupted(f"{output} holds every finished video{page}; rerun the same command to resume") from None
 
 
-def finish(report: Report | None, *written: Path | None, quiet: bool = False) -> None:
+def finish(report: Tally | None, *written: Path | None, quiet: bool = False) -> None:
     """Say which files were written (stderr), then exit with the report's code."""
     if not quiet:
         for path in written:

@@ -81,7 +81,7 @@ def serve(
         try:  # the line first said inside: a stop sent on reading it gets the goodbye too
             say(
                 f"xclip: serving {runner.model_id} on http://{address}:{bound} "
-                f"({runner.engine}; roots: {', '.join(map(str, roots))}{'; token required' if token else ''})"
+                f"({runner.backend}; roots: {', '.join(map(str, roots))}{'; token required' if token else ''})"
             )
             server.serve_forever()
         except KeyboardInterrupt:

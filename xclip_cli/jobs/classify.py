@@ -222,7 +222,7 @@ def classify_videos(
 
 class Executor(Protocol):
     """Where videos are classified: this process (``LocalExecutor``) or a Ray cluster
-    (``ray_engine.RayExecutor``). Both are called alike; a scan takes either."""
+    (``run.ray.RayExecutor``). Both are called alike; a scan takes either."""
 
     @property
     def model(self) -> str:

@@ -19,7 +19,7 @@ from xclip_cli.jobs.tagging import tags_digest
 from xclip_cli.labels import LabelSet
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import (
-    Report,
+    Tally,
     VideoResult,
 )
 from xclip_cli.store.locks import exclusive
@@ -105,9 +105,9 @@ class ScanSummary:
     failed: int  # ... of which errors
 
     @property
-    def counts(self) -> Report:
+    def counts(self) -> Tally:
         """Every row the file holds now that this run wrote or kept, errors included."""
-        return Report(done=self.done + self.plan.kept, failed=self.failed + self.plan.kept_failed)
+        return Tally(done=self.done + self.plan.kept, failed=self.failed + self.plan.kept_failed)
 
 
 def scan_videos(

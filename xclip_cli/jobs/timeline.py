@@ -157,7 +157,7 @@ def _score_windows(
 class _Prefetch:
     """Runs an iterator in a thread, a bounded queue ahead: decoding overlaps the model.
 
-    PyAV, Pillow and the engines release the GIL, so on 2 cores the decoder and the vision encoder run side by
+    PyAV, Pillow and the backends release the GIL, so on 2 cores the decoder and the vision encoder run side by
     side. An exception in the thread is raised in the consumer; leaving early stops the thread.
     """
 

@@ -56,7 +56,7 @@ class PreprocessConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the ONNX engine's manifest stores it)."""
+        """JSON-ready (the ONNX Runtime backend's manifest stores it)."""
         return asdict(self)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""What the pipeline needs of a model: the seam the two engines implement, in numpy.
+"""What the pipeline needs of a model: the seam the two backends implement, in numpy.
 
 ``runner.XClipRunner`` runs transformers' modules on torch; ``onnx_runner.OnnxRunner`` runs
 graphs exported from them on ONNX Runtime, without importing torch. Text features depend only
@@ -53,7 +53,7 @@ class Backend(Protocol):
         ...
 
     @property
-    def engine(self) -> str:
+    def backend(self) -> str:
         """What runs the model: ``torch`` or ``onnx`` (ONNX Runtime)."""
         ...
 

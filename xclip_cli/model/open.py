@@ -1,4 +1,4 @@
-"""Which engine runs a checkpoint: ONNX Runtime on the CPU, torch elsewhere.
+"""Which backend runs a checkpoint: ONNX Runtime on the CPU, torch elsewhere.
 
 ``open_backend`` is what every command (and the Ray engine's driver) calls. ``auto``, the
 default, runs fp32 and int8 on ONNX Runtime when the model runs on the CPU, and torch on a GPU

@@ -1,8 +1,8 @@
-"""The text side both engines share: prompts -> cached text-encoder features -> label vectors.
+"""The text side both backends share: prompts -> cached text-encoder features -> label vectors.
 
 Only the text encoder's output (after the projection) is cached, in memory and on disk
-(``text_cache``): X-CLIP's final label vectors depend on the video. An engine supplies how to
-tokenize and how to run its encoder; the cache keys do not depend on the engine, so a label
+(``text_cache``): X-CLIP's final label vectors depend on the video. A backend supplies how to
+tokenize and how to run its encoder; the cache keys do not depend on the backend, so a label
 set encoded by torch is a warm cache for ONNX Runtime and back (both fp32, equal to ~1e-6).
 """
 
@@ -72,7 +72,7 @@ class TextSide:
 
 
 class TextMethods:
-    """The ``Backend`` text methods of an engine that keeps a ``TextSide`` (made on first use)."""
+    """The ``Backend`` text methods of a backend that keeps a ``TextSide`` (made on first use)."""
 
     _text_side: TextSide | None
 

@@ -83,7 +83,7 @@ class ClassifyService:
             "num_frames": runner.num_frames,
             "precision": runner.precision,
             "device": str(getattr(runner, "device", "cpu")),
-            "backend": runner.engine,
+            "backend": runner.backend,
             "roots": [str(root) for root in self.roots],  # a client names files in these, uploads others
             "max_upload": self.max_upload,
         }

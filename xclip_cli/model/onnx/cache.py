@@ -1,4 +1,4 @@
-"""The ONNX engine's cache: prepared folders, the stamps that find them, and their manifest.
+"""The ONNX Runtime backend's cache: prepared folders, the stamps that find them, and their manifest.
 
 ``onnx_export.prepare`` writes, once per checkpoint, a folder under ``$XCLIP_CACHE_DIR/onnx``
 with the exported graphs (text encoder, vision side, head), the checkpoint's tokenizer as a

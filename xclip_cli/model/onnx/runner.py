@@ -1,4 +1,4 @@
-"""X-CLIP on ONNX Runtime, without torch or transformers: the fast CPU engine.
+"""X-CLIP on ONNX Runtime, without torch or transformers: the fast CPU backend.
 
 ``OnnxRunner`` opens a folder that ``onnx_export.prepare`` wrote (``onnx_cache`` finds it):
 the vision and head graphs load at once, the text encoder and the ``tokenizers`` tokenizer on a
@@ -75,7 +75,7 @@ class OnnxRunner(TextMethods):
         return "int8" if self.int8 else "fp32"
 
     @property
-    def engine(self) -> str:
+    def backend(self) -> str:
         return "onnx"
 
     @property

@@ -64,7 +64,7 @@ class XClipRunner(TextMethods):
         return self.model.config
 
     @property
-    def engine(self) -> str:
+    def backend(self) -> str:
         return "torch"
 
     @property
