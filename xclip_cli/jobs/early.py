@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
-from xclip_cli.errors import VideoError
+from xclip_cli.errors import ModelLoadError, VideoError
 from xclip_cli.jobs.classify import sample_frames
 from xclip_cli.media.decode import SampledVideo
-from xclip_cli.media.preprocess import RESAMPLE_NAMES, PreprocessConfig
+from xclip_cli.media.preprocess import PreprocessConfig
+from xclip_cli.model.checkpoints import local_folder
 from xclip_cli.options import ClassifyOptions
-
-DEFAULT_RESCALE = 1 / 255  # VideoMAE's default, absent from the hub's legacy configs
 
 
 class EarlyDecode:
@@ -69,38 +67,15 @@ def checkpoint_settings(model_id: str) -> tuple[int, PreprocessConfig] | None:
 
 
 def _preprocess(settings: dict[str, Any]) -> PreprocessConfig | None:
-    if not all(settings.get(key, True) is True for key in ("do_resize", "do_center_crop", "do_normalize")):
-        return None  # uncommon: leave it to the real processor
-    size, crop, resample = settings.get("size"), settings.get("crop_size"), settings.get("resample")
-    shortest = size if isinstance(size, int) else (size or {}).get("shortest_edge")
-    crop = {"height": crop, "width": crop} if isinstance(crop, int) else crop
-    if not isinstance(shortest, int) or not isinstance(crop, dict) or resample not in RESAMPLE_NAMES:
+    try:
+        return PreprocessConfig.from_settings(settings)
+    except (ModelLoadError, TypeError, ValueError, KeyError):  # unusual: leave it to the real processor
         return None
-    mean, std = settings.get("image_mean"), settings.get("image_std")
-    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3):
-        return None
-    return PreprocessConfig(
-        shortest_edge=shortest,
-        resize_to=None,
-        crop=(int(crop["height"]), int(crop["width"])),
-        resample=int(resample),
-        rescale_factor=float(settings.get("rescale_factor", DEFAULT_RESCALE))
-        if settings.get("do_rescale", True)
-        else 1.0,
-        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-        std=(float(std[0]), float(std[1]), float(std[2])),
-    )
 
 
 def _json(model_id: str, name: str) -> dict[str, Any] | None:
-    folder = Path(model_id).expanduser()
-    if folder.is_dir():
-        path: Path | None = folder / name
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model_id, name)
-        path = Path(found) if isinstance(found, str) else None
+    folder = local_folder(model_id)
+    path = folder / name if folder is not None else None
     if path is None or not path.is_file():
         return None
     try:

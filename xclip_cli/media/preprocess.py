@@ -8,6 +8,7 @@ tests hold it to transformers' own processor within one uint8 step (it is exact 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,13 @@ from xclip_cli.errors import ModelLoadError
 # Pillow's resampling filters, by the codes processor configs use (PIL.Image.Resampling).
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 _SIZE_KEYS = ({"shortest_edge"}, {"height", "width"})
+# What an image processor's settings say, as attributes or JSON keys.
+_SETTINGS = (
+    "do_resize", "size", "do_center_crop", "crop_size", "resample", "do_rescale", "rescale_factor", "do_normalize",
+    "image_mean", "image_std",
+)  # fmt: skip
+DEFAULT_RESAMPLE = 2  # bilinear: VideoMAE's, when a config does not say
+DEFAULT_RESCALE = 1 / 255  # VideoMAE's, absent from the hub's legacy configs
 
 
 @dataclass(frozen=True)
@@ -35,22 +43,40 @@ class PreprocessConfig:
     @classmethod
     def from_image_processor(cls, processor: Any) -> PreprocessConfig:
         """Read the settings from a transformers image processor (either backend)."""
-        size = _as_dict(processor.size) if processor.do_resize else {}
+        return cls.from_settings({key: getattr(processor, key) for key in _SETTINGS if hasattr(processor, key)})
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> PreprocessConfig:
+        """Read an image processor's settings: its attributes, or its JSON (a checkpoint's
+        ``preprocessor_config.json``, or ``processor_config.json``'s ``image_processor``). What is
+        missing takes VideoMAE's defaults (every step on, bilinear, 1/255); ``ModelLoadError``
+        for what no X-CLIP checkpoint uses. The one reader of these settings."""
+        on = {
+            key: bool(settings.get(key, True)) for key in ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
+        }
+        size = _as_dict(settings.get("size")) if on["do_resize"] else {}
         shortest = size.get("shortest_edge")
-        if processor.do_resize and set(size) not in _SIZE_KEYS:
+        if on["do_resize"] and set(size) not in _SIZE_KEYS:
             raise ModelLoadError(f"unsupported image processor size {size!r}: expected shortest_edge or height/width")
-        crop = _as_dict(processor.crop_size) if processor.do_center_crop else {}
-        resample = int(getattr(processor.resample, "value", processor.resample))
+        crop_size = settings.get("crop_size")
+        crop = {"height": crop_size, "width": crop_size} if isinstance(crop_size, int) else _as_dict(crop_size)
+        crop = crop if on["do_center_crop"] else {}
+        if on["do_center_crop"] and set(crop) != {"height", "width"}:
+            raise ModelLoadError(f"unsupported image processor crop size {crop!r}: expected height/width")
+        resample = settings.get("resample", DEFAULT_RESAMPLE)
+        resample = int(getattr(resample, "value", resample))
         if resample not in RESAMPLE_NAMES:
             raise ModelLoadError(f"unsupported resample mode {resample} in the image processor config")
-        mean = processor.image_mean if processor.do_normalize else (0.0, 0.0, 0.0)
-        std = processor.image_std if processor.do_normalize else (1.0, 1.0, 1.0)
+        mean = settings.get("image_mean") if on["do_normalize"] else (0.0, 0.0, 0.0)
+        std = settings.get("image_std") if on["do_normalize"] else (1.0, 1.0, 1.0)
+        if mean is None or std is None:
+            raise ModelLoadError("the image processor config normalises without image_mean and image_std")
         return cls(
             shortest_edge=int(shortest) if shortest else None,
             resize_to=None if shortest or not size else (int(size["height"]), int(size["width"])),
             crop=(int(crop["height"]), int(crop["width"])) if crop else None,
             resample=resample,
-            rescale_factor=float(processor.rescale_factor) if processor.do_rescale else 1.0,
+            rescale_factor=float(settings.get("rescale_factor", DEFAULT_RESCALE)) if on["do_rescale"] else 1.0,
             mean=_triple(mean),
             std=_triple(std),
         )

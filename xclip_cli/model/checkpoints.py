@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_MODEL = "microsoft/xclip-base-patch32"
 ZERO_SHOT_MODEL = "microsoft/xclip-base-patch16-zero-shot"
@@ -57,3 +58,23 @@ def close_checkpoint(model_id: str) -> str | None:
     spellings |= {known_id.split("/", 1)[1].lower(): known_id for known_id in known}
     close = difflib.get_close_matches(model_id.lower(), sorted(spellings), n=1, cutoff=0.85)
     return spellings[close[0]] if close else None
+
+
+def local_folder(model_id: str) -> Path | None:
+    """The folder holding a checkpoint's files on this machine: ``model_id`` itself (a
+    ``save_pretrained`` folder), or its snapshot in the local Hugging Face cache (never the
+    network, no torch). None: not on this machine. The one place a checkpoint is found."""
+    folder = Path(model_id).expanduser()
+    if folder.is_dir():
+        return folder.resolve()
+    if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
+        return None
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}"
+    try:
+        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    snapshot = repo / "snapshots" / commit
+    return snapshot if (snapshot / "config.json").is_file() else None

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from xclip_cli.model import text_cache
+from xclip_cli.model.checkpoints import local_folder
 from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.digest import digest
 from xclip_cli.store.locks import exclusive
@@ -57,22 +58,8 @@ def library_versions() -> dict[str, str]:
 
 
 def checkpoint_folder(model_id: str) -> Path | None:
-    """The folder holding a checkpoint's files: ``model_id`` itself, or its snapshot in the
-    local Hugging Face cache (never the network). None: not on this machine."""
-    folder = Path(model_id).expanduser()
-    if folder.is_dir():
-        return folder.resolve()
-    if model_id.count("/") != 1 or model_id.startswith((".", "/", "~")):
-        return None
-    from huggingface_hub import constants
-
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}"
-    try:
-        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    snapshot = repo / "snapshots" / commit
-    return snapshot if (snapshot / "config.json").is_file() else None
+    """Where a checkpoint's files are on this machine (``model.checkpoints.local_folder``)."""
+    return local_folder(model_id)
 
 
 def checkpoint_stamp(model_id: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from xclip_cli.errors import ModelLoadError
+from xclip_cli.model.checkpoints import local_folder
 
 TOKENIZER_FILE_SUFFIXES = frozenset({".json", ".txt", ".model", ".tiktoken"})
 VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -123,7 +124,7 @@ def _from_pretrained(source: str, model_id: str, local_files_only: bool) -> _Che
             f"cannot load model {model_id}: incomplete or mismatched weights "
             f"({len(keys)} {kind.replace('_', ' ')}, e.g. {names[0]})"
         )
-    folder = _checkpoint_folder(source, local_files_only=True)
+    folder = local_folder(source)  # after loading: in the hub cache if it came from there
     load_tokenizer = partial(_load_tokenizer, source, model_id, local_files_only)
     tokenizer = None
     if folder is None or not _has_vocabulary(folder):
@@ -154,20 +155,6 @@ def _load_tokenizer(source: str, model_id: str, local_files_only: bool) -> Any:
             return AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     except Exception as exc:  # tokenizers' Rust errors are plain Exceptions: any is a load failure
         raise ModelLoadError(f"cannot load the tokenizer of {model_id}: {_first_line(exc)}") from None
-
-
-def _checkpoint_folder(source: str, local_files_only: bool) -> Path | None:
-    """The folder holding the checkpoint's files: ``source`` itself, or its hub cache snapshot."""
-    folder = Path(source)
-    if folder.is_dir():
-        return folder
-    from transformers.utils import cached_file
-
-    try:
-        found = cached_file(source, "config.json", local_files_only=local_files_only)
-    except (OSError, ValueError):
-        return None
-    return Path(found).parent if found else None
 
 
 def _tokenizer_identity(folder: Path) -> str:
