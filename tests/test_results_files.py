@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 from helpers import LABELS_TEXT, invoke, write_video
 
-from xclip_cli.errors import ExitCode
+from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.results import CSV_COLUMNS
 from xclip_cli.store.locks import lock_path
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    return rows(path)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -248,3 +252,72 @@ def test_output_over_a_file_that_is_not_xclip_output_needs_overwrite(
     ours = tmp_path / "ours.srt"
     for _ in range(2):  # its own subtitles are replaced as asked
         assert invoke([*timeline, "--window", "0.5", "-o", str(ours)]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- found in review
+
+
+def test_a_symlink_to_a_results_file_shares_its_lock(tmp_path: Path) -> None:
+    from xclip_cli.store.locks import Busy, exclusive
+
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("path,status\n", encoding="utf-8")
+    link.symlink_to(real)
+    with exclusive(real), pytest.raises(Busy, match="another xclip is writing it"), exclusive(link):
+        pass
+
+
+def test_a_row_cut_inside_a_quoted_newline_is_trimmed_and_later_rows_read_back(tmp_path: Path) -> None:
+    from xclip_cli.store.table import AppendOnlyCsv, read_rows
+
+    out = tmp_path / "r.csv"
+    out.write_bytes(b'path,status\r\na.mp4,ok\r\n"new\nline')  # killed inside a file name holding a newline
+    with AppendOnlyCsv(out, ("path", "status")) as table:
+        table.write_rows([["b.mp4", "ok"], ["c\nd.mp4", "ok"]])
+    assert read_rows(out) == (("path", "status"), [["a.mp4", "ok"], ["b.mp4", "ok"], ["c\nd.mp4", "ok"]])
+
+
+def test_old_files_are_checked_before_they_are_changed_and_error_rows_may_name_lost_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xclip_cli.store.results_file import RunSettings, read_earlier
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    columns = [column for column in CSV_COLUMNS if column != "resolved_path"]
+    settings = {"model": "m", "labelset": "l", "labelset_digest": "d", "views": "1", "precision": "fp32"}
+    row = dict.fromkeys(columns, "") | settings | {"sampling": "exact"}
+    rows = [row | {"path": "a.mp4", "status": "ok"}, row | {"path": "gone.mp4", "status": "error"}]
+    out = tmp_path / "r.csv"
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    before = out.read_bytes()
+    other = RunSettings("other-model", "l", "d", 1, 5, 3)
+    with pytest.raises(UsageError, match="made with --model m"):
+        read_earlier(out, other, "csv")
+    assert out.read_bytes() == before  # refused: not brought up to date either
+    earlier = read_earlier(out, RunSettings("m", "l", "d", 1, 5, 3), "csv")
+    assert earlier.ok == {str(tmp_path / "a.mp4")} and earlier.failed == {str(tmp_path / "gone.mp4")}
+    assert rows_of(out)[0]["resolved_path"] == str(tmp_path / "a.mp4")
+    # JSONL of 0.4 is not rewritten, but read from another folder it is refused, not doubled.
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text('{"path": "a.mp4", "status": "ok", "model": "m", "labelset": "l"}\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.raises(UsageError, match=r"a\.mp4 is not found from here"):
+        read_earlier(jsonl, None, "jsonl")
+
+
+def test_what_counts_as_xclip_output(tmp_path: Path) -> None:
+    from xclip_cli.output.writers import holds_xclip_output
+
+    cases = {
+        "no-newline.bin": ("x" * 70_000, False),  # no line at all in the first 64 KB: not ours, no crash
+        "manifest.jsonl": ('{"path": "a.mp4", "label": "cooking"}\n', False),  # another tool's records
+        "ours.jsonl": ('{"path": "a \\" b.mp4", "resolved_path": "/x", "status": "ok"}\n', True),
+        "wrapped-title.txt": ("some/long/folder/\nname/video.mp4\n┏━━━━┓\n", True),  # a table with a long title
+    }
+    for name, (text, ours) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert holds_xclip_output(tmp_path / name) is ours, name

@@ -77,7 +77,7 @@ class ThumbnailStore:
         self.path = path
         try:
             if not overwrite and path.exists():
-                trim_partial_line(path)  # a line cut off by a kill, as results files do
+                trim_partial_line(path, quoted=False)  # a line cut off by a kill, as results files do
             self.handle = open(path, "w" if overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
         except OSError as exc:
             raise OutputError(f"{path}: cannot write thumbnails ({exc.strerror or exc})") from None
@@ -99,7 +99,7 @@ def read_thumbnails(path: Path) -> dict[str, list[str]]:
     if not os.path.exists(path):
         return {}
     found: dict[str, list[str]] = {}
-    for line in complete_lines(path):
+    for line in complete_lines(path, quoted=False):
         try:
             record = json.loads(line)
             found[str(record["path"])] = [str(item) for item in record["jpeg"]]

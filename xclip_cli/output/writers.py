@@ -332,9 +332,10 @@ def write_eval_report(report: EvalReport, labelset: str, output_format: str, str
 
 # What this tool's outputs begin with: records (JSON array, JSONL, CSV), timelines and search
 # hits in each form, Rich tables. Subtitles and chapters are recognised by their cues instead.
+_RECORD_START = r'\{\s*"path":\s*"(?:[^"\\]|\\.)*",\s*"(?:resolved_path|status|model)":'  # results, timelines
 _OUR_STARTS = re.compile(
-    r'\A(?:\[\s*(?:\]|\{\s*"path":)|\{\s*"(?:path|query)":|path,status[,\r\n]|path,start,end,|rank,path,score|query,rank,path'
-    r"|[^\n]*\n┏━|┏━)"
+    rf'\A(?:\[\s*(?:\]|{_RECORD_START})|{_RECORD_START}|\{{\s*"query":|path,status[,\r\n]|path,start,end,'
+    r"|rank,path,score|query,rank,path|(?:[^\n]*\n){0,8}┏━)"
 )
 _CUE_TEXT = re.compile(r"^.+ \d+%(?:, .+ \d+%)*$")  # "cooking 65%", "cooking 65%, dancing 25%"
 _CUE_TIMING = re.compile(r"^(?:\d+:)?\d\d:\d\d[,.]\d{3} --> ")
@@ -353,6 +354,8 @@ def holds_xclip_output(path: Path) -> bool:
     lines = [line.strip() for line in head.splitlines()]
     if len(data) == SNIFF_BYTES:
         lines = lines[:-1]  # cut off where the read ended
+    if not lines:
+        return False
     if lines[0] == ";FFMETADATA1":
         texts = [line[len("title=") :] for line in lines if line.startswith("title=")]
     elif lines[0].lstrip("\ufeff") == "WEBVTT" or lines[0].isdigit():

@@ -14,6 +14,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """``write`` fills a temporary file beside ``path``, which is flushed to the disk and moved
     into place. It gets the usual permissions (umask) and is removed if anything fails.
     Raises ``OSError``."""
+    path = Path(os.path.realpath(path))  # through a symlink: the file it leads to is replaced, not the link
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as handle:

@@ -25,8 +25,10 @@ class Busy(OutputError):
 
 
 def lock_path(target: Path) -> Path:
-    """Where the lock of ``target`` lives: a hidden file beside it."""
-    return target.with_name(f".{target.name}.lock")
+    """Where the lock of ``target`` lives: a hidden file beside the file it leads to (a symlink
+    and its target share one lock)."""
+    real = Path(os.path.realpath(target))
+    return real.with_name(f".{real.name}.lock")
 
 
 @contextlib.contextmanager

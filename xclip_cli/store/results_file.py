@@ -139,13 +139,16 @@ def read_earlier(results: Path, settings: RunSettings | None = None, fmt: str | 
             f"{results}: holds {held} rows, this run writes {fmt} (-f {held} continues it); "
             "use --overwrite or another -o"
         )
-    records = _jsonl_records(results) if fmt == "jsonl" else _csv_records(results, settings)
+    records, upgrade = _jsonl_records(results) if fmt == "jsonl" else _csv_records(results, settings)
     if settings is not None:
         for record in records:
             difference = settings.differences(record)
             if difference is not None:
                 raise UsageError(f"{results}: made with {difference}; use --overwrite or another -o")
-    trim_partial_line(results)
+    _check_found_here(results, records)
+    if upgrade is not None:  # a CSV of 0.4, checked: now given its resolved_path column
+        _rewrite_csv(results, *upgrade)
+    trim_partial_line(results, quoted=fmt == "csv")
     ok = frozenset(record["resolved_path"] for record in records if record["status"] == "ok")
     failed = frozenset(record["resolved_path"] for record in records if record["status"] != "ok") - ok
     return Earlier(ok, failed)
@@ -160,12 +163,20 @@ def _held_format(results: Path) -> str:
         return "jsonl" if handle.read(1) == b"{" else "csv"
 
 
-def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, str]]:
+def _csv_records(
+    results: Path, settings: RunSettings | None
+) -> tuple[list[dict[str, str]], tuple[tuple[str, ...], list[list[str]]] | None]:
+    """The file's records, and for a file of 0.4 (no ``resolved_path`` column) its header and
+    rows with that column added, to write once the records are checked."""
     header, rows = read_rows(results)
     expected = csv_columns(settings.top_k) if settings is not None else header
     ranked = [column for column in header if column.startswith("top") and column.endswith("_label")]
+    upgrade = None
     if header == _before_identity(csv_columns(len(ranked))):
-        header, rows = _add_identities(results, header, rows)
+        paths = [_unneutralise(row[0]) for row in rows]
+        header = (*header, "resolved_path")
+        rows = [[*row, video_identity(path)] for row, path in zip(rows, paths, strict=True)]
+        upgrade = (header, rows)
         expected = csv_columns(settings.top_k) if settings is not None else header
     if header != expected:
         if header == csv_columns(len(ranked)) and settings is not None:
@@ -176,32 +187,39 @@ def _csv_records(results: Path, settings: RunSettings | None) -> list[dict[str, 
             raise OutputError(f"{results}: not an xclip results file (unexpected header); use --overwrite")
         raise UsageError(f"{results}: {reason}; use --overwrite or another -o")
     records = [dict(zip(header, row, strict=True)) for row in rows]
-    return [_with_identity(record | {"path": _unneutralise(record["path"])}) for record in records]
+    records = [record | {"path": _unneutralise(record["path"])} for record in records]
+    if upgrade is not None:  # resolved from here: _check_found_here says whether that can be right
+        records = [record | {"resolved_here": "yes"} for record in records]
+    return [_with_identity(record) for record in records], upgrade
 
 
 def _with_identity(record: dict[str, str]) -> dict[str, str]:
-    """A record keyed by its video: ``resolved_path`` as written, or (rows written by a process
-    that did not know it) the path resolved from here."""
-    return record | {"resolved_path": record.get("resolved_path") or video_identity(record["path"])}
+    """A record keyed by its video: ``resolved_path`` as written, or (rows written by 0.4, which
+    did not know it) the path resolved from here, marked so (``resolved_here``)."""
+    if record.get("resolved_path"):
+        return record
+    return record | {"resolved_path": video_identity(record["path"]), "resolved_here": "yes"}
 
 
-def _add_identities(
-    results: Path, header: tuple[str, ...], rows: list[list[str]]
-) -> tuple[tuple[str, ...], list[list[str]]]:
-    """Bring a file of xclip-cli 0.4 (no ``resolved_path`` column) up to date, in place and
-    atomically, resolving its paths from the current folder; refused when a relative path
-    leads nowhere from here (the file was written from another folder)."""
-    paths = [_unneutralise(row[0]) for row in rows]
-    lost = next((path for path in paths if not os.path.isabs(path) and not os.path.exists(path)), None)
+def _check_found_here(results: Path, records: Sequence[dict[str, str]]) -> None:
+    """Rows of 0.4 name videos relative to the folder that scan ran in: resolved from another
+    folder they would name other files, and those videos would get second rows. Refused when a
+    classified video's relative path leads nowhere from here (an error row's may: its file may
+    never have existed)."""
+    lost = next(
+        (
+            record["path"]
+            for record in records
+            if record.get("resolved_here") and record["status"] == "ok"
+            and not os.path.isabs(record["path"]) and not os.path.exists(record["path"])
+        ),
+        None,
+    )  # fmt: skip
     if lost is not None:
         raise UsageError(
             f"{results}: written by xclip-cli 0.4 with paths relative to the folder it ran in, and {lost} is "
-            "not found from here; rerun from that folder once (the file is then brought up to date)"
+            "not found from here; rerun from that folder once (a CSV is then brought up to date)"
         )
-    header = (*header, "resolved_path")
-    rows = [[*row, video_identity(path)] for row, path in zip(rows, paths, strict=True)]
-    _rewrite_csv(results, header, rows)
-    return header, rows
 
 
 def _rewrite_csv(results: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -212,9 +230,9 @@ def _rewrite_csv(results: Path, header: Sequence[str], rows: Sequence[Sequence[s
     write_text_atomic(results, text.getvalue())
 
 
-def _jsonl_records(results: Path) -> list[dict[str, str]]:
+def _jsonl_records(results: Path) -> tuple[list[dict[str, str]], None]:
     records = []
-    for number, line in enumerate(complete_lines(results), start=1):
+    for number, line in enumerate(complete_lines(results, quoted=False), start=1):
         try:
             record = json.loads(line)
             if not isinstance(record["path"], str):
@@ -224,7 +242,7 @@ def _jsonl_records(results: Path) -> list[dict[str, str]]:
             records.append(_with_identity(fields))
         except (ValueError, KeyError, TypeError):
             raise OutputError(f"{results}: line {number} is not an xclip result; use --overwrite") from None
-    return records
+    return records, None
 
 
 def drop_rows(results: Path, videos: frozenset[str], fmt: str) -> None:
@@ -233,16 +251,16 @@ def drop_rows(results: Path, videos: frozenset[str], fmt: str) -> None:
     if not videos:
         return
     if fmt == "jsonl":
-        lines = complete_lines(results)
+        lines = complete_lines(results, quoted=False)
         kept = [
             line
-            for line, record in zip(lines, _jsonl_records(results), strict=True)
+            for line, record in zip(lines, _jsonl_records(results)[0], strict=True)
             if record["resolved_path"] not in videos
         ]
         write_text_atomic(results, "".join(kept))
         return
     header, rows = read_rows(results)
-    records = _csv_records(results, None)
+    records, _ = _csv_records(results, None)
     kept_rows = [row for row, record in zip(rows, records, strict=True) if record["resolved_path"] not in videos]
     _rewrite_csv(results, header, kept_rows)
 
@@ -291,7 +309,7 @@ def results_in(results: Path) -> list[VideoResult]:
         return []
     with open(results, "rb") as handle:
         if handle.read(1) == b"{":
-            return [VideoResult.from_record(json.loads(line)) for line in complete_lines(results)]
+            return [VideoResult.from_record(json.loads(line)) for line in complete_lines(results, quoted=False)]
     header, rows = read_rows(results)
     found = []
     for row in (dict(zip(header, cells, strict=True)) for cells in rows):

@@ -1,7 +1,7 @@
 """Append-only CSV files that a kill leaves valid: the resume state of scan, eval and index.
 
-Rows are appended and flushed one at a time; a process killed mid-row leaves a last line
-without its newline, which readers ignore and the next writer trims before appending. File
+Rows are appended and flushed one at a time; a process killed mid-row leaves a last row
+without its end, which readers ignore and the next writer trims before appending. File
 names that are not UTF-8 go through as their bytes (surrogateescape).
 """
 
@@ -14,25 +14,45 @@ from pathlib import Path
 from typing import Any
 
 
-def complete_lines(path: Path) -> list[str]:
-    """The file's lines up to its last newline; the file itself is not changed."""
-    text = path.read_bytes().decode("utf-8", "surrogateescape")
-    return text[: text.rfind("\n") + 1].splitlines(keepends=True)
+def complete_lines(path: Path, quoted: bool = True) -> list[str]:
+    """The file's lines up to the end of its last complete row (``quoted``: CSV rows, else one
+    line each, as JSONL); the file is not changed."""
+    data = path.read_bytes()
+    text = data[: complete_end(data, quoted)].decode("utf-8", "surrogateescape")
+    return text.splitlines(keepends=True)
+
+
+def complete_end(data: bytes, quoted: bool = True) -> int:
+    """Where the last complete row ends: after its newline. ``quoted`` (CSV): a newline inside a
+    quoted cell (a file name may hold one) ends no row, so a row cut off there is left out too;
+    a quote inside a cell is written doubled, so quotes are balanced exactly at a row's end."""
+    if not quoted:
+        return data.rfind(b"\n") + 1
+    end = balanced = 0
+    start = 0
+    while (newline := data.find(b"\n", start)) != -1:
+        balanced ^= data.count(b'"', start, newline) & 1
+        start = newline + 1
+        if not balanced:
+            end = start
+    return end
 
 
 def read_rows(path: Path) -> tuple[tuple[str, ...], list[list[str]]]:
-    """(header, rows) of the complete lines; rows with another number of cells are skipped."""
+    """(header, rows) of the complete rows; rows with another number of cells are skipped."""
     reader = csv.reader(complete_lines(path))
     header = tuple(next(reader, ()))
     return header, [row for row in reader if len(row) == len(header)]
 
 
-def trim_partial_line(path: Path) -> None:
-    """Drop a last line cut off mid-write, so appending continues a valid file."""
+def trim_partial_line(path: Path, quoted: bool = True) -> None:
+    """Drop a last row cut off mid-write (``quoted``: CSV rows, which may span lines; else one
+    line each, as JSONL), so appending continues a valid file."""
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    end = complete_end(data, quoted)
+    if end < len(data):
         with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+            handle.truncate(end)
 
 
 def has_rows_or_header(path: Path) -> bool:
