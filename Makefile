@@ -17,7 +17,7 @@ install:
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@echo "Installed. Try: $(VENV)/bin/xclip --help"
 
-test:  # the offline suite without the heavy and slow tests: about 3 minutes on 2 cores
+test:  # the offline suite without the heavy and slow tests: about 4 minutes on 2 cores
 	$(PY) -m pytest -q $(WORKERS)
 
 test-heavy:  # clusters, fresh processes, browsers, ONNX exports: about 5 minutes on 2 cores
