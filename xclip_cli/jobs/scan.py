@@ -18,10 +18,7 @@ from xclip_cli.errors import UsageError
 from xclip_cli.jobs.tagging import tags_digest
 from xclip_cli.labels import LabelSet
 from xclip_cli.options import ClassifyOptions
-from xclip_cli.results import (
-    Tally,
-    VideoResult,
-)
+from xclip_cli.results import Tally, VideoResult
 from xclip_cli.store.locks import exclusive
 from xclip_cli.store.results_file import Earlier, ResultRows, RunSettings, drop_rows, read_earlier, video_identity
 

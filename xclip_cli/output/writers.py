@@ -21,11 +21,10 @@ from xclip_cli.results import (
     Segment,
     Timeline,
     VideoResult,
-    csv_cells,
-    csv_columns,
     neutralise_formula,
     tags_cell,
 )
+from xclip_cli.store.results_file import ResultRows
 
 if TYPE_CHECKING:
     from xclip_cli.jobs.evaluate_tags import MultiLabelReport
@@ -119,33 +118,30 @@ class JsonWriter(Writer):
         super().close()
 
 
-class JsonlWriter(Writer):
+class _RowWriter(Writer):
+    """A row per video, flushed as it comes: the rows a scan's results file holds (``ResultRows``)."""
+
+    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(stream, appending, top_k)
+        self.rows = ResultRows(stream, self.name, top_k, appending)
+        self.columns = self.rows.columns
+
+    def write(self, result: VideoResult) -> None:
+        self.rows.write(result)
+
+
+class JsonlWriter(_RowWriter):
     """One JSON object per line, flushed as each video finishes."""
 
     name = "jsonl"
 
-    def write(self, result: VideoResult) -> None:
-        self.stream.write(json.dumps(result.to_record(), ensure_ascii=False) + "\n")
-        self.stream.flush()
 
-
-class CsvWriter(Writer):
+class CsvWriter(_RowWriter):
     """One row per video: each of the top labels in its own cells (``topN_label``,
-    ``topN_probability``), and ``top_k`` as a JSON list of [label, probability] pairs."""
+    ``topN_probability``), and ``top_k`` as a JSON list of [label, probability] pairs; a header
+    first unless continuing a file."""
 
     name = "csv"
-
-    def __init__(self, stream: TextIO, appending: bool = False, top_k: int = DEFAULT_TOP_K) -> None:
-        super().__init__(stream, appending, top_k)
-        self.columns = csv_columns(top_k)
-        self.csv = csv.writer(stream)
-        if not appending:
-            self.csv.writerow(self.columns)
-            stream.flush()
-
-    def write(self, result: VideoResult) -> None:
-        self.csv.writerow(csv_cells(result, self.columns))
-        self.stream.flush()
 
 
 WRITERS: dict[str, type[Writer]] = {cls.name: cls for cls in (TableWriter, JsonWriter, JsonlWriter, CsvWriter)}

@@ -344,8 +344,8 @@ def _unneutralise(cell: str) -> str:
 
 
 class ResultRows:
-    """A scan's rows on a text stream: CSV (a header first, unless continuing a file) or JSONL,
-    each flushed as it is written."""
+    """Results as rows on a text stream: CSV (a header first, unless continuing a file) or JSONL,
+    each flushed as it is written. A scan's results file, and ``-f csv``/``-f jsonl`` output."""
 
     def __init__(self, stream: TextIO, fmt: str, top_k: int, appending: bool) -> None:
         self.stream, self.fmt = stream, fmt
