@@ -33,6 +33,7 @@ from common import (
     RecipeTimer,
     Timing,
     add_bench_arguments,
+    add_clip_arguments,
     bench_session,
     clip_facts,
     environment,
@@ -57,12 +58,7 @@ STREAM_WORKERS = 2  # the CLI default
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add_bench_arguments(parser)
-    parser.add_argument("--long", action="store_true", help="also measure a 60 s clip")
-    parser.add_argument(
-        "--sliced-clips",
-        action="store_true",
-        help="encode the clips with x264 slice threads (PyAV's default) instead of frame threads",
-    )
+    add_clip_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -106,6 +106,16 @@ def add_bench_arguments(parser: argparse.ArgumentParser, repeat: int | None = 3)
     )
 
 
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--long`` and ``--sliced-clips``, for the scripts that measure one clip's path."""
+    parser.add_argument("--long", action="store_true", help="also measure a 60 s clip")
+    parser.add_argument(
+        "--sliced-clips",
+        action="store_true",
+        help="encode the clips with x264 slice threads (PyAV's default) instead of frame threads",
+    )
+
+
 @contextmanager
 def bench_session(args: argparse.Namespace, keep_cache: bool = False) -> Iterator[Bench]:
     """Quiet transformers, the reused work folder, and the run's ``XCLIP_CACHE_DIR``.
