@@ -180,14 +180,16 @@ def test_resuming_never_mixes_two_experiments(tiny_model_dir: Path, tmp_path: Pa
     args = ["eval", str(data), "--model", str(tiny_model_dir), "-o", str(out), "-f", "json", "-q"]
     assert invoke([*args, "--labels", "red, green, blue"]).exit_code == ExitCode.OK
     other = invoke([*args, "--labels", "red, green, blue, cyan"])  # same name "inline", other prompts
-    assert other.exit_code == ExitCode.USAGE and "made with labelset" in other.stderr
+    assert other.exit_code == ExitCode.USAGE and "made with --labels 'inline#" in other.stderr
     views = invoke([*args, "--labels", "red, green, blue", "--clips", "2"])
-    assert views.exit_code == ExitCode.USAGE and "made with views" in views.stderr
+    assert views.exit_code == ExitCode.USAGE and "made with 1 view(s) per video" in views.stderr
     keyed = invoke([*args, "--labels", "red, green, blue", "--sampling", "keyframes"])
     assert keyed.exit_code == ExitCode.USAGE, keyed.stderr
-    assert "made with sampling 'exact', this run uses 'keyframes'" in keyed.stderr
+    assert "made with --sampling exact, this run uses keyframes" in keyed.stderr
     precision = invoke([*args, "--labels", "red, green, blue", "--precision", "bf16"])
-    assert precision.exit_code == ExitCode.USAGE and "made with precision 'fp32'" in precision.stderr
+    assert (
+        precision.exit_code == ExitCode.USAGE and "made with --precision fp32, this run uses bf16" in precision.stderr
+    )
     # A predictions file of xclip-cli 0.3 (no precision or sampling columns) is refused in one line.
     older = tmp_path / "older.csv"
     header = "path,label,status,top1_label,correct_top1,correct_top5,top5,error,labelset,model,views"

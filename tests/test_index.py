@@ -119,7 +119,7 @@ def test_an_index_is_scored_only_with_its_own_checkpoint(
     embed(tiny_model_dir, footage, tmp_path / "index")
     result = invoke(["search", str(tmp_path / "index"), "dancing", "--model", str(other_model_dir)])
     assert result.exit_code == ExitCode.USAGE
-    assert "built with" in result.stderr and "\n" not in result.stderr.strip()
+    assert "made with other vision weights" in result.stderr and "\n" not in result.stderr.strip()
     resumed = embed(other_model_dir, footage, tmp_path / "index")
     assert resumed.exit_code == ExitCode.USAGE and "--overwrite" in resumed.stderr
     missing = invoke(["search", str(tmp_path / "nowhere"), "dancing"])
@@ -214,8 +214,11 @@ def test_paths_lead_to_the_videos_from_anywhere(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "BROKEN"], "this index holds features of TINY at --precision fp32, not of BROKEN at fp32"),
-        (["--precision", "bf16"], "this index holds features of TINY at --precision fp32, not of TINY at bf16"),
+        (
+            ["--model", "BROKEN"],
+            "made with --model TINY, this run uses BROKEN",
+        ),
+        (["--precision", "bf16"], "made with --precision fp32, this run uses bf16"),
     ],
 )
 def test_embedding_into_an_index_built_otherwise_is_refused_before_loading(
@@ -231,7 +234,7 @@ def test_embedding_into_an_index_built_otherwise_is_refused_before_loading(
     result = invoke([*base, *[str(broken) if arg == "BROKEN" else arg for arg in args]])
     assert result.exit_code == ExitCode.USAGE, result.stderr
     expected = message.replace("TINY", str(tiny_model_dir)).replace("BROKEN", str(broken))
-    assert result.stderr == f"xclip: error: {index}: {expected}; use those, another -o, or --overwrite\n"
+    assert result.stderr == f"xclip: error: {index}: {expected}; use those settings, another -o, or --overwrite\n"
     assert sorted((path.name, path.stat().st_size) for path in index.iterdir()) == before
 
 
@@ -286,4 +289,4 @@ def test_an_index_keeps_its_sampling(tiny_model_dir: Path, footage: Path, tmp_pa
     write_video(tmp_path / "new.mp4", num_frames=12)
     more = invoke(["embed", str(tmp_path / "new.mp4"), "-o", str(index), "--model", str(tiny_model_dir), "-q"])
     assert more.exit_code == ExitCode.USAGE
-    assert "sampled with --sampling keyframes, this run uses exact" in more.stderr
+    assert "made with --sampling keyframes, this run uses exact" in more.stderr

@@ -160,4 +160,4 @@ def test_multi_label_options_that_cannot_apply_are_refused(tmp_path: Path) -> No
         encoding="utf-8",
     )
     mixed = invoke([*base, "-o", str(out)])
-    assert mixed.exit_code == ExitCode.USAGE and f"{out}: made with labelset 'x'" in mixed.stderr
+    assert mixed.exit_code == ExitCode.USAGE and f"{out}: made with --labels 'x'" in mixed.stderr

@@ -287,9 +287,9 @@ def two_clips(tmp_path: Path, clip_dir: Path) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (["--labels", "cooking, surfing"], "made with other labels, prompts or templates under the name 'inline'"),
+        (["--labels", "cooking, surfing"], "made with other labels, prompts or templates under the same --labels name"),
         (["--labels", "sports"], "made with --labels 'inline', this run uses 'sports'"),
-        (["--clips", "2"], "made with 1 view per video (--clips x --crops), this run uses 2"),
+        (["--clips", "2"], "made with 1 view(s) per video (--clips x --crops), this run uses 2"),
         (["--top-k", "2"], "--top-k"),
         (["--model", "OTHER"], "made with --model"),
         (["--precision", "bf16"], "made with --precision fp32, this run uses bf16"),

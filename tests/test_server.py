@@ -154,8 +154,8 @@ def test_cli_through_the_server_prints_what_a_local_run_prints(
             {"XCLIP_MODEL": "microsoft/xclip-base-patch16"},
             "serves TINY, not microsoft/xclip-base-patch16: drop --model (and XCLIP_MODEL) to use it",
         ),
-        (["--precision", "bf16"], {}, "runs at --precision fp32, not bf16"),
-        (["--device", "cuda"], {}, "runs on cpu, not cuda"),
+        (["--precision", "bf16"], {}, "runs at --precision fp32, not bf16: drop --precision to use it"),
+        (["--device", "cuda"], {}, "runs on cpu, not cuda: drop --device (and XCLIP_DEVICE) to use it"),
     ],
     ids=["model", "model-from-env", "precision", "device"],
 )

@@ -154,9 +154,15 @@ def test_a_scan_resume_keeps_to_one_tagging(tiny_model_dir: Path, tmp_path: Path
     assert invoke([*base, "-o", str(other), "--multi-label"]).exit_code == ExitCode.OK
     write_video(folder / "b.mp4", num_frames=12)
     tagged = invoke([*base, "-o", str(out), "--multi-label"])
-    assert tagged.exit_code == ExitCode.USAGE and "no --multi-label (rows without tags)" in tagged.stderr
+    assert (
+        tagged.exit_code == ExitCode.USAGE
+        and "made with no --multi-label, this run uses --multi-label" in tagged.stderr
+    )
     untagged = invoke([*base, "-o", str(other)])
-    assert untagged.exit_code == ExitCode.USAGE and "--multi-label (rows with tags)" in untagged.stderr
+    assert (
+        untagged.exit_code == ExitCode.USAGE
+        and "made with --multi-label, this run uses no --multi-label" in untagged.stderr
+    )
     # The same labels with other thresholds tag otherwise: refused too, naming what differs.
     limits = tmp_path / "limits.yaml"
     limits.write_text("name: inline\nlabels:\n  - {name: cooking, threshold: 0.2}\n  - dancing\n")

@@ -28,26 +28,26 @@ from xclip_cli.media.discovery import find_videos
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import ClassScore, EvalReport, VideoResult
 from xclip_cli.store.results_file import video_identity
-from xclip_cli.store.table import AppendOnlyCsv, has_rows_or_header, read_rows
+from xclip_cli.store.settings import Setting, same_model
+from xclip_cli.store.table import Schema
 
-PREDICTION_COLUMNS = (
-    "path",
-    "label",
-    "status",
-    "top1_label",
-    "correct_top1",
-    "correct_top5",
-    "top5",
-    "error",
-    "labelset",
-    "model",
-    "views",
-    "precision",
-    "sampling",
+# What a resumed evaluation must share with the rows it continues.
+SETTINGS = (
+    Setting("labelset", "--labels", says="{option} {made!r}, this run uses {run!r}"),
+    Setting("model", "--model", same=same_model),
+    Setting("views", "--clips x --crops", says="{made} view(s) per video ({option}), this run uses {run}"),
+    Setting("precision", "--precision"),
+    Setting("sampling", "--sampling"),
 )
-SETTINGS = ("labelset", "model", "views", "precision", "sampling")  # a resumed run must have used the same
-# The header before precision and sampling were recorded (xclip-cli 0.3 and earlier).
-OLD_PREDICTION_COLUMNS = PREDICTION_COLUMNS[:-2]
+# The predictions file: one row per video as it finishes, the resume state of an evaluation.
+_RESULT = ("path", "label", "status", "top1_label", "correct_top1", "correct_top5", "top5", "error")
+_COLUMNS = (*_RESULT, *(setting.key for setting in SETTINGS))
+PREDICTIONS = Schema(
+    "xclip eval predictions file",
+    _COLUMNS,
+    SETTINGS,
+    older=(_COLUMNS[:-2],),  # xclip-cli 0.3 and earlier: before precision and sampling were recorded
+)
 TOP_K = 5
 # Views per video of each evaluation protocol: X-CLIP's README tests with TEST.NUM_CLIP 4 and
 # TEST.NUM_CROP 3 (microsoft/VideoX, X-CLIP/README.md, "Test").
@@ -142,64 +142,36 @@ def labelset_id(labelset: LabelSet) -> str:
     return f"{labelset.name}#{labelset.digest}"
 
 
-def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> list[str]:
-    """One row of the predictions CSV (the resume state of an evaluation); ``labelset``: its id."""
+def prediction_row(video: LabelledVideo, result: VideoResult, labelset: str) -> dict[str, str]:
+    """One row of the predictions file (the resume state of an evaluation); ``labelset``: its id."""
     top = [p.label for p in result.predictions[:TOP_K]]
     truth = normalise(video.label)
-    return [
-        video.path,
-        video.label,
-        result.status,
-        top[0] if top else "",
-        str(int(bool(top) and normalise(top[0]) == truth)) if result.ok else "",
-        str(int(any(normalise(label) == truth for label in top))) if result.ok else "",
-        json.dumps(top, ensure_ascii=False) if result.ok else "",
-        result.error or "",
-        labelset,
-        result.model,
-        str(result.views),
-        result.precision,
-        result.sampling,
-    ]
+    return {
+        "path": video.path,
+        "label": video.label,
+        "status": result.status,
+        "top1_label": top[0] if top else "",
+        "correct_top1": str(int(bool(top) and normalise(top[0]) == truth)) if result.ok else "",
+        "correct_top5": str(int(any(normalise(label) == truth for label in top))) if result.ok else "",
+        "top5": json.dumps(top, ensure_ascii=False) if result.ok else "",
+        "error": result.error or "",
+        "labelset": labelset,
+        "model": result.model,
+        "views": str(result.views),
+        "precision": result.precision,
+        "sampling": result.sampling,
+    }
 
 
-def read_predictions(path: Path) -> list[dict[str, str]]:
-    """Rows of an earlier run's predictions CSV (a row cut off by a kill is left out)."""
-    if not has_rows_or_header(path):
-        return []
-    header, rows = read_rows(path)
-    if header == OLD_PREDICTION_COLUMNS:
-        raise UsageError(f"{path}: written by an older xclip-cli (other columns); use --overwrite or another -o")
-    if header != PREDICTION_COLUMNS:
-        raise UsageError(f"{path}: not an xclip eval predictions file (unexpected header); use --overwrite")
-    return [dict(zip(header, row, strict=True)) for row in rows]
-
-
-def resumable_rows(
-    rows: Sequence[dict[str, str]], dataset: Sequence[LabelledVideo], settings: dict[str, str], source: Path
-) -> list[dict[str, str]]:
-    """The earlier rows still valid for this run: same settings, and the video's label unchanged.
+def resumable_rows(output: Path, dataset: Sequence[LabelledVideo], settings: dict[str, str]) -> list[dict[str, str]]:
+    """The rows of ``output`` still valid for this run: same settings, and the video's label unchanged.
 
     Rows made with another label set, checkpoint, number of views, precision or sampling would
     mix two experiments: that stops the run. Videos relabelled since are redone.
     """
-    refuse_other_settings(rows, settings, SETTINGS, source)
+    rows = PREDICTIONS.resume(output, settings)
     labels = {video_identity(video.path): video.label for video in dataset}  # however the path was written
     return [row for row in rows if labels.get(video_identity(row["path"])) == row["label"]]
-
-
-def refuse_other_settings(
-    rows: Sequence[dict[str, str]], settings: dict[str, str], keys: Sequence[str], source: Path
-) -> None:
-    """``UsageError`` naming the first of ``keys`` in which a row of ``source`` differs from ``settings``."""
-    for row in rows:
-        changed = [key for key in keys if row[key] != settings[key]]
-        if changed:
-            key = changed[0]
-            raise UsageError(
-                f"{source}: made with {key} {row[key]!r}, this run uses {settings[key]!r}; "
-                "use --overwrite or another -o"
-            )
 
 
 def protocol_views(protocol: str, clips: int, crops: int) -> tuple[int, int]:
@@ -235,7 +207,6 @@ def plan_evaluation(
     dataset = load_dataset(data)
     match_classes((video.label for video in dataset), labelset)
     identity = labelset_id(labelset)
-    earlier = [] if overwrite or output is None else read_predictions(output)
     settings = {
         "labelset": identity,
         "model": model,
@@ -243,7 +214,7 @@ def plan_evaluation(
         "precision": precision,
         "sampling": options.sampling,
     }
-    kept = resumable_rows(earlier, dataset, settings, output) if output is not None else []
+    kept = resumable_rows(output, dataset, settings) if output is not None and not overwrite else []
     done = {video_identity(row["path"]) for row in kept}
     todo = tuple(video for video in dataset if video_identity(video.path) not in done)
     return EvalPlan(tuple(dataset), identity, tuple(kept), todo, output, overwrite)
@@ -260,12 +231,12 @@ def run_evaluation(
         if plan.output is not None:
             if plan.overwrite:
                 plan.output.unlink(missing_ok=True)
-            table = stack.enter_context(AppendOnlyCsv(plan.output, PREDICTION_COLUMNS))
+            table = stack.enter_context(PREDICTIONS.appender(plan.output))
         for result in results:
             row = prediction_row(videos[result.path], result, plan.labelset_id)
-            rows.append(dict(zip(PREDICTION_COLUMNS, row, strict=True)))
+            rows.append(row)
             if plan.output is not None:
-                table.write_rows([row])
+                table.write_rows([PREDICTIONS.row(row)])
             if on_result is not None:
                 on_result(result)
     return rows

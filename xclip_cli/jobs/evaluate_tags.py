@@ -23,12 +23,14 @@ import numpy as np
 import yaml
 
 from xclip_cli.errors import UsageError
-from xclip_cli.jobs.evaluate import manifest_rows, match_classes, refuse_other_settings
+from xclip_cli.jobs.evaluate import SETTINGS as EVAL_SETTINGS
+from xclip_cli.jobs.evaluate import manifest_rows, match_classes
 from xclip_cli.labels import LabelSet
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
 from xclip_cli.store.results_file import video_identity
-from xclip_cli.store.table import AppendOnlyCsv
+from xclip_cli.store.settings import Setting
+from xclip_cli.store.table import Schema
 
 LABEL_SEPARATOR = ";"
 
@@ -219,33 +221,30 @@ def fitted_labelset_yaml(labelset: LabelSet, fits: Sequence[Fit], source: str) -
 
 # --- the predictions file: one row per video as it finishes, the resume state -----------------
 
-PREDICTION_COLUMNS = (
-    "path", "labels", "status", "scores", "error", "labelset", "model", "views", "precision", "sampling", "background",
-)  # fmt: skip
 # What the scores depend on (not the thresholds: a set with fitted ones reuses the same rows).
-SETTINGS = ("labelset", "model", "views", "precision", "sampling", "background")
+SETTINGS = (
+    *EVAL_SETTINGS,
+    Setting("background", "--labels", says="other background prompts (digest {made}, this run {run})"),
+)
+PREDICTIONS = Schema(
+    "xclip eval --multi-label predictions file",
+    ("path", "labels", "status", "scores", "error", *(setting.key for setting in SETTINGS)),
+    SETTINGS,
+)
 
 
 def prediction_row(
     video: TaggedVideo, status: str, scores: Sequence[float] | None, error: str, settings: dict[str, str]
-) -> list[str]:
-    cells = [video.path, LABEL_SEPARATOR.join(video.labels), status]
-    cells += [json.dumps([float(s) for s in scores]) if scores is not None else "", error]  # exact: repr
-    return cells + [settings[key] for key in SETTINGS]
+) -> dict[str, str]:
+    scored = json.dumps([float(s) for s in scores]) if scores is not None else ""  # exact: repr
+    return {"path": video.path, "labels": LABEL_SEPARATOR.join(video.labels), "status": status, "scores": scored,
+            "error": error, **settings}  # fmt: skip
 
 
 def kept_rows(output: Path, videos: Sequence[TaggedVideo], settings: dict[str, str]) -> list[dict[str, str]]:
     """Rows of an earlier run still valid for this one (same settings, the video's labels unchanged);
     ``UsageError`` for a file made otherwise, which must not be mixed with this run's rows."""
-    from xclip_cli.store.table import has_rows_or_header, read_rows
-
-    if not has_rows_or_header(output):
-        return []
-    header, rows = read_rows(output)
-    if header != PREDICTION_COLUMNS:
-        raise UsageError(f"{output}: not an xclip eval --multi-label predictions file; use --overwrite or another -o")
-    records = [dict(zip(header, row, strict=True)) for row in rows]
-    refuse_other_settings(records, settings, SETTINGS, output)
+    records = PREDICTIONS.resume(output, settings)
     labels = {video_identity(video.path): LABEL_SEPARATOR.join(video.labels) for video in videos}
     return [record for record in records if labels.get(video_identity(record["path"])) == record["labels"]]
 
@@ -313,13 +312,13 @@ def run_tag_evaluation(
     rows = {video_identity(row["path"]): (row["status"], row["scores"]) for row in plan.kept}
     by_path = {video.path: video for video in plan.todo}
     with contextlib.ExitStack() as stack:
-        table = stack.enter_context(AppendOnlyCsv(plan.output, PREDICTION_COLUMNS)) if plan.output else None
+        table = stack.enter_context(PREDICTIONS.appender(plan.output)) if plan.output else None
         for result in results:
             video = by_path[result.path]
             row = prediction_row(video, result.status, result.label_scores, result.error or "", plan.settings)
-            rows[video_identity(result.path)] = (row[2], row[3])
+            rows[video_identity(result.path)] = (row["status"], row["scores"])
             if table is not None:
-                table.write_rows([row])
+                table.write_rows([PREDICTIONS.row(row)])
             if on_result is not None:
                 on_result(result)
     scored = [video for video in plan.videos if rows[video_identity(video.path)][0] == "ok"]

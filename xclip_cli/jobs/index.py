@@ -38,13 +38,26 @@ from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import SearchHit, VideoResult
 from xclip_cli.store.atomic import save_array_atomic, write_text_atomic
 from xclip_cli.store.locks import exclusive
-from xclip_cli.store.results_file import same_model
-from xclip_cli.store.table import AppendOnlyCsv, has_rows_or_header, read_rows
+from xclip_cli.store.settings import Setting, refuse_other_settings, same_model
+from xclip_cli.store.table import Schema
 
 FORMAT = 1
 MANIFEST = "index.json"
 TABLE = "videos.csv"
-TABLE_COLUMNS = ("path", "status", "shard", "row", "duration", "width", "height", "error")
+ENTRIES = Schema("xclip index table", ("path", "status", "shard", "row", "duration", "width", "height", "error"))
+# What the features depend on, as the manifest records it: adding to an index, or scoring it,
+# with other settings would mix or misread two kinds of features.
+SETTINGS = (
+    Setting("model", "--model", same=same_model),
+    Setting("precision", "--precision", old="fp32"),
+    Setting("sampling", "--sampling", old="exact"),  # indexes from before --sampling: exact
+    Setting(
+        "vision_fingerprint",
+        "--model",
+        says="other vision weights or preprocessing (fingerprint {made}, this run {run})",
+    ),
+)
+ADD_REMEDY = "use those settings, another -o, or --overwrite"
 LOCK = ".lock"
 SHARD_FILE = re.compile(r"^(embeds|patches)-(\d{5})\.npy$")
 SHARD_VIDEOS = 64  # videos per shard file: few files, little lost to a kill
@@ -90,22 +103,17 @@ class IndexWriter:
                 if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
                     item.unlink()
         existing = _read_manifest(folder) if (folder / MANIFEST).exists() else None
-        if existing is not None and not _same_vision(runner, existing):
-            raise UsageError(
-                f"{folder}: this index holds features of {existing.get('model')!r}, not of {runner.model_id!r}; "
-                "use that --model, another folder, or --overwrite"
-            )
         if existing is not None:
-            _check_sampling(folder, existing, sampling)
+            refuse_other_settings(folder, [_made(existing, runner)], SETTINGS, _run(self.manifest), ADD_REMEDY)
         else:
             _write_json(folder / MANIFEST, self.manifest)
-        entries = read_entries(folder) if has_rows_or_header(folder / TABLE) else []
+        entries = read_entries(folder)
         # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
         self.done = {os.path.abspath(entry.path) for entry in entries}
         self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
         self._trim_unlisted_shards()
         # fsynced: a row must never reach the disk before the shard it points into.
-        self.table = AppendOnlyCsv(folder / TABLE, TABLE_COLUMNS, durable=True)
+        self.table = ENTRIES.appender(folder / TABLE, durable=True)
         self.pending: list[tuple[VideoResult, VideoFeatures]] = []
 
     def has(self, path: str) -> bool:
@@ -175,16 +183,8 @@ def indexed_paths(folder: Path, model: str, precision: str, sampling: str = "exa
     """
     if not (folder / MANIFEST).exists():
         return set()
-    manifest = _read_manifest(folder)
-    built = (str(manifest.get("model", "")), str(manifest.get("precision", "fp32")))
-    if not same_model(built[0], model) or built[1] != precision:
-        raise UsageError(
-            f"{folder}: this index holds features of {built[0]} at --precision {built[1]}, "
-            f"not of {model} at {precision}; use those, another -o, or --overwrite"
-        )
-    _check_sampling(folder, manifest, sampling)
-    if not has_rows_or_header(folder / TABLE):
-        return set()
+    run = {"model": model, "precision": precision, "sampling": sampling}
+    refuse_other_settings(folder, [_read_manifest(folder)], SETTINGS, run, ADD_REMEDY)
     return {os.path.abspath(entry.path) for entry in read_entries(folder)}
 
 
@@ -204,15 +204,15 @@ class Index:
 
     @property
     def sampling(self) -> str:
-        return _sampling(self.manifest)
+        return str(self.manifest.get("sampling", "exact"))  # indexes from before --sampling: exact
 
     def check_runner(self, runner: Backend) -> None:
-        if not _same_vision(runner, self.manifest):
-            precision = self.manifest.get("precision", "fp32")
-            raise UsageError(
-                f"{self.folder}: the index was built with {self.model!r} at --precision {precision}; "
-                f"score it with the same (--model {self.model} --precision {precision})"
-            )
+        """Refuse to score with a model whose vision side did not make the stored features."""
+        made = _made(self.manifest, runner)
+        precision = made.get("precision") or "fp32"
+        remedy = f"score it with the same (--model {self.model} --precision {precision})"
+        run = {"precision": runner.precision, "vision_fingerprint": runner.vision_fingerprint()}
+        refuse_other_settings(self.folder, [made], SETTINGS, run, remedy)
 
     def features(self, entries: list[IndexEntry]) -> VideoFeatures:
         """The stored features of ``entries`` (all ``ok``), read from their shards."""
@@ -305,18 +305,6 @@ def score_index(
             )
 
 
-def _sampling(manifest: dict[str, Any]) -> str:
-    return str(manifest.get("sampling", "exact"))  # indexes from before --sampling: exact
-
-
-def _check_sampling(folder: Path, manifest: dict[str, Any], sampling: str) -> None:
-    if _sampling(manifest) != sampling:
-        raise UsageError(
-            f"{folder}: this index holds videos sampled with --sampling {_sampling(manifest)}, "
-            f"this run uses {sampling}; use that, another -o, or --overwrite"
-        )
-
-
 def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> list[SearchHit]:
     """Indexed videos ranked by X-CLIP's score for ``query`` (prompt generator included), best first.
 
@@ -334,17 +322,22 @@ def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> 
     return scored[:top_k]
 
 
-def _same_vision(runner: Backend, manifest: dict[str, Any]) -> bool:
-    """Whether the index's features came from ``runner``'s vision side (0.1.0's fingerprints too)."""
-    stored = manifest.get("vision_fingerprint")
-    return stored == runner.vision_fingerprint() or stored == runner.vision_fingerprint(legacy=True)
+def _run(manifest: dict[str, Any]) -> dict[str, str]:
+    """What a run that would write ``manifest`` uses, as ``SETTINGS`` compares it."""
+    return {setting.key: str(manifest[setting.key]) for setting in SETTINGS}
+
+
+def _made(manifest: dict[str, Any], runner: Backend) -> dict[str, Any]:
+    """The manifest, with a fingerprint xclip-cli 0.1.0 computed for ``runner``'s vision side
+    (torch's threaded sums) read as today's."""
+    if manifest.get("vision_fingerprint") == runner.vision_fingerprint(legacy=True):
+        return manifest | {"vision_fingerprint": runner.vision_fingerprint()}
+    return manifest
 
 
 def read_entries(folder: Path) -> list[IndexEntry]:
     """The index's videos (a row cut off by a kill is left out)."""
-    header, rows = read_rows(folder / TABLE)
-    if header != TABLE_COLUMNS:
-        raise UsageError(f"{folder / TABLE}: not an xclip index table (unexpected header)")
+    rows = [ENTRIES.row(record) for record in ENTRIES.records(folder / TABLE)]
     return [
         IndexEntry(
             path=path,

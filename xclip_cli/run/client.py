@@ -29,7 +29,7 @@ from xclip_cli.labels import check_scorable, resolve_labels_without_files
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
 from xclip_cli.run.protocol import RETRY_AFTER_SECONDS, TOKEN_ENV, inside_roots
-from xclip_cli.store.results_file import same_model
+from xclip_cli.store.settings import SKIPPED, Setting, difference, same_model
 
 TIMEOUT_SECONDS = 600.0
 MAX_TRIES = 5  # requests sent while the server answers 503 (busy), the last one included
@@ -79,17 +79,28 @@ def check_labels(labels: str, multi_label: bool = False) -> None:
     check_scorable(resolve_labels_without_files(labels), multi_label, f"--labels {labels}")
 
 
+# What a server runs with (``GET /model``), which a client's options must not contradict.
+SERVED = (
+    Setting("model", "--model (and XCLIP_MODEL)", same=same_model, says="serves {made}, not {run}"),
+    Setting("precision", "--precision", old="fp32", says="runs at --precision {made}, not {run}"),
+    Setting(
+        "device",
+        "--device (and XCLIP_DEVICE)",
+        old=SKIPPED,
+        says="runs on {made}, not {run}",
+        same=lambda served, asked: served in (asked, f"{asked}:0"),
+    ),
+)
+
+
 def check_server(
     info: dict[str, Any], server: str, model: str | None, precision: str | None, device: str | None
 ) -> None:
     """Refuse settings the server cannot honour: it has one checkpoint, precision and device."""
-    if model is not None and not same_model(model, str(info["model"])):
-        raise UsageError(f"{server} serves {info['model']}, not {model}: drop --model (and XCLIP_MODEL) to use it")
-    if precision is not None and precision != info.get("precision"):
-        raise UsageError(f"{server} runs at --precision {info.get('precision')}, not {precision}")
-    served = str(info.get("device", ""))
-    if device not in (None, "auto") and served not in (device, f"{device}:0"):
-        raise UsageError(f"{server} runs on {served}, not {device}")
+    asked = {"model": model, "precision": precision, "device": None if device == "auto" else device}
+    found = difference(SERVED, info, {key: value for key, value in asked.items() if value is not None})
+    if found is not None:
+        raise UsageError(f"{server} {found}: drop {found.setting.option} to use it")
 
 
 def classify_remote(

@@ -31,6 +31,7 @@ from xclip_cli.results import (
     csv_columns,
 )
 from xclip_cli.store.atomic import write_text_atomic
+from xclip_cli.store.settings import SKIPPED, Setting, refuse_other_settings, same_model
 from xclip_cli.store.table import complete_lines, has_rows_or_header, read_rows, trim_partial_line
 
 
@@ -60,46 +61,47 @@ class RunSettings:
     multi_label: bool = False
     tags_digest: str = ""  # with multi_label: tagging.tags_digest of the label set
 
-    def differences(self, record: dict[str, str]) -> str | None:
-        """What ``record`` (a CSV row or JSONL record, as strings) was made with otherwise, or None."""
-        if record.get("labelset_digest", "") == "":
-            return "rows written by an older xclip-cli (no label-set digest)"
-        if not same_model(record["model"], self.model):
-            return f"--model {record['model']}, this run uses {self.model}"
-        if record["labelset"] != self.labelset:
-            return f"--labels {record['labelset']!r}, this run uses {self.labelset!r}"
-        if record.get("precision", "") != self.precision:
-            return f"--precision {record.get('precision') or '?'}, this run uses {self.precision}"
-        if (record.get("sampling") or "exact") != self.sampling:  # JSONL from before --sampling: exact
-            return f"--sampling {record.get('sampling') or 'exact'}, this run uses {self.sampling}"
-        if record["labelset_digest"] != self.labelset_digest:
-            digests = f"digest {record['labelset_digest']}, this run {self.labelset_digest}"
-            return f"other labels, prompts or templates under the name {self.labelset!r} ({digests})"
-        if record["status"] != "ok":
-            return None
-        if (record.get("tags") or "") != "" and not self.multi_label:
-            return "--multi-label (rows with tags), this run has none"
-        if (record.get("tags") or "") == "" and self.multi_label:
-            return "no --multi-label (rows without tags), this run uses it"
-        if self.multi_label and (record.get("tags_digest") or "") != self.tags_digest:
-            digests = f"tags digest {record.get('tags_digest') or '?'}, this run {self.tags_digest}"
-            return f"other tagging thresholds or background prompts ({digests})"
-        if record["views"] != str(self.views):
-            views = f"{record['views']} view{'' if record['views'] == '1' else 's'} per video"
-            return f"{views} (--clips x --crops), this run uses {self.views}"
-        if "reported" in record and record["reported"] != str(min(self.top_k, self.num_labels)):
-            return f"--top-k {record['reported']}, this run uses {self.top_k}"
-        return None
+    def run(self) -> dict[str, str]:
+        """These settings as ``SETTINGS`` compares them with a row."""
+        run = {
+            "model": self.model, "labelset": self.labelset, "precision": self.precision, "sampling": self.sampling,
+            "labelset_digest": self.labelset_digest, "multi_label": _tagging(self.multi_label),
+            "views": str(self.views), "reported": str(min(self.top_k, self.num_labels)),
+        }  # fmt: skip
+        return run | ({"tags_digest": self.tags_digest} if self.multi_label else {})
 
 
-def same_model(a: str, b: str) -> bool:
-    """Two ``--model`` values name one checkpoint: equal ids, or one local folder written two ways."""
-    if a == b:
-        return True
-    try:
-        return os.path.isdir(a) and os.path.isdir(b) and os.path.samefile(a, b)
-    except OSError:
-        return False
+def _tagging(multi_label: bool) -> str:
+    return "--multi-label" if multi_label else "no --multi-label"
+
+
+# What a scan's rows depend on, in the order a difference is named (a row's tagging from its
+# tags cell; ``reported``, the labels a JSONL record holds: --top-k, which a CSV's header shows).
+SETTINGS = (
+    Setting("model", "--model", same=same_model),
+    Setting("labelset", "--labels", says="{option} {made!r}, this run uses {run!r}"),
+    Setting("precision", "--precision"),
+    Setting("sampling", "--sampling", old="exact"),  # JSONL from before --sampling: exact
+    Setting(
+        "labelset_digest",
+        "--labels",
+        says="other labels, prompts or templates under the same {option} name (digest {made}, this run {run})",
+    ),
+    Setting("multi_label", "--multi-label", says="{made}, this run uses {run}", of_results_only=True),
+    Setting(
+        "tags_digest",
+        "--multi-label",
+        of_results_only=True,
+        says="other tagging thresholds or background prompts (tags digest {made}, this run {run})",
+    ),
+    Setting(
+        "views",
+        "--clips x --crops",
+        of_results_only=True,
+        says="{made} view(s) per video ({option}), this run uses {run}",
+    ),
+    Setting("reported", "--top-k", old=SKIPPED, of_results_only=True),
+)
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,8 @@ def read_earlier(results: Path, settings: RunSettings | None = None, fmt: str | 
         )
     records, upgrade = _jsonl_records(results) if fmt == "jsonl" else _csv_records(results, settings)
     if settings is not None:
-        for record in records:
-            difference = settings.differences(record)
-            if difference is not None:
-                raise UsageError(f"{results}: made with {difference}; use --overwrite or another -o")
+        made = ({**record, "multi_label": _tagging(bool(record.get("tags")))} for record in records)
+        refuse_other_settings(results, made, SETTINGS, settings.run())
     _check_found_here(results, records)
     if upgrade is not None:  # a CSV of 0.4, checked: now given its resolved_path column
         _rewrite_csv(results, *upgrade)

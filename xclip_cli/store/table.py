@@ -1,5 +1,8 @@
 """Append-only CSV files that a kill leaves valid: the resume state of scan, eval and index.
 
+A ``Schema`` says what such a file holds: its columns (and those of older versions), and the
+settings its rows record, which a rerun must share (``store.settings``).
+
 Rows are appended and flushed one at a time; a process killed mid-row leaves a last row
 without its end, which readers ignore and the next writer trims before appending. File
 names that are not UTF-8 go through as their bytes (surrogateescape).
@@ -9,9 +12,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from xclip_cli.errors import UsageError
+from xclip_cli.store.settings import Setting, refuse_other_settings
 
 
 def complete_lines(path: Path, quoted: bool = True) -> list[str]:
@@ -88,3 +95,43 @@ class AppendOnlyCsv:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A resumable CSV: what it is (``kind``, for messages), its ``columns`` (version
+    ``len(older) + 1``), the headers of its ``older`` versions, and the ``settings`` its rows
+    record. Adding a column is one edit here (and a value where rows are made)."""
+
+    kind: str
+    columns: tuple[str, ...]
+    settings: tuple[Setting, ...] = ()
+    older: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def version(self) -> int:
+        return len(self.older) + 1
+
+    def records(self, path: Path) -> list[dict[str, str]]:
+        """The complete rows of ``path`` by column (none for a missing or empty file); a file of
+        an older version or of something else is refused in one line."""
+        if not has_rows_or_header(path):
+            return []
+        header, rows = read_rows(path)
+        if header in self.older:
+            raise UsageError(f"{path}: written by an older xclip-cli (other columns); use --overwrite or another -o")
+        if header != self.columns:
+            raise UsageError(f"{path}: not an {self.kind} (unexpected header); use --overwrite or another -o")
+        return [dict(zip(header, row, strict=True)) for row in rows]
+
+    def resume(self, path: Path, run: Mapping[str, str]) -> list[dict[str, str]]:
+        """``records``, refused in one line if any was made otherwise than ``run``."""
+        records = self.records(path)
+        refuse_other_settings(path, records, self.settings, run)
+        return records
+
+    def row(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[column] for column in self.columns]
+
+    def appender(self, path: Path, durable: bool = False) -> AppendOnlyCsv:
+        return AppendOnlyCsv(path, self.columns, durable=durable)
