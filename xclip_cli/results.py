@@ -310,6 +310,42 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class Moment:
+    """Where in one video a query matches (``xclip search`` over a windowed index): one window,
+    or neighbouring windows of the video that both match, merged. ``score`` is the best
+    window's logit for the query, the one ``classify --start/--end`` of that window reports for
+    that text; ``best`` is that window's (start, end)."""
+
+    query: str
+    path: str
+    start: float
+    end: float
+    score: float
+    best: tuple[float, float]
+    windows: int = 1
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_record(self, rank: int) -> dict[str, Any]:
+        """Times in seconds (3 decimals) and in integer milliseconds, as timelines give them."""
+        return {
+            "rank": rank,
+            "query": self.query,
+            "path": self.path,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "start_ms": round(self.start * 1000),
+            "end_ms": round(self.end * 1000),
+            "score": self.score,
+            "windows": self.windows,
+            "best_start": round(self.best[0], 3),
+            "best_end": round(self.best[1], 3),
+        }
+
+
+@dataclass(frozen=True)
 class ClassScore:
     label: str
     videos: int
