@@ -23,10 +23,11 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,13 +45,21 @@ from xclip_cli.store.table import Schema
 FORMAT = 1
 MANIFEST = "index.json"
 TABLE = "videos.csv"
-ENTRIES = Schema("xclip index table", ("path", "status", "shard", "row", "duration", "width", "height", "error"))
+_VIDEO_COLUMNS = ("path", "status", "shard", "row", "duration", "width", "height", "error")
+# Version 2 adds the window a row holds (start, end; ``windows``: how many its video has, so a
+# video cut off by a kill is known), empty for whole-video rows.
+ENTRIES = Schema(
+    "xclip index table", (*_VIDEO_COLUMNS, "start", "end", "windows"), older=(_VIDEO_COLUMNS,), reads_older=True
+)
+WHOLE_VIDEOS = "none"  # the ``windows`` setting of an index of whole videos
 # What the features depend on, as the manifest records it: adding to an index, or scoring it,
 # with other settings would mix or misread two kinds of features.
 SETTINGS = (
     Setting("model", "--model", same=same_model),
     Setting("precision", "--precision", old="fp32"),
     Setting("sampling", "--sampling", old="exact"),  # indexes from before --sampling: exact
+    Setting("windows", "--windows", old=WHOLE_VIDEOS),
+    Setting("dtype", "--dtype", old="float32"),
     Setting(
         "vision_fingerprint",
         "--model",
@@ -62,6 +71,8 @@ LOCK = ".lock"
 SHARD_FILE = re.compile(r"^(embeds|patches)-(\d{5})\.npy$")
 SHARD_VIDEOS = 64  # videos per shard file: few files, little lost to a kill
 SCORE_CHUNK = 256  # videos per prompt-generator call when scoring an index
+Extents = list[tuple[float, float]]  # (start, end) of each window of a video, in seconds
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,12 +87,23 @@ class IndexEntry:
     width: int | None
     height: int | None
     error: str | None
+    start: float | None = None  # the window this row holds (a windowed index), in seconds
+    end: float | None = None
+    windows: int | None = None  # how many windows its video has
 
 
 class IndexWriter:
     """Appends videos to an index folder (created, or resumed when it holds the same checkpoint)."""
 
-    def __init__(self, folder: Path, runner: Backend, overwrite: bool = False, sampling: str = "exact") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        runner: Backend,
+        overwrite: bool = False,
+        sampling: str = "exact",
+        windows: str = WHOLE_VIDEOS,
+        dtype: str = "float32",
+    ) -> None:
         self.folder = folder
         self.manifest = {
             "format": FORMAT,
@@ -91,6 +113,8 @@ class IndexWriter:
             "precision": runner.precision,
             "paths": "absolute",
             "sampling": sampling,
+            "windows": windows,
+            "dtype": dtype,
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -107,37 +131,48 @@ class IndexWriter:
             refuse_other_settings(folder, [_made(existing, runner)], SETTINGS, _run(self.manifest), ADD_REMEDY)
         else:
             _write_json(folder / MANIFEST, self.manifest)
-        entries = read_entries(folder)
+        ENTRIES.upgrade(folder / TABLE)
+        entries = _complete(read_entries(folder))
+        if len(entries) < len(read_entries(folder)):  # a video's windows cut off by a kill: redone
+            ENTRIES.rewrite(folder / TABLE, [_entry_record(entry) for entry in entries])
         # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
         self.done = {os.path.abspath(entry.path) for entry in entries}
         self.next_shard = max((entry.shard for entry in entries if entry.shard is not None), default=-1) + 1
         self._trim_unlisted_shards()
         # fsynced: a row must never reach the disk before the shard it points into.
         self.table = ENTRIES.appender(folder / TABLE, durable=True)
-        self.pending: list[tuple[VideoResult, VideoFeatures]] = []
+        self.pending: list[tuple[VideoResult, VideoFeatures, Extents | None]] = []
 
     def has(self, path: str) -> bool:
         """Whether ``path`` (relative to the current folder, or absolute) is already in the index."""
         return os.path.abspath(path) in self.done
 
-    def add(self, result: VideoResult, features: VideoFeatures | None) -> None:
-        """Queue one video's features (written with its shard), or write its error row now."""
+    def add(self, result: VideoResult, features: VideoFeatures | None, windows: Extents | None = None) -> None:
+        """Queue one video's features (one row per window of ``windows``, else one), written
+        with its shard, or write its error row now. A video's rows go into one shard."""
         if features is None:
-            self._write_rows([(result, None, None)])
+            self._write_rows([_entry_record(_entry(result, None, None))])
             return
-        self.pending.append((result, features))
-        if len(self.pending) >= SHARD_VIDEOS:
+        self.pending.append((result, features, windows))
+        if sum(len(features) for _, features, _ in self.pending) >= SHARD_VIDEOS:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
         shard = self.next_shard
-        embeds = np.concatenate([features.embeds for _, features in self.pending])
-        patches = np.concatenate([features.patches for _, features in self.pending])
-        save_array_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)
-        save_array_atomic(self.folder / f"patches-{shard:05d}.npy", patches)
-        self._write_rows([(result, shard, row) for row, (result, _) in enumerate(self.pending)])
+        dtype = str(self.manifest["dtype"])
+        embeds = np.concatenate([features.embeds for _, features, _ in self.pending])
+        patches = np.concatenate([features.patches for _, features, _ in self.pending])
+        save_array_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds, dtype)
+        save_array_atomic(self.folder / f"patches-{shard:05d}.npy", patches, dtype)
+        records, row = [], 0
+        for result, _, windows in self.pending:
+            rows: list[tuple[float, float] | None] = list(windows) if windows is not None else [None]
+            for window in rows:
+                records.append(_entry_record(_entry(result, shard, row, window, len(windows) if windows else None)))
+                row += 1
+        self._write_rows(records)
         self.pending = []
         self.next_shard += 1
 
@@ -148,24 +183,9 @@ class IndexWriter:
             self.table.close()
             self.lock.close()
 
-    def _write_rows(self, rows: list[tuple[VideoResult, int | None, int | None]]) -> None:
-        table = []
-        for result, shard, row in rows:
-            path = os.path.abspath(result.path)
-            table.append(
-                [
-                    path,
-                    result.status,
-                    "" if shard is None else shard,
-                    "" if row is None else row,
-                    "" if result.duration is None else f"{result.duration:.3f}",
-                    "" if result.width is None else result.width,
-                    "" if result.height is None else result.height,
-                    result.error or "",
-                ]
-            )
-            self.done.add(path)
-        self.table.write_rows(table)
+    def _write_rows(self, records: list[dict[str, object]]) -> None:
+        self.table.write_rows([ENTRIES.row(record) for record in records])
+        self.done.update(str(record["path"]) for record in records)
 
     def _trim_unlisted_shards(self) -> None:
         """Shards written by a run killed before their rows: their videos will be redone."""
@@ -175,17 +195,24 @@ class IndexWriter:
                 item.unlink()
 
 
-def indexed_paths(folder: Path, model: str, precision: str, sampling: str = "exact") -> set[str]:
+def indexed_paths(
+    folder: Path,
+    model: str,
+    precision: str,
+    sampling: str = "exact",
+    windows: str = WHOLE_VIDEOS,
+    dtype: str = "float32",
+) -> set[str]:
     """Absolute paths already in the index at ``folder`` (none if there is no index yet).
 
-    Checked before any model loads: an index built with another checkpoint, precision or
-    sampling is refused with ``UsageError`` (adding to it would mix two kinds of features).
+    Checked before any model loads: an index built with another checkpoint, precision,
+    sampling or windows is refused with ``UsageError`` (adding to it would mix two kinds of features).
     """
     if not (folder / MANIFEST).exists():
         return set()
-    run = {"model": model, "precision": precision, "sampling": sampling}
+    run = {"model": model, "precision": precision, "sampling": sampling, "windows": windows, "dtype": dtype}
     refuse_other_settings(folder, [_read_manifest(folder)], SETTINGS, run, ADD_REMEDY)
-    return {os.path.abspath(entry.path) for entry in read_entries(folder)}
+    return {os.path.abspath(entry.path) for entry in _complete(read_entries(folder))}
 
 
 class Index:
@@ -196,11 +223,16 @@ class Index:
             raise UsageError(f"{folder}: not an xclip index (no {MANIFEST} and {TABLE}); build one with xclip embed")
         self.folder = folder
         self.manifest = _read_manifest(folder)
-        self.entries = read_entries(folder)
+        self.entries = _complete(read_entries(folder))
 
     @property
     def model(self) -> str:
         return str(self.manifest.get("model", ""))
+
+    @property
+    def windows(self) -> str:
+        """How the videos were cut into windows (``WHOLE_VIDEOS``: they were not)."""
+        return str(self.manifest.get("windows", WHOLE_VIDEOS))
 
     @property
     def sampling(self) -> str:
@@ -226,8 +258,8 @@ class Index:
                     np.load(self.folder / f"patches-{entry.shard:05d}.npy", mmap_mode="r"),
                 )
             shard_embeds, shard_patches = cache[entry.shard]
-            embeds.append(np.asarray(shard_embeds[entry.row]))
-            patches.append(np.asarray(shard_patches[entry.row]))
+            embeds.append(np.asarray(shard_embeds[entry.row], dtype=np.float32))
+            patches.append(np.asarray(shard_patches[entry.row], dtype=np.float32))
         return VideoFeatures(embeds=np.stack(embeds), patches=np.stack(patches))
 
 
@@ -336,21 +368,54 @@ def _made(manifest: dict[str, Any], runner: Backend) -> dict[str, Any]:
 
 
 def read_entries(folder: Path) -> list[IndexEntry]:
-    """The index's videos (a row cut off by a kill is left out)."""
-    rows = [ENTRIES.row(record) for record in ENTRIES.records(folder / TABLE)]
+    """The index's rows (a row cut off by a kill is left out)."""
     return [
         IndexEntry(
-            path=path,
-            status=status,
-            shard=int(shard) if shard else None,
-            row=int(number) if number else None,
-            duration=float(duration) if duration else None,
-            width=int(width) if width else None,
-            height=int(height) if height else None,
-            error=error or None,
+            path=record["path"],
+            status=record["status"],
+            shard=_number(int, record["shard"]),
+            row=_number(int, record["row"]),
+            duration=_number(float, record["duration"]),
+            width=_number(int, record["width"]),
+            height=_number(int, record["height"]),
+            error=record["error"] or None,
+            start=_number(float, record["start"]),
+            end=_number(float, record["end"]),
+            windows=_number(int, record["windows"]),
         )
-        for path, status, shard, number, duration, width, height, error in rows
+        for record in ENTRIES.records(folder / TABLE)
     ]
+
+
+def _number(kind: Callable[[str], T], cell: str) -> T | None:
+    return kind(cell) if cell else None
+
+
+def _complete(entries: list[IndexEntry]) -> list[IndexEntry]:
+    """``entries`` without the rows of a video whose windows did not all reach the table."""
+    count = Counter(entry.path for entry in entries)
+    return [entry for entry in entries if entry.windows is None or count[entry.path] == entry.windows]
+
+
+def _entry(
+    result: VideoResult, shard: int | None, row: int | None, window: tuple[float, float] | None = None,
+    windows: int | None = None,
+) -> IndexEntry:  # fmt: skip
+    start, end = window if window is not None else (None, None)
+    return IndexEntry(
+        os.path.abspath(result.path), result.status, shard, row, result.duration, result.width, result.height,
+        result.error, start, end, windows,
+    )  # fmt: skip
+
+
+def _entry_record(entry: IndexEntry) -> dict[str, object]:
+    """``entry`` as a row of the table (times to the millisecond, as timelines give them)."""
+    seconds = {"duration": entry.duration, "start": entry.start, "end": entry.end}
+    cells: dict[str, object] = {key: "" if value is None else f"{value:.3f}" for key, value in seconds.items()}
+    numbers = {"shard": entry.shard, "row": entry.row, "width": entry.width, "height": entry.height}
+    numbers |= {"windows": entry.windows}
+    cells |= {key: "" if value is None else value for key, value in numbers.items()}
+    return {"path": entry.path, "status": entry.status, "error": entry.error or "", **cells}
 
 
 def _read_manifest(folder: Path) -> dict[str, object]:

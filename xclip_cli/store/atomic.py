@@ -33,10 +33,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode("utf-8", "surrogateescape")))
 
 
-def save_array_atomic(path: Path, array: object) -> None:
-    """A float32 ``.npy`` file, atomically (numpy is imported by the caller's module already)."""
+def save_array_atomic(path: Path, array: object, dtype: str = "float32") -> None:
+    """A ``.npy`` file of ``dtype``, atomically (numpy is imported by the caller's module already)."""
     import numpy as np
 
-    write_atomic(
-        path, lambda handle: np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    )
+    write_atomic(path, lambda handle: np.save(handle, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False))

@@ -11,7 +11,6 @@ to date in place, others are refused in one line.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from xclip_cli.results import (
 )
 from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.settings import SKIPPED, Setting, refuse_other_settings, same_model
-from xclip_cli.store.table import complete_lines, has_rows_or_header, read_rows, trim_partial_line
+from xclip_cli.store.table import complete_lines, has_rows_or_header, read_rows, trim_partial_line, write_table_atomic
 
 
 def video_identity(path: str) -> str:
@@ -147,7 +146,7 @@ def read_earlier(results: Path, settings: RunSettings | None = None, fmt: str | 
         refuse_other_settings(results, made, SETTINGS, settings.run())
     _check_found_here(results, records)
     if upgrade is not None:  # a CSV of 0.4, checked: now given its resolved_path column
-        _rewrite_csv(results, *upgrade)
+        write_table_atomic(results, *upgrade)
     trim_partial_line(results, quoted=fmt == "csv")
     ok = frozenset(record["resolved_path"] for record in records if record["status"] == "ok")
     failed = frozenset(record["resolved_path"] for record in records if record["status"] != "ok") - ok
@@ -222,14 +221,6 @@ def _check_found_here(results: Path, records: Sequence[dict[str, str]]) -> None:
         )
 
 
-def _rewrite_csv(results: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text_atomic(results, text.getvalue())
-
-
 def _jsonl_records(results: Path) -> tuple[list[dict[str, str]], None]:
     records = []
     for number, line in enumerate(complete_lines(results, quoted=False), start=1):
@@ -262,7 +253,7 @@ def drop_rows(results: Path, videos: frozenset[str], fmt: str) -> None:
     header, rows = read_rows(results)
     records, _ = _csv_records(results, None)
     kept_rows = [row for row, record in zip(rows, records, strict=True) if record["resolved_path"] not in videos]
-    _rewrite_csv(results, header, kept_rows)
+    write_table_atomic(results, header, kept_rows)
 
 
 _RECORD_KEYS = (

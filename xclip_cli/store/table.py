@@ -11,6 +11,7 @@ names that are not UTF-8 go through as their bytes (surrogateescape).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xclip_cli.errors import UsageError
+from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.settings import Setting, refuse_other_settings
 
 
@@ -107,6 +109,9 @@ class Schema:
     columns: tuple[str, ...]
     settings: tuple[Setting, ...] = ()
     older: tuple[tuple[str, ...], ...] = ()
+    # Older versions' rows are read with their new columns empty (else they are refused), and
+    # ``upgrade`` brings such a file to this version before rows are appended.
+    reads_older: bool = False
 
     @property
     def version(self) -> int:
@@ -118,11 +123,21 @@ class Schema:
         if not has_rows_or_header(path):
             return []
         header, rows = read_rows(path)
-        if header in self.older:
+        if header in self.older and not self.reads_older:
             raise UsageError(f"{path}: written by an older xclip-cli (other columns); use --overwrite or another -o")
-        if header != self.columns:
+        if header != self.columns and header not in self.older:
             raise UsageError(f"{path}: not an {self.kind} (unexpected header); use --overwrite or another -o")
-        return [dict(zip(header, row, strict=True)) for row in rows]
+        empty = dict.fromkeys(self.columns, "")
+        return [empty | dict(zip(header, row, strict=True)) for row in rows]
+
+    def upgrade(self, path: Path) -> None:
+        """Rewrite a file of an older version (``reads_older``) in this version, atomically."""
+        if has_rows_or_header(path) and read_rows(path)[0] != self.columns:
+            self.rewrite(path, self.records(path))
+
+    def rewrite(self, path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+        """Replace ``path`` with ``records`` under this version's header, atomically."""
+        write_table_atomic(path, self.columns, [self.row(record) for record in records])
 
     def resume(self, path: Path, run: Mapping[str, str]) -> list[dict[str, str]]:
         """``records``, refused in one line if any was made otherwise than ``run``."""
@@ -135,3 +150,13 @@ class Schema:
 
     def appender(self, path: Path, durable: bool = False) -> AppendOnlyCsv:
         return AppendOnlyCsv(path, self.columns, durable=durable)
+
+
+def write_table_atomic(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Replace ``path`` with a CSV of ``header`` and ``rows``, atomically (a rerun that drops or
+    upgrades rows never leaves half a file)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
