@@ -14,7 +14,8 @@ from helpers import LABELS_SURFING_TEXT, invoke, write_video
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.jobs.classify import classify_videos
-from xclip_cli.jobs.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, embed_videos, score_index, search_index
+from xclip_cli.jobs.embed import embed_videos
+from xclip_cli.jobs.index import SHARD_VIDEOS, TABLE, Index, IndexWriter, score_index, search_index
 from xclip_cli.labels import inline_labelset
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions

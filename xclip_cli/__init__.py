@@ -14,8 +14,9 @@ __version__ = "0.5.0"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
     from xclip_cli.errors import ExitCode, XClipError
     from xclip_cli.jobs.classify import LocalExecutor, classify_videos
+    from xclip_cli.jobs.embed import embed_videos
     from xclip_cli.jobs.evaluate import compute_metrics, evaluate, load_dataset
-    from xclip_cli.jobs.index import Index, IndexWriter, embed_videos, score_index, search_index
+    from xclip_cli.jobs.index import Index, IndexWriter, score_index, search_index
     from xclip_cli.jobs.scan import ScanOptions, ScanSummary, scan_videos
     from xclip_cli.jobs.timeline import build_timeline
     from xclip_cli.labels import Label, LabelSet, load_labelset_file, resolve_labels
@@ -48,7 +49,7 @@ _LAZY = {
     "build_timeline": "jobs.timeline",
     "IndexWriter": "jobs.index",
     "Index": "jobs.index",
-    "embed_videos": "jobs.index",
+    "embed_videos": "jobs.embed",
     "score_index": "jobs.index",
     "search_index": "jobs.index",
     "load_dataset": "jobs.evaluate",

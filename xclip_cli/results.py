@@ -311,10 +311,9 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class Moment:
-    """Where in one video a query matches (``xclip search`` over a windowed index): one window,
-    or neighbouring windows of the video that both match, merged. ``score`` is the best
-    window's logit for the query, the one ``classify --start/--end`` of that window reports for
-    that text; ``best`` is that window's (start, end)."""
+    """Where in one video a query matches (``xclip search``, windowed index): a window, or
+    neighbouring matching windows merged. ``score``: the best window's logit for the query (as
+    ``classify --start/--end`` of it reports); ``best``: that window's (start, end)."""
 
     query: str
     path: str
@@ -324,25 +323,12 @@ class Moment:
     best: tuple[float, float]
     windows: int = 1
 
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    def to_record(self, rank: int) -> dict[str, Any]:
-        """Times in seconds (3 decimals) and in integer milliseconds, as timelines give them."""
-        return {
-            "rank": rank,
-            "query": self.query,
-            "path": self.path,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "start_ms": round(self.start * 1000),
-            "end_ms": round(self.end * 1000),
-            "score": self.score,
-            "windows": self.windows,
-            "best_start": round(self.best[0], 3),
-            "best_end": round(self.best[1], 3),
-        }
+    def to_record(self, rank: int) -> dict[str, Any]:  # times as timelines give them
+        times = {"start": round(self.start, 3), "end": round(self.end, 3)}
+        times |= {"start_ms": round(self.start * 1000), "end_ms": round(self.end * 1000)}
+        best = {"best_start": round(self.best[0], 3), "best_end": round(self.best[1], 3)}
+        return {"rank": rank, "query": self.query, "path": self.path, **times, "score": self.score,
+                "windows": self.windows, **best}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +27,6 @@ from xclip_cli.cli.options import (
     DeviceOpt,
     ExtOpt,
     FoldersArg,
-    FormatOpt,
     FromFileOpt,
     GlobOpt,
     ModelOpt,
@@ -40,13 +38,18 @@ from xclip_cli.cli.options import (
     ReplaceOpt,
     SamplingOpt,
     ShardOpt,
+    ShotsOpt,
+    StrideOpt,
     TimeoutOpt,
     VerboseOpt,
+    WindowOpt,
     WorkersOpt,
+    choices,
 )
 from xclip_cli.errors import UsageError
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
-from xclip_cli.options import ClassifyOptions
+from xclip_cli.options import ClassifyOptions, TimelineOptions
+from xclip_cli.output.writers import SEARCH_FORMATS
 
 
 def embed(
@@ -56,6 +59,18 @@ def embed(
     ),
     from_file: FromFileOpt = None,
     overwrite: OverwriteOpt = False,
+    windows: Annotated[
+        bool, typer.Option("--windows", help="Store every window (as xclip timeline cuts them) for moment search.")
+    ] = False,
+    window: WindowOpt = None,
+    stride: StrideOpt = None,
+    shots: ShotsOpt = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[float16|float32]", help="Stored features [default: float16 with --windows, else float32]."
+        ),
+    ] = None,
     recursive: RecursiveOpt = True,
     glob: GlobOpt = None,
     ext: ExtOpt = None,
@@ -72,39 +87,48 @@ def embed(
 ) -> None:
     """Decode and encode videos once into an index; search it or classify it later without decoding."""
     from xclip_cli.cli.progress import ScanProgress
-    from xclip_cli.jobs.index import IndexWriter, embed_videos, indexed_paths
+    from xclip_cli.jobs.embed import plan_embedding
     from xclip_cli.media.discovery import collect_paths
 
     set_verbose(verbose)
     options = ClassifyOptions(workers=workers, timeout=timeout, sampling=sampling)
+    cutting = TimelineOptions(window=window, stride=stride, shots=shots, timeout=timeout) if windows else None
+    if not windows and (window is not None or stride is not None or shots):
+        raise UsageError("--window, --stride and --shots cut videos for --windows; add it")
     if not folders and from_file is None:
         raise UsageError("give folders to index or --from-file LIST")
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
     )
-    done_before = set() if overwrite else indexed_paths(output, model, precision, sampling)  # before the model loads
-    todo = [path for path in found if os.path.abspath(path) not in done_before]
-    if not todo:
+    plan = plan_embedding(output, found, model, precision, options, cutting, dtype, overwrite)  # before any model
+    if not plan.todo:
         return nothing_to_do(len(found), output, quiet)
     runner = load_runner(model, device, precision, backend)
-    writer = IndexWriter(output, runner, overwrite=overwrite, sampling=sampling)
-    todo = [path for path in todo if not writer.has(path)]
-    try:
-        with ScanProgress(len(todo), skipped=len(found) - len(todo), quiet=quiet) as progress, resumable(output):
-            report = write_all(embed_videos(runner, todo, writer, options), None, progress.update)
-    finally:
-        writer.close()
+    with ScanProgress(len(plan.todo), skipped=len(found) - len(plan.todo), quiet=quiet) as progress, resumable(output):
+        report = write_all(plan.run(runner), None, progress.update)
     finish(report, output, quiet=quiet)
 
 
 def search(
     index: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder built by xclip embed.")],
-    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for, in words.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Videos to list.")] = 10,
+    queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="What to look for, in words.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Videos (or moments) to list per query.")] = 10,
+    min_score: Annotated[
+        float | None, typer.Option(help="Moments: leave out windows scoring less (the logit classify reports).")
+    ] = None,
+    merge: Annotated[bool, typer.Option(help="Moments: merge neighbouring matching windows of a video.")] = True,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Moments: X-CLIP's full head on every window, not on the best candidates.")
+    ] = False,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Checkpoint (default: the one the index was built with).")
     ] = None,
-    output_format: FormatOpt = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", metavar=choices(SEARCH_FORMATS), help="Output format [default: from -o, or table]."
+        ),
+    ] = None,
     output: OutputOpt = None,
     overwrite: ReplaceOpt = False,
     device: DeviceOpt = "auto",
@@ -112,19 +136,30 @@ def search(
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Rank the videos of an index by how well they match a text, with X-CLIP's full head."""
+    """Rank the videos of an index (or, built with --windows, the moments) by how well they match a text."""
     from xclip_cli.jobs.index import Index, search_index
-    from xclip_cli.output.writers import write_search
+    from xclip_cli.jobs.moments import MomentOptions, search_moments
+    from xclip_cli.output.writers import write_moments, write_search
 
     set_verbose(verbose)
-    if not query.strip():
-        raise UsageError("the query is empty")
-    output_format = pick_format(output_format, output, "search")
+    output_format = pick_format(output_format, output, "search", SEARCH_FORMATS)
     opened = Index(index)
+    moments = MomentOptions(top_k=top_k, min_score=min_score, merge=merge, exact=exact) if opened.windowed else None
+    if moments is None and (len(queries) > 1 or min_score is not None or not merge or exact):
+        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge and --exact "
+                         "are for moments (xclip embed --windows)")  # fmt: skip
+    if any(not query.strip() for query in queries):
+        raise UsageError("a query is empty")
     check_writable(output)
     check_replaceable(output, overwrite)
     runner = load_runner(model or opened.model, device, precision, backend)
-    hits = [replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, query, top_k)]
     with open_output(output, fmt=output_format) as stream:
-        write_search(hits, query, output_format, stream)
+        if moments is not None:
+            found = [replace(m, path=display_path(m.path)) for m in search_moments(runner, opened, queries, moments)]
+            write_moments(found, output_format, stream)
+        else:
+            hits = [
+                replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, queries[0], top_k)
+            ]
+            write_search(hits, queries[0], output_format, stream)
     finish(None, output)

@@ -162,3 +162,15 @@ BackendOpt = Annotated[
         "about 1.5 minutes, once), torch on a GPU or for bf16. onnx, torch: force one.",
     ),
 ]
+
+# How a video is cut into windows (xclip timeline, xclip embed --windows).
+WindowOpt = Annotated[
+    float | None, time_option("Window length in seconds or MM:SS (default: the checkpoint's frames x 1 s).")
+]
+StrideOpt = Annotated[
+    float | None, time_option("Seconds between window starts, at most --window (default: window / 2).")
+]
+ShotsOpt = Annotated[
+    bool,
+    typer.Option("--shots", help="Windows follow the video's shots (PySceneDetect); long shots split at --window."),
+]

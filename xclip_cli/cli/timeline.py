@@ -35,10 +35,12 @@ from xclip_cli.cli.options import (
     PrecisionOpt,
     ReplaceOpt,
     ReportOpt,
+    ShotsOpt,
+    StrideOpt,
     TimeoutOpt,
     VerboseOpt,
+    WindowOpt,
     choices,
-    time_option,
 )
 from xclip_cli.labels import check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
@@ -52,17 +54,10 @@ def timeline(
     video: Annotated[str, typer.Argument(metavar="VIDEO", help="The video to follow over time.")],
     labels: LabelsOpt = "kinetics400",
     model: ModelOpt = DEFAULT_MODEL,
-    window: Annotated[
-        float | None, time_option("Window length in seconds or MM:SS (default: the checkpoint's frames x 1 s).")
-    ] = None,
-    stride: Annotated[
-        float | None, time_option("Seconds between window starts, at most --window (default: window / 2).")
-    ] = None,
+    window: WindowOpt = None,
+    stride: StrideOpt = None,
     merge: Annotated[bool, typer.Option(help="Merge consecutive windows with the same top label.")] = True,
-    shots: Annotated[
-        bool,
-        typer.Option("--shots", help="Windows follow the video's shots (PySceneDetect); long shots split at --window."),
-    ] = False,
+    shots: ShotsOpt = False,
     top_k: Annotated[
         int | None,
         typer.Option("--top-k", "-k", min=1, help="Labels kept per segment [default: 3; srt, vtt, chapters: 1]."),

@@ -31,11 +31,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from xclip_cli.errors import OutputError, UsageError, VideoError
-from xclip_cli.jobs.classify import frames_in_order, labelled_result, result_scores, scoring_text_features, view_pixels
+from xclip_cli.errors import OutputError, UsageError
+from xclip_cli.jobs.classify import labelled_result, result_scores, scoring_text_features
 from xclip_cli.labels import LabelSet
 from xclip_cli.model.backend import Backend, VideoFeatures
-from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import SearchHit, VideoResult
 from xclip_cli.store.atomic import save_array_atomic, write_text_atomic
 from xclip_cli.store.locks import exclusive
@@ -70,6 +69,7 @@ ADD_REMEDY = "use those settings, another -o, or --overwrite"
 LOCK = ".lock"
 SHARD_FILE = re.compile(r"^(embeds|patches)-(\d{5})\.npy$")
 SHARD_VIDEOS = 64  # videos per shard file: few files, little lost to a kill
+SHARD_WINDOWS = 256  # windows per shard file (a video's windows share one): about 15 min of video
 SCORE_CHUNK = 256  # videos per prompt-generator call when scoring an index
 Extents = list[tuple[float, float]]  # (start, end) of each window of a video, in seconds
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class IndexWriter:
             for item in folder.iterdir():
                 if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
                     item.unlink()
-        existing = _read_manifest(folder) if (folder / MANIFEST).exists() else None
+        existing = read_manifest(folder) if (folder / MANIFEST).exists() else None
         if existing is not None:
             refuse_other_settings(folder, [_made(existing, runner)], SETTINGS, _run(self.manifest), ADD_REMEDY)
         else:
@@ -154,7 +154,9 @@ class IndexWriter:
             self._write_rows([_entry_record(_entry(result, None, None))])
             return
         self.pending.append((result, features, windows))
-        if sum(len(features) for _, features, _ in self.pending) >= SHARD_VIDEOS:
+        if sum(len(features) for _, features, _ in self.pending) >= (
+            SHARD_VIDEOS if windows is None else SHARD_WINDOWS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -211,7 +213,7 @@ def indexed_paths(
     if not (folder / MANIFEST).exists():
         return set()
     run = {"model": model, "precision": precision, "sampling": sampling, "windows": windows, "dtype": dtype}
-    refuse_other_settings(folder, [_read_manifest(folder)], SETTINGS, run, ADD_REMEDY)
+    refuse_other_settings(folder, [read_manifest(folder)], SETTINGS, run, ADD_REMEDY)
     return {os.path.abspath(entry.path) for entry in _complete(read_entries(folder))}
 
 
@@ -222,12 +224,16 @@ class Index:
         if not (folder / MANIFEST).is_file() or not (folder / TABLE).is_file():
             raise UsageError(f"{folder}: not an xclip index (no {MANIFEST} and {TABLE}); build one with xclip embed")
         self.folder = folder
-        self.manifest = _read_manifest(folder)
+        self.manifest = read_manifest(folder)
         self.entries = _complete(read_entries(folder))
 
     @property
     def model(self) -> str:
         return str(self.manifest.get("model", ""))
+
+    @property
+    def windowed(self) -> bool:
+        return self.windows != WHOLE_VIDEOS
 
     @property
     def windows(self) -> str:
@@ -247,62 +253,29 @@ class Index:
         refuse_other_settings(self.folder, [made], SETTINGS, run, remedy)
 
     def features(self, entries: list[IndexEntry]) -> VideoFeatures:
-        """The stored features of ``entries`` (all ``ok``), read from their shards."""
-        embeds, patches = [], []
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for entry in entries:
-            assert entry.shard is not None and entry.row is not None
-            if entry.shard not in cache:
-                cache[entry.shard] = (
-                    np.load(self.folder / f"embeds-{entry.shard:05d}.npy", mmap_mode="r"),
-                    np.load(self.folder / f"patches-{entry.shard:05d}.npy", mmap_mode="r"),
-                )
-            shard_embeds, shard_patches = cache[entry.shard]
-            embeds.append(np.asarray(shard_embeds[entry.row], dtype=np.float32))
-            patches.append(np.asarray(shard_patches[entry.row], dtype=np.float32))
-        return VideoFeatures(embeds=np.stack(embeds), patches=np.stack(patches))
+        """The stored features of ``entries`` (all ``ok``), read from their shards as float32."""
+        return VideoFeatures(self._rows("embeds", entries), self._rows("patches", entries))
 
+    def embeddings(self, entries: list[IndexEntry]) -> np.ndarray:
+        """The unit video embeddings of ``entries`` (all ``ok``): (entries, D) float32."""
+        return self._rows("embeds", entries)
 
-def embed_videos(
-    runner: Backend, paths: Iterable[str], writer: IndexWriter, options: ClassifyOptions | None = None
-) -> Iterator[VideoResult]:
-    """Decode, encode and store each video (one view, centre crop); yields a result per path.
-
-    ``options`` supplies workers, the timeout and the sampling; its clips and crops are ignored
-    (one view). The writer must have been opened with the same sampling.
-    """
-    options = ClassifyOptions() if options is None else options
-    options = ClassifyOptions(
-        workers=options.workers, timeout=options.timeout, batch_size=options.batch_size, sampling=options.sampling
-    )
-    for path, loaded in frames_in_order(runner, paths, options):
-        if isinstance(loaded, VideoError):
-            result = VideoResult(
-                path=path,
-                model=runner.model_id,
-                precision=runner.precision,
-                error=loaded.reason,
-                sampling=options.sampling,
-            )
-            writer.add(result, None)
-            yield result
-            continue
-        raw = runner.video_features(view_pixels(loaded))
-        # Stored unit-length, ready for any cosine search; the head normalises anyway.
-        features = VideoFeatures(raw.embeds / np.linalg.norm(raw.embeds, axis=-1, keepdims=True), raw.patches)
-        result = VideoResult(
-            path=path,
-            model=runner.model_id,
-            precision=runner.precision,
-            duration=loaded.info.duration,
-            width=loaded.info.width,
-            height=loaded.info.height,
-            warnings=loaded.warnings,
-            sampling=options.sampling,
-            keyframe_substitutes=loaded.plan.substitutes,
-        )
-        writer.add(result, features)
-        yield result
+    def _rows(self, kind: str, entries: list[IndexEntry]) -> np.ndarray:
+        shards = np.array([entry.shard for entry in entries], dtype=np.int64)
+        rows = np.array([entry.row for entry in entries], dtype=np.int64)
+        parts: list[np.ndarray] = []
+        positions: list[np.ndarray] = []
+        for shard in np.unique(shards):
+            where = np.flatnonzero(shards == shard)
+            stored = np.load(self.folder / f"{kind}-{int(shard):05d}.npy", mmap_mode="r")
+            parts.append(np.asarray(stored[rows[where]], dtype=np.float32))
+            positions.append(where)
+        if not parts:
+            raise ValueError("no entries to read")
+        out = np.empty((len(entries), *parts[0].shape[1:]), dtype=np.float32)
+        for where, part in zip(positions, parts, strict=True):
+            out[where] = part
+        return out
 
 
 def score_index(
@@ -418,7 +391,7 @@ def _entry_record(entry: IndexEntry) -> dict[str, object]:
     return {"path": entry.path, "status": entry.status, "error": entry.error or "", **cells}
 
 
-def _read_manifest(folder: Path) -> dict[str, object]:
+def read_manifest(folder: Path) -> dict[str, object]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

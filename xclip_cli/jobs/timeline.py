@@ -32,7 +32,7 @@ from xclip_cli.jobs.tagging import tag_scores, thresholds
 from xclip_cli.labels import LabelSet
 from xclip_cli.media.decode import VideoReader, fill_missing
 from xclip_cli.media.preprocess import preprocess_frame
-from xclip_cli.media.sampling import TIME_EPSILON, SamplingPlan, plan_segment_centres
+from xclip_cli.media.sampling import TIME_EPSILON, SamplingPlan, plan_keyframe_views, plan_segment_centres
 from xclip_cli.media.shots import detect_cuts, shot_windows
 from xclip_cli.media.thumbnails import thumbnail
 from xclip_cli.model.backend import Backend, softmax
@@ -79,20 +79,10 @@ def build_timeline(
     check_windows(window, stride)  # a --stride beyond the checkpoint's default window
     text_features = scoring_text_features(runner, labelset, options.multi_label)
     with VideoReader(path, options.timeout) as reader:
-        cuts: tuple[float, ...] | None = None
-        if options.shots:
-            cuts = tuple(detect_cuts(reader.name, reader.times))
-            extents = shot_windows(cuts, reader.duration, window)
-        else:
-            extents = window_extents(reader.duration, window, stride)
-        plans = [plan_segment_centres(reader.times, runner.num_frames, start, end) for start, end in extents]
-        decoded = reader.decode(
-            sorted({i for plan in plans for i in plan.frame_indices}),
-            partial(preprocess_frame, config=runner.preprocess),
-        )
-        with _Prefetch(decoded, PREFETCH_FRAMES) as frames:
+        extents, cuts = window_extents_of(reader, window, stride, options.shots)
+        with decoded_windows(runner, reader, extents) as (_, pixels):
             scored, warnings, thumbnails = _score_windows(
-                runner, reader.name, plans, frames, text_features, len(labelset), options, extents, on_progress
+                runner, pixels, text_features, len(labelset), options, extents, on_progress
             )
             if on_progress is not None:
                 on_progress(reader.duration, reader.duration)
@@ -122,11 +112,41 @@ def build_timeline(
     )
 
 
+def window_extents_of(
+    reader: VideoReader, window: float, stride: float, shots: bool = False
+) -> tuple[list[tuple[float, float]], tuple[float, ...] | None]:
+    """The windows of an opened video (``window_extents``, or with ``shots`` ``shot_windows``
+    between the cuts PySceneDetect finds) and the cuts (None without ``shots``)."""
+    if not shots:
+        return window_extents(reader.duration, window, stride), None
+    cuts = tuple(detect_cuts(reader.name, reader.times))
+    return shot_windows(cuts, reader.duration, window), cuts
+
+
+@contextlib.contextmanager
+def decoded_windows(
+    runner: Backend, reader: VideoReader, extents: list[tuple[float, float]], sampling: str = "exact"
+) -> Iterator[tuple[list[SamplingPlan], Iterator[tuple[np.ndarray, list[str]]]]]:
+    """Each window's plan (the frames ``classify --start --end`` of it would take, or with
+    ``sampling="keyframes"`` nearby keyframes) and its (T, 3, H, W) pixels with warnings, in
+    order, from one decoding pass run a bounded queue ahead in a thread."""
+    keyframes = reader.keyframes if sampling == "keyframes" else ()
+    plans = [
+        plan_keyframe_views(reader.times, keyframes, runner.num_frames, 1, start, end)[0]
+        if keyframes
+        else plan_segment_centres(reader.times, runner.num_frames, start, end)
+        for start, end in extents
+    ]
+    decoded = reader.decode(
+        sorted({i for plan in plans for i in plan.frame_indices}), partial(preprocess_frame, config=runner.preprocess)
+    )
+    with _Prefetch(decoded, PREFETCH_FRAMES) as frames:
+        yield plans, _window_pixels(reader.name, [plan.frame_indices for plan in plans], frames)
+
+
 def _score_windows(
     runner: Backend,
-    name: str,
-    plans: list[SamplingPlan],
-    frames: Iterator[tuple[int, np.ndarray]],
+    pixels: Iterator[tuple[np.ndarray, list[str]]],
     text_features: np.ndarray,
     num_labels: int,
     options: TimelineOptions,
@@ -139,10 +159,10 @@ def _score_windows(
     warnings: list[str] = []
     thumbnails: list[bytes] = []
     batch: list[np.ndarray] = []
-    for pixels, warning in _window_pixels(name, [plan.frame_indices for plan in plans], frames):
+    for window, warning in pixels:
         warnings += warning
-        thumbnails.append(thumbnail(pixels[len(pixels) // 2], runner.preprocess) if options.thumbnails else b"")
-        batch.append(pixels)
+        thumbnails.append(thumbnail(window[len(window) // 2], runner.preprocess) if options.thumbnails else b"")
+        batch.append(window)
         if len(batch) >= max(1, options.batch_size):
             scored += _score(runner, batch, text_features, num_labels)
             batch = []

@@ -17,6 +17,7 @@ from xclip_cli.output.timecodes import CHAPTER_EXTENSIONS, write_chapters, write
 from xclip_cli.results import (
     DEFAULT_TOP_K,
     EvalReport,
+    Moment,
     SearchHit,
     Segment,
     Timeline,
@@ -271,6 +272,46 @@ def write_search(hits: Sequence[SearchHit], query: str, output_format: str, stre
         table.add_column("score", justify="right")
         for record in records:
             table.add_row(str(record["rank"]), escape(record["path"]), f"{record['score']:.4f}")
+        data_console(stream).print(table)
+    stream.flush()
+
+
+SEARCH_FORMATS = ("table", "json", "jsonl", "csv")
+MOMENT_CSV_COLUMNS = tuple(Moment("", "", 0, 0, 0, (0, 0)).to_record(1))
+
+
+def write_moments(moments: Sequence[Moment], output_format: str, stream: TextIO) -> None:
+    """Moments (several queries: each query's, best first, ranked from 1) as a table, JSON
+    (one object per query), JSONL or CSV; times in seconds and milliseconds."""
+    records: list[dict[str, Any]] = []
+    for moment in moments:
+        rank = 1 if not records or records[-1]["query"] != moment.query else records[-1]["rank"] + 1
+        records.append(moment.to_record(rank))
+    if output_format == "json":
+        queries = list(dict.fromkeys(record["query"] for record in records))
+        grouped = [{"query": q, "moments": [r for r in records if r["query"] == q]} for q in queries]
+        json.dump(grouped, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+    elif output_format == "jsonl":
+        stream.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    elif output_format == "csv":
+        writer = csv.writer(stream)
+        writer.writerow(MOMENT_CSV_COLUMNS)
+        text = ("query", "path")  # numbers stay numbers: a negative score is no formula
+        cells = [{**r, **{c: neutralise_formula(r[c]) for c in text}, "score": f"{r['score']:.6f}"} for r in records]
+        writer.writerows([[cell[c] for c in MOMENT_CSV_COLUMNS] for cell in cells])
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title="search: moments", title_justify="left")
+        for column, justify in (("query", "left"), ("rank", "right"), ("path", "left"), ("from", "right"),
+                                ("to", "right"), ("score", "right")):  # fmt: skip
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for record in records:
+            times = (clock(record["start"]), clock(record["end"]))
+            table.add_row(escape(record["query"]), str(record["rank"]), escape(record["path"]), *times,
+                          f"{record['score']:.4f}")  # fmt: skip
         data_console(stream).print(table)
     stream.flush()
 

@@ -1,0 +1,160 @@
+"""Find the moment: a windowed index (``xclip embed --windows``) and moment search over it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import encode_video, frame_pixels, invoke, write_video
+
+from xclip_cli.cli.errors import ExitCode
+from xclip_cli.jobs.classify import load_frames, view_pixels
+from xclip_cli.jobs.index import TABLE, Index, IndexEntry, read_entries
+from xclip_cli.jobs.moments import MomentOptions, merge_windows, search_moments, window_scores
+from xclip_cli.model.open import open_backend
+from xclip_cli.options import ClassifyOptions
+
+# Same frames, same float32 kernels: the index's score of a window and classify's logit for it
+# differ only by the embedding's unit normalisation at embed time (a relative change of a few
+# ulps, which the head's own normalisation maps to a few ulps of the cosine) and by the batch the
+# head runs in (a dot product of D terms summed in another order moves by at most D·u·Σ|xy|,
+# |cos| <= 1 here). With the tiny checkpoint's logit scale e^4 ≈ 54.6 and D = 64 that is at most
+# 54.6 · (64 + 8) · 2^-24 ≈ 2.3e-4 on any CPU; a wrong window or frame moves logits by > 1e-2.
+SAME_WINDOW_TOLERANCE = 2.5e-4
+SECTION_FRAMES = 32  # 8 s per section at 4 frames per second: one default window of the tiny model
+
+
+def _archive(folder: Path) -> Path:
+    """A 24 s clip of three distinct sections (moving blocks, a flat colour, stripes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = [frame_pixels(i, 64, 48, "moving") for i in range(SECTION_FRAMES)]
+    frames += [np.full((48, 64, 3), (200, 30, 30), dtype=np.uint8) for _ in range(SECTION_FRAMES)]
+    stripes = np.zeros((48, 64, 3), dtype=np.uint8)
+    stripes[:, ::8] = 255
+    frames += [np.roll(stripes, i, axis=1) for i in range(SECTION_FRAMES)]
+    return encode_video(folder / "archive.mp4", frames, rate=4)
+
+
+def _embed(model: Path, source: Path, index: Path, *extra: str) -> None:
+    args = ["embed", str(source), "-o", str(index), "-m", str(model), "--windows", "-q", *extra]
+    result = invoke(args)
+    assert result.exit_code == ExitCode.OK, result.stderr
+
+
+def test_window_scores_equal_classify_of_the_same_window(tiny_model_dir: Path, tmp_path: Path) -> None:
+    clip = _archive(tmp_path / "footage")
+    _embed(tiny_model_dir, clip, tmp_path / "index", "--dtype", "float32")
+    index = Index(tmp_path / "index")
+    windows = [entry for entry in index.entries if entry.status == "ok"]
+    assert [(w.start, w.end) for w in windows] == [(0, 8), (4, 12), (8, 16), (12, 20), (16, 24)]
+    assert index.windows == "8s every 4s" and {w.windows for w in windows} == {5}
+    runner = open_backend(str(tiny_model_dir), "cpu", "fp32", "torch")
+    queries = ["a red screen", "white stripes"]
+    text = runner.text_features(queries)
+    for number in range(len(queries)):
+        ours = window_scores(runner, index, windows, text[number : number + 1], MomentOptions(exact=True))
+        for window, score in zip(windows, ours, strict=True):
+            frames = load_frames(runner, str(clip), ClassifyOptions(start=window.start, end=window.end))
+            expected = runner.video_logits(view_pixels(frames), text)[0, number]
+            assert abs(score - expected) <= SAME_WINDOW_TOLERANCE, (window, score, expected)
+    # The best moment of a query is the window classify scores highest for it.
+    moments = search_moments(runner, index, queries, MomentOptions(top_k=1, merge=False))
+    for moment, number in zip(moments, range(len(queries)), strict=True):
+        best = max(windows, key=lambda w: _classify_logit(runner, clip, w, text, number))
+        assert (moment.start, moment.end) == (best.start, best.end) and moment.query == queries[number]
+
+
+def _classify_logit(runner: object, clip: Path, window: IndexEntry, text: np.ndarray, number: int) -> float:
+    frames = load_frames(runner, str(clip), ClassifyOptions(start=window.start, end=window.end))  # type: ignore[arg-type]
+    return float(runner.video_logits(view_pixels(frames), text)[0, number])  # type: ignore[attr-defined]
+
+
+def _entries(*spans: tuple[str, float, float]) -> list[IndexEntry]:
+    return [IndexEntry(p, "ok", 0, i, 30.0, 64, 48, None, start, end, 4) for i, (p, start, end) in enumerate(spans)]
+
+
+def test_neighbouring_matching_windows_merge_and_the_weakest_moment_sets_the_bar() -> None:
+    windows = _entries(("a", 0, 8), ("a", 4, 12), ("a", 8, 16), ("a", 20, 28), ("b", 0, 8), ("b", 4, 12))
+    scores = np.array([5.0, 9.0, 1.0, 7.0, 8.0, np.nan])  # NaN: left out by the first pass
+    two = merge_windows("q", windows, scores, MomentOptions(top_k=2))
+    assert [(m.path, m.start, m.end, m.score, m.best, m.windows) for m in two] == [
+        ("a", 4, 12, 9.0, (4, 12), 1),  # 5 touches it but scores below the second moment's 8
+        ("b", 0, 8, 8.0, (0, 8), 1),
+    ]
+    ten = merge_windows("q", windows, scores, MomentOptions(top_k=10))
+    assert [(m.start, m.end, m.windows) for m in ten] == [(0, 16, 3), (0, 8, 1), (20, 28, 1)]
+    # A window touching two moments joins them.
+    bridge = _entries(("a", 0, 8), ("a", 12, 20), ("a", 6, 14), ("b", 0, 8))
+    bridged = merge_windows("q", bridge, np.array([9.0, 8.0, 7.0, 6.0]), MomentOptions(top_k=3))
+    assert [(m.path, m.start, m.end, m.windows) for m in bridged] == [("a", 0, 20, 3), ("b", 0, 8, 1)]
+    # --min-score stops at the bar; --no-merge keeps windows apart.
+    assert [m.score for m in merge_windows("q", windows, scores, MomentOptions(top_k=9, min_score=6.5))] == [9, 8, 7]
+    separate = merge_windows("q", windows, scores, MomentOptions(top_k=3, merge=False))
+    assert [(m.path, m.start) for m in separate] == [("a", 4), ("b", 0), ("a", 20)]
+
+
+def test_search_from_the_command_line_in_every_format(tiny_model_dir: Path, tmp_path: Path) -> None:
+    clip = _archive(tmp_path / "footage")
+    _embed(tiny_model_dir, clip.parent, tmp_path / "index")
+    base = ["search", str(tmp_path / "index"), "a red screen", "white stripes", "-k", "2"]
+    as_json = invoke([*base, "-f", "json"])
+    assert as_json.exit_code == ExitCode.OK, as_json.stderr
+    grouped = json.loads(as_json.stdout)
+    assert [group["query"] for group in grouped] == ["a red screen", "white stripes"]
+    for group in grouped:
+        scores = [moment["score"] for moment in group["moments"]]
+        assert scores == sorted(scores, reverse=True) and 1 <= len(scores) <= 2
+        assert all(m["path"] == str(clip) and 0 <= m["start"] < m["end"] <= 24 for m in group["moments"])
+    rows = list(csv.DictReader(io.StringIO(invoke([*base, "-f", "csv"]).stdout)))
+    assert [(r["query"], r["rank"]) for r in rows][:1] == [("a red screen", "1")]
+    lines = [json.loads(line) for line in invoke([*base, "-f", "jsonl"]).stdout.splitlines()]
+    assert [line["score"] for line in lines] == [m["score"] for g in grouped for m in g["moments"]]
+    table = invoke(base)
+    assert table.exit_code == ExitCode.OK and "white stripes" in table.stdout
+    # Options that only mean something for moments are refused on a whole-video index.
+    whole = invoke(["embed", str(clip), "-o", str(tmp_path / "whole"), "-m", str(tiny_model_dir), "-q"])
+    assert whole.exit_code == ExitCode.OK, whole.stderr
+    refused = invoke(["search", str(tmp_path / "whole"), "a", "b"])
+    assert refused.exit_code == ExitCode.USAGE and "holds whole videos" in refused.stderr
+
+
+def test_a_windowed_embed_resumes_after_a_kill_and_refuses_other_windows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    footage = tmp_path / "footage"
+    _archive(footage)
+    write_video(footage / "a-short.mp4", num_frames=12, rate=4)  # 3 s: shorter than one window; listed first
+    index = tmp_path / "index"
+    _embed(tiny_model_dir, footage, index)
+    entries = read_entries(index)
+    short = [entry for entry in entries if entry.path.endswith("a-short.mp4")]
+    assert [(e.start, e.end, e.windows) for e in short] == [(0, 3, 1)]
+    # A kill between a video's rows leaves some of its windows: that video is redone, once.
+    table = index / TABLE
+    lines = table.read_text(encoding="utf-8").splitlines(keepends=True)
+    archive_rows = [i for i, line in enumerate(lines) if "archive.mp4" in line]
+    table.write_text("".join(lines[: archive_rows[2]]), encoding="utf-8")
+    again = invoke(["embed", str(footage), "-o", str(index), "-m", str(tiny_model_dir), "--windows"])
+    assert again.exit_code == ExitCode.OK, again.stderr
+    assert "xclip: 1 ok, 0 failed" in again.stderr
+    after = read_entries(index)
+    assert sorted((e.path, e.start) for e in after) == sorted((e.path, e.start) for e in entries)
+    # Other windows, or whole videos, would mix two kinds of rows: refused in one line before any work.
+    other = invoke(["embed", str(footage), "-o", str(index), "-m", str(tiny_model_dir), "--windows", "--window", "4"])
+    assert other.exit_code == ExitCode.USAGE
+    assert "made with --windows 8s every 4s, this run uses 4s every 2s" in other.stderr
+    assert other.stderr.count("\n") == 1
+    whole = invoke(["embed", str(footage), "-o", str(index), "-m", str(tiny_model_dir)])
+    assert whole.exit_code == ExitCode.USAGE and "made with --windows 8s every 4s, this run uses none" in whole.stderr
+    loose = invoke(["embed", str(footage), "-o", str(tmp_path / "x"), "-m", str(tiny_model_dir), "--window", "4"])
+    assert loose.exit_code == ExitCode.USAGE and "add it" in loose.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_an_index_stores_the_dtype_it_says(tiny_model_dir: Path, tmp_path: Path, dtype: str) -> None:
+    clip = _archive(tmp_path / "footage")
+    _embed(tiny_model_dir, clip, tmp_path / "index", "--dtype", dtype)
+    assert json.loads((tmp_path / "index" / "index.json").read_text())["dtype"] == dtype
+    assert np.load(tmp_path / "index" / "patches-00000.npy").dtype == np.dtype(dtype)

@@ -1,0 +1,126 @@
+"""Find the moment: a windowed index (``xclip embed --windows``) and moment search over it.
+
+Embedding: each video is decoded once, front to back (``timeline.decoded_windows``), and the
+vision side of every window (what X-CLIP's head needs to score any text later) is stored with
+the window's start and end, a video's rows all in one shard (``index.IndexWriter``).
+
+Search: X-CLIP conditions the text on each video (the prompt generator), so an exact score
+needs the head for every window and query. ``search_moments`` ranks in two stages: the cosine
+of the stored video embedding and the plain text feature (a matrix product over all windows),
+then the full head on the best ``candidates`` of that first pass; ``exact`` runs the head on
+every window. Neighbouring windows of one video that both match merge into one moment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from xclip_cli.errors import UsageError
+from xclip_cli.jobs.index import SCORE_CHUNK, WHOLE_VIDEOS, Index, IndexEntry
+from xclip_cli.model.backend import Backend
+from xclip_cli.results import Moment
+
+CANDIDATES = 256  # windows per query the full head scores after the first pass (at least 20 per moment asked)
+TOUCHING = 1e-3  # seconds: windows this close are neighbours (times are kept to the millisecond)
+
+
+@dataclass(frozen=True)
+class MomentOptions:
+    """What a moment search returns; impossible values raise ``UsageError``."""
+
+    top_k: int = 10  # moments per query
+    min_score: float | None = None  # windows scoring less never match
+    merge: bool = True  # neighbouring matching windows of one video become one moment
+    exact: bool = False  # the full head on every window, not on the first pass's candidates
+    candidates: int = CANDIDATES
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.candidates < 1:
+            raise UsageError("--top-k and the number of candidates must be at least 1")
+        if self.min_score is not None and not math.isfinite(self.min_score):
+            raise UsageError(f"--min-score {self.min_score}: expected a number")
+
+
+def search_moments(
+    runner: Backend, index: Index, queries: Sequence[str], options: MomentOptions = MomentOptions()
+) -> tuple[Moment, ...]:
+    """The best moments for each query (queries in order, each best first)."""
+    if index.windows == WHOLE_VIDEOS:
+        raise UsageError(f"{index.folder}: holds whole videos, not windows; build it with xclip embed --windows")
+    if not queries or any(not query.strip() for query in queries):
+        raise UsageError("a query is empty")
+    index.check_runner(runner)
+    windows = [entry for entry in index.entries if entry.status == "ok"]
+    if not windows:
+        return ()
+    text = runner.text_features(list(queries))
+    moments: list[Moment] = []
+    for number, query in enumerate(queries):
+        scores = window_scores(runner, index, windows, text[number : number + 1], options)
+        moments += merge_windows(query, windows, scores, options)
+    return tuple(moments)
+
+
+def window_scores(
+    runner: Backend, index: Index, windows: list[IndexEntry], text: np.ndarray, options: MomentOptions
+) -> np.ndarray:
+    """Each window's logit for the one text feature ``text`` (1 x D), as classify reports it;
+    NaN for windows the first pass left out."""
+    if options.exact or len(windows) <= options.candidates:
+        chosen = np.arange(len(windows))
+    else:
+        first = index.embeddings(windows) @ (text[0] / np.linalg.norm(text[0]))
+        wanted = max(options.candidates, 20 * options.top_k)
+        chosen = np.sort(np.argpartition(-first, min(wanted, len(first)) - 1)[:wanted])
+    scores = np.full(len(windows), np.nan)
+    for start in range(0, len(chosen), SCORE_CHUNK):
+        rows = chosen[start : start + SCORE_CHUNK]
+        features = index.features([windows[row] for row in rows])
+        scores[rows] = runner.logits_from_features(features, text)[:, 0]
+    return scores
+
+
+def merge_windows(
+    query: str, windows: Sequence[IndexEntry], scores: np.ndarray, options: MomentOptions
+) -> list[Moment]:
+    """The ``top_k`` best moments: windows taken best first; one that touches (overlaps or
+    adjoins) a moment of its video joins it (``merge``), others start one, until ``top_k``
+    moments exist. A window matches when it scores at least the weakest moment listed (and
+    ``min_score``); a window that bridges two moments joins them."""
+    order = [int(i) for i in np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable") if not np.isnan(scores[i])]
+    groups: list[list[int]] = []  # windows of each moment, by position in ``windows``
+    bar = -math.inf  # the weakest listed moment's score, once there are top_k
+    for i in order:
+        if scores[i] < bar or (options.min_score is not None and scores[i] < options.min_score):
+            break
+        touching = [g for g in groups if options.merge and any(_touch(windows[i], windows[j]) for j in g)]
+        if not touching:
+            if len(groups) == options.top_k:
+                break
+            groups.append([i])
+            if len(groups) == options.top_k:
+                bar = float(scores[i])
+            continue
+        touching[0].append(i)
+        for other in touching[1:]:
+            touching[0].extend(other)
+            groups.remove(other)
+    moments = [_moment(query, [windows[j] for j in group], [float(scores[j]) for j in group]) for group in groups]
+    return sorted(moments, key=lambda moment: -moment.score)
+
+
+def _touch(a: IndexEntry, b: IndexEntry) -> bool:
+    assert a.start is not None and a.end is not None and b.start is not None and b.end is not None
+    return a.path == b.path and a.start <= b.end + TOUCHING and b.start <= a.end + TOUCHING
+
+
+def _moment(query: str, windows: list[IndexEntry], scores: list[float]) -> Moment:
+    best = windows[int(np.argmax(scores))]
+    assert best.start is not None and best.end is not None
+    starts = [window.start for window in windows if window.start is not None]
+    ends = [window.end for window in windows if window.end is not None]
+    return Moment(query, best.path, min(starts), max(ends), max(scores), (best.start, best.end), len(windows))
