@@ -417,7 +417,7 @@ def test_bf16_warns_only_where_it_is_slower(
         (["classify", "V", "-o", "out.txt"], "not .txt"),
         (
             ["timeline", "V", "-o", "out.txt"],
-            "xclip timeline writes table, json, jsonl, csv, srt, vtt, chapters, not .txt",
+            "xclip timeline writes table, json, jsonl, csv, srt, vtt, chapters, otio, edl, fcpxml, not .txt",
         ),
         (["timeline", "V", "--plot", "out.gif"], "--plot out.gif: writes .png or .svg or .pdf or .jpg or .jpeg files"),
         (["search", "IDX", "dogs", "-o", "hits.html"], "xclip search writes table, json, jsonl, csv, not .html"),

@@ -1,7 +1,8 @@
 """Output writers: golden files for every format, plus the properties each format promises.
 
 Golden files live in tests/data/golden: results, timeline and search in every format
-({table.txt,json,jsonl,csv}) and the eval report (table, json). After an intended
+({table.txt,json,jsonl,csv}), timelines and search selects for editors ({otio,edl,fcpxml})
+and the eval report (table, json). After an intended
 change of an output format, regenerate them with
 
     XCLIP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_writers.py -q
@@ -15,12 +16,17 @@ import csv
 import io
 import json
 import os
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from xclip_cli import __version__
 from xclip_cli.jobs.evaluate import compute_metrics
+from xclip_cli.media.rates import FrameRate
+from xclip_cli.output.editing import EDIT_FORMATS, write_selects, write_timeline_edit
 from xclip_cli.output.writers import (
     TIMELINE_WRITERS,
     WRITERS,
@@ -32,7 +38,7 @@ from xclip_cli.output.writers import (
     write_eval_report,
     write_search,
 )
-from xclip_cli.results import CSV_COLUMNS, Prediction, SearchHit, Tag, Timeline, VideoResult, Window
+from xclip_cli.results import CSV_COLUMNS, Moment, Prediction, SearchHit, Tag, Timeline, VideoResult, Window
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 UPDATE_GOLDEN = os.environ.get("XCLIP_UPDATE_GOLDEN") == "1"
@@ -152,6 +158,32 @@ def render_search(fmt: str) -> str:
     return stream.getvalue()
 
 
+# Editing formats name files by absolute path and time them at the files' rates, given here.
+KITCHEN = "/footage/videos/kitchen.mp4"
+EDIT_RATES = {
+    KITCHEN: FrameRate(Fraction(25), True, 250, 10.0, 640, 360, True),
+    '/footage/café, "late".mov': FrameRate(Fraction(30000, 1001), True, 300, 10.01, 1920, 1080, False),
+}
+
+
+def render_edit(fmt: str) -> str:
+    stream = io.StringIO()
+    timeline = replace(fixed_timeline(), path=KITCHEN)
+    write_timeline_edit(timeline, timeline.segments(merge=True, top_k=2), fmt, stream, rates=EDIT_RATES)
+    return stream.getvalue().replace(__version__, "VERSION")  # not a change of format
+
+
+def render_selects(fmt: str) -> str:
+    stream = io.StringIO()
+    late = next(path for path in EDIT_RATES if path != KITCHEN)
+    moments = [
+        Moment("a person's hands", late, 2.5, 4.0, 24.25, (2.5, 4.0), 2),
+        Moment("a person's hands", KITCHEN, 0.0, 2.02, 21.0, (0.0, 2.02)),
+    ]
+    write_selects(moments, fmt, stream, rates=EDIT_RATES)
+    return stream.getvalue().replace(__version__, "VERSION")
+
+
 def render_eval(fmt: str) -> str:
     stream = io.StringIO()
     report = compute_metrics(np.array([0, 0, 1]), [[0, 1], [1, 0], [1, 0]], ["cooking", "dancing"], failed=1)
@@ -164,6 +196,8 @@ GOLDEN_CASES = {
     **{f"timeline.{SUFFIXES[fmt]}": (render_timeline, fmt) for fmt in SUFFIXES},
     **{f"timeline.{suffix}": (render_timeline, fmt) for fmt, suffix in CUE_SUFFIXES.items()},
     **{f"search.{SUFFIXES[fmt]}": (render_search, fmt) for fmt in SUFFIXES},
+    **{f"timeline.{fmt}": (render_edit, fmt) for fmt in EDIT_FORMATS},
+    **{f"selects.{fmt}": (render_selects, fmt) for fmt in EDIT_FORMATS},
     **{f"eval.{SUFFIXES[fmt]}": (render_eval, fmt) for fmt in ("table", "json")},
 }
 
@@ -185,7 +219,7 @@ def test_output_matches_golden_file(name: str) -> None:
 def test_golden_files_are_all_tested() -> None:
     golden = sorted(path.name for path in GOLDEN.iterdir() if not path.name.startswith("."))
     assert golden == sorted(GOLDEN_CASES)
-    assert set(GOLDEN_FILES) == set(WRITERS) == set(TIMELINE_WRITERS) - set(CUE_SUFFIXES)
+    assert set(GOLDEN_FILES) == set(WRITERS) == set(TIMELINE_WRITERS) - set(CUE_SUFFIXES) - set(EDIT_FORMATS)
 
 
 # --------------------------------------------------------------------------- registry

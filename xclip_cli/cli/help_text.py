@@ -88,6 +88,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
             "xclip timeline cctv.mp4 --labels my.yaml -f csv -o when.csv --plot when.png",
             "xclip timeline match.mp4 --labels sports -o match.srt             # subtitles (.vtt too)",
             "xclip timeline match.mp4 --labels sports -o chapters.ffmetadata   # ffmpeg chapters",
+            "xclip timeline match.mp4 --labels sports -o match.edl             # for editors (.otio, .fcpxml too)",
         ),
         (*_COMMON, ExitCode.ALL_FAILED, ExitCode.LABELS, ExitCode.OUTPUT, ExitCode.INTERRUPTED),
     ),

@@ -45,6 +45,7 @@ from xclip_cli.cli.options import (
 from xclip_cli.labels import check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import TimelineOptions
+from xclip_cli.output.editing import EDIT_FORMATS, require_edit_format
 from xclip_cli.output.timecodes import CUE_FORMATS, CUE_TOP_K
 from xclip_cli.output.writers import EXTENSION_ALIASES, TIMELINE_FORMATS, TIMELINE_WRITERS
 from xclip_cli.results import Timeline
@@ -68,7 +69,8 @@ def timeline(
             "--format",
             "-f",
             metavar=choices(TIMELINE_FORMATS),
-            help="Output format [default: from the -o extension (.srt, .vtt, .ffmetadata: chapters), else table].",
+            help="Output format; otio, edl, fcpxml: for editing tools "
+            "[default: from the -o extension (.srt, .vtt, .edl, ...; .ffmetadata: chapters), else table].",
         ),
     ] = None,
     output: OutputOpt = None,
@@ -84,7 +86,7 @@ def timeline(
     backend: BackendOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Classify sliding windows of a video: a table of what happens when (or subtitles, chapters)."""
+    """Classify sliding windows of a video: a table of what happens when (or subtitles, chapters, an edit)."""
     set_verbose(verbose)
     fmt = pick_format(output_format, output, "timeline", TIMELINE_FORMATS, aliases=EXTENSION_ALIASES)
     if top_k is None:
@@ -93,6 +95,8 @@ def timeline(
         window=window, stride=stride, top_k=top_k, batch_size=batch_size, timeout=timeout,
         thumbnails=report is not None, shots=shots, multi_label=multi_label,
     )  # fmt: skip
+    if fmt in EDIT_FORMATS:
+        require_edit_format(fmt)  # before any work, as --shots below
     if shots:
         from xclip_cli.media.shots import require_scenedetect
 
@@ -123,7 +127,9 @@ def _write_timeline(
     output, plot, report = outputs
     segments = result.segments(merge=merge, top_k=top_k)
     with open_output(output, fmt=fmt) as stream:
-        TIMELINE_WRITERS[fmt](result, segments, merge, stream)
+        notes = TIMELINE_WRITERS[fmt](result, segments, merge, stream)
+    for note in notes or ():  # the editing formats': a variable frame rate, rates converted
+        say(f"xclip: warning: {note}")
     if plot is not None:
         from xclip_cli.output.plot import plot_timeline
 

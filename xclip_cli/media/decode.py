@@ -233,6 +233,11 @@ def _video_stream(container: av.container.InputContainer, name: str) -> av.Video
     return stream
 
 
+def stream_rate(stream: av.VideoStream) -> Fraction:
+    """Frames per second the stream's header states: ffmpeg's average rate, else its guess, else 25."""
+    return Fraction(stream.average_rate or stream.guessed_rate or FALLBACK_RATE)
+
+
 def _index_frames(container: av.container.InputContainer, stream: av.VideoStream, deadline: Deadline) -> FrameIndex:
     """Read every packet's timestamps and keyframe flag without decoding."""
     packets: list[tuple[int | None, int | None, bool]] = []
@@ -251,8 +256,7 @@ def _index_frames(container: av.container.InputContainer, stream: av.VideoStream
     timed = [packet for packet in packets if packet[0] is not None]
     if not timed:
         # A raw elementary stream (.h264, .hevc): no timestamps at all, so frames are counted.
-        rate = stream.average_rate or stream.guessed_rate or FALLBACK_RATE
-        return FrameIndex(list(range(len(packets))), [0], 1 / Fraction(rate), True, read_error)
+        return FrameIndex(list(range(len(packets))), [0], 1 / stream_rate(stream), True, read_error)
     pts, keyframes, restarted = _unwrap_restarts(timed)
     if len(container.streams.video) == 1 and container.format.name in IMAGE_FORMATS and len(pts) == 1:
         raise VideoError(container.name, f"a still image ({container.format.name}), not a video")

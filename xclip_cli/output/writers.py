@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
+from xclip_cli.output.editing import EDIT_FORMATS, EDIT_STARTS, timeline_writer
+from xclip_cli.output.edl import holds_our_edl
 from xclip_cli.output.timecodes import CHAPTER_EXTENSIONS, write_chapters, write_srt, write_vtt
 from xclip_cli.results import (
     DEFAULT_TOP_K,
@@ -226,8 +228,9 @@ def write_timeline_csv(timeline: Timeline, segments: Sequence[Segment], merged: 
     stream.flush()
 
 
-# Each gets the timeline, its segments (merged or raw windows), whether they are merged, a stream.
-TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO], None]] = {
+# Each gets the timeline, its segments (merged or raw windows), whether they are merged, a stream;
+# the editing formats return warnings (output.editing: a variable frame rate, rates converted).
+TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO], Sequence[str] | None]] = {
     "table": write_timeline_table,
     "json": write_timeline_json,
     "jsonl": write_timeline_jsonl,
@@ -235,6 +238,7 @@ TIMELINE_WRITERS: dict[str, Callable[[Timeline, Sequence[Segment], bool, TextIO]
     "srt": write_srt,
     "vtt": write_vtt,
     "chapters": write_chapters,
+    **{fmt: timeline_writer(fmt) for fmt in EDIT_FORMATS},
 }
 TIMELINE_FORMATS = tuple(TIMELINE_WRITERS)
 EXTENSION_ALIASES = {extension: "chapters" for extension in CHAPTER_EXTENSIONS}  # formats not named by extension
@@ -368,11 +372,12 @@ def write_eval_report(report: EvalReport, labelset: str, output_format: str, str
 
 
 # What this tool's outputs begin with: records (JSON array, JSONL, CSV), timelines and search
-# hits in each form, Rich tables. Subtitles and chapters are recognised by their cues instead.
+# hits in each form, Rich tables, OTIO and FCPXML timelines. Subtitles and chapters are
+# recognised by their cues instead, EDLs by the line that follows each event.
 _RECORD_START = r'\{\s*"path":\s*"(?:[^"\\]|\\.)*",\s*"(?:resolved_path|status|model)":'  # results, timelines
 _OUR_STARTS = re.compile(
     rf'\A(?:\[\s*(?:\]|{_RECORD_START})|{_RECORD_START}|\{{\s*"query":|path,status[,\r\n]|path,start,end,'
-    r"|rank,path,score|query,rank,path|(?:[^\n]*\n){0,8}┏━)"
+    r"|rank,path,score|query,rank,path|(?:[^\n]*\n){0,8}┏━|" + EDIT_STARTS + ")"
 )
 _CUE_TEXT = re.compile(r"^.+ \d+%(?:, .+ \d+%)*$")  # "cooking 65%", "cooking 65%, dancing 25%"
 _CUE_TIMING = re.compile(r"^(?:\d+:)?\d\d:\d\d[,.]\d{3} --> ")
@@ -382,7 +387,7 @@ SNIFF_BYTES = 65536  # enough of a file to tell whose it is
 def holds_xclip_output(path: Path) -> bool:
     """Whether writing over ``path`` loses nothing a person made: it is empty, or begins as an
     output of this tool does (results, timelines or search hits in any format, tables), or is a
-    subtitle or chapter file whose every cue is a timeline's ('label 65%')."""
+    subtitle or chapter file whose every cue is a timeline's ('label 65%'), or an EDL of ours."""
     with open(path, "rb") as handle:
         data = handle.read(SNIFF_BYTES)
     head = data.decode("utf-8", "replace")
@@ -393,6 +398,8 @@ def holds_xclip_output(path: Path) -> bool:
         lines = lines[:-1]  # cut off where the read ended
     if not lines:
         return False
+    if lines[0].startswith("TITLE:"):
+        return holds_our_edl(lines)
     if lines[0] == ";FFMETADATA1":
         texts = [line[len("title=") :] for line in lines if line.startswith("title=")]
     elif lines[0].lstrip("\ufeff") == "WEBVTT" or lines[0].isdigit():
