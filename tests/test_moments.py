@@ -158,3 +158,30 @@ def test_an_index_stores_the_dtype_it_says(tiny_model_dir: Path, tmp_path: Path,
     _embed(tiny_model_dir, clip, tmp_path / "index", "--dtype", dtype)
     assert json.loads((tmp_path / "index" / "index.json").read_text())["dtype"] == dtype
     assert np.load(tmp_path / "index" / "patches-00000.npy").dtype == np.dtype(dtype)
+
+
+def test_search_writes_selects_an_editor_opens(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The three-line workflow: embed with windows, search, open the selects (read back here by
+    OpenTimelineIO's own adapter): one clip per moment, best first, its source range the moment's."""
+    import opentimelineio as otio
+
+    clip = _archive(tmp_path / "footage")
+    _embed(tiny_model_dir, clip.parent, tmp_path / "index")
+    found = invoke(["search", str(tmp_path / "index"), "a red screen", "-k", "2", "-f", "json"])
+    moments = json.loads(found.stdout)[0]["moments"]
+    out = tmp_path / "selects.otio"
+    written = invoke(["search", str(tmp_path / "index"), "a red screen", "-k", "2", "-o", str(out)])
+    assert written.exit_code == ExitCode.OK, written.stderr
+    timeline = otio.adapters.read_from_file(str(out))
+    clips = list(timeline.find_clips())
+    assert len(clips) == len(moments)
+    for read, moment in zip(clips, moments, strict=True):
+        source = read.source_range
+        start = source.start_time.to_seconds()
+        assert abs(start - moment["start"]) < 1 / 4 + 1e-6  # whole frames at the clip's 4 fps, start floored
+        assert abs(start + source.duration.to_seconds() - moment["end"]) < 1 / 4 + 1e-6
+        assert "a red screen" in read.name and read.media_reference.target_url.endswith("archive.mp4")
+    whole = invoke(["embed", str(clip), "-o", str(tmp_path / "whole"), "-m", str(tiny_model_dir), "-q"])
+    assert whole.exit_code == ExitCode.OK
+    refused = invoke(["search", str(tmp_path / "whole"), "a", "-f", "edl"])
+    assert refused.exit_code == ExitCode.USAGE and "are for moments" in refused.stderr

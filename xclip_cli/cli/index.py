@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -22,6 +22,7 @@ from xclip_cli.cli.common import (
     set_verbose,
     write_all,
 )
+from xclip_cli.cli.errors import say
 from xclip_cli.cli.options import (
     BackendOpt,
     DeviceOpt,
@@ -49,6 +50,7 @@ from xclip_cli.cli.options import (
 from xclip_cli.errors import UsageError
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions, TimelineOptions
+from xclip_cli.output.editing import EDIT_FORMATS, require_edit_format
 from xclip_cli.output.writers import SEARCH_FORMATS
 
 
@@ -137,29 +139,42 @@ def search(
     verbose: VerboseOpt = False,
 ) -> None:
     """Rank the videos of an index (or, built with --windows, the moments) by how well they match a text."""
-    from xclip_cli.jobs.index import Index, search_index
-    from xclip_cli.jobs.moments import MomentOptions, search_moments
-    from xclip_cli.output.writers import write_moments, write_search
+    from xclip_cli.jobs.index import Index
+    from xclip_cli.jobs.moments import MomentOptions
 
     set_verbose(verbose)
-    output_format = pick_format(output_format, output, "search", SEARCH_FORMATS)
+    output_format = pick_format(output_format, output, "search", (*SEARCH_FORMATS, *EDIT_FORMATS))
     opened = Index(index)
     moments = MomentOptions(top_k=top_k, min_score=min_score, merge=merge, exact=exact) if opened.windowed else None
-    if moments is None and (len(queries) > 1 or min_score is not None or not merge or exact):
-        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge and --exact "
-                         "are for moments (xclip embed --windows)")  # fmt: skip
+    asked_moments = len(queries) > 1 or min_score is not None or not merge or exact or output_format in EDIT_FORMATS
+    if moments is None and asked_moments:
+        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge, --exact and "
+                         f"-f {'|'.join(EDIT_FORMATS)} are for moments (xclip embed --windows)")  # fmt: skip
     if any(not query.strip() for query in queries):
         raise UsageError("a query is empty")
+    if output_format in EDIT_FORMATS:
+        require_edit_format(output_format)  # before the model loads
     check_writable(output)
     check_replaceable(output, overwrite)
     runner = load_runner(model or opened.model, device, precision, backend)
     with open_output(output, fmt=output_format) as stream:
-        if moments is not None:
-            found = [replace(m, path=display_path(m.path)) for m in search_moments(runner, opened, queries, moments)]
-            write_moments(found, output_format, stream)
-        else:
-            hits = [
-                replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, queries[0], top_k)
-            ]
-            write_search(hits, queries[0], output_format, stream)
+        _write_found(runner, opened, queries, moments or top_k, output_format, stream)
     finish(None, output)
+
+
+def _write_found(runner: Any, index: Any, queries: list[str], asked: Any, fmt: str, stream: TextIO) -> None:
+    """Moments (``asked``: their options) or, from a whole-video index, the top ``asked`` videos."""
+    from xclip_cli.jobs.index import search_index
+    from xclip_cli.jobs.moments import search_moments
+    from xclip_cli.output.editing import write_selects
+    from xclip_cli.output.writers import write_moments, write_search
+
+    if isinstance(asked, int):
+        hits = search_index(runner, index, queries[0], asked)
+        write_search([replace(hit, path=display_path(hit.path)) for hit in hits], queries[0], fmt, stream)
+    elif fmt in EDIT_FORMATS:  # editors find the files by their absolute paths
+        for warning in write_selects(search_moments(runner, index, queries, asked), fmt, stream):
+            say(f"xclip: warning: {warning}")
+    else:
+        found = [replace(m, path=display_path(m.path)) for m in search_moments(runner, index, queries, asked)]
+        write_moments(found, fmt, stream)
