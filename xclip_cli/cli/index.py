@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from xclip_cli.cli.common import (
     check_replaceable,
+    check_report,
     check_writable,
     display_path,
     finish,
@@ -50,6 +51,11 @@ from xclip_cli.errors import UsageError
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions, TimelineOptions
 from xclip_cli.output.writers import SEARCH_FORMATS
+
+if TYPE_CHECKING:
+    from xclip_cli.jobs.index import Index
+    from xclip_cli.model.backend import Backend
+    from xclip_cli.results import Moment
 
 
 def embed(
@@ -131,6 +137,12 @@ def search(
     ] = None,
     output: OutputOpt = None,
     overwrite: ReplaceOpt = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Moments: also write a self-contained HTML page, a card per moment with a link that plays it."
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "auto",
@@ -145,21 +157,36 @@ def search(
     output_format = pick_format(output_format, output, "search", SEARCH_FORMATS)
     opened = Index(index)
     moments = MomentOptions(top_k=top_k, min_score=min_score, merge=merge, exact=exact) if opened.windowed else None
-    if moments is None and (len(queries) > 1 or min_score is not None or not merge or exact):
-        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge and --exact "
-                         "are for moments (xclip embed --windows)")  # fmt: skip
+    if moments is None and (len(queries) > 1 or min_score is not None or not merge or exact or report is not None):
+        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge, --exact and "
+                         "--report are for moments (xclip embed --windows)")  # fmt: skip
     if any(not query.strip() for query in queries):
         raise UsageError("a query is empty")
     check_writable(output)
     check_replaceable(output, overwrite)
+    check_report(report, output)
     runner = load_runner(model or opened.model, device, precision, backend)
     with open_output(output, fmt=output_format) as stream:
         if moments is not None:
-            found = [replace(m, path=display_path(m.path)) for m in search_moments(runner, opened, queries, moments)]
-            write_moments(found, output_format, stream)
+            found = search_moments(runner, opened, queries, moments)
+            write_moments([replace(m, path=display_path(m.path)) for m in found], output_format, stream)
+            if report is not None:
+                _write_moments_report(report, runner, opened, queries, found)
         else:
             hits = [
                 replace(hit, path=display_path(hit.path)) for hit in search_index(runner, opened, queries[0], top_k)
             ]
             write_search(hits, queries[0], output_format, stream)
-    finish(None, output)
+    finish(None, output, report)
+
+
+def _write_moments_report(
+    report: Path, runner: Backend, index: Index, queries: list[str], found: tuple[Moment, ...]
+) -> None:
+    """The page of the moments found: the frames of each best window, decoded as classify would."""
+    from xclip_cli.jobs.moments import moment_thumbnails
+    from xclip_cli.output.report import moments_report, write_report
+
+    thumbnails = moment_thumbnails(runner, found, index.sampling)
+    title = f"xclip search: {index.folder}"
+    write_report(moments_report(found, queries, thumbnails, report, title, index.model, index.windows), report)
