@@ -68,6 +68,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
         (
             'xclip search footage.index "a dog catching a frisbee" -k 10',
             'xclip search footage.index "a goal celebration" -f csv -o hits.csv',
+            'xclip search archive.index "a goal celebration" "a penalty kick" --report hits.html',
         ),
         (*_COMMON, ExitCode.OUTPUT),
     ),

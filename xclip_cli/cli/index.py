@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
 from xclip_cli.cli.common import (
     check_replaceable,
+    check_report,
     check_writable,
     display_path,
     finish,
@@ -52,6 +53,11 @@ from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions, TimelineOptions
 from xclip_cli.output.editing import EDIT_FORMATS, require_edit_format
 from xclip_cli.output.writers import SEARCH_FORMATS
+
+if TYPE_CHECKING:
+    from xclip_cli.jobs.index import Index
+    from xclip_cli.model.backend import Backend
+    from xclip_cli.results import Moment
 
 
 def embed(
@@ -133,6 +139,12 @@ def search(
     ] = None,
     output: OutputOpt = None,
     overwrite: ReplaceOpt = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Moments: also write a self-contained HTML page, a card per moment with a link that plays it."
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     backend: BackendOpt = "auto",
@@ -146,24 +158,27 @@ def search(
     output_format = pick_format(output_format, output, "search", (*SEARCH_FORMATS, *EDIT_FORMATS))
     opened = Index(index)
     moments = MomentOptions(top_k=top_k, min_score=min_score, merge=merge, exact=exact) if opened.windowed else None
-    asked_moments = len(queries) > 1 or min_score is not None or not merge or exact or output_format in EDIT_FORMATS
-    if moments is None and asked_moments:
-        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge, --exact and "
-                         f"-f {'|'.join(EDIT_FORMATS)} are for moments (xclip embed --windows)")  # fmt: skip
+    asked_moments = len(queries) > 1 or min_score is not None or not merge or exact or report is not None
+    if moments is None and (asked_moments or output_format in EDIT_FORMATS):
+        raise UsageError(f"{index}: holds whole videos: several queries, --min-score, --no-merge, --exact, --report "
+                         f"and -f {'|'.join(EDIT_FORMATS)} are for moments (xclip embed --windows)")  # fmt: skip
     if any(not query.strip() for query in queries):
         raise UsageError("a query is empty")
     if output_format in EDIT_FORMATS:
         require_edit_format(output_format)  # before the model loads
     check_writable(output)
     check_replaceable(output, overwrite)
+    check_report(report, output)
     runner = load_runner(model or opened.model, device, precision, backend)
     with open_output(output, fmt=output_format) as stream:
-        _write_found(runner, opened, queries, moments or top_k, output_format, stream)
-    finish(None, output)
+        found = _write_found(runner, opened, queries, moments or top_k, output_format, stream)
+    if report is not None:
+        _write_moments_report(report, runner, opened, queries, found)
+    finish(None, output, report)
 
 
-def _write_found(runner: Any, index: Any, queries: list[str], asked: Any, fmt: str, stream: TextIO) -> None:
-    """Moments (``asked``: their options) or, from a whole-video index, the top ``asked`` videos."""
+def _write_found(runner: Any, index: Any, queries: list[str], asked: Any, fmt: str, stream: TextIO) -> tuple[Any, ...]:
+    """Moments (``asked``: their options), returned, or from a whole-video index the top ``asked`` videos."""
     from xclip_cli.jobs.index import search_index
     from xclip_cli.jobs.moments import search_moments
     from xclip_cli.output.editing import write_selects
@@ -172,9 +187,23 @@ def _write_found(runner: Any, index: Any, queries: list[str], asked: Any, fmt: s
     if isinstance(asked, int):
         hits = search_index(runner, index, queries[0], asked)
         write_search([replace(hit, path=display_path(hit.path)) for hit in hits], queries[0], fmt, stream)
-    elif fmt in EDIT_FORMATS:  # editors find the files by their absolute paths
-        for warning in write_selects(search_moments(runner, index, queries, asked), fmt, stream):
+        return ()
+    found = search_moments(runner, index, queries, asked)
+    if fmt in EDIT_FORMATS:  # editors find the files by their absolute paths
+        for warning in write_selects(found, fmt, stream):
             say(f"xclip: warning: {warning}")
     else:
-        found = [replace(m, path=display_path(m.path)) for m in search_moments(runner, index, queries, asked)]
-        write_moments(found, fmt, stream)
+        write_moments([replace(m, path=display_path(m.path)) for m in found], fmt, stream)
+    return found
+
+
+def _write_moments_report(
+    report: Path, runner: Backend, index: Index, queries: list[str], found: tuple[Moment, ...]
+) -> None:
+    """The page of the moments found: the frames of each best window, decoded as classify would."""
+    from xclip_cli.jobs.moments import moment_thumbnails
+    from xclip_cli.output.report import moments_report, write_report
+
+    thumbnails = moment_thumbnails(runner, found, index.sampling)
+    title = f"xclip search: {index.folder}"
+    write_report(moments_report(found, queries, thumbnails, report, title, index.model, index.windows), report)

@@ -9,19 +9,23 @@ needs the head for every window and query. ``search_moments`` ranks in two stage
 of the stored video embedding and the plain text feature (a matrix product over all windows),
 then the full head on the best ``candidates`` of that first pass; ``exact`` runs the head on
 every window. Neighbouring windows of one video that both match merge into one moment.
+``moment_thumbnails`` shows what the model saw in each moment's best window (``--report``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from xclip_cli.errors import UsageError
+from xclip_cli.errors import UsageError, VideoError
+from xclip_cli.jobs.classify import load_frames
 from xclip_cli.jobs.index import SCORE_CHUNK, WHOLE_VIDEOS, Index, IndexEntry
+from xclip_cli.media.thumbnails import video_thumbnails
 from xclip_cli.model.backend import Backend
+from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import Moment
 
 CANDIDATES = 256  # windows per query the full head scores after the first pass (at least 20 per moment asked)
@@ -63,6 +67,25 @@ def search_moments(
         scores = window_scores(runner, index, windows, text[number : number + 1], options)
         moments += merge_windows(query, windows, scores, options)
     return tuple(moments)
+
+
+def moment_thumbnails(
+    runner: Backend, moments: Iterable[Moment], sampling: str = "exact", timeout: float | None = None
+) -> dict[tuple[str, tuple[float, float]], tuple[bytes, ...] | VideoError]:
+    """(path, best window) -> JPEGs of the frames the model saw in each moment's best window:
+    those ``xclip classify --start S --end E`` of it takes (with the index's ``sampling``), each
+    window decoded once; a video that no longer reads gives its error instead."""
+    found: dict[tuple[str, tuple[float, float]], tuple[bytes, ...] | VideoError] = {}
+    for moment in moments:
+        key = (moment.path, moment.best)
+        if key in found:
+            continue
+        options = ClassifyOptions(start=moment.best[0], end=moment.best[1], sampling=sampling, timeout=timeout)
+        try:
+            found[key] = video_thumbnails(load_frames(runner, moment.path, options), runner.preprocess)
+        except VideoError as error:
+            found[key] = error
+    return found
 
 
 def window_scores(

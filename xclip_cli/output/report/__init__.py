@@ -2,10 +2,10 @@
 
 The page holds everything (no network, no external files): the results as a JSON block, the
 thumbnails as base64 JPEGs, the styles and a small script that draws a card per video (or per
-timeline segment), loads a card's images only when it scrolls into view (``#all`` in the
-address loads them all, for printing), and filters by label, path and status (``#q=TEXT``
-presets the filter, for links). Text reaches
-the page through ``textContent`` only, so paths and labels can never become markup.
+timeline segment, or per moment a search found, under its query), loads a card's images only
+when it scrolls into view (``#all`` in the address loads them all, for printing), and filters
+by label, path and status (``#q=TEXT`` presets the filter, for links). Text reaches the page
+through ``textContent`` only, so paths and labels can never become markup.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 import bisect
 import html
 import json
+import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
-from xclip_cli.errors import OutputError
+from xclip_cli.errors import OutputError, VideoError
 from xclip_cli.media.thumbnails import base64_jpegs
-from xclip_cli.results import Segment, Timeline, VideoResult
+from xclip_cli.results import Moment, Segment, Timeline, VideoResult
 from xclip_cli.store.atomic import write_text_atomic
 
 
@@ -81,6 +83,65 @@ def timeline_report(timeline: Timeline, segments: Sequence[Segment], merged: boo
         "warnings": list(timeline.warnings),
         "segments": rows,
     }
+
+
+def moments_report(
+    moments: Sequence[Moment],
+    queries: Sequence[str],
+    thumbnails: Mapping[tuple[str, tuple[float, float]], Sequence[bytes] | VideoError],
+    page: Path,
+    title: str,
+    model: str = "",
+    windows: str = "",
+) -> dict[str, Any]:
+    """The page's data for a moment search: each query (in order, a query given twice once) with
+    its moments best first, each with the frames of its best window (``thumbnails``: (path,
+    best) -> JPEGs, or why none) and a link that plays it (``video_link``, from ``page``'s
+    folder). ``model`` and ``windows`` (as the index's manifest says) head the page."""
+    groups: dict[str, list[dict[str, Any]]] = {query: [] for query in queries}
+    for moment in dict.fromkeys(moments):  # a query given twice found the same moments twice
+        shown, href = video_link(moment.path, page, moment.start, moment.end)
+        frames = thumbnails.get((moment.path, moment.best), ())
+        groups.setdefault(moment.query, []).append(
+            {
+                "path": shown,
+                "href": href,
+                "start": moment.start,
+                "end": moment.end,
+                "best": list(moment.best),
+                "score": moment.score,
+                "windows": moment.windows,
+                "thumbs": [] if isinstance(frames, VideoError) else base64_jpegs(frames),
+                "problem": frames.reason if isinstance(frames, VideoError) else None,
+            }
+        )
+    return {
+        "kind": "moments",
+        "title": title,
+        "model": model,
+        "windows": windows,
+        "queries": [{"query": _shown(query), "moments": rows} for query, rows in groups.items()],
+    }
+
+
+def video_link(path: str, page: Path, start: float, end: float) -> tuple[str, str]:
+    """(the path as the page shows it, a link that opens the video at ``start``-``end``): from
+    the page's folder when the video lies below it (the folder can move, or be shared, with
+    its videos), else a ``file://`` address; a media fragment (``#t=12.5,20``) gives the time.
+    The path is percent-encoded byte by byte (``#``, ``?``, ``%`` and ``:`` included): it stays a
+    path, never a scheme or a second fragment."""
+    absolute = Path(os.path.abspath(path))
+    relative = os.path.relpath(absolute, os.path.abspath(page.parent))
+    fragment = f"#t={_seconds(start)},{_seconds(end)}"
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return _shown(str(absolute)), absolute.as_uri() + fragment
+    posix = Path(relative).as_posix()
+    return _shown(posix), "./" + quote_from_bytes(os.fsencode(posix)) + fragment
+
+
+def _seconds(value: float) -> str:
+    """Seconds as a media fragment gives them: at most 3 decimals, no exponent (``12.5``, ``20``)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def page_template() -> str:

@@ -117,13 +117,17 @@ function scanPage() {
     const tagged = (video.tags || []).map((t) => t[0]).join("\n");
     addCard(card, video.path + "\n" + video.labels.map((l) => l[0]).join("\n") + "\n" + tagged, status, video.labels.length ? video.labels[0][0] : "");
   }
+  chipRow([...tops.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30));
+}
+// A chip per [label, count]: a click filters on the top label (=label).
+function chipRow(counts) {
   const chips = document.getElementById("chips");
-  [...tops.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30).forEach(([label, count]) => {
+  for (const [label, count] of counts) {
     const chip = el("button", "chip", label + " (" + count + ")");
     chip.type = "button";
     chip.addEventListener("click", () => { document.getElementById("filter").value = "=" + label; apply(); });
     chips.append(chip);
-  });
+  }
 }
 
 function timelinePage() {
@@ -164,20 +168,62 @@ function timelinePage() {
   }
 }
 
+// A search's moments: a heading per query, then its moments best first, each with the frames of
+// its best window and a link that opens the video there (#t=start,end, made by the writer).
+function momentsPage() {
+  breakable(document.getElementById("title"), data.title);
+  document.getElementById("status").hidden = true;  // every moment was scored: nothing to pick
+  document.getElementById("filter").placeholder = "Filter by query or path (=query: that query only)";
+  const total = data.queries.reduce((sum, group) => sum + group.moments.length, 0);
+  const found = total + " moment" + (total === 1 ? "" : "s") + " for " + data.queries.length + (data.queries.length === 1 ? " query" : " queries");
+  document.getElementById("meta").textContent = [found, data.windows && "windows of " + data.windows, data.model].filter((x) => x).join(" · ");
+  data.queries.forEach((group, number) => {
+    const head = el("div", "group");
+    head.dataset.group = String(number);
+    head.append(el("h2", "query", group.query));
+    const count = group.moments.length;
+    head.append(el("span", "meta", count ? count + " moment" + (count === 1 ? "" : "s") : "no moments"));
+    cards.append(head);
+    group.moments.forEach((moment, rank) => {
+      const card = el("article", "card" + (moment.problem ? " error" : ""));
+      card.dataset.group = String(number);
+      card.append(breakable(el("h2"), moment.path));
+      const merged = moment.windows + " window" + (moment.windows === 1 ? "" : "s");
+      const best = moment.windows > 1 ? " (best " + clock(moment.best[0]) + " - " + clock(moment.best[1]) + ")" : "";
+      card.append(el("div", "meta", "#" + (rank + 1) + " · " + clock(moment.start) + " - " + clock(moment.end) +
+        " · score " + moment.score.toFixed(2) + " · " + merged + best));
+      if (moment.thumbs.length) card.append(strip(moment.thumbs, moment.path));
+      if (moment.problem) card.append(el("p", "problem", moment.problem));
+      if (/^(file:\/\/\/|\.\/)/.test(moment.href)) {  // the writer's links only: a file here, never a script
+        const link = el("a", "play", "open at " + clock(moment.start));
+        link.setAttribute("href", moment.href);
+        link.target = "_blank"; link.rel = "noopener";
+        card.append(link);
+      }
+      addCard(card, group.query + "\n" + moment.path, moment.problem ? "error" : "ok", group.query);
+    });
+  });
+  chipRow(data.queries.map((group) => [group.query, group.moments.length]));
+}
+
 function apply() {
   const query = document.getElementById("filter").value.trim().toLowerCase();
   const status = document.getElementById("status").value;
+  const all = cards.querySelectorAll(":scope > article"), groups = new Set();
   let shown = 0;
-  for (const card of cards.children) {
+  for (const card of all) {
     const matches = !query || (query.startsWith("=") ? card.dataset.top === query.slice(1) : card.dataset.text.includes(query));
     const visible = matches && (status === "all" || card.dataset.status.split(" ").includes(status));
     card.hidden = !visible;
     shown += visible;
+    if (visible) groups.add(card.dataset.group);
   }
-  document.getElementById("count").textContent = "showing " + shown + " of " + cards.children.length;
+  // A query's heading stays while any of its moments shows (or, unfiltered, when it found none).
+  for (const head of cards.querySelectorAll(":scope > .group")) head.hidden = query !== "" && !groups.has(head.dataset.group);
+  document.getElementById("count").textContent = "showing " + shown + " of " + all.length;
 }
 
-if (data.kind === "timeline") timelinePage(); else scanPage();
+if (data.kind === "timeline") timelinePage(); else if (data.kind === "moments") momentsPage(); else scanPage();
 document.getElementById("filter").value = params.get("q") || "";
 document.getElementById("filter").addEventListener("input", apply);
 document.getElementById("status").addEventListener("change", apply);
