@@ -420,7 +420,10 @@ def test_bf16_warns_only_where_it_is_slower(
             "xclip timeline writes table, json, jsonl, csv, srt, vtt, chapters, otio, edl, fcpxml, not .txt",
         ),
         (["timeline", "V", "--plot", "out.gif"], "--plot out.gif: writes .png or .svg or .pdf or .jpg or .jpeg files"),
-        (["search", "IDX", "dogs", "-o", "hits.html"], "xclip search writes table, json, jsonl, csv, not .html"),
+        (
+            ["search", "IDX", "dogs", "-o", "hits.html"],
+            "xclip search writes table, json, jsonl, csv, otio, edl, fcpxml, not .html",
+        ),
         (["scan", "V", "-o", "out.json"], "xclip scan writes csv, jsonl, not .json"),
         (["eval", "DATA", "-o", "predictions.json"], "-o predictions.json: writes .csv files"),
         (["eval", "DATA", "--confusion", "confusion.txt"], "--confusion confusion.txt: writes .csv files"),
