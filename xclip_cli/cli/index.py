@@ -76,7 +76,7 @@ def embed(
     dtype: Annotated[
         str | None,
         typer.Option(
-            metavar="[float16|float32]", help="Stored features [default: float16 with --windows, else float32]."
+            metavar="[float16|float32]", help="Stored patch features [default: float16 with --windows, else float32]."
         ),
     ] = None,
     recursive: RecursiveOpt = True,

@@ -166,7 +166,7 @@ class IndexWriter:
         dtype = str(self.manifest["dtype"])
         embeds = np.concatenate([features.embeds for _, features, _ in self.pending])
         patches = np.concatenate([features.patches for _, features, _ in self.pending])
-        save_array_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds, dtype)
+        save_array_atomic(self.folder / f"embeds-{shard:05d}.npy", embeds)  # float32: 2% of a window, read whole
         save_array_atomic(self.folder / f"patches-{shard:05d}.npy", patches, dtype)
         records, row = [], 0
         for result, _, windows in self.pending:
@@ -226,6 +226,7 @@ class Index:
         self.folder = folder
         self.manifest = read_manifest(folder)
         self.entries = _complete(read_entries(folder))
+        self._embeds: tuple[dict[int, int], np.ndarray] | None = None  # by ``embeddings``
 
     @property
     def model(self) -> str:
@@ -257,8 +258,15 @@ class Index:
         return VideoFeatures(self._rows("embeds", entries), self._rows("patches", entries))
 
     def embeddings(self, entries: list[IndexEntry]) -> np.ndarray:
-        """The unit video embeddings of ``entries`` (all ``ok``): (entries, D) float32."""
-        return self._rows("embeds", entries)
+        """The unit video embeddings of ``entries`` (all ``ok``): (entries, D) float32. Every
+        shard's embeddings are read once, in order, and kept (a first pass over all windows)."""
+        if self._embeds is None:
+            shards = sorted({entry.shard for entry in self.entries if entry.shard is not None})
+            parts = [np.load(self.folder / f"embeds-{shard:05d}.npy") for shard in shards]
+            starts = np.cumsum([0, *(len(part) for part in parts)])
+            self._embeds = (dict(zip(shards, starts.tolist(), strict=False)), np.concatenate(parts, dtype=np.float32))
+        first, stored = self._embeds
+        return stored[np.array([first[entry.shard] + entry.row for entry in entries], dtype=np.int64)]  # type: ignore[index,operator]
 
     def _rows(self, kind: str, entries: list[IndexEntry]) -> np.ndarray:
         shards = np.array([entry.shard for entry in entries], dtype=np.int64)

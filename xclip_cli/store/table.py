@@ -127,6 +127,8 @@ class Schema:
             raise UsageError(f"{path}: written by an older xclip-cli (other columns); use --overwrite or another -o")
         if header != self.columns and header not in self.older:
             raise UsageError(f"{path}: not an {self.kind} (unexpected header); use --overwrite or another -o")
+        if header == self.columns:
+            return [dict(zip(header, row, strict=True)) for row in rows]
         empty = dict.fromkeys(self.columns, "")
         return [empty | dict(zip(header, row, strict=True)) for row in rows]
 
