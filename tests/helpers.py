@@ -61,6 +61,28 @@ def tiny_config(num_frames: int = 8, seed_tag: int = 0):
     return XCLIPConfig(text_config=text, vision_config=vision, projection_dim=64, prompt_layers=2)
 
 
+def condition_prompt_generator(model: Any) -> None:
+    """Scale the prompt generator's Linear weights by fan_in^-1/2 (in place): unit gain, the scale
+    transformers gives every other layer. Every test checkpoint, tiny or full-size, is built so.
+
+    transformers draws these weights with std 1.0 (``initializer_factor``), so each Linear
+    multiplies its input's size by sqrt(fan_in) (8 to 45 here): the prompt generator's attention
+    logits and output reach the hundreds against text features of ~1 to 4, and float32 rounding
+    of its inputs moves the video logits ~1000x more than it would in a trained checkpoint,
+    whoever computes them (torch, ONNX Runtime, the same code with another thread count). The
+    tests derive their tolerances from float32's arithmetic (``float32_rounding_bound``): on such
+    a model the bound is ~20x larger (tiny, 5 labels, 3 random videos: 3.7e-3 against 1.9e-4
+    scaled), near the 1e-2 logit errors that real bugs make. Scaled, random weights test the
+    arithmetic instead of amplifying its rounding.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.prompts_generator.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(module.in_features**-0.5)
+
+
 def save_tiny_checkpoint(
     folder: Path,
     seed: int = 0,
@@ -82,6 +104,7 @@ def save_tiny_checkpoint(
     # differences would show.
     with torch.no_grad():
         model.logit_scale.fill_(4.0)
+    condition_prompt_generator(model)
     model.save_pretrained(folder)
     tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
     if legacy_preprocessor:
@@ -233,23 +256,14 @@ ROUNDING_SAFETY = 3
 
 
 def save_full_size_checkpoint(folder: Path) -> Path:
-    """XCLIPConfig() (the base-patch32 shape), random weights, CLIP's tokenizer, VideoMAE's processor.
-
-    transformers draws the prompt generator's Linear weights with std 1.0 (``initializer_factor``),
-    so its attention logits reach ~500 and its output ~500 against text features of ~4: fp32
-    rounding of its inputs then moves logits by ~1e-3 whoever computes them. Its weights are
-    scaled here by fan_in^-1/2 (unit gain, the scale of every other layer), where it is well
-    conditioned: random weights should test the arithmetic, not amplify its rounding 1000-fold.
-    """
+    """XCLIPConfig() (the base-patch32 shape), random weights (the prompt generator conditioned as
+    in the tiny ones: ``condition_prompt_generator``), CLIP's tokenizer, VideoMAE's processor."""
     import torch
     from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
 
     torch.manual_seed(0)
     model = XCLIPModel(XCLIPConfig())
-    with torch.no_grad():
-        for module in model.prompts_generator.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(module.in_features**-0.5)
+    condition_prompt_generator(model)
     model.save_pretrained(folder)
     tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
     XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
