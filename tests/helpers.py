@@ -318,9 +318,9 @@ def _simulated_float32_class() -> type:
             self.ops: set[str] = set()  # every float64 operation seen: what the simulation covered
 
         def _noisy(self, value: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-            signs = torch.randint(0, 2, value.shape, generator=self.generator, dtype=torch.float64) * 2 - 1
-            size = torch.where(torch.isfinite(value) & torch.isfinite(size), size, 0.0)  # masks stay -inf
-            return value + signs * size * UNIT_ROUNDOFF
+            signs = torch.randint(0, 2, value.shape, generator=self.generator, dtype=torch.float64).mul_(2).sub_(1)
+            size = torch.nan_to_num(size, nan=0.0, posinf=0.0, neginf=0.0)  # masks stay -inf
+            return torch.addcmul(value, signs, size, value=UNIT_ROUNDOFF)
 
         def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
             """Scaled dot-product attention decomposed (scores, softmax, weighted sum), each step noisy."""
