@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,21 @@ def save_tiny_checkpoint(
     return folder
 
 
+def save_full_size_checkpoint(folder: Path) -> Path:
+    """XCLIPConfig() (the base-patch32 shape), random weights (the prompt generator conditioned as
+    in the tiny ones: ``condition_prompt_generator``), CLIP's tokenizer, VideoMAE's processor."""
+    import torch
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    torch.manual_seed(0)
+    model = XCLIPModel(XCLIPConfig())
+    condition_prompt_generator(model)
+    model.save_pretrained(folder)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
 def write_video(
     path: Path,
     num_frames: int = 24,
@@ -245,7 +262,14 @@ def readme_lines(start: str) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line.startswith(start)))
 
 
-# --- the full-size checks: float64 truth and float32's rounding, simulated -------------------
+# --- equivalence with transformers: float64 truth and float32's rounding, simulated -----------
+#
+# The reference for correctness is transformers itself. A test holds a float32 forward (ours on
+# torch or ONNX Runtime) to transformers' float64 forward, or to transformers' float32 forward,
+# within a bound derived from float32's arithmetic for that model and those inputs, never within
+# a number measured on one machine: ``float32_rounding_bound`` against float64; twice it between
+# two float32 forwards (each is within it of the float64 one: the triangle inequality);
+# ``probability_tolerance`` for probabilities.
 
 UNIT_ROUNDOFF = 2.0**-24  # float32: every rounding is within a relative 2^-24
 ELEMENTWISE_ULPS = 4  # vectorised exp, erf, tanh, sigmoid, rsqrt: within a few ulps, any CPU
@@ -255,40 +279,171 @@ ELEMENTWISE_ULPS = 4  # vectorised exp, erf, tanh, sigmoid, rsqrt: within a few 
 ROUNDING_SAFETY = 3
 
 
-def save_full_size_checkpoint(folder: Path) -> Path:
-    """XCLIPConfig() (the base-patch32 shape), random weights (the prompt generator conditioned as
-    in the tiny ones: ``condition_prompt_generator``), CLIP's tokenizer, VideoMAE's processor."""
-    import torch
-    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+def pixel_rounding_bound(mean: Sequence[float], std: Sequence[float], rescale: float = 1 / 255) -> float:
+    """How far our preprocessing's float32 pixels may be from transformers' PIL backend's, for the
+    same uint8 pixels (Pillow's resize and the crop are the same integer arithmetic on both).
 
-    torch.manual_seed(0)
-    model = XCLIPModel(XCLIPConfig())
-    condition_prompt_generator(model)
-    model.save_pretrained(folder)
-    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
-    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    Ours computes x·(r/σ) − μ/σ with r, μ, σ rounded to float32: within u·(4·|x·r/σ| + 3·|μ/σ| +
+    |x·r − μ|/σ) of the exact value. transformers' computes (float32(x·r) − μ)/σ: within
+    u·(|x·r| + |μ| + 3·|x·r − μ|)/σ. Each is a handful of IEEE additions, multiplications and
+    divisions, each correctly rounded: the same on any x86 CPU, with SIMD or without, and numpy
+    never fuses them into FMAs. The sum over x·r in [0, 255·r] is the bound (2.4e-6 for
+    ImageNet's mean and std; a wrong resize, crop or channel order moves pixels by 1e-2 and more).
+    """
+    worst = 0.0
+    for mu, sigma in zip(mean, std, strict=True):
+        top = 255 * rescale  # the largest x·r
+        spread = max(abs(top - mu), abs(mu))  # the largest |x·r − μ|
+        ours = (4 * top + 3 * abs(mu) + spread) / sigma
+        theirs = (top + abs(mu) + 3 * spread) / sigma
+        worst = max(worst, ours + theirs)
+    return UNIT_ROUNDOFF * worst
 
 
-def float64_logits(folder: Path, texts: list[str], pixel_values: np.ndarray, rounding_seed: int | None = None) -> Any:
-    """transformers' ``logits_per_video`` computed in float64 (exact to ~1e-16 for our purpose).
+PIXEL_ROUNDING = pixel_rounding_bound(MEAN, STD)  # the test checkpoints' normalisation (ImageNet's)
+
+
+def random_pixels(videos: int, runner: Any, seed: int = 0) -> np.ndarray:
+    """Standard-normal model inputs (videos x T x 3 x H x W, float32): the scale of normalised pixels."""
+    size = int(runner.model.config.vision_config.image_size)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((videos, runner.num_frames, 3, size, size), dtype=np.float32)
+
+
+def reference_logits(
+    folder: Path, texts: list[str], pixel_values: np.ndarray, texts_per_label: list[list[str]] | None = None
+) -> np.ndarray:
+    """transformers' float32 ``logits_per_video``: XCLIPProcessor's tokenizer, then XCLIPModel.
+
+    ``texts_per_label``: each label's text features are the ensemble (``ensemble_text_embeddings``)
+    of ``get_text_features`` over its prompts, put in place of the text projection's output.
+    """
+    return _transformers_logits(folder, texts, pixel_values, texts_per_label)
+
+
+def float64_logits(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    rounding_seed: int | None = None,
+    texts_per_label: list[list[str]] | None = None,
+) -> Any:
+    """``reference_logits`` computed in float64 (exact to ~1e-16 for our purpose; ensembles are
+    float32 in both, as in every float32 forward).
 
     ``rounding_seed``: also add, to the result of every floating-point operation, a random-sign
     error of the size float32 may make there (``simulated_float32``): the float64 output change
     this causes estimates how far any float32 forward can be from the exact one.
     """
+    return _transformers_logits(folder, texts, pixel_values, texts_per_label, double=True, rounding_seed=rounding_seed)
+
+
+def _transformers_logits(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    texts_per_label: list[list[str]] | None,
+    double: bool = False,
+    rounding_seed: int | None = None,
+) -> Any:
     import contextlib
 
     import torch
-    from transformers import XCLIPModel, XCLIPProcessor
 
-    processor = XCLIPProcessor.from_pretrained(folder)
-    model = XCLIPModel.from_pretrained(folder).double().eval()
-    inputs = processor.tokenizer(texts, padding=True, return_tensors="pt")
-    pixels = torch.from_numpy(pixel_values).double()
+    from xclip_cli.model.text import ensemble_text_embeddings
+
+    tokenizer, model = _loaded(str(folder), _stamp(folder), double)
+    dtype = model.dtype
     mode = contextlib.nullcontext() if rounding_seed is None else simulated_float32(rounding_seed)
     with torch.no_grad(), mode:
-        return model(**inputs, pixel_values=pixels).logits_per_video.numpy()
+        hooks = []
+        if texts_per_label is not None:
+            ensembles = []
+            for prompts in texts_per_label:
+                inputs = tokenizer(prompts, padding=True, return_tensors="pt")
+                features = model.get_text_features(**inputs).pooler_output.numpy()
+                ensembles.append(ensemble_text_embeddings(features))
+            replacement = torch.from_numpy(np.stack(ensembles)).to(dtype)
+            hooks.append(model.text_projection.register_forward_hook(lambda module, args, output: replacement))
+        inputs = tokenizer(texts, padding=True, return_tensors="pt")
+        try:
+            return model(**inputs, pixel_values=torch.from_numpy(pixel_values).to(dtype)).logits_per_video.numpy()
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """The checkpoint folder's files as they are now: a test that edits weights gets them anew."""
+    return tuple(sorted((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in Path(folder).iterdir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(folder: str, stamp: tuple[tuple[str, int, int], ...], double: bool) -> tuple[Any, Any]:
+    """transformers' tokenizer (XCLIPProcessor's) and XCLIPModel, in float32 or float64, loaded once
+    per checkpoint as it is on disk (``stamp``). Nothing here changes the model."""
+    import torch
+    from transformers import XCLIPModel, XCLIPProcessor
+
+    model = XCLIPModel.from_pretrained(folder).to(torch.float64 if double else torch.float32).eval()
+    return XCLIPProcessor.from_pretrained(folder).tokenizer, model
+
+
+def float32_rounding_bound(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    exact: np.ndarray | None = None,
+    texts_per_label: list[list[str]] | None = None,
+) -> float:
+    """How far any float32 forward may be from the float64 one (``exact``, computed when not given):
+    ROUNDING_SAFETY times the float64 change that float32's worst-case rounding errors, one at
+    every operation with random signs, cause.
+
+    It holds on any x86 CPU because each operation's error bound does not depend on summation
+    order, blocking, FMA use or thread count (``simulated_float32``). Two float32 forwards of the
+    same inputs (ours and transformers', torch and ONNX Runtime, batched and one at a time) are
+    each within it of the float64 one, so within twice it of each other.
+    """
+    if exact is None:
+        exact = float64_logits(folder, texts, pixel_values, texts_per_label=texts_per_label)
+    simulated = float64_logits(folder, texts, pixel_values, rounding_seed=0, texts_per_label=texts_per_label)
+    return ROUNDING_SAFETY * float(np.abs(simulated - exact).max())
+
+
+def softmax64(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64: the tests' own, not the code's under test."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(shifted - shifted.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def softmax_rounding(logits: np.ndarray) -> float:
+    """A relative bound on a float32 softmax's own rounding over ``logits``' last axis, to first
+    order in u, for any summation order: the shift z − max z (u·2·max|z| absolute, so relative
+    after exp), exp (ELEMENTWISE_ULPS·u) in each term and hence in the sum, the sum of k positive
+    terms ((k−1)·u, Higham's bound for any order), the division (u)."""
+    k = logits.shape[-1]
+    return UNIT_ROUNDOFF * (2 * (2 * float(np.abs(logits).max()) + ELEMENTWISE_ULPS) + k)
+
+
+def probability_tolerance(probabilities: np.ndarray, logits: np.ndarray, logit_bound: float) -> np.ndarray:
+    """How far probabilities may be from ``probabilities`` (a softmax of ``logits``, float32 or
+    float64), element by element, when they are a softmax of logits within ``logit_bound`` of
+    ``logits``: a logit change dz moves the numerator and the normalising sum each by a factor
+    within exp(±max|dz|), so each probability by a factor within exp(±2·max|dz|); each side's
+    own rounding (``softmax_rounding``) adds to the exponent. A mean over views keeps the factor."""
+    return np.asarray(probabilities, dtype=np.float64) * np.expm1(2 * (logit_bound + softmax_rounding(logits)))
+
+
+def assert_within_float32_rounding(ours: np.ndarray, reference: np.ndarray, bound: float) -> None:
+    """Float32 logits within ``bound`` of ``reference`` (float64 or float32), and so their
+    probabilities within ``probability_tolerance``."""
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    error = np.abs(ours.astype(np.float64) - reference).max()
+    assert error <= bound, f"logits {error:.3g} off the reference, float32 rounding allows {bound:.3g}"
+    ours_p, reference_p = softmax64(ours), softmax64(reference)
+    assert np.all(np.abs(ours_p - reference_p) <= probability_tolerance(reference_p, reference, bound)), "probabilities"
 
 
 def _simulated_float32_class() -> type:

@@ -12,8 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import LABELS, TOKENIZER_DIR, float64_logits, invoke, save_full_size_checkpoint, save_tiny_checkpoint
-from test_equivalence import assert_within_float32_rounding, float32_rounding_bound, random_pixels, reference_logits
+from helpers import (
+    LABELS,
+    TOKENIZER_DIR,
+    assert_within_float32_rounding,
+    float32_rounding_bound,
+    float64_logits,
+    invoke,
+    random_pixels,
+    reference_logits,
+    save_full_size_checkpoint,
+    save_tiny_checkpoint,
+)
 
 from xclip_cli.errors import ExitCode
 from xclip_cli.jobs.classify import classify_videos
