@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -389,6 +390,23 @@ def _loaded(folder: str, stamp: tuple[tuple[str, int, int], ...], double: bool) 
     return XCLIPProcessor.from_pretrained(folder).tokenizer, model
 
 
+def float64_text_features(folder: Path, token_ids: list[list[int]], rounding_seed: int | None = None) -> Any:
+    """transformers' ``get_text_features`` in float64 for prompts' token ids (texts x D), padded and
+    masked (the causal text encoder never looks past a prompt's end token); ``rounding_seed`` as in
+    ``float64_logits``."""
+    import contextlib
+
+    import torch
+
+    _, model = _loaded(str(folder), _stamp(folder), True)
+    width = max(len(ids) for ids in token_ids)
+    ids = torch.tensor([row + [0] * (width - len(row)) for row in token_ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in token_ids])
+    mode = contextlib.nullcontext() if rounding_seed is None else simulated_float32(rounding_seed)
+    with torch.no_grad(), mode:
+        return model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output.numpy()
+
+
 def float32_rounding_bound(
     folder: Path,
     texts: list[str],
@@ -409,6 +427,22 @@ def float32_rounding_bound(
         exact = float64_logits(folder, texts, pixel_values, texts_per_label=texts_per_label)
     simulated = float64_logits(folder, texts, pixel_values, rounding_seed=0, texts_per_label=texts_per_label)
     return ROUNDING_SAFETY * float(np.abs(simulated - exact).max())
+
+
+def text_rounding_bound(folder: Path, token_ids_per_label: list[list[list[int]]]) -> float:
+    """``float32_rounding_bound`` for label features (what the text cache holds): each label's
+    prompts (token ids) through the text encoder and the projection, ensembled as both backends
+    do (``ensemble_text_embeddings``)."""
+    from xclip_cli.model.text import ensemble_text_embeddings
+
+    token_ids = [ids for prompts in token_ids_per_label for ids in prompts]
+    exact, simulated = (float64_text_features(folder, token_ids, seed) for seed in (None, 0))
+    starts = np.cumsum([0] + [len(prompts) for prompts in token_ids_per_label])
+    error = max(
+        np.abs(ensemble_text_embeddings(simulated[a:b]) - ensemble_text_embeddings(exact[a:b])).max()
+        for a, b in itertools.pairwise(starts)
+    )
+    return ROUNDING_SAFETY * float(error)
 
 
 def softmax64(logits: np.ndarray) -> np.ndarray:
