@@ -56,5 +56,5 @@ def test_a_schema_reads_its_rows_refuses_older_versions_and_other_settings(tmp_p
     table.write_text("name,size\n", encoding="utf-8")
     with pytest.raises(UsageError, match="not an xclip test file"):
         schema.records(table)
-    with pytest.raises(UsageError, match="^x.csv: rows written by an older xclip-cli"):
+    with pytest.raises(UsageError, match=r"^x\.csv: rows written by an older xclip-cli"):
         refuse_other_settings("x.csv", [{}], schema.settings, {"model": "m"})
