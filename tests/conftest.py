@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_checkpoint, write_video
+from helpers import LABELS, float32_rounding_bound, random_pixels, save_tiny_checkpoint, write_video
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +41,23 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_video(folder / "a.mp4", num_frames=36, size=(64, 48))
     write_video(folder / "b.mp4", num_frames=20, size=(48, 64), pattern="flat")
     return folder
+
+
+@pytest.fixture(scope="session")
+def random_inputs_bound(tiny_model_dir: Path) -> float:
+    """The float32 bound (``helpers.float32_rounding_bound``) of ``tiny_model_dir`` for LABELS on
+    ``random_pixels(3, ...)``, of which the random-pixel cases of test_equivalence.py and
+    test_onnx.py take a part (the first videos, the first labels).
+
+    A logit depends only on its own video and text (the prompt generator attends from each text
+    to its own video's patches; padding comes after a prompt's end token, which the causal text
+    encoder never looks past), so a part's logits are the same functions of the same inputs,
+    and the bound over all of them (a maximum) covers every part.
+    """
+    from xclip_cli.model.torch.runner import XClipRunner
+
+    runner = XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
+    return float32_rounding_bound(tiny_model_dir, LABELS, random_pixels(3, runner))
 
 
 @pytest.fixture(scope="session")

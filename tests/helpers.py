@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,28 @@ def tiny_config(num_frames: int = 8, seed_tag: int = 0):
     return XCLIPConfig(text_config=text, vision_config=vision, projection_dim=64, prompt_layers=2)
 
 
+def condition_prompt_generator(model: Any) -> None:
+    """Scale the prompt generator's Linear weights by fan_in^-1/2 (in place): unit gain, the scale
+    transformers gives every other layer. Every test checkpoint, tiny or full-size, is built so.
+
+    transformers draws these weights with std 1.0 (``initializer_factor``), so each Linear
+    multiplies its input's size by sqrt(fan_in) (8 to 45 here): the prompt generator's attention
+    logits and output reach the hundreds against text features of ~1 to 4, and float32 rounding
+    of its inputs moves the video logits ~1000x more than it would in a trained checkpoint,
+    whoever computes them (torch, ONNX Runtime, the same code with another thread count). The
+    tests derive their tolerances from float32's arithmetic (``float32_rounding_bound``): on such
+    a model the bound is ~20x larger (tiny, 5 labels, 3 random videos: 3.7e-3 against 1.9e-4
+    scaled), near the 1e-2 logit errors that real bugs make. Scaled, random weights test the
+    arithmetic instead of amplifying its rounding.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.prompts_generator.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(module.in_features**-0.5)
+
+
 def save_tiny_checkpoint(
     folder: Path,
     seed: int = 0,
@@ -82,6 +107,7 @@ def save_tiny_checkpoint(
     # differences would show.
     with torch.no_grad():
         model.logit_scale.fill_(4.0)
+    condition_prompt_generator(model)
     model.save_pretrained(folder)
     tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
     if legacy_preprocessor:
@@ -111,6 +137,21 @@ def save_tiny_checkpoint(
             resample=resample,
         )
         XCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def save_full_size_checkpoint(folder: Path) -> Path:
+    """XCLIPConfig() (the base-patch32 shape), random weights (the prompt generator conditioned as
+    in the tiny ones: ``condition_prompt_generator``), CLIP's tokenizer, VideoMAE's processor."""
+    import torch
+    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    torch.manual_seed(0)
+    model = XCLIPModel(XCLIPConfig())
+    condition_prompt_generator(model)
+    model.save_pretrained(folder)
+    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 
@@ -222,7 +263,14 @@ def readme_lines(start: str) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line.startswith(start)))
 
 
-# --- the full-size checks: float64 truth and float32's rounding, simulated -------------------
+# --- equivalence with transformers: float64 truth and float32's rounding, simulated -----------
+#
+# The reference for correctness is transformers itself. A test holds a float32 forward (ours on
+# torch or ONNX Runtime) to transformers' float64 forward, or to transformers' float32 forward,
+# within a bound derived from float32's arithmetic for that model and those inputs, never within
+# a number measured on one machine: ``float32_rounding_bound`` against float64; twice it between
+# two float32 forwards (each is within it of the float64 one: the triangle inequality);
+# ``probability_tolerance`` for probabilities.
 
 UNIT_ROUNDOFF = 2.0**-24  # float32: every rounding is within a relative 2^-24
 ELEMENTWISE_ULPS = 4  # vectorised exp, erf, tanh, sigmoid, rsqrt: within a few ulps, any CPU
@@ -232,49 +280,204 @@ ELEMENTWISE_ULPS = 4  # vectorised exp, erf, tanh, sigmoid, rsqrt: within a few 
 ROUNDING_SAFETY = 3
 
 
-def save_full_size_checkpoint(folder: Path) -> Path:
-    """XCLIPConfig() (the base-patch32 shape), random weights, CLIP's tokenizer, VideoMAE's processor.
+def pixel_rounding_bound(mean: Sequence[float], std: Sequence[float], rescale: float = 1 / 255) -> float:
+    """How far our preprocessing's float32 pixels may be from transformers' PIL backend's, for the
+    same uint8 pixels (Pillow's resize and the crop are the same integer arithmetic on both).
 
-    transformers draws the prompt generator's Linear weights with std 1.0 (``initializer_factor``),
-    so its attention logits reach ~500 and its output ~500 against text features of ~4: fp32
-    rounding of its inputs then moves logits by ~1e-3 whoever computes them. Its weights are
-    scaled here by fan_in^-1/2 (unit gain, the scale of every other layer), where it is well
-    conditioned: random weights should test the arithmetic, not amplify its rounding 1000-fold.
+    Ours computes x·(r/σ) − μ/σ with r, μ, σ rounded to float32: within u·(4·|x·r/σ| + 3·|μ/σ| +
+    |x·r − μ|/σ) of the exact value. transformers' computes (float32(x·r) − μ)/σ: within
+    u·(|x·r| + |μ| + 3·|x·r − μ|)/σ. Each is a handful of IEEE additions, multiplications and
+    divisions, each correctly rounded: the same on any x86 CPU, with SIMD or without, and numpy
+    never fuses them into FMAs. The sum over x·r in [0, 255·r] is the bound (2.4e-6 for
+    ImageNet's mean and std; a wrong resize, crop or channel order moves pixels by 1e-2 and more).
     """
-    import torch
-    from transformers import CLIPTokenizer, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
-
-    torch.manual_seed(0)
-    model = XCLIPModel(XCLIPConfig())
-    with torch.no_grad():
-        for module in model.prompts_generator.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(module.in_features**-0.5)
-    model.save_pretrained(folder)
-    tokenizer = CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
-    XCLIPProcessor(image_processor=VideoMAEImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    worst = 0.0
+    for mu, sigma in zip(mean, std, strict=True):
+        top = 255 * rescale  # the largest x·r
+        spread = max(abs(top - mu), abs(mu))  # the largest |x·r − μ|
+        ours = (4 * top + 3 * abs(mu) + spread) / sigma
+        theirs = (top + abs(mu) + 3 * spread) / sigma
+        worst = max(worst, ours + theirs)
+    return UNIT_ROUNDOFF * worst
 
 
-def float64_logits(folder: Path, texts: list[str], pixel_values: np.ndarray, rounding_seed: int | None = None) -> Any:
-    """transformers' ``logits_per_video`` computed in float64 (exact to ~1e-16 for our purpose).
+PIXEL_ROUNDING = pixel_rounding_bound(MEAN, STD)  # the test checkpoints' normalisation (ImageNet's)
+
+
+def random_pixels(videos: int, runner: Any, seed: int = 0) -> np.ndarray:
+    """Standard-normal model inputs (videos x T x 3 x H x W, float32): the scale of normalised pixels."""
+    size = int(runner.model.config.vision_config.image_size)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((videos, runner.num_frames, 3, size, size), dtype=np.float32)
+
+
+def reference_logits(
+    folder: Path, texts: list[str], pixel_values: np.ndarray, texts_per_label: list[list[str]] | None = None
+) -> np.ndarray:
+    """transformers' float32 ``logits_per_video``: XCLIPProcessor's tokenizer, then XCLIPModel.
+
+    ``texts_per_label``: each label's text features are the ensemble (``ensemble_text_embeddings``)
+    of ``get_text_features`` over its prompts, put in place of the text projection's output.
+    """
+    return _transformers_logits(folder, texts, pixel_values, texts_per_label)
+
+
+def float64_logits(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    rounding_seed: int | None = None,
+    texts_per_label: list[list[str]] | None = None,
+) -> Any:
+    """``reference_logits`` computed in float64 (exact to ~1e-16 for our purpose; ensembles are
+    float32 in both, as in every float32 forward).
 
     ``rounding_seed``: also add, to the result of every floating-point operation, a random-sign
     error of the size float32 may make there (``simulated_float32``): the float64 output change
     this causes estimates how far any float32 forward can be from the exact one.
     """
+    return _transformers_logits(folder, texts, pixel_values, texts_per_label, double=True, rounding_seed=rounding_seed)
+
+
+def _transformers_logits(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    texts_per_label: list[list[str]] | None,
+    double: bool = False,
+    rounding_seed: int | None = None,
+) -> Any:
     import contextlib
 
     import torch
-    from transformers import XCLIPModel, XCLIPProcessor
 
-    processor = XCLIPProcessor.from_pretrained(folder)
-    model = XCLIPModel.from_pretrained(folder).double().eval()
-    inputs = processor.tokenizer(texts, padding=True, return_tensors="pt")
-    pixels = torch.from_numpy(pixel_values).double()
+    from xclip_cli.model.text import ensemble_text_embeddings
+
+    tokenizer, model = _loaded(str(folder), _stamp(folder), double)
+    dtype = model.dtype
     mode = contextlib.nullcontext() if rounding_seed is None else simulated_float32(rounding_seed)
     with torch.no_grad(), mode:
-        return model(**inputs, pixel_values=pixels).logits_per_video.numpy()
+        hooks = []
+        if texts_per_label is not None:
+            ensembles = []
+            for prompts in texts_per_label:
+                inputs = tokenizer(prompts, padding=True, return_tensors="pt")
+                features = model.get_text_features(**inputs).pooler_output.numpy()
+                ensembles.append(ensemble_text_embeddings(features))
+            replacement = torch.from_numpy(np.stack(ensembles)).to(dtype)
+            hooks.append(model.text_projection.register_forward_hook(lambda module, args, output: replacement))
+        inputs = tokenizer(texts, padding=True, return_tensors="pt")
+        try:
+            return model(**inputs, pixel_values=torch.from_numpy(pixel_values).to(dtype)).logits_per_video.numpy()
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """The checkpoint folder's files as they are now: a test that edits weights gets them anew."""
+    return tuple(sorted((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in Path(folder).iterdir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(folder: str, stamp: tuple[tuple[str, int, int], ...], double: bool) -> tuple[Any, Any]:
+    """transformers' tokenizer (XCLIPProcessor's) and XCLIPModel, in float32 or float64, loaded once
+    per checkpoint as it is on disk (``stamp``). Nothing here changes the model."""
+    import torch
+    from transformers import XCLIPModel, XCLIPProcessor
+
+    model = XCLIPModel.from_pretrained(folder).to(torch.float64 if double else torch.float32).eval()
+    return XCLIPProcessor.from_pretrained(folder).tokenizer, model
+
+
+def float64_text_features(folder: Path, token_ids: list[list[int]], rounding_seed: int | None = None) -> Any:
+    """transformers' ``get_text_features`` in float64 for prompts' token ids (texts x D), padded and
+    masked (the causal text encoder never looks past a prompt's end token); ``rounding_seed`` as in
+    ``float64_logits``."""
+    import contextlib
+
+    import torch
+
+    _, model = _loaded(str(folder), _stamp(folder), True)
+    width = max(len(ids) for ids in token_ids)
+    ids = torch.tensor([row + [0] * (width - len(row)) for row in token_ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in token_ids])
+    mode = contextlib.nullcontext() if rounding_seed is None else simulated_float32(rounding_seed)
+    with torch.no_grad(), mode:
+        return model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output.numpy()
+
+
+def float32_rounding_bound(
+    folder: Path,
+    texts: list[str],
+    pixel_values: np.ndarray,
+    exact: np.ndarray | None = None,
+    texts_per_label: list[list[str]] | None = None,
+) -> float:
+    """How far any float32 forward may be from the float64 one (``exact``, computed when not given):
+    ROUNDING_SAFETY times the float64 change that float32's worst-case rounding errors, one at
+    every operation with random signs, cause.
+
+    It holds on any x86 CPU because each operation's error bound does not depend on summation
+    order, blocking, FMA use or thread count (``simulated_float32``). Two float32 forwards of the
+    same inputs (ours and transformers', torch and ONNX Runtime, batched and one at a time) are
+    each within it of the float64 one, so within twice it of each other.
+    """
+    if exact is None:
+        exact = float64_logits(folder, texts, pixel_values, texts_per_label=texts_per_label)
+    simulated = float64_logits(folder, texts, pixel_values, rounding_seed=0, texts_per_label=texts_per_label)
+    return ROUNDING_SAFETY * float(np.abs(simulated - exact).max())
+
+
+def text_rounding_bound(folder: Path, token_ids_per_label: list[list[list[int]]]) -> float:
+    """``float32_rounding_bound`` for label features (what the text cache holds): each label's
+    prompts (token ids) through the text encoder and the projection, ensembled as both backends
+    do (``ensemble_text_embeddings``)."""
+    from xclip_cli.model.text import ensemble_text_embeddings
+
+    token_ids = [ids for prompts in token_ids_per_label for ids in prompts]
+    exact, simulated = (float64_text_features(folder, token_ids, seed) for seed in (None, 0))
+    starts = np.cumsum([0] + [len(prompts) for prompts in token_ids_per_label])
+    error = max(
+        np.abs(ensemble_text_embeddings(simulated[a:b]) - ensemble_text_embeddings(exact[a:b])).max()
+        for a, b in itertools.pairwise(starts)
+    )
+    return ROUNDING_SAFETY * float(error)
+
+
+def softmax64(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64: the tests' own, not the code's under test."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(shifted - shifted.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def softmax_rounding(logits: np.ndarray) -> float:
+    """A relative bound on a float32 softmax's own rounding over ``logits``' last axis, to first
+    order in u, for any summation order: the shift z − max z (u·2·max|z| absolute, so relative
+    after exp), exp (ELEMENTWISE_ULPS·u) in each term and hence in the sum, the sum of k positive
+    terms ((k−1)·u, Higham's bound for any order), the division (u)."""
+    k = logits.shape[-1]
+    return UNIT_ROUNDOFF * (2 * (2 * float(np.abs(logits).max()) + ELEMENTWISE_ULPS) + k)
+
+
+def probability_tolerance(probabilities: np.ndarray, logits: np.ndarray, logit_bound: float) -> np.ndarray:
+    """How far probabilities may be from ``probabilities`` (a softmax of ``logits``, float32 or
+    float64), element by element, when they are a softmax of logits within ``logit_bound`` of
+    ``logits``: a logit change dz moves the numerator and the normalising sum each by a factor
+    within exp(±max|dz|), so each probability by a factor within exp(±2·max|dz|); each side's
+    own rounding (``softmax_rounding``) adds to the exponent. A mean over views keeps the factor."""
+    return np.asarray(probabilities, dtype=np.float64) * np.expm1(2 * (logit_bound + softmax_rounding(logits)))
+
+
+def assert_within_float32_rounding(ours: np.ndarray, reference: np.ndarray, bound: float) -> None:
+    """Float32 logits within ``bound`` of ``reference`` (float64 or float32), and so their
+    probabilities within ``probability_tolerance``."""
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    error = np.abs(ours.astype(np.float64) - reference).max()
+    assert error <= bound, f"logits {error:.3g} off the reference, float32 rounding allows {bound:.3g}"
+    ours_p, reference_p = softmax64(ours), softmax64(reference)
+    assert np.all(np.abs(ours_p - reference_p) <= probability_tolerance(reference_p, reference, bound)), "probabilities"
 
 
 def _simulated_float32_class() -> type:
@@ -304,9 +507,9 @@ def _simulated_float32_class() -> type:
             self.ops: set[str] = set()  # every float64 operation seen: what the simulation covered
 
         def _noisy(self, value: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-            signs = torch.randint(0, 2, value.shape, generator=self.generator, dtype=torch.float64) * 2 - 1
-            size = torch.where(torch.isfinite(value) & torch.isfinite(size), size, 0.0)  # masks stay -inf
-            return value + signs * size * UNIT_ROUNDOFF
+            signs = torch.randint(0, 2, value.shape, generator=self.generator, dtype=torch.float64).mul_(2).sub_(1)
+            size = torch.nan_to_num(size, nan=0.0, posinf=0.0, neginf=0.0)  # masks stay -inf
+            return torch.addcmul(value, signs, size, value=UNIT_ROUNDOFF)
 
         def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
             """Scaled dot-product attention decomposed (scores, softmax, weighted sum), each step noisy."""

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import LABELS, invoke, write_video
-from test_equivalence import random_pixels, reference_logits
+from helpers import LABELS, invoke, random_pixels, reference_logits, write_video
 
 from xclip_cli.errors import ExitCode, LabelSetError
 from xclip_cli.jobs.classify import classify_videos, scoring_text_features

@@ -8,6 +8,7 @@ import itertools
 import json
 import weakref
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -34,25 +35,45 @@ def runner(tiny_model_dir: Path) -> XClipRunner:
     return XClipRunner.from_pretrained(str(tiny_model_dir), device="cpu")
 
 
-@pytest.fixture(scope="module")
-def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """A video of three solid-colour segments whose colours the tiny model tells apart.
+class Segmented(NamedTuple):
+    video: Path
+    truth: list[str]  # the label of each segment, in order
+    labels: str  # the --labels that tell the segments apart
 
-    Random weights: which label wins for a colour is whatever the fixed tiny model says, so the
-    colours are picked (deterministically) among those whose top labels differ.
+
+@pytest.fixture(scope="module")
+def segmented(runner: XClipRunner, tmp_path_factory: pytest.TempPathFactory) -> Segmented:
+    """A video of three solid-colour segments, and three colour words the tiny model tells them apart by.
+
+    Random weights: which label wins for a colour is whatever the fixed tiny model says, and one
+    word may win for every colour (its text features lean the way all the flat videos do). So the
+    colours and three of the words are picked (deterministically: the widest margin between each
+    colour's first and second label) among those where each colour's top label differs.
     """
     folder = tmp_path_factory.mktemp("timeline")
     labelset = inline_labelset(COLOURS_TEXT)
-    tops = {}
+    logits = {}
     for colour in COLOURS:
         path = folder / f"{colour}.mp4"
         encode_video(path, _flat(colour, 8))
-        tops[colour] = next(iter(classify_videos(runner, [str(path)], labelset))).predictions[0].label
-    chosen = next(c for c in itertools.permutations(COLOURS, 3) if len({tops[colour] for colour in c}) == 3)
-    frames = [frame for colour in chosen for frame in _flat(colour, SEGMENT_SECONDS * RATE)]
+        (result,) = classify_videos(runner, [str(path)], labelset, ClassifyOptions(top_k=len(labelset)))
+        logits[colour] = {p.label: p.logit for p in result.predictions}
+
+    def margin(choice: tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]) -> float:
+        colours, words = choice
+        ranked = [sorted(words, key=lambda word: -logits[colour][word]) for colour in colours]
+        if len({ranking[0] for ranking in ranked}) < len(colours):
+            return -np.inf
+        return min(logits[c][r[0]] - logits[c][r[1]] for c, r in zip(colours, ranked, strict=True))
+
+    choices = itertools.product(itertools.permutations(COLOURS, 3), itertools.combinations(labelset.names, 3))
+    colours, words = max(choices, key=margin)
+    assert margin((colours, words)) > 0
+    frames = [frame for colour in colours for frame in _flat(colour, SEGMENT_SECONDS * RATE)]
     video = folder / "segments.mp4"
     encode_video(video, frames, rate=RATE)
-    return video, [tops[colour] for colour in chosen]
+    truth = [max(words, key=lambda word: logits[colour][word]) for colour in colours]
+    return Segmented(video, truth, ", ".join(words))
 
 
 @settings(max_examples=300, deadline=None)
@@ -75,9 +96,9 @@ def test_windows_cover_the_video_to_its_end(duration: float, window: float, stri
         assert extents == [(0.0, duration)]
 
 
-def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
-    video, truth = segmented
-    timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT), TimelineOptions(window=4, stride=2))
+def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, segmented: Segmented) -> None:
+    video, truth, labels = segmented
+    timeline = build_timeline(runner, str(video), inline_labelset(labels), TimelineOptions(window=4, stride=2))
     assert timeline.duration == pytest.approx(3 * SEGMENT_SECONDS)
     segments = timeline.segments()
     cuts = [segment.end for segment in segments[:-1]]
@@ -89,8 +110,8 @@ def test_segments_find_the_boundaries_within_one_stride(runner: XClipRunner, seg
         assert next(s for s in segments if s.start <= middle < s.end).label == label
 
 
-def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
-    video, _ = segmented
+def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: Segmented) -> None:
+    video = segmented.video
     timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT), TimelineOptions(window=4, stride=2))
     raw, merged = timeline.segments(merge=False), timeline.segments(merge=True)
     assert len(raw) == len(timeline.windows)
@@ -100,8 +121,8 @@ def test_merge_and_no_merge_agree(runner: XClipRunner, segmented: tuple[Path, li
     assert all(a.end == b.start for a, b in itertools.pairwise(merged))  # they tile the video
 
 
-def test_each_window_equals_a_classify_of_that_stretch(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
-    video, _ = segmented
+def test_each_window_equals_a_classify_of_that_stretch(runner: XClipRunner, segmented: Segmented) -> None:
+    video = segmented.video
     labelset = inline_labelset(COLOURS_TEXT)
     timeline = build_timeline(runner, str(video), labelset, TimelineOptions(window=6, stride=5, batch_size=3))
     assert [(w.start, w.end) for w in timeline.windows][-1] == (18.0, 24.0)  # the end gets its own window
@@ -141,9 +162,9 @@ def test_frames_are_dropped_once_no_window_needs_them() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "table"])
-def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fmt: str) -> None:
-    video, truth = segmented
-    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT]
+def test_cli_formats(tiny_model_dir: Path, segmented: Segmented, fmt: str) -> None:
+    video, truth, labels = segmented
+    args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", labels]
     result = invoke([*args, "--window", "4", "--stride", "2", "-f", fmt])
     assert result.exit_code == ExitCode.OK, result.stderr
     if fmt == "csv":
@@ -161,8 +182,8 @@ def test_cli_formats(tiny_model_dir: Path, segmented: tuple[Path, list[str]], fm
         assert "label" in result.stdout and "00:24.0" in result.stdout
 
 
-def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list[str]], tmp_path: Path) -> None:
-    video, _ = segmented
+def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: Segmented, tmp_path: Path) -> None:
+    video = segmented.video
     plot = tmp_path / "timeline.png"
     args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, "-f", "jsonl"]
     result = invoke([*args, "--window", "4", "--stride", "2", "--no-merge", "--plot", str(plot)])
@@ -172,8 +193,8 @@ def test_cli_no_merge_and_plot(tiny_model_dir: Path, segmented: tuple[Path, list
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented: tuple[Path, list[str]]) -> None:
-    video, _ = segmented
+def test_default_window_comes_from_the_checkpoint(runner: XClipRunner, segmented: Segmented) -> None:
+    video = segmented.video
     timeline = build_timeline(runner, str(video), inline_labelset(COLOURS_TEXT))
     assert (timeline.window, timeline.stride) == (runner.num_frames * 1.0, runner.num_frames / 2)
     assert np.isclose(sum(w.owns_to - w.owns_from for w in timeline.windows), timeline.duration)
@@ -218,19 +239,17 @@ def test_a_damaged_end_is_a_warning_not_a_failure(runner: XClipRunner, tmp_path:
 
 @pytest.mark.parametrize(("value", "message"), [("nan", "is not a time"), ("inf", "is not a time"), ("0", "positive")])
 def test_cli_refuses_windows_that_are_not_positive_numbers(
-    tiny_model_dir: Path, segmented: tuple[Path, list[str]], value: str, message: str
+    tiny_model_dir: Path, segmented: Segmented, value: str, message: str
 ) -> None:
-    video, _ = segmented
+    video = segmented.video
     for option in ("--window", "--stride"):
         args = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, option, value]
         result = invoke(args)
         assert result.exit_code == ExitCode.USAGE and message in result.stderr, result.stderr
 
 
-def test_a_stride_beyond_the_window_is_refused_not_left_as_gaps(
-    tiny_model_dir: Path, segmented: tuple[Path, list[str]]
-) -> None:
-    video, _ = segmented
+def test_a_stride_beyond_the_window_is_refused_not_left_as_gaps(tiny_model_dir: Path, segmented: Segmented) -> None:
+    video = segmented.video
     base = ["timeline", str(video), "--model", str(tiny_model_dir), "--labels", COLOURS_TEXT, "-f", "json"]
     for args, window in ((["--window", "2", "--stride", "5"], "2"), (["--stride", "0:09"], "8")):  # 8: the default
         result = invoke([*base, *args])
