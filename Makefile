@@ -23,7 +23,7 @@ test:  # the offline suite without the heavy and slow tests: about 4 minutes on 
 test-heavy:  # clusters, fresh processes, browsers, ONNX exports: about 5 minutes on 2 cores
 	$(PY) -m pytest -q $(WORKERS) -m heavy
 
-test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 5 minutes
+test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 4 minutes
 	$(PY) -m pytest -q -m slow
 
 lint:

@@ -511,13 +511,16 @@ def _simulated_float32_class() -> type:
             size = torch.nan_to_num(size, nan=0.0, posinf=0.0, neginf=0.0)  # masks stay -inf
             return torch.addcmul(value, signs, size, value=UNIT_ROUNDOFF)
 
-        def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
-            """Scaled dot-product attention decomposed (scores, softmax, weighted sum), each step noisy."""
+        def _attention(self, args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+            """Scaled dot-product attention decomposed (scores, softmax, weighted sum), each step noisy;
+            the kernel's second output (logsumexp, which only a backward pass reads) as zeros."""
             query, key, value = args[:3]
             scale = kwargs.get("scale") or query.shape[-1] ** -0.5
-            magnitude = (query.abs() @ key.abs().transpose(-1, -2)) * scale
-            scores = self._noisy((query @ key.transpose(-1, -2)) * scale, query.shape[-1] ** 0.5 * magnitude)
-            spread = 2 * scores.abs().amax(dim=-1, keepdim=True) + key.shape[-2] ** 0.5
+            # Scaled on the (L x E) side, not the (L x L) one: the same values to ~1e-16, fewer passes.
+            magnitude = (query.abs() * (scale * query.shape[-1] ** 0.5)) @ key.abs().transpose(-1, -2)
+            scores = self._noisy((query * scale) @ key.transpose(-1, -2), magnitude)
+            largest = torch.maximum(scores.amax(dim=-1, keepdim=True), -scores.amin(dim=-1, keepdim=True))
+            spread = 2 * largest + key.shape[-2] ** 0.5
             if kwargs.get("attn_mask") is not None:
                 scores = scores + kwargs["attn_mask"]
             if args[4] if len(args) > 4 else kwargs.get("is_causal", False):
@@ -525,16 +528,18 @@ def _simulated_float32_class() -> type:
                 scores = scores.masked_fill(causal, -torch.inf)
             weights = scores.softmax(dim=-1)
             weights = self._noisy(weights, weights * spread)
-            return self._noisy(weights @ value, key.shape[-2] ** 0.5 * (weights @ value.abs()))
+            output = self._noisy(weights @ value, key.shape[-2] ** 0.5 * (weights @ value.abs()))
+            return output, torch.zeros(scores.shape[:-1], dtype=scores.dtype)  # logsumexp: for gradients only
 
         def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
             kwargs = kwargs or {}
+            if func is aten._scaled_dot_product_flash_attention_for_cpu.default and _is_float64(args[0]):
+                self.ops.add(str(func))
+                return self._attention(args, kwargs)  # not run twice: the kernel's own result is unused
             out = func(*args, **kwargs)
             if not isinstance(out, torch.Tensor | tuple) or not _is_float64(out):
                 return out
             self.ops.add(str(func))
-            if func is aten._scaled_dot_product_flash_attention_for_cpu.default:
-                return (self._attention(args, kwargs), *out[1:])
             if func in (aten.mm.default, aten.bmm.default):
                 a, b = args[0], args[1]
                 return self._noisy(out, a.shape[-1] ** 0.5 * func(a.abs(), b.abs()))

@@ -190,7 +190,7 @@ def test_end_to_end_probabilities_match_the_transformers_recipe(tiny_model_dir: 
 @pytest.mark.slow
 def test_full_size_model_logits_equal_transformers(tmp_path: Path) -> None:
     """The base-patch32 shape (XCLIPConfig()), random weights: our split forward in float32 against
-    transformers' ``logits_per_video`` in float64 (about 4 minutes on 2 cores).
+    transformers' ``logits_per_video`` in float64 (about a minute on 2 cores).
 
     Why the bound holds on any x86 CPU: each float32 operation errs by at most a known amount
     whatever its summation order, blocking, FMA use or thread split (sqrt(k)·u·Σ|terms| for a sum

@@ -400,7 +400,7 @@ def test_every_command_gives_the_same_records_on_both_backends(
 @pytest.mark.slow
 def test_full_size_model_on_onnx_runtime_equals_transformers(tmp_path: Path, isolated_dirs: Path) -> None:
     """The base-patch32 shape (XCLIPConfig()), random weights, 400 Kinetics labels, exported: ONNX
-    Runtime's float32 logits against transformers' ``logits_per_video`` in float64 (about 6 minutes).
+    Runtime's float32 logits against transformers' ``logits_per_video`` in float64 (about 3 minutes).
 
     The bound is the one of ``test_equivalence.test_full_size_model_logits_equal_transformers``:
     3x the float64 change that float32's worst-case rounding at every operation causes
