@@ -103,6 +103,10 @@ def embed(
     cutting = TimelineOptions(window=window, stride=stride, shots=shots, timeout=timeout) if windows else None
     if not windows and (window is not None or stride is not None or shots):
         raise UsageError("--window, --stride and --shots cut videos for --windows; add it")
+    if shots:
+        from xclip_cli.media.shots import require_scenedetect
+
+        require_scenedetect()
     if not folders and from_file is None:
         raise UsageError("give folders to index or --from-file LIST")
     found = collect_paths(

@@ -19,7 +19,7 @@ import numpy as np
 from xclip_cli.errors import UsageError, VideoError
 from xclip_cli.jobs.classify import frames_in_order, view_pixels
 from xclip_cli.jobs.index import MANIFEST, WHOLE_VIDEOS, IndexWriter, indexed_paths, read_manifest
-from xclip_cli.jobs.timeline import FRAME_SPACING, decoded_windows, window_extents_of
+from xclip_cli.jobs.timeline import decoded_windows, window_and_stride, window_extents_of
 from xclip_cli.media.decode import VideoReader
 from xclip_cli.model.backend import Backend, VideoFeatures
 from xclip_cli.options import ClassifyOptions, TimelineOptions
@@ -92,19 +92,11 @@ def embed_videos(
     )
     for path, loaded in frames_in_order(runner, paths, options):
         if isinstance(loaded, VideoError):
-            result = VideoResult(
-                path=path,
-                model=runner.model_id,
-                precision=runner.precision,
-                error=loaded.reason,
-                sampling=options.sampling,
-            )
+            result = _failed(runner, path, loaded, options)
             writer.add(result, None)
             yield result
             continue
-        raw = runner.video_features(view_pixels(loaded))
-        # Stored unit-length, ready for any cosine search; the head normalises anyway.
-        features = VideoFeatures(raw.embeds / np.linalg.norm(raw.embeds, axis=-1, keepdims=True), raw.patches)
+        features = _stored(runner.video_features(view_pixels(loaded)))
         result = VideoResult(
             path=path,
             model=runner.model_id,
@@ -120,14 +112,23 @@ def embed_videos(
         yield result
 
 
+def _stored(raw: VideoFeatures) -> VideoFeatures:
+    """Features as an index keeps them: embeddings unit-length, ready for any cosine search (the
+    head normalises anyway)."""
+    return VideoFeatures(raw.embeds / np.linalg.norm(raw.embeds, axis=-1, keepdims=True), raw.patches)
+
+
+def _failed(runner: Backend, path: str, error: VideoError, options: ClassifyOptions) -> VideoResult:
+    return VideoResult(
+        path=path, model=runner.model_id, precision=runner.precision, error=error.reason, sampling=options.sampling
+    )
+
+
 def window_setting(windows: TimelineOptions, num_frames: int) -> str:
     """How an index cuts videos into windows, as its manifest records it ("8s every 4s",
     "shots, at most 8s"); defaults as ``xclip timeline``'s: T seconds, every half window."""
-    window = windows.window if windows.window is not None else num_frames * FRAME_SPACING
-    if windows.shots:
-        return f"shots, at most {window:g}s"
-    stride = windows.stride if windows.stride is not None else window / 2
-    return f"{window:g}s every {stride:g}s"
+    window, stride = window_and_stride(windows, num_frames)
+    return f"shots, at most {window:g}s" if windows.shots else f"{window:g}s every {stride:g}s"
 
 
 def embed_windows(
@@ -141,19 +142,12 @@ def embed_windows(
     result per path (an error result for a file that cannot be read). ``options`` supplies
     the sampling and the timeout; the writer must have been opened with the same settings."""
     options = options or ClassifyOptions()
-    window = windows.window if windows.window is not None else runner.num_frames * FRAME_SPACING
-    stride = windows.stride if windows.stride is not None else window / 2
+    window, stride = window_and_stride(windows, runner.num_frames)
     for path in paths:
         try:
             extents, features, result = _embed_one(runner, path, window, stride, windows.shots, options)
         except VideoError as error:
-            result = VideoResult(
-                path=path,
-                model=runner.model_id,
-                precision=runner.precision,
-                error=error.reason,
-                sampling=options.sampling,
-            )
+            result = _failed(runner, path, error, options)
             writer.add(result, None)
             yield result
             continue
@@ -169,9 +163,9 @@ def _embed_one(
         extents, _ = window_extents_of(reader, window, stride, shots)
         with decoded_windows(runner, reader, extents, options.sampling) as (plans, pixels):
             for pixel_values, warning in pixels:
-                raw = runner.video_features(pixel_values[None])
-                embeds.append(raw.embeds / np.linalg.norm(raw.embeds, axis=-1, keepdims=True))  # as embed stores
-                patches.append(raw.patches)
+                stored = _stored(runner.video_features(pixel_values[None]))
+                embeds.append(stored.embeds)
+                patches.append(stored.patches)
                 warnings += warning
         info = reader.info()
         warnings = [*reader.warnings(), *sorted(set(warnings))]

@@ -74,9 +74,7 @@ def build_timeline(
     on_progress: Callable[[float, float], None] | None = None,
 ) -> Timeline:
     """Classify every window of ``path``; ``on_progress(seconds_done, duration)`` as it goes."""
-    window = options.window if options.window is not None else runner.num_frames * FRAME_SPACING
-    stride = options.stride if options.stride is not None else window / 2
-    check_windows(window, stride)  # a --stride beyond the checkpoint's default window
+    window, stride = window_and_stride(options, runner.num_frames)
     text_features = scoring_text_features(runner, labelset, options.multi_label)
     with VideoReader(path, options.timeout) as reader:
         extents, cuts = window_extents_of(reader, window, stride, options.shots)
@@ -110,6 +108,16 @@ def build_timeline(
         shots=cuts,
         thresholds=tuple(thresholds(labelset)) if options.multi_label else None,
     )
+
+
+def window_and_stride(options: TimelineOptions, num_frames: int) -> tuple[float, float]:
+    """The window and stride ``options`` ask for, with the defaults filled in: the checkpoint's
+    ``num_frames`` x ``FRAME_SPACING`` seconds, every half window. ``UsageError`` for a given
+    --stride beyond the default window."""
+    window = options.window if options.window is not None else num_frames * FRAME_SPACING
+    stride = options.stride if options.stride is not None else window / 2
+    check_windows(window, stride)
+    return window, stride
 
 
 def window_extents_of(
