@@ -14,9 +14,10 @@ __version__ = "0.6.0"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
     from xclip_cli.errors import ExitCode, XClipError
     from xclip_cli.jobs.classify import LocalExecutor, classify_videos
-    from xclip_cli.jobs.embed import embed_videos
+    from xclip_cli.jobs.embed import EmbedPlan, embed_videos, plan_embedding
     from xclip_cli.jobs.evaluate import compute_metrics, evaluate, load_dataset
     from xclip_cli.jobs.index import Index, IndexWriter, score_index, search_index
+    from xclip_cli.jobs.moments import MomentOptions, search_moments
     from xclip_cli.jobs.scan import ScanOptions, ScanSummary, scan_videos
     from xclip_cli.jobs.timeline import build_timeline
     from xclip_cli.labels import Label, LabelSet, load_labelset_file, resolve_labels
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from xclip_cli.model.text import ensemble_text_embeddings
     from xclip_cli.model.torch.runner import XClipRunner
     from xclip_cli.options import ClassifyOptions, TimelineOptions
-    from xclip_cli.results import Prediction, VideoResult
+    from xclip_cli.results import Moment, Prediction, VideoResult
 
 
 _LAZY = {
@@ -50,6 +51,11 @@ _LAZY = {
     "IndexWriter": "jobs.index",
     "Index": "jobs.index",
     "embed_videos": "jobs.embed",
+    "plan_embedding": "jobs.embed",
+    "EmbedPlan": "jobs.embed",
+    "search_moments": "jobs.moments",
+    "MomentOptions": "jobs.moments",
+    "Moment": "results",
     "score_index": "jobs.index",
     "search_index": "jobs.index",
     "load_dataset": "jobs.evaluate",
