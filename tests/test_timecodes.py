@@ -157,7 +157,9 @@ def test_a_txt_output_without_a_format_is_refused(tiny_model_dir: Path, tmp_path
     video = write_video(tmp_path / "clip.mp4", num_frames=12)
     result = invoke(["timeline", str(video), "-m", str(tiny_model_dir), "-o", str(tmp_path / "chapters.txt")])
     assert result.exit_code == ExitCode.USAGE
-    assert "srt, vtt, chapters, otio, edl, fcpxml, not .txt" in result.stderr and not (tmp_path / "chapters.txt").exists()
+    assert (
+        "srt, vtt, chapters, otio, edl, fcpxml, not .txt" in result.stderr and not (tmp_path / "chapters.txt").exists()
+    )
 
 
 def test_raw_windows_become_cues_one_after_another() -> None:
