@@ -91,6 +91,10 @@ def test_neighbouring_matching_windows_merge_and_the_weakest_moment_sets_the_bar
     bridge = _entries(("a", 0, 8), ("a", 12, 20), ("a", 6, 14), ("b", 0, 8))
     bridged = merge_windows("q", bridge, np.array([9.0, 8.0, 7.0, 6.0]), MomentOptions(top_k=3))
     assert [(m.path, m.start, m.end, m.windows) for m in bridged] == [("a", 0, 20, 3), ("b", 0, 8, 1)]
+    # A bridge that joins two moments makes room for another: ties do not shrink the list.
+    tied = _entries(("a", 0, 8), ("a", 16, 24), ("a", 8, 16), ("b", 0, 8))
+    kept = merge_windows("q", tied, np.array([9.0, 8.0, 8.0, 7.0]), MomentOptions(top_k=2))
+    assert [(m.path, m.start, m.end) for m in kept] == [("a", 0, 24), ("b", 0, 8)]
     # --min-score stops at the bar; --no-merge keeps windows apart.
     assert [m.score for m in merge_windows("q", windows, scores, MomentOptions(top_k=9, min_score=6.5))] == [9, 8, 7]
     separate = merge_windows("q", windows, scores, MomentOptions(top_k=3, merge=False))
@@ -115,6 +119,14 @@ def test_search_from_the_command_line_in_every_format(tiny_model_dir: Path, tmp_
     assert [line["score"] for line in lines] == [m["score"] for g in grouped for m in g["moments"]]
     table = invoke(base)
     assert table.exit_code == ExitCode.OK and "white stripes" in table.stdout
+    # Each format written to -o is known as ours: a rerun replaces it without --overwrite.
+    for name in ("m.csv", "m.json", "m.jsonl"):
+        for _ in range(2):
+            again = invoke([*base, "-o", str(tmp_path / name)])
+            assert again.exit_code == ExitCode.OK, again.stderr
+    # Windows are not videos: classify --index refuses a windowed index in one line.
+    whole_videos = invoke(["classify", "--index", str(tmp_path / "index"), "-l", "a, b"])
+    assert whole_videos.exit_code == ExitCode.USAGE and "holds windows (8s every 4s)" in whole_videos.stderr
     # Options that only mean something for moments are refused on a whole-video index.
     whole = invoke(["embed", str(clip), "-o", str(tmp_path / "whole"), "-m", str(tiny_model_dir), "-q"])
     assert whole.exit_code == ExitCode.OK, whole.stderr
@@ -158,6 +170,10 @@ def test_an_index_stores_the_dtype_it_says(tiny_model_dir: Path, tmp_path: Path,
     _embed(tiny_model_dir, clip, tmp_path / "index", "--dtype", dtype)
     assert json.loads((tmp_path / "index" / "index.json").read_text())["dtype"] == dtype
     assert np.load(tmp_path / "index" / "patches-00000.npy").dtype == np.dtype(dtype)
+    # A rerun without --dtype continues the index as it was made.
+    write_video(clip.parent / "more.mp4", num_frames=12, rate=4)
+    _embed(tiny_model_dir, clip.parent, tmp_path / "index")
+    assert np.load(tmp_path / "index" / "patches-00001.npy").dtype == np.dtype(dtype)
 
 
 def test_search_writes_selects_an_editor_opens(tiny_model_dir: Path, tmp_path: Path) -> None:

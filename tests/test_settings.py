@@ -41,6 +41,14 @@ def test_error_rows_are_compared_only_on_what_they_record() -> None:
     assert difference(SETTINGS, {"model": "m", "views": "3"}, {"model": "m"}) is None  # not asked: not compared
 
 
+def test_an_eval_error_row_is_not_held_to_the_runs_views() -> None:
+    from xclip_cli.jobs.evaluate import SETTINGS as EVAL
+
+    run = {"labelset": "k#1", "model": "m", "views": "12", "precision": "fp32", "sampling": "exact"}
+    assert difference(EVAL, run | {"status": "error", "views": "1"}, run) is None  # --protocol xclip, a bad video
+    assert difference(EVAL, run | {"status": "ok", "views": "1"}, run) is not None
+
+
 def test_a_schema_reads_its_rows_refuses_older_versions_and_other_settings(tmp_path: Path) -> None:
     schema = Schema("xclip test file", ("path", "model"), (Setting("model", "--model"),), older=(("path",),))
     assert schema.version == 2 and schema.records(tmp_path / "missing.csv") == []

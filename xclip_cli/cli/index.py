@@ -197,7 +197,7 @@ def _write_found(runner: Any, index: Any, queries: list[str], asked: Any, fmt: s
         for warning in write_selects(found, fmt, stream):
             say(f"xclip: warning: {warning}")
     else:
-        write_moments([replace(m, path=display_path(m.path)) for m in found], fmt, stream)
+        write_moments([replace(m, path=display_path(m.path)) for m in found], fmt, stream, queries)
     return found
 
 

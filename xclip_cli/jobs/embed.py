@@ -66,6 +66,8 @@ def plan_embedding(
     """What is left to embed into ``folder``; ``UsageError`` for an index made otherwise (another
     model, precision, sampling, windows or dtype). ``dtype`` defaults to float16 for windows
     (half the size; see docs/search.md for what it costs), float32 for whole videos."""
+    if dtype is None and not overwrite and (folder / MANIFEST).exists():  # resumed: as it was made
+        dtype = str(read_manifest(folder).get("dtype", "float32"))
     dtype = dtype or ("float16" if windows is not None else "float32")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
@@ -161,6 +163,8 @@ def _embed_one(
     embeds, patches, warnings, substitutes = [], [], [], 0
     with VideoReader(path, options.timeout) as reader:
         extents, _ = window_extents_of(reader, window, stride, shots)
+        if not extents:
+            raise VideoError(path, "no window to embed (the video has no duration)")
         with decoded_windows(runner, reader, extents, options.sampling) as (plans, pixels):
             for pixel_values, warning in pixels:
                 stored = _stored(runner.video_features(pixel_values[None]))

@@ -35,7 +35,12 @@ from xclip_cli.store.table import Schema
 SETTINGS = (
     Setting("labelset", "--labels", says="{option} {made!r}, this run uses {run!r}"),
     Setting("model", "--model", same=same_model),
-    Setting("views", "--clips x --crops", says="{made} view(s) per video ({option}), this run uses {run}"),
+    Setting(
+        "views",
+        "--clips x --crops",
+        says="{made} view(s) per video ({option}), this run uses {run}",
+        of_results_only=True,
+    ),  # an error row's views say nothing
     Setting("precision", "--precision"),
     Setting("sampling", "--sampling"),
 )

@@ -122,6 +122,15 @@ class IndexWriter:
             raise OutputError(f"{folder}: cannot create the index folder ({exc.strerror or exc})") from None
         self.lock = contextlib.ExitStack()  # two writers would mix shards
         self.lock.enter_context(exclusive(folder, lock=folder / LOCK))
+        try:
+            self._open(runner, overwrite)
+        except BaseException:
+            self.lock.close()
+            raise
+
+    def _open(self, runner: Backend, overwrite: bool) -> None:
+        """Check and continue the index at ``self.folder`` (or start it), holding its lock."""
+        folder = self.folder
         if overwrite:
             for item in folder.iterdir():
                 if item.name in (MANIFEST, TABLE) or SHARD_FILE.match(item.name):
@@ -245,6 +254,11 @@ class Index:
     def sampling(self) -> str:
         return str(self.manifest.get("sampling", "exact"))  # indexes from before --sampling: exact
 
+    def check_whole_videos(self) -> None:
+        """``UsageError`` for a windowed index, whose rows are windows, not videos."""
+        if self.windowed:
+            raise UsageError(f"{self.folder}: holds windows ({self.windows}), not whole videos; search it for moments")
+
     def check_runner(self, runner: Backend) -> None:
         """Refuse to score with a model whose vision side did not make the stored features."""
         made = _made(self.manifest, runner)
@@ -290,6 +304,7 @@ def score_index(
     runner: Backend, index: Index, labelset: LabelSet, top_k: int = 5, multi_label: bool = False
 ) -> Iterator[VideoResult]:
     """One result per indexed video, as ``classify`` would give it, without decoding anything."""
+    index.check_whole_videos()
     index.check_runner(runner)
     # The index keeps how frames were sampled, not how many were keyframe substitutes.
     sampled: dict[str, Any] = {
@@ -324,6 +339,7 @@ def search_index(runner: Backend, index: Index, query: str, top_k: int = 10) -> 
     The score is the logit ``classify`` reports for that text: the scaled cosine similarity of
     the video and the text conditioned on that video.
     """
+    index.check_whole_videos()
     index.check_runner(runner)
     text_features = runner.text_features([query])
     scored: list[SearchHit] = []

@@ -61,7 +61,8 @@ def search_moments(
     windows = [entry for entry in index.entries if entry.status == "ok"]
     if not windows:
         return ()
-    text = runner.text_features(list(queries))
+    queries = list(dict.fromkeys(queries))  # a query given twice is searched once
+    text = runner.text_features(queries)
     moments: list[Moment] = []
     for number, query in enumerate(queries):
         scores = window_scores(runner, index, windows, text[number : number + 1], options)
@@ -132,6 +133,8 @@ def merge_windows(
         for other in touching[1:]:
             touching[0].extend(other)
             groups.remove(other)
+        if len(groups) < options.top_k:  # a bridge joined two: room for another moment again
+            bar = -math.inf
     moments = [_moment(query, [windows[j] for j in group], [float(scores[j]) for j in group]) for group in groups]
     return sorted(moments, key=lambda moment: -moment.score)
 

@@ -284,16 +284,17 @@ SEARCH_FORMATS = ("table", "json", "jsonl", "csv")
 MOMENT_CSV_COLUMNS = tuple(Moment("", "", 0, 0, 0, (0, 0)).to_record(1))
 
 
-def write_moments(moments: Sequence[Moment], output_format: str, stream: TextIO) -> None:
+def write_moments(moments: Sequence[Moment], output_format: str, stream: TextIO, queries: Sequence[str] = ()) -> None:
     """Moments (several queries: each query's, best first, ranked from 1) as a table, JSON
-    (one object per query), JSONL or CSV; times in seconds and milliseconds."""
+    (one object per query of ``queries``, none found included), JSONL or CSV; times in seconds
+    and milliseconds."""
     records: list[dict[str, Any]] = []
     for moment in moments:
         rank = 1 if not records or records[-1]["query"] != moment.query else records[-1]["rank"] + 1
         records.append(moment.to_record(rank))
     if output_format == "json":
-        queries = list(dict.fromkeys(record["query"] for record in records))
-        grouped = [{"query": q, "moments": [r for r in records if r["query"] == q]} for q in queries]
+        asked = list(dict.fromkeys([*queries, *(record["query"] for record in records)]))
+        grouped = [{"query": q, "moments": [r for r in records if r["query"] == q]} for q in asked]
         json.dump(grouped, stream, indent=2, ensure_ascii=False)
         stream.write("\n")
     elif output_format == "jsonl":
@@ -377,7 +378,8 @@ def write_eval_report(report: EvalReport, labelset: str, output_format: str, str
 _RECORD_START = r'\{\s*"path":\s*"(?:[^"\\]|\\.)*",\s*"(?:resolved_path|status|model)":'  # results, timelines
 _OUR_STARTS = re.compile(
     rf'\A(?:\[\s*(?:\]|{_RECORD_START})|{_RECORD_START}|\{{\s*"query":|path,status[,\r\n]|path,start,end,'
-    r"|rank,path,score|query,rank,path|(?:[^\n]*\n){0,8}┏━|" + EDIT_STARTS + ")"
+    r"|rank,path,score|query,rank,path|rank,query,path,|\[\s*\{\s*\"query\":|\{\s*\"rank\":\s*\d+,\s*\"query\":"
+    r"|(?:[^\n]*\n){0,8}┏━|" + EDIT_STARTS + ")"
 )
 _CUE_TEXT = re.compile(r"^.+ \d+%(?:, .+ \d+%)*$")  # "cooking 65%", "cooking 65%, dancing 25%"
 _CUE_TIMING = re.compile(r"^(?:\d+:)?\d\d:\d\d[,.]\d{3} --> ")
