@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -366,26 +366,24 @@ def _made(manifest: dict[str, Any], runner: Backend) -> dict[str, Any]:
 
 def read_entries(folder: Path) -> list[IndexEntry]:
     """The index's rows (a row cut off by a kill is left out)."""
-    return [
+    return [  # positional, in ENTRIES' column order: 100,000 windows open in well under a second
         IndexEntry(
-            path=record["path"],
-            status=record["status"],
-            shard=_number(int, record["shard"]),
-            row=_number(int, record["row"]),
-            duration=_number(float, record["duration"]),
-            width=_number(int, record["width"]),
-            height=_number(int, record["height"]),
-            error=record["error"] or None,
-            start=_number(float, record["start"]),
-            end=_number(float, record["end"]),
-            windows=_number(int, record["windows"]),
+            path,
+            status,
+            int(shard) if shard else None,
+            int(row) if row else None,
+            float(duration) if duration else None,
+            int(width) if width else None,
+            int(height) if height else None,
+            error or None,
+            float(start) if start else None,
+            float(end) if end else None,
+            int(windows) if windows else None,
         )
-        for record in ENTRIES.records(folder / TABLE)
+        for path, status, shard, row, duration, width, height, error, start, end, windows in ENTRIES.rows(
+            folder / TABLE
+        )
     ]
-
-
-def _number(kind: Callable[[str], T], cell: str) -> T | None:
-    return kind(cell) if cell else None
 
 
 def _complete(entries: list[IndexEntry]) -> list[IndexEntry]:

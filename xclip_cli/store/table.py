@@ -132,6 +132,14 @@ class Schema:
         empty = dict.fromkeys(self.columns, "")
         return [empty | dict(zip(header, row, strict=True)) for row in rows]
 
+    def rows(self, path: Path) -> list[list[str]]:
+        """``records`` as lists in this version's column order (no dict per row: large tables)."""
+        if has_rows_or_header(path):
+            header, rows = read_rows(path)
+            if header == self.columns:
+                return rows
+        return [self.row(record) for record in self.records(path)]
+
     def upgrade(self, path: Path) -> None:
         """Rewrite a file of an older version (``reads_older``) in this version, atomically."""
         if has_rows_or_header(path) and read_rows(path)[0] != self.columns:
