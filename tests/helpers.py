@@ -589,3 +589,31 @@ def simulated_float32(seed: int) -> Any:
     """A float32-rounding simulator for float64 forwards (the class is built on first use: torch
     is imported lazily here)."""
     return _simulated_float32_class()(seed)
+
+
+def paused_mid_scan(command: list[str], out: Path, after: int, total: int, attempts: int = 3) -> Any:
+    """A scan subprocess paused (SIGSTOP) with at least ``after`` and fewer than ``total`` rows
+    in ``out``: the state the interrupt tests need, whatever the machine's load.
+
+    Rows are polled, then the scan is stopped; on a loaded machine this test's process may be
+    held off the CPU between the poll and the stop while the scan writes its last rows, so the
+    row count is checked again once it is stopped, and the scan started afresh if it got to the
+    end (at most ``attempts`` times, then the test fails: it never passes without the case)."""
+    import signal
+    import subprocess
+    import time
+
+    for _ in range(attempts):
+        out.unlink(missing_ok=True)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not out.exists() or out.read_text(encoding="utf-8").count("\n") < after + 1:
+            assert process.poll() is None, "the scan ended before it wrote the rows waited for"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGSTOP)
+        if process.poll() is None and out.read_text(encoding="utf-8").count("\n") < total + 1:
+            return process
+        process.kill()
+        process.wait()
+    raise AssertionError(f"the scan finished before it could be stopped, {attempts} times")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import LABELS_TEXT, invoke, write_video
+from helpers import LABELS_TEXT, invoke, paused_mid_scan, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.results import CSV_COLUMNS
@@ -210,9 +210,9 @@ def test_ctrl_c_during_a_scan_with_a_report_still_writes_the_page(
 ) -> None:
     out, page = tmp_path / "r.csv", tmp_path / "page.html"
     command = scan_command(tiny_model_dir, many, out, "--report", str(page))
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_rows(out, 2, process)
+    process = paused_mid_scan(command, out, after=2, total=12)
     process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)  # the pending SIGINT is delivered as it resumes
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED
     said = process.stderr.read().decode() if process.stderr else ""
     assert said == (

@@ -9,11 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import LABELS_TEXT, invoke, write_video
+from helpers import LABELS_TEXT, invoke, paused_mid_scan, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.labels import resolve_labels
@@ -235,15 +234,8 @@ def test_killed_scan_loses_no_rows_and_resumes(tiny_model_dir: Path, tmp_path: P
     out = tmp_path / "r.csv"
     command = [sys.executable, "-m", "xclip_cli", "scan", str(folder), "-o", str(out), "-q"]
     command += ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not out.exists() or out.read_text().count("\n") < 4:  # header and 3 rows
-        assert process.poll() is None, "the scan ended before it wrote the rows waited for"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    # Paused, the scan cannot finish before the signal under test arrives, however fast it runs.
-    process.send_signal(signal.SIGSTOP)
-    assert process.poll() is None
+    # Paused mid-way, the scan cannot finish before the signal under test arrives, however fast it runs.
+    process = paused_mid_scan(command, out, after=3, total=40)
     process.send_signal(sig)
     if sig == signal.SIGINT:
         process.send_signal(signal.SIGCONT)  # the pending SIGINT is delivered as it resumes
