@@ -54,6 +54,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
         (
             "xclip embed ./footage -o footage.index",
             "xclip embed ./footage -o footage.index          # rerun: only what is missing",
+            "xclip embed ./footage -o archive.index --windows --sampling keyframes",
         ),
         (*_COMMON, ExitCode.PARTIAL, ExitCode.ALL_FAILED, ExitCode.OUTPUT, ExitCode.INTERRUPTED),
     ),
@@ -69,6 +70,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {
             'xclip search footage.index "a dog catching a frisbee" -k 10',
             'xclip search footage.index "a goal celebration" -f csv -o hits.csv',
             'xclip search archive.index "a goal celebration" "a penalty kick" --report hits.html',
+            'xclip search archive.index "a goal celebration" -o selects.edl',
         ),
         (*_COMMON, ExitCode.OUTPUT),
     ),

@@ -138,7 +138,10 @@ def search(
     output_format: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", metavar=choices(SEARCH_FORMATS), help="Output format [default: from -o, or table]."
+            "--format",
+            "-f",
+            metavar=choices((*SEARCH_FORMATS, *EDIT_FORMATS)),
+            help="Output format [default: from -o, or table; otio, edl, fcpxml: moments as selects].",
         ),
     ] = None,
     output: OutputOpt = None,
