@@ -605,7 +605,7 @@ def paused_mid_scan(command: list[str], out: Path, after: int, total: int, attem
 
     for _ in range(attempts):
         out.unlink(missing_ok=True)
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
         deadline = time.monotonic() + 120
         while not out.exists() or out.read_text(encoding="utf-8").count("\n") < after + 1:
             assert process.poll() is None, "the scan ended before it wrote the rows waited for"
@@ -617,3 +617,13 @@ def paused_mid_scan(command: list[str], out: Path, after: int, total: int, attem
         process.kill()
         process.wait()
     raise AssertionError(f"the scan finished before it could be stopped, {attempts} times")
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test interrupts: Ctrl-C's default action back. A shell
+    without job control starts background commands with SIGINT ignored (POSIX), their children
+    inherit that, and Python then installs no KeyboardInterrupt handler: a suite started as
+    ``make test-heavy &`` would see SIGINT do nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
