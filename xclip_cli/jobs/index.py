@@ -141,8 +141,9 @@ class IndexWriter:
         else:
             _write_json(folder / MANIFEST, self.manifest)
         ENTRIES.upgrade(folder / TABLE)
-        entries = _complete(read_entries(folder))
-        if len(entries) < len(read_entries(folder)):  # a video's windows cut off by a kill: redone
+        stored = read_entries(folder)
+        entries = _complete(stored)
+        if len(entries) < len(stored):  # a video's windows cut off by a kill: redone
             ENTRIES.rewrite(folder / TABLE, [_entry_record(entry) for entry in entries])
         # Relative paths (older indexes) meant the folder embed ran in: this one, if resumed from it.
         self.done = {os.path.abspath(entry.path) for entry in entries}
