@@ -65,15 +65,16 @@ def plan_embedding(
 ) -> EmbedPlan:
     """What is left to embed into ``folder``; ``UsageError`` for an index made otherwise (another
     model, precision, sampling, windows or dtype). ``dtype`` defaults to float16 for windows
-    (half the size; see docs/search.md for what it costs), float32 for whole videos."""
-    if dtype is None and not overwrite and (folder / MANIFEST).exists():  # resumed: as it was made
-        dtype = str(read_manifest(folder).get("dtype", "float32"))
+    (half the size; see docs/index-and-search.md for what it costs), float32 for whole videos."""
+    manifest = read_manifest(folder) if not overwrite and (folder / MANIFEST).exists() else None  # resumed
+    if dtype is None and manifest is not None:  # as it was made
+        dtype = str(manifest.get("dtype", "float32"))
     dtype = dtype or ("float16" if windows is not None else "float32")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     done: set[str] = set()
-    if not overwrite and (folder / MANIFEST).exists():
-        num_frames = int(str(read_manifest(folder).get("num_frames", 8)))  # the index's model, checked next
+    if manifest is not None:
+        num_frames = int(str(manifest.get("num_frames", 8)))  # the index's model, checked next
         setting = window_setting(windows, num_frames) if windows is not None else WHOLE_VIDEOS
         done = indexed_paths(folder, model, precision, options.sampling, setting, dtype)
     todo = tuple(path for path in paths if os.path.abspath(path) not in done)
