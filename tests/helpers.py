@@ -627,3 +627,75 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def float64_head_logits(folder: Path, embeds: np.ndarray, patches: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """transformers' X-CLIP head in float64 (prompt generator, then the scaled cosine of
+    ``XCLIPModel.forward``) on stored features: the reference for ``model.head``."""
+    import torch
+
+    _, model = _loaded(str(folder), _stamp(folder), True)
+    with torch.no_grad():
+        video = torch.from_numpy(np.asarray(embeds, np.float64))
+        texts = torch.from_numpy(np.asarray(text, np.float64)).unsqueeze(0).expand(len(video), -1, -1)
+        texts = texts + model.prompts_generator(texts, torch.from_numpy(np.asarray(patches, np.float64)))
+        video = video / video.norm(p=2, dim=-1, keepdim=True)
+        texts = texts / texts.norm(p=2, dim=-1, keepdim=True)
+        return torch.einsum("bd,bkd->bk", video, model.logit_scale.exp() * texts).numpy()
+
+
+def head_rounding_bound(
+    weights: Any, embeds: np.ndarray, patches: np.ndarray, text: np.ndarray, exact: np.ndarray
+) -> float:
+    """How far a float32 run of ``model.head.head_logits`` may be from ``exact`` (its float64
+    result, ``float64_head_logits``): ROUNDING_SAFETY x the change that float32's worst-case
+    rounding at every operation of the same arithmetic causes (``RoundedFloat64``)."""
+    from xclip_cli.model.head import head_logits
+
+    rounded = head_logits(weights, *(np.asarray(x, np.float64).view(RoundedFloat64) for x in (embeds, patches, text)))
+    return ROUNDING_SAFETY * float(np.abs(np.asarray(rounded) - exact).max())
+
+
+class RoundedFloat64(np.ndarray):
+    """The numpy twin of ``simulated_float32``: float64 arrays whose every ufunc result (matmul,
+    sums, elementwise operations) gets a random-sign error at float32's worst-case bound, the
+    same bounds as there (a product or sum of inner length k within sqrt(k)·u·Σ|terms|, an
+    elementwise result within ELEMENTWISE_ULPS·u of itself; maxima and sign flips are exact).
+    Code that keeps an array's subclass and dtype (``model.head``) runs on it unchanged; the
+    change of its float64 output then estimates how far its float32 run may be from exact, on
+    any CPU (the bounds hold for any summation order, blocking, FMA use and thread split)."""
+
+    generator = np.random.default_rng(0)
+    EXACT = frozenset({np.maximum, np.minimum, np.negative, np.conjugate, np.absolute})
+    ELEMENTWISE = frozenset({np.add, np.subtract, np.multiply, np.divide, np.exp, np.sqrt, np.reciprocal, np.square})
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        plain = [np.asarray(x) if isinstance(x, RoundedFloat64) else x for x in inputs]
+        outs = kwargs.pop("out", None)
+        if outs is not None:
+            kwargs["out"] = tuple(np.asarray(out) for out in outs)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        value = np.asarray(result)
+        if value.dtype != np.float64 or ufunc in self.EXACT:
+            size = None
+        elif ufunc is np.matmul and method == "__call__":
+            a, b = (np.asarray(x, np.float64) for x in plain)
+            size = a.shape[-1] ** 0.5 * np.matmul(np.abs(a), np.abs(b))
+        elif ufunc is np.add and method == "reduce":
+            x = np.asarray(plain[0])
+            count = x.size // max(1, value.size)
+            size = count**0.5 * np.add.reduce(np.abs(x), **{k: v for k, v in kwargs.items() if k != "out"})
+        elif ufunc in self.ELEMENTWISE and method == "__call__":
+            size = ELEMENTWISE_ULPS * np.abs(value)
+        else:
+            raise AssertionError(f"RoundedFloat64: {ufunc.__name__}.{method} has no rounding rule")
+        if size is not None:
+            signs = self.generator.integers(0, 2, value.shape) * 2.0 - 1
+            noisy = value + signs * np.asarray(size) * UNIT_ROUNDOFF
+            if outs is not None:
+                np.asarray(outs[0])[...] = noisy
+            else:
+                result = noisy
+        if outs is not None:
+            return outs[0]
+        return np.asarray(result).view(RoundedFloat64)

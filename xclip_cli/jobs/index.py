@@ -237,6 +237,7 @@ class Index:
         self.manifest = read_manifest(folder)
         self.entries = _complete(read_entries(folder))
         self._embeds: tuple[dict[int, int], np.ndarray] | None = None  # by ``embeddings``
+        self._patches: dict[int, np.ndarray] = {}  # shard -> its patches, memory-mapped once
 
     @property
     def model(self) -> str:
@@ -269,8 +270,9 @@ class Index:
         refuse_other_settings(self.folder, [made], SETTINGS, run, remedy)
 
     def features(self, entries: list[IndexEntry]) -> VideoFeatures:
-        """The stored features of ``entries`` (all ``ok``), read from their shards as float32."""
-        return VideoFeatures(self._rows("embeds", entries), self._rows("patches", entries))
+        """The stored features of ``entries`` (all ``ok``), as float32: the embeddings from
+        ``embeddings`` (read once), the patches from their memory-mapped shards."""
+        return VideoFeatures(self.embeddings(entries), self._patch_rows(entries))
 
     def embeddings(self, entries: list[IndexEntry]) -> np.ndarray:
         """The unit video embeddings of ``entries`` (all ``ok``): (entries, D) float32. Every
@@ -283,15 +285,16 @@ class Index:
         first, stored = self._embeds
         return stored[np.array([first[entry.shard] + entry.row for entry in entries], dtype=np.int64)]  # type: ignore[index,operator]
 
-    def _rows(self, kind: str, entries: list[IndexEntry]) -> np.ndarray:
+    def _patch_rows(self, entries: list[IndexEntry]) -> np.ndarray:
         shards = np.array([entry.shard for entry in entries], dtype=np.int64)
         rows = np.array([entry.row for entry in entries], dtype=np.int64)
         parts: list[np.ndarray] = []
         positions: list[np.ndarray] = []
-        for shard in np.unique(shards):
+        for shard in np.unique(shards).tolist():
+            if shard not in self._patches:
+                self._patches[shard] = np.load(self.folder / f"patches-{shard:05d}.npy", mmap_mode="r")
             where = np.flatnonzero(shards == shard)
-            stored = np.load(self.folder / f"{kind}-{int(shard):05d}.npy", mmap_mode="r")
-            parts.append(np.asarray(stored[rows[where]], dtype=np.float32))
+            parts.append(np.asarray(self._patches[shard][rows[where]], dtype=np.float32))
             positions.append(where)
         if not parts:
             raise ValueError("no entries to read")

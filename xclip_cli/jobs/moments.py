@@ -8,7 +8,9 @@ Search: X-CLIP conditions the text on each video (the prompt generator), so an e
 needs the head for every window and query. ``search_moments`` ranks in two stages: the cosine
 of the stored video embedding and the plain text feature (a matrix product over all windows),
 then the full head on the best ``candidates`` of that first pass; ``exact`` runs the head on
-every window. Neighbouring windows of one video that both match merge into one moment.
+every window. The head runs in numpy, arranged for many windows and few texts
+(``model.head``: a tenth of the graph's work per window). Neighbouring windows of one video
+that both match merge into one moment.
 ``moment_thumbnails`` shows what the model saw in each moment's best window (``--report``).
 """
 
@@ -22,13 +24,19 @@ import numpy as np
 
 from xclip_cli.errors import UsageError, VideoError
 from xclip_cli.jobs.classify import load_frames
-from xclip_cli.jobs.index import SCORE_CHUNK, WHOLE_VIDEOS, Index, IndexEntry
+from xclip_cli.jobs.index import WHOLE_VIDEOS, Index, IndexEntry
 from xclip_cli.media.thumbnails import video_thumbnails
 from xclip_cli.model.backend import Backend
+from xclip_cli.model.head import HeadWeights, head_logits
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import Moment
 
-CANDIDATES = 256  # windows per query the full head scores after the first pass (at least 20 per moment asked)
+# Windows per query the full head scores after the first pass, and at least this many per moment
+# asked. On bench_search's 100,000 windows the exact top 10 lay within the first pass's best 586
+# (8 queries); 1024 cost 0.4 s there (docs/index-and-search.md).
+CANDIDATES = 1024
+CANDIDATES_PER_MOMENT = 50
+READ_CHUNK = 1024  # windows read from the index at a time (float32: 100 MB for base-patch32)
 TOUCHING = 1e-3  # seconds: windows this close are neighbours (times are kept to the millisecond)
 
 
@@ -62,11 +70,10 @@ def search_moments(
     if not windows:
         return ()
     queries = list(dict.fromkeys(queries))  # a query given twice is searched once
-    text = runner.text_features(queries)
+    scores = window_scores(runner.head_weights(), index, windows, runner.text_features(queries), options)
     moments: list[Moment] = []
     for number, query in enumerate(queries):
-        scores = window_scores(runner, index, windows, text[number : number + 1], options)
-        moments += merge_windows(query, windows, scores, options)
+        moments += merge_windows(query, windows, scores[:, number], options)
     return tuple(moments)
 
 
@@ -90,21 +97,26 @@ def moment_thumbnails(
 
 
 def window_scores(
-    runner: Backend, index: Index, windows: list[IndexEntry], text: np.ndarray, options: MomentOptions
+    head: HeadWeights, index: Index, windows: list[IndexEntry], text: np.ndarray, options: MomentOptions
 ) -> np.ndarray:
-    """Each window's logit for the one text feature ``text`` (1 x D), as classify reports it;
-    NaN for windows the first pass left out."""
-    if options.exact or len(windows) <= options.candidates:
-        chosen = np.arange(len(windows))
-    else:
-        first = index.embeddings(windows) @ (text[0] / np.linalg.norm(text[0]))
-        wanted = max(options.candidates, 20 * options.top_k)
-        chosen = np.sort(np.argpartition(-first, min(wanted, len(first)) - 1)[:wanted])
-    scores = np.full(len(windows), np.nan)
-    for start in range(0, len(chosen), SCORE_CHUNK):
-        rows = chosen[start : start + SCORE_CHUNK]
+    """Each window's logit for each text feature (``text``: Q x D), as classify reports it:
+    (windows, Q), NaN where a text's first pass left the window out. Every window read is
+    scored for every text, but a text keeps only its own candidates' scores, so what one query
+    finds does not depend on the others asked with it."""
+    wanted = max(options.candidates, CANDIDATES_PER_MOMENT * options.top_k)
+    keep = np.ones((len(windows), len(text)), dtype=bool)
+    if not options.exact and len(windows) > wanted:
+        first = index.embeddings(windows) @ (text / np.linalg.norm(text, axis=1, keepdims=True)).T
+        keep[:] = False
+        for column in range(len(text)):
+            keep[np.argpartition(-first[:, column], wanted - 1)[:wanted], column] = True
+    chosen = np.flatnonzero(keep.any(axis=1))
+    scores = np.full((len(windows), len(text)), np.nan)
+    for start in range(0, len(chosen), READ_CHUNK):
+        rows = chosen[start : start + READ_CHUNK]
         features = index.features([windows[row] for row in rows])
-        scores[rows] = runner.logits_from_features(features, text)[:, 0]
+        scores[rows] = head_logits(head, features.embeds, features.patches, text)
+    scores[~keep] = np.nan
     return scores
 
 
@@ -115,7 +127,8 @@ def merge_windows(
     adjoins) a moment of its video joins it (``merge``), others start one, until ``top_k``
     moments exist. A window matches when it scores at least the weakest moment listed (and
     ``min_score``); a window that bridges two moments joins them."""
-    order = [int(i) for i in np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable") if not np.isnan(scores[i])]
+    scored = np.flatnonzero(~np.isnan(scores))
+    order = scored[np.argsort(-scores[scored], kind="stable")].tolist()
     groups: list[list[int]] = []  # windows of each moment, by position in ``windows``
     bar = -math.inf  # the weakest listed moment's score, once there are top_k
     for i in order:

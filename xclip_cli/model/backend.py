@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # numpy too: `xclip --help` imports this module for BACKENDS,
 
     from xclip_cli.labels import LabelSet
     from xclip_cli.media.preprocess import PreprocessConfig
+    from xclip_cli.model.head import HeadWeights
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class Backend(Protocol):
 
     def logits_from_features(self, features: VideoFeatures, text_features: np.ndarray) -> np.ndarray:
         """X-CLIP's head (prompt generator, scaled cosine): (videos, texts) logits."""
+        ...
+
+    def head_weights(self) -> HeadWeights:
+        """The head's weights for ``model.head.head_logits`` (moment search: many windows, few texts)."""
         ...
 
     def video_logits(self, pixel_values: np.ndarray, text_features: np.ndarray) -> np.ndarray:

@@ -23,20 +23,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from xclip_cli.errors import OutputError
 from xclip_cli.model import text_cache
 from xclip_cli.model.checkpoints import local_folder
 from xclip_cli.store.atomic import write_text_atomic
 from xclip_cli.store.digest import digest
 from xclip_cli.store.locks import exclusive
 
-FORMAT = 3  # bump when the folder's layout or the exported graphs change
+FORMAT = 4  # bump when the folder's layout or the exported graphs change
 MANIFEST = "manifest.json"
-VISION, VISION_INT8, HEAD, TEXT, TOKENIZER = (
+VISION, VISION_INT8, HEAD, TEXT, TOKENIZER, HEAD_WEIGHTS = (
     "vision.onnx",
     "vision-int8.onnx",
     "head.onnx",
     "text.onnx",
     "tokenizer.json",
+    "head-weights.npz",  # model.head.HeadWeights: the head again, for moment search in numpy
 )
 # What a checkpoint folder's stamp covers: weights, configs and tokenizer files.
 STAMPED_SUFFIXES = frozenset({".json", ".txt", ".safetensors", ".bin", ".model", ".tiktoken", ".pt", ".pth"})
@@ -143,6 +145,30 @@ def install_entry(folder: Path, fill: Callable[[Path], None]) -> None:
         os.replace(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def copy_prepared(folder: Path, output: Path) -> Path:
+    """A copy of the prepared ``folder`` at ``output`` (absent or empty), for ``--model OUTPUT``
+    anywhere: its manifest says what it was made from (model, identity, library versions).
+    Written beside ``output`` and renamed into place: never half a folder that loads."""
+    output = output.expanduser()
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise OutputError(f"{output}: exists and is not an empty folder; give a new one")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(folder)
+    assert manifest is not None
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        for name in (*manifest["sizes"], MANIFEST):  # the manifest last: it marks a whole folder
+            shutil.copyfile(folder / name, work / name)
+        if output.exists():
+            output.rmdir()
+        os.replace(work, output)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write the prepared model ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return output
 
 
 def add_int8(folder: Path, say: Callable[[str], None] | None = None) -> None:

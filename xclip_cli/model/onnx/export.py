@@ -26,6 +26,7 @@ from xclip_cli.errors import OutputError, UsageError
 from xclip_cli.model.onnx.cache import (
     FORMAT,
     HEAD,
+    HEAD_WEIGHTS,
     MANIFEST,
     TEXT,
     TOKENIZER,
@@ -185,6 +186,7 @@ def _export(runner: XClipRunner, folder: Path, say: Callable[[str], None] | None
     if backend_tokenizer is None:
         raise UsageError(f"{runner.model_id}: its tokenizer has no `tokenizers` form; use --backend torch")
     backend_tokenizer.save(str(folder / TOKENIZER))
+    runner.head_weights().save(folder / HEAD_WEIGHTS)
     config = {
         "num_frames": runner.num_frames,
         "image_size": runner.image_size,

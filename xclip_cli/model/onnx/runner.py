@@ -19,7 +19,8 @@ import numpy as np
 from xclip_cli.errors import ModelLoadError
 from xclip_cli.media.preprocess import PreprocessConfig
 from xclip_cli.model.backend import VideoFeatures
-from xclip_cli.model.onnx.cache import HEAD, TEXT, TOKENIZER, VISION, VISION_INT8, read_manifest
+from xclip_cli.model.head import HeadWeights
+from xclip_cli.model.onnx.cache import HEAD, HEAD_WEIGHTS, TEXT, TOKENIZER, VISION, VISION_INT8, read_manifest
 from xclip_cli.model.text import TextMethods, TextSide, length_batches
 
 
@@ -144,6 +145,9 @@ class OnnxRunner(TextMethods):
         }
         (logits,) = self._sessions["head"].run(None, inputs)
         return np.asarray(logits)
+
+    def head_weights(self) -> HeadWeights:
+        return HeadWeights.load(self.folder / HEAD_WEIGHTS)
 
     def video_logits(self, pixel_values: np.ndarray, text_features: np.ndarray) -> np.ndarray:
         return self.logits_from_features(self.video_features(pixel_values), text_features)

@@ -21,6 +21,7 @@ from xclip_cli.errors import UsageError
 from xclip_cli.media.preprocess import PreprocessConfig
 from xclip_cli.model.backend import VideoFeatures
 from xclip_cli.model.device import resolve_device
+from xclip_cli.model.head import HeadWeights
 from xclip_cli.model.text import TextMethods, TextSide, length_batches
 from xclip_cli.model.torch.loading import load_checkpoint
 
@@ -155,6 +156,21 @@ class XClipRunner(TextMethods):
             tensors += [(f"prompts_generator.{n}", t) for n, t in self.model.prompts_generator.state_dict().items()]
             self._fingerprints["head"] = _digest_tensors(digest, tensors)
         return self._fingerprints["head"]
+
+    def head_weights(self) -> HeadWeights:
+        """The head's tensors in float32 numpy (``model.head``: moment search computes it there)."""
+        config, model = self._config, self.model
+        generator = model.prompts_generator.state_dict()
+        tensors = {name: tensor.detach().to("cpu", torch.float32).numpy() for name, tensor in generator.items()}
+        return HeadWeights(
+            tensors,
+            heads=int(config.prompt_num_attention_heads),
+            layers=int(config.prompt_layers),
+            activation=str(config.prompt_hidden_act),
+            vision_eps=float(config.vision_config.layer_norm_eps),
+            text_eps=float(config.text_config.layer_norm_eps),
+            logit_scale=float(model.logit_scale.detach().float()),
+        )
 
     @property
     def max_length(self) -> int:
