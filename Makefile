@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 CODE := $(wildcard xclip_cli tests benchmarks scripts)
 
-.PHONY: install test test-heavy test-slow lint format bench clean
+.PHONY: install test test-heavy test-runtime test-slow lint format bench clean
 # Test workers: one per core, 4 at most (each builds the session's tiny checkpoints and exports one for ONNX Runtime).
 WORKERS := -n auto --maxprocesses 4
 
@@ -14,7 +14,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[torch,dev]"
 	@echo "Installed. Try: $(VENV)/bin/xclip --help"
 
 test:  # the offline suite without the heavy and slow tests: about 4 minutes on 2 cores
@@ -22,6 +22,9 @@ test:  # the offline suite without the heavy and slow tests: about 4 minutes on 
 
 test-heavy:  # clusters, fresh processes, browsers, ONNX exports: about 5 minutes on 2 cores
 	$(PY) -m pytest -q $(WORKERS) -m heavy
+
+test-runtime:  # a fresh venv with only the runtime install (no torch) runs a prepared model: about 2 minutes
+	$(PY) -m pytest -q -m runtime
 
 test-slow:  # the full-size (base-patch32 shape) equivalence checks, torch and ONNX Runtime: about 4 minutes
 	$(PY) -m pytest -q -m slow

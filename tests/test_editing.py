@@ -22,7 +22,7 @@ import opentimelineio as otio
 import pytest
 from helpers import encode_video, frame_number, frame_pixels, invoke, need_program, write_video
 
-from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.errors import ExitCode, MissingDependency
 from xclip_cli.media.rates import FrameRate, nominal_rate, probe_frame_rate
 from xclip_cli.output.editing import NAME_LIMIT, write_selects, write_timeline_edit
 from xclip_cli.output.edl import EDL_TAG
@@ -346,15 +346,15 @@ def test_without_opentimelineio_otio_and_edl_say_how_to_install(
 ) -> None:
     timeline = timeline_of(videos["25"])
     monkeypatch.setitem(sys.modules, "otio_cmx3600_adapter", None)  # what an install without the extra sees
-    with pytest.raises(UsageError, match=r"^-f edl needs OpenTimelineIO: pip install 'xclip-cli\[edit\]'"):
+    with pytest.raises(MissingDependency, match=r"^-f edl needs OpenTimelineIO: pip install 'xclip-cli\[edit\]'"):
         write_timeline_edit(timeline, timeline.segments(), "edl", io.StringIO())
     monkeypatch.setitem(sys.modules, "opentimelineio", None)
-    with pytest.raises(UsageError, match=r"pip install 'xclip-cli\[edit\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'xclip-cli\[edit\]'"):
         write_timeline_edit(timeline, timeline.segments(), "otio", io.StringIO())
     assert written(write_timeline_edit, timeline, timeline.segments(), "fcpxml")[0].startswith("<?xml")  # needs none
     # Before any work: a model that does not exist is never reached.
     result = invoke(["timeline", str(videos["25"]), "--model", str(videos["25"]) + ".missing", "-f", "otio"])
-    assert result.exit_code == ExitCode.USAGE
+    assert result.exit_code == ExitCode.MISSING
     assert result.stderr.splitlines() == [
         "xclip: error: -f otio needs OpenTimelineIO: pip install 'xclip-cli[edit]' "
         "(in a source checkout: pip install -e '.[edit]')"

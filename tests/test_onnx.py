@@ -463,13 +463,15 @@ def test_an_install_without_the_exporter_says_what_to_install(
     import xclip_cli.model.open
 
     monkeypatch.setattr(xclip_cli.model.open, "_installed", lambda name: name != "onnxscript")
-    message = "xclip: error: ONNX Runtime needs onnxscript (xclip-cli depends on them): pip install onnxscript\n"
+    message = (
+        f"xclip: error: preparing {tiny_model_dir} for ONNX Runtime needs onnxscript: pip install 'xclip-cli[torch]'\n"
+    )
     for args in (
         classify_args(tiny_model_dir, clip_dir / "a.mp4", "--backend", "onnx"),
         ["models", "prepare", "--model", str(tiny_model_dir)],
     ):
         refused = invoke(args)
-        assert refused.exit_code == ExitCode.USAGE and refused.stderr == message
+        assert refused.exit_code == ExitCode.MISSING and refused.stderr == message
     trimmed = invoke(classify_args(tiny_model_dir, clip_dir / "a.mp4", "--backend", "auto"))
     assert trimmed.exit_code == ExitCode.OK and trimmed.stderr == ""  # auto: torch, as before ONNX existed
     assert json.loads(trimmed.stdout)[0]["precision"] == "fp32"

@@ -274,7 +274,7 @@ def test_without_ray_installed_the_engine_asks_for_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     args = ["scan", str(footage), "--engine", "ray", "--model", str(tiny_model_dir), "-l", LABELS_JUGGLING_TEXT]
     result = invoke([*args, "-o", str(tmp_path / "r.csv")])
-    assert result.exit_code == ExitCode.USAGE
+    assert result.exit_code == ExitCode.MISSING
     assert "pip install 'xclip-cli[ray]'" in result.stderr
     assert not (tmp_path / "r.csv").exists()
 

@@ -12,7 +12,7 @@ import pytest
 import srt
 from helpers import LABELS_TEXT, encode_video, invoke
 
-from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.errors import ExitCode, MissingDependency, UsageError
 from xclip_cli.media.decode import VideoReader
 from xclip_cli.media.shots import detect_cuts, require_scenedetect, shot_windows
 
@@ -82,7 +82,7 @@ def test_stride_with_shots_is_refused(tiny_model_dir: Path, shots_clip: Path) ->
 
 def test_without_pyscenedetect_shots_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "scenedetect", None)  # what an install without the extra sees
-    with pytest.raises(UsageError, match=r"pip install 'xclip-cli\[shots\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'xclip-cli\[shots\]'"):
         require_scenedetect()
 
 

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     MODEL = 6  # the model could not be loaded
     OUTPUT = 7  # the output could not be written
     ENGINE = 8  # the engine or server could not be reached (Ray cluster, xclip serve), or a scan on Ray failed
+    MISSING = 9  # what was asked needs a package that is not installed (the message gives the command)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
 
@@ -67,6 +68,13 @@ class UsageError(XClipError):
     """Options that are individually valid but cannot be combined or resolved."""
 
     exit_code = ExitCode.USAGE
+
+
+class MissingDependency(XClipError):
+    """What was asked needs an optional package (torch, Ray, OpenTimelineIO...): the message
+    names it and the install command."""
+
+    exit_code = ExitCode.MISSING
 
 
 class Interrupted(XClipError):

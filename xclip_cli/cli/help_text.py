@@ -17,11 +17,12 @@ EXIT_MEANINGS = {
     ExitCode.MODEL: "the model could not be loaded",
     ExitCode.OUTPUT: "the output could not be written",
     ExitCode.ENGINE: "the engine or server could not be reached (Ray, or --server), or the Ray scan failed",
+    ExitCode.MISSING: "needs a package that is not installed (the message gives the pip command)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); resumable commands keep what they finished",
     ExitCode.BROKEN_PIPE: "the reader of stdout went away (e.g. | head)",
 }
 
-_COMMON = (ExitCode.OK, ExitCode.USAGE, ExitCode.MODEL, ExitCode.INTERNAL)
+_COMMON = (ExitCode.OK, ExitCode.USAGE, ExitCode.MODEL, ExitCode.MISSING, ExitCode.INTERNAL)
 _PER_VIDEO = (ExitCode.PARTIAL, ExitCode.ALL_FAILED, ExitCode.LABELS, ExitCode.OUTPUT, ExitCode.INTERRUPTED)
 
 EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[ExitCode, ...]]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,17 +40,27 @@ def models_prepare(
     precision: Annotated[
         str, typer.Option(metavar="fp32|int8", help="int8: also quantise the vision weights (for --precision int8).")
     ] = "fp32",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also copy the prepared model to this new folder: --model DIR runs it anywhere, "
+            "without the checkpoint, torch or transformers.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export a checkpoint once for ONNX Runtime (auto and --backend onnx on the CPU)."""
     if precision not in ONNX_PRECISIONS:
         raise UsageError(f"--precision {precision!r}: ONNX Runtime runs fp32 or int8")
+    from xclip_cli.model.onnx.cache import copy_prepared
     from xclip_cli.model.onnx.runner import OnnxRunner
 
     started = time.monotonic()
     runner = load_runner(model, "cpu", precision, "onnx")  # prepares unless already prepared
     assert isinstance(runner, OnnxRunner)
-    folder = runner.folder
+    folder = runner.folder if output is None else copy_prepared(runner.folder, output)
     size = sum(item.stat().st_size for item in folder.iterdir()) / 1e6
     say(f"xclip: {model} is prepared: {folder} ({size:.0f} MB; {time.monotonic() - started:.1f} s this run)")
 
@@ -137,6 +148,8 @@ def show_version(value: bool) -> None:
         from xclip_cli.model.device import resolve_device
 
         print(f"default device: {resolve_device(os.environ.get('XCLIP_DEVICE', 'auto'))}")
-    except (ImportError, XClipError) as exc:
+    except ImportError:
+        print("default device: cpu (ONNX Runtime, prepared folders only: torch is not installed)")
+    except XClipError as exc:
         print(f"default device: unknown ({exc})")
     raise typer.Exit()

@@ -13,18 +13,18 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from xclip_cli.errors import UsageError, VideoError
+from xclip_cli.errors import MissingDependency, VideoError
 
 SHOT_THRESHOLD = 27.0  # ContentDetector's default: the change in HSV content that makes a cut
 MIN_SHOT_FRAMES = 15  # PySceneDetect's default: no shot shorter than this
 
 
 def require_scenedetect() -> None:
-    """``UsageError`` unless PySceneDetect is importable (checked before any work)."""
+    """``MissingDependency`` unless PySceneDetect is importable (checked before any work)."""
     try:
         import scenedetect  # noqa: F401
     except ImportError:
-        raise UsageError(
+        raise MissingDependency(
             "--shots needs PySceneDetect: pip install 'xclip-cli[shots]' "
             "(in a source checkout: pip install -e '.[shots]')"
         ) from None

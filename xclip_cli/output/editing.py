@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TextIO
 
-from xclip_cli.errors import UsageError
+from xclip_cli.errors import MissingDependency
 from xclip_cli.output.timecodes import cue_lines
 from xclip_cli.results import Moment, Segment, Timeline
 
@@ -110,12 +110,12 @@ class Edit:
 
 
 def require_edit_format(fmt: str) -> None:
-    """``UsageError`` saying how to install what ``fmt`` needs, unless it is importable."""
+    """``MissingDependency`` saying how to install what ``fmt`` needs, unless it is importable."""
     for module in NEEDS[fmt]:
         try:
             __import__(module)
         except ImportError:
-            raise UsageError(
+            raise MissingDependency(
                 f"-f {fmt} needs OpenTimelineIO: pip install 'xclip-cli[edit]' "
                 "(in a source checkout: pip install -e '.[edit]')"
             ) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from xclip_cli.errors import OutputError, UsageError
+from xclip_cli.errors import MissingDependency, OutputError
 from xclip_cli.output.writers import clock
 from xclip_cli.results import EvalReport, Segment, Timeline
 
@@ -93,7 +93,7 @@ def pyplot() -> Any:
         matplotlib.use("Agg")  # files only, no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'xclip-cli[plot]'") from None
+        raise MissingDependency("--plot needs matplotlib: pip install 'xclip-cli[plot]'") from None
     return plt
 
 

@@ -30,7 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xclip_cli.errors import EngineError, LabelSetError, ModelLoadError, OutputError, UsageError, VideoError, XClipError
+from xclip_cli.errors import (
+    EngineError,
+    LabelSetError,
+    MissingDependency,
+    ModelLoadError,
+    OutputError,
+    UsageError,
+    VideoError,
+    XClipError,
+)
 from xclip_cli.jobs.classify import sample_frames, score_loaded, scoring_text_features
 from xclip_cli.labels import LabelSet
 from xclip_cli.media.preprocess import PreprocessConfig
@@ -356,7 +365,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UsageError("--engine ray needs Ray: pip install 'xclip-cli[ray]'") from None
+        raise MissingDependency("--engine ray needs Ray: pip install 'xclip-cli[ray]'") from None
     return ray
 
 
@@ -431,7 +440,8 @@ def _engine_error(exc: BaseException) -> XClipError:
 
 _WORKER_ERROR = re.compile(r"^xclip_cli\.errors\.(?P<name>\w+): (?P<message>.+)$", re.MULTILINE)
 _RAISABLE: dict[str, type[XClipError]] = {
-    error.__name__: error for error in (EngineError, LabelSetError, ModelLoadError, OutputError, UsageError)
+    error.__name__: error
+    for error in (EngineError, LabelSetError, MissingDependency, ModelLoadError, OutputError, UsageError)
 }
 
 
