@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_checkpoint, write_video
+from helpers import interruptible, save_tiny_checkpoint, write_video
 
 pytestmark = pytest.mark.runtime
 
@@ -130,7 +130,7 @@ def test_the_runtime_serves_a_prepared_model(runtime: list[str], world: dict[str
     port = _free_port()
     server = subprocess.Popen(
         [*runtime, "serve", "--model", str(world["model"]), "--root", str(world["footage"]), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(work / "cache"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(work / "cache"), preexec_fn=interruptible,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
