@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from common import Timing, add_bench_arguments, bench_session, interleaved, log,
 
 from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
+from xclip_cli.model.onnx.cache import HEAD, TEXT, VISION
 from xclip_cli.model.onnx.export import prepare
 from xclip_cli.model.onnx.runner import OnnxRunner
 from xclip_cli.model.torch.runner import XClipRunner
@@ -75,6 +77,43 @@ def float64_logits(runner: XClipRunner, pixels: np.ndarray, text: np.ndarray) ->
         embeds, patches = exact.vision_side(torch.from_numpy(pixels).double())
         logits = exact.head(embeds, patches, torch.from_numpy(text).double())
     return logits.double().numpy()
+
+
+def session_load(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]:
+    """Opening the three sessions as a run does, against the same with ONNX Runtime's weight
+    prepacking turned off (``session.disable_prepacking``), and the vision graph's time per
+    video in each: what the load is made of, and what skipping it would cost every video."""
+    import onnxruntime
+
+    def opened(prepack: bool) -> list[Any]:
+        sessions = []
+        for name in (VISION, HEAD, TEXT):
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine
+            if not prepack:
+                options.add_session_config_entry("session.disable_prepacking", "1")
+            sessions.append(
+                onnxruntime.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+            )
+        return sessions
+
+    inputs = {"pixel_values": np.ascontiguousarray(pixels[:1])}
+    loads = {prepack: Timing(f"prepack {prepack}") for prepack in (True, False)}
+    runs = {prepack: Timing(f"prepack {prepack}") for prepack in (True, False)}
+    vision: dict[bool, Any] = {}
+
+    def open_and_keep(prepack: bool) -> None:
+        vision[prepack] = opened(prepack)[0]
+
+    interleaved([(loads[prepack], lambda p=prepack: open_and_keep(p)) for prepack in (True, False)], repeat)
+    interleaved([(runs[prepack], lambda p=prepack: vision[p].run(None, inputs)) for prepack in (True, False)], repeat)
+    return [
+        f"session load, three graphs, as a run opens them: {loads[True].median:.2f} s ({loads[True].spread}); "
+        f"without weight prepacking {loads[False].median:.2f} s ({loads[False].spread})",
+        f"vision graph per video: prepacked {runs[True].median:.3f} s, not prepacked {runs[False].median:.3f} s "
+        f"({runs[False].median / runs[True].median:.2f}x)",
+    ]
 
 
 def session_settings(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]:
@@ -138,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         for line in compare(runner, onnx, clip, args.videos, bench.repeat):
             print(line)
         pixels = view_pixels(load_frames(onnx, str(clip), ClassifyOptions()))
+        for line in session_load(folder, pixels, bench.repeat):
+            print(line)
         for line in session_settings(folder, pixels, bench.repeat):
             print(line)
         int8 = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)

@@ -22,7 +22,10 @@ labels are the 400 of Kinetics. Both are built once in ``--workdir`` and reused.
 * ``bench_serve.py``: ``xclip classify --server`` against a running ``xclip serve``, against the
   recipe script and a one-shot ``xclip classify``.
 * ``bench_onnx.py``: ONNX Runtime against torch eager in process (vision side, forward, scan
-  path, drift against float64), ORT thread settings, int8.
+  path, drift against float64), session load with and without weight prepacking, ORT thread
+  settings, int8.
+* ``bench_limit.py``: the vision side in GFLOP/s against this machine's fp32 GEMM probe (torch,
+  ONNX Runtime fp32 and int8, interleaved), and ONNX Runtime's profile of where the time goes.
 * ``bench_sampling.py``: ``--sampling keyframes`` against exact frames on realistic keyframe
   intervals: decoding, the scan path, how far the frames move.
 * ``bench_timeline.py``: one-pass timeline against classifying each window; a long clip's

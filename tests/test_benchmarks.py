@@ -64,6 +64,8 @@ def test_bench_onnx_compares_the_backends(
     pixels = bench_onnx.view_pixels(bench_onnx.load_frames(onnx, str(clip), bench_onnx.ClassifyOptions()))
     settings = bench_onnx.session_settings(onnx.folder, pixels, repeat=1)
     assert len(settings) == 6 and all(line.endswith("s per video") for line in settings)
+    load = bench_onnx.session_load(onnx.folder, pixels, repeat=1)
+    assert "without weight prepacking" in load[0] and load[1].startswith("vision graph per video: prepacked")
     int8_runner = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)
     int8 = bench_onnx.compare_int8(onnx, int8_runner, clip, repeat=1)
     assert "fp32/int8" in int8[0] and "same top-5 set" in int8[1]
@@ -78,3 +80,20 @@ def test_bench_sampling_compares_both_samplings(tiny_model_dir: Path, tmp_path: 
     assert any("decode only" in line and "exact / keyframes" in line for line in lines)
     assert any("scan path / forward" in line for line in lines)
     assert any("8 of 8 substitutes" in line for line in lines), lines
+
+
+def test_bench_limit_sets_the_engines_beside_the_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe, each engine's share of it, and ONNX Runtime's profile, whose matrix products
+    (counted from the shapes it records) are the work torch's flop counter counts: the rate it
+    prints is over the same operations."""
+    pytest.importorskip("onnxruntime")
+    import bench_limit
+
+    bench_limit.main(["--smoke", "--workdir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    for engine in ("torch eager fp32", "ONNX Runtime fp32", "ONNX Runtime int8"):
+        assert re.search(rf"^{engine} +best +[\d.]+ GFLOP/s .* of the probe: best +[\d.]+%", printed, re.M), printed
+    counted = re.search(r"\(([\d.e+-]+) GFLOP a run; torch's count of the vision side ([\d.e+-]+)\)", printed)
+    assert counted, printed
+    profile, torch_count = float(counted[1]), float(counted[2])
+    assert abs(profile - torch_count) <= 0.01 * torch_count, (profile, torch_count)

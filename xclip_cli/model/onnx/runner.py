@@ -24,7 +24,7 @@ from xclip_cli.model.onnx.cache import HEAD, HEAD_WEIGHTS, TEXT, TOKENIZER, VISI
 from xclip_cli.model.text import TextMethods, TextSide, length_batches
 
 
-def _session(path: Path, threads: int | None = None) -> Any:
+def open_session(path: Path, threads: int | None = None) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -61,8 +61,8 @@ class OnnxRunner(TextMethods):
             raise ModelLoadError(f"{folder}: not a whole prepared model; run `xclip models prepare {model_id}`")
         runner = cls(model_id, folder, manifest, int8, threads)
         # The per-video graphs load now (every run needs them); the text encoder on a cache miss.
-        runner._sessions["vision"] = _session(folder / (VISION_INT8 if int8 else VISION), threads)
-        runner._sessions["head"] = _session(folder / HEAD, threads)
+        runner._sessions["vision"] = open_session(folder / (VISION_INT8 if int8 else VISION), threads)
+        runner._sessions["head"] = open_session(folder / HEAD, threads)
         return runner
 
     # --- what the checkpoint is --------------------------------------------------------------
@@ -123,7 +123,7 @@ class OnnxRunner(TextMethods):
 
     def _encode_texts(self, token_ids: list[list[int]]) -> np.ndarray:
         if "text" not in self._sessions:
-            self._sessions["text"] = _session(self.folder / TEXT, self.threads)
+            self._sessions["text"] = open_session(self.folder / TEXT, self.threads)
         config = self.manifest["config"]
         out = np.empty((len(token_ids), int(config["projection_dim"])), dtype=np.float32)
         for rows, ids, mask in length_batches(token_ids, int(config["pad_token_id"])):
