@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from xclip_cli.cli.classify import classify, scan
+from xclip_cli.cli.classify import classify
 from xclip_cli.cli.errors import reports_errors
 from xclip_cli.cli.evaluate import evaluate_command
 from xclip_cli.cli.help_text import epilog
@@ -28,6 +28,7 @@ from xclip_cli.cli.info import (
     models_prepare,
     show_version,
 )
+from xclip_cli.cli.scan import scan
 from xclip_cli.cli.serve import serve
 from xclip_cli.cli.timeline import timeline
 

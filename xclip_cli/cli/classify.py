@@ -1,65 +1,43 @@
-"""``xclip classify`` (named videos, an index, or through a server) and ``xclip scan`` (folders)."""
+"""``xclip classify``: named videos, an index, or through a server (``xclip scan`` is ``cli.scan``)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from xclip_cli.cli.common import (
     check_no_folders,
     check_replaceable,
-    check_report,
     check_some_input_exists,
     check_writable,
     display_path,
     expand_stdin,
     finish,
-    listed_paths,
     load_runner,
-    nothing_to_do,
     open_output,
     pick_format,
     report_problems,
-    resumable,
     set_verbose,
     write_all,
 )
-from xclip_cli.cli.errors import say
 from xclip_cli.cli.options import (
     BackendOpt,
     BatchOpt,
     ClipsOpt,
     CropsOpt,
-    DeviceOpt,
-    ExtOpt,
-    FoldersArg,
     FormatOpt,
-    FromFileOpt,
-    GlobOpt,
     LabelsOpt,
-    ModelOpt,
     MultiLabelOpt,
     OptionalDeviceOpt,
     OptionalModelOpt,
     OptionalPrecisionOpt,
     OptionalSamplingOpt,
     OutputOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QuietOpt,
-    RecursiveOpt,
     ReplaceOpt,
-    ReportOpt,
-    RetryFailedOpt,
-    SamplingOpt,
-    ScanFormatOpt,
-    ShardOpt,
     TimeoutOpt,
     TopKOpt,
     VerboseOpt,
@@ -71,12 +49,9 @@ from xclip_cli.labels import LabelSet, check_scorable, resolve_labels
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.output.writers import WRITERS, Writer
-from xclip_cli.results import VideoResult
 
 if TYPE_CHECKING:
-    from xclip_cli.jobs.classify import Executor
     from xclip_cli.jobs.early import EarlyDecode
-    from xclip_cli.jobs.scan import ScanPlan
 
 
 def classify(
@@ -235,184 +210,3 @@ def _start_early_decode(model: str, videos: list[str], options: ClassifyOptions)
     from xclip_cli.jobs.early import EarlyDecode
 
     return EarlyDecode(model, videos[0], options)
-
-
-def scan(
-    folders: FoldersArg = None,
-    labels: LabelsOpt = "kinetics400",
-    output: OutputOpt = None,
-    from_file: FromFileOpt = None,
-    overwrite: OverwriteOpt = False,
-    retry_failed: RetryFailedOpt = False,
-    recursive: RecursiveOpt = True,
-    glob: GlobOpt = None,
-    ext: ExtOpt = None,
-    shard: ShardOpt = None,
-    quiet: QuietOpt = False,
-    model: ModelOpt = DEFAULT_MODEL,
-    top_k: TopKOpt = 5,
-    output_format: ScanFormatOpt = None,
-    device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 1,
-    workers: WorkersOpt = 2,
-    precision: PrecisionOpt = "fp32",
-    timeout: TimeoutOpt = None,
-    clips: ClipsOpt = 1,
-    crops: CropsOpt = 1,
-    sampling: SamplingOpt = "exact",
-    multi_label: MultiLabelOpt = False,
-    engine: Annotated[
-        str,
-        typer.Option(metavar="[local|ray]", help="local (this process), or ray: decode and classify on a Ray cluster."),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster to join ('auto': the one running here; default RAY_ADDRESS or a new one)."),
-    ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="With --engine ray: model actors.")] = 1,
-    num_gpus: Annotated[float, typer.Option(min=0, help="With --engine ray: GPUs per model actor.")] = 0,
-    cpus_per_actor: Annotated[float, typer.Option(min=0.01, help="With --engine ray: CPUs per model actor.")] = 1,
-    decode_cpus: Annotated[
-        float, typer.Option(min=0.01, help="With --engine ray: CPUs per decoding task (0.5: two per CPU).")
-    ] = 1,
-    report: ReportOpt = None,
-    backend: BackendOpt = "auto",
-    verbose: VerboseOpt = False,
-) -> None:
-    """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
-    from xclip_cli.jobs.scan import ScanOptions, scan_videos
-    from xclip_cli.media.discovery import collect_paths
-    from xclip_cli.media.thumbnails import store_path
-
-    set_verbose(verbose)
-    classify = ClassifyOptions(
-        top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout, clips=clips, crops=crops,
-        sampling=sampling, multi_label=multi_label, thumbnails=report is not None,
-    )  # fmt: skip
-    fmt = pick_format(output_format, output, "scan", ("csv", "jsonl"), default="csv")
-    ray = _ray_options(
-        engine, ray_address, concurrency, num_gpus, cpus_per_actor, decode_cpus, device, precision, backend, verbose
-    )
-    if not folders and from_file is None:
-        raise UsageError("give folders to scan or --from-file LIST")
-    thumbnails = store_path(report) if report is not None else None
-    options = ScanOptions(output, fmt, overwrite, retry_failed, thumbnails, classify)
-    labelset = resolve_labels(labels)
-    check_scorable(labelset, multi_label, f"--labels {labels}")
-    check_writable(output)
-    check_report(report, output)
-    listed = listed_paths(from_file)
-    found = collect_paths(folders or [], listed, recursive=recursive, pattern=glob, extensions=ext, shard=shard)
-    progress = _ScanFeedback(output, quiet)
-    data_out = sys.stdout
-    # Ray prints worker failures to this process's stdout: keep it for the results alone.
-    with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext(), progress:
-        try:
-            with resumable(output, report):
-                executor = _executor(model, device, precision, backend, ray)
-                start, update = progress.start, progress.update
-                summary = scan_videos(
-                    found, labelset, executor, options, stream=data_out, on_plan=start, on_result=update
-                )
-        finally:
-            if report is not None and progress.plan is not None:  # also on Ctrl-C: the page of what is done
-                _write_scan_report(report, output, progress.finished)
-    finish(summary.counts, output if summary.plan.todo else None, report, quiet=quiet)
-
-
-class _ScanFeedback:
-    """The scan's stderr: "nothing to do", or the progress bar; keeps this run's results for a
-    report of a scan to stdout (no file to read back)."""
-
-    def __init__(self, output: Path | None, quiet: bool) -> None:
-        self.output, self.quiet = output, quiet
-        self.plan: ScanPlan | None = None
-        self.finished: list[VideoResult] = []
-        self.stack = contextlib.ExitStack()
-        self.bar: Any = None
-
-    def start(self, plan: ScanPlan) -> None:
-        from xclip_cli.cli.progress import ScanProgress
-
-        self.plan = plan
-        if not plan.todo:
-            nothing_to_do(len(plan.paths), self.output, self.quiet, plan.kept_failed)
-            return
-        self.bar = self.stack.enter_context(ScanProgress(len(plan.todo), skipped=plan.skipped, quiet=self.quiet))
-
-    def update(self, result: VideoResult) -> None:
-        self.bar.update(result)
-        if self.output is None:
-            self.finished.append(result)
-
-    def __enter__(self) -> _ScanFeedback:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stack.__exit__(*exc_info)  # the bar hears of an error: then no summary line
-
-
-def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -> Executor:
-    """Where the scan runs: a Ray cluster (``ray``: its options), or this process."""
-    if ray is not None:
-        from xclip_cli.run.ray import RayExecutor
-
-        return RayExecutor(model, ray, say)
-    from xclip_cli.jobs.classify import LocalExecutor
-
-    return LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
-
-
-def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:
-    """The page of every video the results file holds (this run's and earlier runs'), or of
-    this run's when the results went to stdout; thumbnails from the store beside the page."""
-    from xclip_cli.media.thumbnails import read_thumbnails, store_path
-    from xclip_cli.output.report import scan_report, write_report
-    from xclip_cli.store.results_file import results_in
-
-    rows = results_in(output) if output is not None else finished
-    title = f"xclip scan: {output}" if output is not None else "xclip scan"
-    write_report(scan_report(rows, read_thumbnails(store_path(report)), title), report)
-
-
-def _ray_options(
-    engine: str,
-    address: str | None,
-    concurrency: int,
-    num_gpus: float,
-    cpus_per_actor: float,
-    decode_cpus: float,
-    device: str,
-    precision: str,
-    backend: str,
-    verbose: bool,
-) -> Any:
-    """``RayOptions`` for ``--engine ray`` (None for the local engine, where Ray options are refused)."""
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine {engine!r}: expected local or ray")
-    given = {
-        "--ray-address": address is not None,
-        "--concurrency": concurrency != 1,
-        "--num-gpus": num_gpus != 0,
-        "--cpus-per-actor": cpus_per_actor != 1,
-        "--decode-cpus": decode_cpus != 1,
-    }
-    if engine == "local":
-        named = [name for name, is_set in given.items() if is_set]
-        if named:
-            raise UsageError(f"{named[0]} needs --engine ray")
-        return None
-    from xclip_cli.run.ray import RayOptions, import_ray
-
-    import_ray()  # before anything loads: a missing extra is a usage error
-    return RayOptions(
-        address=address,
-        concurrency=concurrency,
-        num_gpus=num_gpus,
-        cpus_per_actor=cpus_per_actor,
-        decode_cpus=decode_cpus,
-        device=device,
-        precision=precision,
-        backend=backend,
-        verbose=verbose,
-    )

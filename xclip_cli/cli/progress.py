@@ -66,6 +66,12 @@ class ScanProgress:
             self._last_log = time.monotonic()
             self._log(self.line())
 
+    def grow(self, count: int) -> None:
+        """``count`` more videos to do (they arrived in a watched folder)."""
+        self.total += count
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+
     @property
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started

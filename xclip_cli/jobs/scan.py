@@ -8,8 +8,10 @@ next video starts. Finding the videos and sharding them is ``media.discovery``'s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
@@ -36,6 +38,7 @@ class ScanPlan:
     kept: int = 0  # rows of earlier runs that stay in the output
     kept_failed: int = 0  # ... of which errors (not retried): the exit code says they remain
     retried: int = 0  # error rows of earlier runs removed to be done again (--retry-failed)
+    rows: frozenset[str] = frozenset()  # the videos (identities) the output keeps a row for
 
     @property
     def skipped(self) -> int:
@@ -67,7 +70,7 @@ def plan_scan(
     kept = len(earlier.done) - len(retried)
     return ScanPlan(
         tuple(paths), todo, appending=bool(kept) or (output is not None and retried != frozenset()),
-        kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried),
+        kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried), rows=frozenset(done),
     )  # fmt: skip
 
 
@@ -116,6 +119,9 @@ def scan_videos(
     stream: TextIO | None = None,
     on_plan: Callable[[ScanPlan], None] | None = None,
     on_result: Callable[[VideoResult], None] | None = None,
+    arrivals: Iterable[Sequence[str]] | None = None,
+    on_arrival: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ScanSummary:
     """Classify ``paths`` into ``options.output``, resuming it: each finished row is appended
     and flushed before the next video starts, so a kill loses nothing and a rerun goes on.
@@ -124,6 +130,11 @@ def scan_videos(
     against this run's settings (``UsageError`` if its rows were made otherwise) and planned
     before anything loads (``on_plan`` hears the plan); ``on_result`` hears each result as it
     is written. ``stream``: where rows go without ``options.output``.
+
+    Watching (``media.watch.arrivals``): after ``paths``, each batch of ``arrivals`` is
+    classified in turn, but for the videos the file already holds or this run has seen
+    (``on_arrival`` hears how many are new). ``stop`` set ends the scan between two videos,
+    as finished as any other.
     """
     output, classify = options.output, options.classify
     settings = RunSettings(
@@ -133,7 +144,7 @@ def scan_videos(
     )  # fmt: skip
     with exclusive(output), exclusive(options.thumbnails):
         plan = plan_scan(paths, output, settings, options.fmt, options.overwrite, options.retry_failed)
-        if not plan.todo and (output is None or output.exists()):
+        if not plan.todo and arrivals is None and (output is None or output.exists()):
             if on_plan is not None:
                 on_plan(plan)
             return ScanSummary(plan, 0, 0)
@@ -154,6 +165,10 @@ def scan_videos(
                 opened = open(output, mode, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
                 sink = cast(TextIO, stack.enter_context(opened))
             rows = ResultRows(sink, options.fmt, classify.top_k, plan.appending)
+            if arrivals is not None:
+                seen = set(plan.rows) | {video_identity(path) for path in plan.todo}
+                later = _arrived(arrivals, seen, lambda new: executor.classify(new, labelset, classify), on_arrival)
+                results = itertools.chain(results, later)
             for named in results:
                 result = replace(named, resolved_path=video_identity(named.path))
                 rows.write(result)
@@ -162,4 +177,26 @@ def scan_videos(
                 done, failed = done + 1, failed + (not result.ok)
                 if on_result is not None:
                     on_result(result)
+                if stop is not None and stop.is_set():
+                    break
     return ScanSummary(plan, done, failed)
+
+
+def _arrived(
+    batches: Iterable[Sequence[str]],
+    seen: set[str],
+    classify: Callable[[list[str]], Iterator[VideoResult]],
+    on_arrival: Callable[[int], None] | None,
+) -> Iterator[VideoResult]:
+    """The results of each batch's videos not ``seen`` before (``seen`` grows with them)."""
+    for batch in batches:
+        new = []
+        for path in batch:
+            identity = video_identity(path)
+            if identity not in seen:
+                seen.add(identity)
+                new.append(path)
+        if new:
+            if on_arrival is not None:
+                on_arrival(len(new))
+            yield from classify(new)

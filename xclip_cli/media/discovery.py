@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from xclip_cli.errors import UsageError
@@ -83,6 +83,43 @@ def _wanted(path: str, root: str, pattern: str | None, extensions: frozenset[str
     relative = os.path.relpath(path, root)
     # fnmatch's "*" crosses folders, so "**/*.mp4" also matches files at the top level.
     return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern.removeprefix("**/"))
+
+
+def watched(
+    roots: Iterable[str],
+    *,
+    recursive: bool = True,
+    pattern: str | None = None,
+    extensions: str | None = None,
+    shard: str | None = None,
+) -> Callable[[str], str | None]:
+    """For a watcher's absolute paths: the name ``collect_paths`` would give the file (its root
+    as given, then the path below it), or None for a file it would not take (``--ext``,
+    ``--glob``, ``--shard``, a subfolder without ``recursive``). Roots that are files are
+    watched through their folder and only they are taken."""
+    wanted = VIDEO_EXTENSIONS if extensions is None else parse_extensions(extensions)
+    part = Shard.parse(shard) if shard is not None else None
+    bases = [(os.path.abspath(root), root) for root in roots]
+
+    def name(path: str) -> str | None:
+        absolute = os.path.abspath(path)
+        for base, root in bases:
+            if absolute == base and os.path.isfile(base):
+                found = root
+            elif absolute.startswith(base.rstrip(os.sep) + os.sep):
+                relative = os.path.relpath(absolute, base)
+                if not recursive and os.sep in relative:
+                    continue
+                found = os.path.join(root, relative)
+                if not _wanted(found, root, pattern, wanted):
+                    continue
+            else:
+                continue
+            if part is None or found in part:
+                return found
+        return None
+
+    return name
 
 
 def parse_extensions(text: str) -> frozenset[str]:

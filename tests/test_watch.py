@@ -1,0 +1,171 @@
+"""``xclip scan --watch``: files that arrive are classified once, only once complete.
+
+The settling rule is tested with an injected clock on real files; the watched scan as users
+run it, in a subprocess with the real watcher: files copied in slowly, in a subfolder, in a
+burst, deleted before they settle; SIGTERM, a restart that resumes, Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import LABELS_TEXT, interruptible, write_video
+
+from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.media.discovery import collect_paths, watched
+from xclip_cli.media.watch import Settling, WatchOptions, recently_changed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_file_is_due_once_unchanged_for_the_settle_time(tmp_path: Path) -> None:
+    clock = Clock()
+    settling = Settling(2.0, clock)
+    path = tmp_path / "a.mp4"
+    path.write_bytes(b"first part")
+    settling.saw(str(path))
+    clock.now += 1.9
+    assert settling.due() == []
+    with open(path, "ab") as handle:  # still being written: it settles from now
+        handle.write(b", second part")
+    clock.now += 1.0
+    assert settling.due() == []
+    clock.now += 1.9
+    assert settling.due() == []
+    clock.now += 0.1
+    assert settling.due() == [str(path)]
+    clock.now += 10
+    assert settling.due() == []  # handed on once
+    settling.saw(str(path))  # an event without a change: settles again from now (a new arrival)
+    clock.now += 2.0
+    assert settling.due() == [str(path)]
+
+
+def test_a_file_gone_before_it_settles_is_dropped_without_an_error(tmp_path: Path) -> None:
+    clock = Clock()
+    settling = Settling(1.0, clock)
+    kept, gone, renamed = tmp_path / "kept.mp4", tmp_path / "gone.mp4", tmp_path / "part.mp4"
+    for path in (kept, gone, renamed):
+        path.write_bytes(b"x")
+        settling.saw(str(path))
+    gone.unlink()
+    renamed.rename(tmp_path / "done.mp4")
+    clock.now += 1.0
+    assert settling.due() == [str(kept)]
+    assert settling.pending == {}
+    settling.saw(str(gone))  # an event for a file that is gone already
+    assert settling.pending == {}
+
+
+def test_files_changed_just_before_the_watch_settle_first(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (1000.0, 1000.0))
+    os.utime(new, (1009.0, 1009.0))
+    assert recently_changed([str(old), str(new)], settle=5.0, now=1010.0) == [str(new)]
+
+
+def test_watched_names_a_file_as_the_scan_finds_it(tmp_path: Path) -> None:
+    root = tmp_path / "inbox"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "b.MKV", "notes.txt", "sub/c.mp4", *(f"s{index}.mp4" for index in range(20))):
+        (root / name).write_bytes(b"x")
+    for kwargs in ({}, {"recursive": False}, {"extensions": "mkv"}, {"pattern": "sub/*"}, {"shard": "1/3"}):
+        name = watched([str(root)], **kwargs)  # type: ignore[arg-type]
+        named = {name(str(path)) for path in root.rglob("*")} - {None}
+        assert named == set(collect_paths([str(root)], **kwargs)), kwargs  # type: ignore[arg-type]
+    assert watched([str(root)])(str(tmp_path / "elsewhere.mp4")) is None
+
+
+def test_watch_options_are_checked() -> None:
+    with pytest.raises(UsageError, match="--settle"):
+        WatchOptions(settle=0)
+
+
+# --- the watched scan, as users run it ----------------------------------------------------------
+
+SETTLE = 1.5  # seconds; the copies below pause 0.7 s: longer than a watcher tick, shorter than this
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def wait_for_rows(out: Path, count: int, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while len(rows_of(out)) < count:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.monotonic() < deadline, f"{len(rows_of(out))} rows of {count}"
+        time.sleep(0.05)
+
+
+def copy_slowly(source: Path, target: Path, out: Path, rows: int) -> None:
+    """Copy in four chunks with pauses; no row for it may appear while it is being written."""
+    data = source.read_bytes()
+    step = len(data) // 4 + 1
+    with open(target, "wb") as handle:
+        for start in range(0, len(data), step):
+            handle.write(data[start : start + step])
+            handle.flush()
+            time.sleep(0.7)
+            assert len(rows_of(out)) == rows, "a file was read before it was complete"
+
+
+@pytest.mark.heavy
+def test_a_watched_folder_classifies_each_arrival_once_when_complete(tiny_model_dir: Path, tmp_path: Path) -> None:
+    inbox, out = tmp_path / "inbox", tmp_path / "r.csv"
+    inbox.mkdir()
+    write_video(inbox / "there.mp4", num_frames=12, size=(32, 24))
+    source = write_video(tmp_path / "source.mp4", num_frames=40, size=(64, 48))
+    command = [sys.executable, "-m", "xclip_cli", "scan", str(inbox), "-o", str(out), "--watch"]
+    command += ["--settle", str(SETTLE), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
+    wait_for_rows(out, 1, process)
+    (inbox / "sub").mkdir()
+    copy_slowly(source, inbox / "sub" / "slow.mp4", out, rows=1)
+    wait_for_rows(out, 2, process)
+    (inbox / "gone.mp4").write_bytes(source.read_bytes()[:1000])
+    time.sleep(0.3)
+    (inbox / "gone.mp4").unlink()
+    for index in range(50):
+        shutil.copy(inbox / "there.mp4", inbox / f"burst{index:02d}.mp4")
+    wait_for_rows(out, 52, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == ExitCode.OK  # a service manager's stop is a normal end
+    said = process.stderr.read().decode() if process.stderr else ""
+    assert "xclip: 52 ok, 0 failed" in said and f"xclip: wrote {out}" in said, said
+    watched_rows = {row["path"]: row for row in rows_of(out)}
+    assert len(rows_of(out)) == 52 and str(inbox / "gone.mp4") not in watched_rows
+    plain = tmp_path / "plain.csv"
+    subprocess.run(
+        [*command[:5], "-o", str(plain), "--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "-q"], check=True
+    )
+    assert {row["path"]: row for row in rows_of(plain)} == watched_rows  # the same rows as a plain scan
+
+    # A restart resumes: what arrived while it was stopped, then Ctrl-C ends it as any scan.
+    shutil.copy(source, inbox / "meanwhile.mp4")
+    os.utime(inbox / "meanwhile.mp4", (time.time() - 60, time.time() - 60))  # complete long ago
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
+    wait_for_rows(out, 53, process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED
+    paths = [row["path"] for row in rows_of(out)]
+    assert len(paths) == len(set(paths)) == 53 and paths[-1] == str(inbox / "meanwhile.mp4")

@@ -1,0 +1,131 @@
+"""Watched folders (``scan --watch``): video files that arrive, handed on once they are complete.
+
+A file is complete when its size and modification time have stayed the same for the settle
+time: a copy in progress keeps changing both, so it is never read half written (the OS's
+close-after-write event is not offered by every platform's watcher, so the settle time is the
+one rule everywhere). Events come from ``watchfiles`` (inotify, FSEvents, ReadDirectoryChanges),
+or from polling the folders (``poll``: network filesystems, where no events arrive). A file
+deleted or renamed before it settles is dropped without an error. ``scan_videos`` takes the
+batches ``arrivals`` yields (``jobs.scan``) and classifies each file it has no row for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from xclip_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """How a watched scan decides that a file is complete, and how it hears of files."""
+
+    settle: float = 5.0  # seconds a file's size and modification time must stay the same
+    poll: bool = False  # stat the folders every tick instead of the OS's events (network filesystems)
+    tick: float = 0.5  # seconds between looks at the files still settling
+
+    def __post_init__(self) -> None:
+        for name, value in (("--settle", self.settle), ("the watch tick", self.tick)):
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{name} {value}: expected a positive number of seconds")
+
+
+class Settling:
+    """Files heard of, until each has kept its size and modification time for ``settle``
+    seconds of ``clock``; ``due`` hands those over, once each."""
+
+    def __init__(self, settle: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settle, self.clock = settle, clock
+        self.pending: dict[str, tuple[tuple[int, int], float]] = {}  # path -> (size, mtime), since
+
+    def saw(self, path: str) -> None:
+        """``path`` changed (or is new): it settles from now, unless it has not changed at all."""
+        signature = _signature(path)
+        if signature is None:
+            self.pending.pop(path, None)  # gone again: nothing to do
+        elif path not in self.pending or self.pending[path][0] != signature:
+            self.pending[path] = (signature, self.clock())
+
+    def due(self) -> list[str]:
+        """The files that have settled now (sorted), no longer pending; files that changed
+        start settling again, files that are gone are dropped."""
+        now, ready = self.clock(), []
+        for path, (signature, since) in list(self.pending.items()):
+            current = _signature(path)
+            if current is None:
+                del self.pending[path]
+            elif current != signature:
+                self.pending[path] = (current, now)
+            elif now - since >= self.settle:
+                del self.pending[path]
+                ready.append(path)
+        return sorted(ready)
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns) if os.path.isfile(path) else None
+
+
+def recently_changed(paths: Iterable[str], settle: float, now: float | None = None) -> list[str]:
+    """Of files found when the watch starts, those modified in the last ``settle`` seconds (by
+    the wall clock, as modification times are): they may still be being written, so they
+    settle like new arrivals instead of being read at once."""
+    now = time.time() if now is None else now
+    recent = []
+    for path in paths:
+        with_time = _signature(path)
+        if with_time is not None and now - with_time[1] / 1e9 < settle:
+            recent.append(path)
+    return recent
+
+
+def arrivals(
+    roots: Iterable[str],
+    name: Callable[[str], str | None],
+    options: WatchOptions,
+    stop: threading.Event,
+    find: Callable[[], Iterable[str]],
+    settling: Iterable[str] = (),
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[list[str]]:
+    """Batches of complete files under ``roots`` as they arrive, until ``stop`` is set.
+
+    ``name`` (``media.discovery.watched``) gives a changed file's scan name, or None for a file
+    the scan does not take; ``settling``: files already known that must settle first. Once the
+    watcher listens, ``find`` lists the folders again: what arrived before it listened (while
+    the files found at the start were classified) is handed on too; files the scan has rows
+    for are its to skip."""
+    from watchfiles import Change, watch
+
+    pending = Settling(options.settle, clock)
+    for path in settling:
+        pending.saw(path)
+    tick = max(1, int(options.tick * 1000))
+    changes_seen = watch(
+        *roots, watch_filter=None, debounce=tick, step=min(50, tick), stop_event=stop, rust_timeout=tick,
+        yield_on_timeout=True, force_polling=options.poll, poll_delay_ms=tick, recursive=True,
+    )  # fmt: skip
+    for listening, changes in enumerate(changes_seen):
+        if not listening:
+            for path in find():
+                pending.saw(path)
+        for change, path in changes:
+            found = name(path)
+            if found is not None and change != Change.deleted:
+                pending.saw(found)
+            elif found is not None:
+                pending.pending.pop(found, None)
+        ready = pending.due()
+        if ready:
+            yield ready
+        if stop.is_set():
+            return
