@@ -33,6 +33,7 @@ labels are the 400 of Kinetics. Both are built once in ``--workdir`` and reused.
 * ``bench_index.py``: scoring an embedding index per 1,000 videos against decoding them.
 * ``bench_precision.py``: fp32 against bf16: speed and logit drift.
 * ``bench_ray.py``: ``--engine ray`` against the local engine on this machine.
+* ``bench_watch.py``: ``scan --watch``, from a file being complete to its row.
 
 Every script takes ``--smoke``: a tiny random checkpoint and small clips, one round, so that it
 runs end to end in seconds (numbers meaningless; ``tests/test_benchmarks.py`` runs them so).

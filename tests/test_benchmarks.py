@@ -97,3 +97,12 @@ def test_bench_limit_sets_the_engines_beside_the_probe(tmp_path: Path, capsys: p
     assert counted, printed
     profile, torch_count = float(counted[1]), float(counted[2])
     assert abs(profile - torch_count) <= 0.01 * torch_count, (profile, torch_count)
+
+
+def test_bench_watch_times_arrivals_to_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import bench_watch
+
+    bench_watch.main(["--smoke", "--burst", "2", "--settle", "0.5", "--workdir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert re.search(r"^one file at a time +median +[\d.]+ s", printed, re.M), printed
+    assert re.search(r"^a burst of 2 +median", printed, re.M) and "exit code after SIGTERM: 0" in printed

@@ -169,3 +169,28 @@ def test_a_watched_folder_classifies_each_arrival_once_when_complete(tiny_model_
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED
     paths = [row["path"] for row in rows_of(out)]
     assert len(paths) == len(set(paths)) == 53 and paths[-1] == str(inbox / "meanwhile.mp4")
+
+
+def test_arrivals_are_classified_once_each_with_the_model_loaded_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``scan_videos`` with batches that arrive: videos it has rows for (from the first pass or
+    an earlier batch, under another name too) are skipped; the model opens once for all."""
+    from xclip_cli.jobs.classify import LocalExecutor
+    from xclip_cli.jobs.scan import ScanOptions, scan_videos
+    from xclip_cli.labels import inline_labelset
+    from xclip_cli.model.open import open_backend
+
+    clips = [str(write_video(tmp_path / f"c{index}.mp4", num_frames=12, size=(32, 24))) for index in range(3)]
+    loads = []
+
+    def load():  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return open_backend(str(tiny_model_dir), "cpu", "fp32", "torch")
+
+    out, arrived = tmp_path / "r.csv", []
+    batches = [[clips[0], clips[1]], [clips[1], os.path.relpath(clips[0])], [clips[2]]]
+    summary = scan_videos(
+        clips[:1], inline_labelset(LABELS_TEXT), LocalExecutor("tiny", "fp32", load), ScanOptions(output=out),
+        arrivals=batches, on_arrival=arrived.append,
+    )  # fmt: skip
+    assert [row["path"] for row in rows_of(out)] == clips and summary.done == 3
+    assert arrived == [1, 1] and loads == [1]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -239,11 +239,15 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class LocalExecutor:
-    """Classify in this process with the backend that ``load`` opens (when work comes, not before)."""
+    """Classify in this process with the backend that ``load`` opens (when work comes, not
+    before; once: a watched scan's later batches use the same)."""
 
     model: str
     precision: str
     load: Callable[[], Backend]
+    _loaded: list[Backend] = field(default_factory=list, repr=False, compare=False)
 
     def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
-        return classify_videos(self.load(), paths, labelset, options)
+        if not self._loaded:
+            self._loaded.append(self.load())
+        return classify_videos(self._loaded[0], paths, labelset, options)
