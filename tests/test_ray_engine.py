@@ -20,6 +20,7 @@ import pytest
 import ray  # a dev extra: these tests never skip, so CI proves the engine
 from helpers import LABELS_JUGGLING_TEXT, invoke, write_video
 
+import xclip_cli
 from xclip_cli.errors import ExitCode
 from xclip_cli.jobs.classify import classify_videos
 from xclip_cli.labels import inline_labelset
@@ -170,21 +171,6 @@ def test_onnx_actors_give_the_local_results(
     assert {result.precision for result in on_ray} == {"fp32"}
 
 
-def test_a_node_without_the_prepared_graphs_writes_the_shipped_ones(
-    local_ray: None, isolated_dirs: Path, prepared_onnx: Path, tiny_model_dir: Path
-) -> None:
-    from xclip_cli.model.onnx.cache import checkpoint_stamp, read_manifest
-    from xclip_cli.run.ray import _folder_files, _prepared_on_this_node
-
-    pointer = prepared_onnx / "checkpoints" / f"{checkpoint_stamp(str(tiny_model_dir))}.json"
-    driver_folder = prepared_onnx / json.loads(pointer.read_text())["folder"]
-    elsewhere = Path("/nonexistent") / driver_folder.name  # the driver's path, on another machine
-    shipped = [ray.put(_folder_files(driver_folder))]
-    folder = _prepared_on_this_node(elsewhere, shipped)
-    assert folder == isolated_dirs / "onnx" / driver_folder.name and read_manifest(folder) is not None
-    assert _prepared_on_this_node(elsewhere, []) == folder  # now found in this node's cache
-
-
 def test_a_rerun_on_ray_resumes(local_ray: None, tiny_model_dir: Path, footage: Path, tmp_path: Path) -> None:
     local_out, ray_out = tmp_path / "local.csv", tmp_path / "ray.csv"
     local_scan(tiny_model_dir, footage, local_out)
@@ -314,7 +300,7 @@ def test_the_benchmark_compares_the_engines(
 
 
 def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
-    tiny_model_dir: Path, other_model_dir: Path
+    local_ray: None, tiny_model_dir: Path, other_model_dir: Path
 ) -> None:
     """Another copy of the model on a worker node would give other numbers than the text features assume."""
     from xclip_cli.errors import ModelLoadError
@@ -331,10 +317,12 @@ def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(
         fingerprints=(driver.fingerprint(), driver.vision_fingerprint()),
         device="cpu",
         precision="fp32",
+        version=xclip_cli.__version__,
     )
+    shared = [ray.put((labelset, features))]
     with pytest.raises(ModelLoadError, match="differs from the driver's copy"):
-        _ScoreVideos(settings, labelset, features, ClassifyOptions(), [])
-    _ScoreVideos(dataclasses.replace(settings, source=str(tiny_model_dir)), labelset, features, ClassifyOptions(), [])
+        _ScoreVideos(settings, ClassifyOptions(), shared, [])
+    _ScoreVideos(dataclasses.replace(settings, source=str(tiny_model_dir)), ClassifyOptions(), shared, [])
 
 
 def _decode_and_die(decoder: object, row: dict[str, bytes]) -> None:

@@ -26,10 +26,11 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from xclip_cli import __version__
 from xclip_cli.errors import (
     EngineError,
     LabelSetError,
@@ -142,7 +143,12 @@ def classify_videos_on_ray(
         # A cluster that was joined may have other nodes, without this one's cache: they get the
         # prepared graphs through the object store (in a list, so only an actor that needs them fetches).
         shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and not started_here else []
-        scored = _pipeline(ray, paths, settings, labelset, text_features, options, ray_options, attempts, shipped)
+        # Large actor arguments go by reference, owned and held by this process for the whole scan:
+        # an actor restarted after its node was lost fetches them again (passed by value, Ray would
+        # keep them in the object store without the bookkeeping a restart needs: ray#53727).
+        shared = [ray.put((labelset, text_features))]
+        settings = replace(settings, driver_node=ray.get_runtime_context().get_node_id(), version=__version__)
+        scored = _pipeline(ray, paths, settings, options, ray_options, attempts, shared, shipped)
         if ray_options.verbose:
             with contextlib.redirect_stdout(sys.stderr):  # stdout may carry results
                 scored.explain()  # Ray Data's plans: decoding and model stages, fused or not
@@ -157,11 +163,10 @@ def _pipeline(
     ray: Any,
     paths: Sequence[str],
     settings: _ModelSettings,
-    labelset: LabelSet,
-    text_features: Any,
     options: ClassifyOptions,
     ray_options: RayOptions,
     attempts: Path,
+    shared: list[Any],
     shipped: list[Any],
 ) -> Any:
     """The (lazy) Ray Data dataset: paths -> decoding tasks -> model actors -> pickled results."""
@@ -186,7 +191,7 @@ def _pipeline(
     )
     return decoded.map_batches(
         _ScoreVideos,
-        fn_constructor_args=(settings, labelset, text_features, options, shipped),
+        fn_constructor_args=(settings, options, shared, shipped),
         batch_size=max(1, options.batch_size),
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=ray_options.concurrency),
@@ -222,6 +227,8 @@ class _ModelSettings:
     precision: str
     onnx_folder: str | None = None  # ONNX Runtime: the driver's prepared folder (its name is the key)
     threads: int = 1  # an ONNX Runtime actor's threads: its share of the node's CPUs
+    driver_node: str = ""  # the driver's Ray node: only actors there read its prepared folder
+    version: str = ""  # the driver's xclip-cli: every node must run the same
 
 
 @dataclass(frozen=True)
@@ -263,18 +270,23 @@ class _ScoreVideos:
     """A model actor: loads the checkpoint once, then scores batches of decoded videos."""
 
     def __init__(
-        self,
-        settings: _ModelSettings,
-        labelset: LabelSet,
-        text_features: Any,
-        options: ClassifyOptions,
-        shipped: list[Any],
+        self, settings: _ModelSettings, options: ClassifyOptions, shared: list[Any], shipped: list[Any]
     ) -> None:
+        import ray
+
+        from xclip_cli import __version__
+
+        if __version__ != settings.version:
+            raise EngineError(
+                f"Ray node {ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]}) "
+                f"runs xclip-cli {__version__}, the driver {settings.version}: install the same version on every node"
+            )
         runner: Any
         if settings.onnx_folder is not None:
             from xclip_cli.model.onnx.runner import OnnxRunner
 
-            folder = _prepared_on_this_node(Path(settings.onnx_folder), shipped)
+            on_drivers_node = ray.get_runtime_context().get_node_id() == settings.driver_node
+            folder = _prepared_on_this_node(Path(settings.onnx_folder), shipped, on_drivers_node)
             int8 = settings.precision == "int8"
             runner = OnnxRunner.open(folder, settings.model_id, int8=int8, threads=settings.threads)
         else:
@@ -289,9 +301,8 @@ class _ScoreVideos:
                 f"{settings.model_id} on a Ray worker differs from the driver's copy; "
                 "install the same checkpoint on every node"
             )
-        self.labelset = labelset
+        self.labelset, self.text_features = ray.get(shared[0])
         self.options = options
-        self.text_features = text_features
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         pairs = zip(batch["path"], batch["video"], strict=True)
@@ -305,13 +316,14 @@ def _folder_files(folder: Path) -> dict[str, bytes]:
     return {item.name: item.read_bytes() for item in folder.iterdir() if item.is_file()}
 
 
-def _prepared_on_this_node(driver_folder: Path, shipped: list[Any]) -> Path:
-    """The prepared graphs on this node: in its own cache, the driver's folder (same machine or
-    a shared disk), or written into its cache from the files the driver shipped."""
+def _prepared_on_this_node(driver_folder: Path, shipped: list[Any], on_drivers_node: bool) -> Path:
+    """The prepared graphs on this node: in its own cache, the driver's folder (on the driver's
+    node), or written into its cache from the files the driver shipped. Other nodes never read
+    the driver's path: on another machine it may be a shared disk or nothing at all."""
     from xclip_cli.model.onnx.cache import entry_lock, install_entry, onnx_dir, read_manifest
 
     local = onnx_dir() / driver_folder.name
-    for folder in (local, driver_folder):
+    for folder in (local, driver_folder) if on_drivers_node else (local,):
         if read_manifest(folder) is not None:
             return folder
     if not shipped:
@@ -393,15 +405,20 @@ def _connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
     if ray.is_initialized():
         return False
     local = address == "local"
+    # Ray's C++ core prints its own error-level lines on this process's stderr (one for every Ray
+    # Data actor: arguments in the object store with restarts on, ray#53727, which the actors here
+    # are built to survive): off unless --verbose or the user's own setting, read as Ray starts.
+    quiet = not ray_options.verbose and "RAY_BACKEND_LOG_LEVEL" not in os.environ
     try:
-        ray.init(
-            address=address,
-            num_cpus=ray_options.num_cpus if local else None,
-            include_dashboard=False,
-            logging_level=logging.INFO if ray_options.verbose else logging.ERROR,
-            log_to_driver=ray_options.verbose,
-            configure_logging=True,
-        )
+        with _ray_backend_quiet() if quiet else contextlib.nullcontext():
+            ray.init(
+                address=address,
+                num_cpus=ray_options.num_cpus if local else None,
+                include_dashboard=False,
+                logging_level=logging.INFO if ray_options.verbose else logging.ERROR,
+                log_to_driver=ray_options.verbose,
+                configure_logging=True,
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if address == "auto":
             raise EngineError(
@@ -411,6 +428,23 @@ def _connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
         where = "a local Ray instance" if local else f"the Ray cluster at {address}"
         raise EngineError(f"cannot start or reach {where}: {_first_line(exc)}") from None
     return local
+
+
+@contextlib.contextmanager
+def _ray_backend_quiet() -> Iterator[None]:
+    """Ray's C++ logging at fatal only, for the Ray started (or joined) meanwhile; its note that
+    it read the setting, written on file descriptor 2, goes to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        del os.environ["RAY_BACKEND_LOG_LEVEL"]
 
 
 def _quiet_logs(verbose: bool) -> None:
