@@ -9,9 +9,14 @@ Kinetics labels (warm text cache) and N copies of the 10 s 720p clip:
   tasks on the other CPUs), from ``classify_videos_on_ray`` to the last result, and Ray's own
   start-up measured apart;
 * per video in the steady state (first result to last), and the ratios Ray / local;
-* agreement: the same top-1 label for every video and the largest probability difference.
+* agreement: the same top-1 label for every video and the largest probability difference;
+* ``--nodes``: videos per second on ONNX Runtime, the local engine against Ray clusters of 1, 2
+  and 3 nodes started on this machine (``ray.cluster_utils.Cluster``, 2 CPUs and one model
+  actor per node, two decoders per CPU). The nodes share this machine's cores, so more nodes
+  add Ray's processes, not computing power: the numbers show what Ray's scheduling and
+  shipping cost, not how a cluster of real machines scales.
 
-Run it with ``python benchmarks/bench_ray.py [--videos N] [--smoke] [--workdir DIR]``.
+Run it with ``python benchmarks/bench_ray.py [--videos N] [--nodes] [--smoke] [--workdir DIR]``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add_bench_arguments(parser, repeat=None)
     parser.add_argument("--videos", type=int, default=16, help="copies of the 10 s clip to scan")
+    parser.add_argument("--nodes", action="store_true", help="also Ray clusters of 1, 2 and 3 nodes, on ONNX Runtime")
     return parser.parse_args(argv)
 
 
@@ -94,6 +100,44 @@ def run_ray(model_dir: Path, paths: list[str], labelset: LabelSet, options: RayO
     results = classify_videos_on_ray(str(model_dir), paths, labelset, None, options)
     name = f"Ray, --decode-cpus {options.decode_cpus:g} --cpus-per-actor {options.cpus_per_actor:g}"
     return collect(name, started, results)
+
+
+def run_local_onnx(model_dir: Path, paths: list[str], labelset: LabelSet) -> EngineRun:
+    from xclip_cli.model.open import open_backend
+
+    started = time.perf_counter()
+    runner = open_backend(str(model_dir), "cpu", "fp32", "onnx")
+    options = ClassifyOptions(workers=SCAN_WORKERS)
+    return collect("local engine, ONNX Runtime", started, classify_videos(runner, paths, labelset, options))
+
+
+def run_cluster(model_dir: Path, paths: list[str], labelset: LabelSet, nodes: int) -> EngineRun:
+    """A Ray cluster of ``nodes`` nodes on this machine, started apart; from the scan's call to
+    its last result (the cluster's own start-up not counted)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=2)
+        options = RayOptions(address=cluster.address, concurrency=nodes, decode_cpus=0.5)
+        started = time.perf_counter()
+        results = classify_videos_on_ray(str(model_dir), paths, labelset, None, options)
+        return collect(f"Ray, {nodes}-node cluster, {nodes} actor(s)", started, results)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def throughput(local_run: EngineRun, cluster_runs: Sequence[EngineRun]) -> list[str]:
+    """Videos per second (start-up included, and steady), and what Ray adds per video."""
+    lines = [f"{'ONNX Runtime':<44} {'videos/s':>9} {'steady':>8} {'Ray adds per video':>19}"]
+    for run in (local_run, *cluster_runs):
+        rate, steady = len(run.results) / run.total, 1 / run.steady_per_video
+        added = "" if run is local_run else f"{run.steady_per_video - local_run.steady_per_video:+17.3f} s"
+        lines.append(f"{run.name:<44} {rate:>9.2f} {steady:>8.2f} {added:>19}")
+    return lines
 
 
 def start_ray() -> float:
@@ -152,8 +196,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         for options in RAY_SETTINGS:
             log(f"Ray engine over {len(paths)} videos, {options.decode_cpus:g} CPU per decoder ...")
             ray_runs.append(run_ray(model_dir, paths, labelset, options))
+        cluster_lines = []
+        if args.nodes:
+            import ray
+
+            ray.shutdown()
+            log("preparing for ONNX Runtime, then the local engine on it and clusters of 1, 2 and 3 nodes ...")
+            from xclip_cli.model.open import open_backend
+
+            open_backend(str(model_dir), "cpu", "fp32", "onnx")  # prepared once, before any timing
+            local_onnx = run_local_onnx(model_dir, paths, labelset)
+            clusters = [run_cluster(model_dir, paths, labelset, nodes) for nodes in (1, 2, 3)]
+            cluster_lines = throughput(local_onnx, clusters)
         print(f"\n{len(paths)} x {clip.name}, {os.cpu_count()} CPUs, {len(labelset)} labels")
         print("\n".join(report(local_run, ray_runs, ray_start)))
+        print("\n".join(cluster_lines))
 
 
 if __name__ == "__main__":

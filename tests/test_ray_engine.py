@@ -268,19 +268,19 @@ def test_without_ray_installed_the_engine_asks_for_the_extra(
 def test_actors_that_leave_no_cpu_for_decoding_are_refused_on_a_local_instance() -> None:
     """Ray would otherwise wait forever for a CPU to decode on."""
     from xclip_cli.errors import UsageError
-    from xclip_cli.run.ray import _check_fits
+    from xclip_cli.run.ray_cluster import check_fits
 
     machine = {"CPU": 2.0, "memory": 8 * 2**30}
-    _check_fits(machine, RayOptions(concurrency=1))
+    check_fits(machine, RayOptions(concurrency=1))
     with pytest.raises(UsageError, match="leave none for decoding"):
-        _check_fits(machine, RayOptions(concurrency=2))
+        check_fits(machine, RayOptions(concurrency=2))
     with pytest.raises(UsageError, match="leave none for decoding"):
-        _check_fits(machine, RayOptions(cpus_per_actor=2))
+        check_fits(machine, RayOptions(cpus_per_actor=2))
     with pytest.raises(UsageError, match="0 GPUs"):
-        _check_fits(machine, RayOptions(num_gpus=1))
+        check_fits(machine, RayOptions(num_gpus=1))
     with pytest.raises(UsageError, match="MiB of memory"):
-        _check_fits({"CPU": 2.0, "memory": 300 * 2**20}, RayOptions())
-    _check_fits({"CPU": 8.0, "GPU": 2.0, "memory": 8 * 2**30}, RayOptions(concurrency=2, num_gpus=1))
+        check_fits({"CPU": 2.0, "memory": 300 * 2**20}, RayOptions())
+    check_fits({"CPU": 8.0, "GPU": 2.0, "memory": 8 * 2**30}, RayOptions(concurrency=2, num_gpus=1))
 
 
 def test_the_benchmark_compares_the_engines(
@@ -297,6 +297,8 @@ def test_the_benchmark_compares_the_engines(
     lines = bench_ray.report(local_run, [ray_run], ray_start=0.0)
     assert len(ray_run.results) == len(local_run.results) == 3
     assert "per video in the steady state; same top-1 for 3/3 videos" in lines[-1]
+    rates = bench_ray.throughput(local_run, [ray_run])
+    assert rates[1].startswith("local engine") and rates[2].rstrip().endswith(" s")  # what Ray adds per video
 
 
 def test_an_actor_refuses_a_checkpoint_that_differs_from_the_drivers(

@@ -20,8 +20,9 @@ import pytest
 from helpers import LABELS_TEXT, interruptible, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
+from xclip_cli.jobs.scan import AGAIN
 from xclip_cli.media.discovery import collect_paths, watched
-from xclip_cli.media.watch import Settling, WatchOptions, recently_changed
+from xclip_cli.media.watch import Arrived, Settling, WatchOptions, recently_changed
 
 
 class Clock:
@@ -160,15 +161,24 @@ def test_a_watched_folder_classifies_each_arrival_once_when_complete(tiny_model_
     )
     assert {row["path"]: row for row in rows_of(plain)} == watched_rows  # the same rows as a plain scan
 
-    # A restart resumes: what arrived while it was stopped, then Ctrl-C ends it as any scan.
+    # A restart resumes: what arrived while it was stopped; with --reclassify-changed a file
+    # written over is classified again, its row replaced; then Ctrl-C ends it as any scan.
     shutil.copy(source, inbox / "meanwhile.mp4")
     os.utime(inbox / "meanwhile.mp4", (time.time() - 60, time.time() - 60))  # complete long ago
+    command.append("--reclassify-changed")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
     wait_for_rows(out, 53, process)
+    shutil.copy(source, inbox / "burst07.mp4")  # another video under a known name
+    deadline = time.monotonic() + 120
+    while rows_of(out)[-1]["path"] != str(inbox / "burst07.mp4"):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED
-    paths = [row["path"] for row in rows_of(out)]
-    assert len(paths) == len(set(paths)) == 53 and paths[-1] == str(inbox / "meanwhile.mp4")
+    rows = rows_of(out)
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)) == 53 and paths[-2] == str(inbox / "meanwhile.mp4")
+    assert rows[-1]["warnings"] == AGAIN and rows[-1]["top_k"] != watched_rows[str(inbox / "burst07.mp4")]["top_k"]
 
 
 def test_arrivals_are_classified_once_each_with_the_model_loaded_once(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -187,10 +197,42 @@ def test_arrivals_are_classified_once_each_with_the_model_loaded_once(tiny_model
         return open_backend(str(tiny_model_dir), "cpu", "fp32", "torch")
 
     out, arrived = tmp_path / "r.csv", []
-    batches = [[clips[0], clips[1]], [clips[1], os.path.relpath(clips[0])], [clips[2]]]
+    batches = [Arrived((clips[0], clips[1])), Arrived((clips[1], os.path.relpath(clips[0]))), Arrived((clips[2],))]
     summary = scan_videos(
         clips[:1], inline_labelset(LABELS_TEXT), LocalExecutor("tiny", "fp32", load), ScanOptions(output=out),
         arrivals=batches, on_arrival=arrived.append,
     )  # fmt: skip
     assert [row["path"] for row in rows_of(out)] == clips and summary.done == 3
     assert arrived == [1, 1] and loads == [1]
+
+
+def test_a_file_written_again_replaces_its_row_only_when_asked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A video with a row (from an earlier run, or this one) whose file the OS reports written
+    again: kept as it is by default; with ``reclassify_changed`` its row is replaced (removed,
+    then the new one appended, saying so), and the counts stay one row per video."""
+    from xclip_cli.jobs.classify import LocalExecutor
+    from xclip_cli.jobs.scan import ScanOptions, scan_videos
+    from xclip_cli.labels import inline_labelset
+    from xclip_cli.model.open import open_backend
+
+    clips = [str(write_video(tmp_path / f"c{index}.mp4", num_frames=12, size=(32, 24))) for index in range(3)]
+    out, labels = tmp_path / "r.csv", inline_labelset(LABELS_TEXT)
+    model = str(tiny_model_dir)
+    executor = LocalExecutor(model, "fp32", lambda: open_backend(model, "cpu", "fp32", "torch"))
+    scan_videos(clips[:2], labels, executor, ScanOptions(output=out))  # an earlier run: rows for c0 and c1
+    before = {row["path"]: row for row in rows_of(out)}
+    write_video(Path(clips[0]), num_frames=12, size=(32, 24), pattern="flat")  # c0 replaced by another video
+    replaced = Arrived((clips[0], clips[2]), written=frozenset({clips[0], clips[2]}))
+    kept = scan_videos(clips[:2], labels, executor, ScanOptions(output=out), arrivals=[replaced])
+    assert [row["path"] for row in rows_of(out)] == [*clips] and kept.counts.done == 3
+    assert {path: row for path, row in before.items()} == {row["path"]: row for row in rows_of(out)[:2]}
+
+    written = Arrived((clips[0],), written=frozenset({clips[0]}))
+    again = scan_videos(clips, labels, executor, ScanOptions(output=out, reclassify_changed=True), arrivals=[written])
+    rows = rows_of(out)
+    assert [row["path"] for row in rows] == [clips[1], clips[2], clips[0]]  # c0's old row gone, its new one last
+    assert rows[-1]["warnings"] == AGAIN and rows[-1]["top_k"] != before[clips[0]]["top_k"]
+    assert again.counts.done == 3 and (again.done, again.replaced) == (1, 1)
+    listed = Arrived((clips[1],))  # found by a listing, not written: never classified again
+    scan_videos(clips, labels, executor, ScanOptions(output=out, reclassify_changed=True), arrivals=[listed])
+    assert rows_of(out) == rows

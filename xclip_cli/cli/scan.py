@@ -115,10 +115,12 @@ def scan(
     poll: Annotated[
         bool, typer.Option(help="With --watch: look at the folders every half second (network filesystems).")
     ] = False,
+    reclassify_changed: Annotated[
+        bool, typer.Option(help="With --watch: a file written again is classified again; its new row replaces the old.")
+    ] = False,
 ) -> None:
     """Classify every video in folders (or a list) into a CSV; a rerun resumes where it stopped."""
     from xclip_cli.jobs.scan import ScanOptions, scan_videos
-    from xclip_cli.media.discovery import collect_paths
     from xclip_cli.media.thumbnails import store_path
 
     set_verbose(verbose)
@@ -130,18 +132,14 @@ def scan(
     ray = _ray_options(
         engine, ray_address, concurrency, num_gpus, cpus_per_actor, decode_cpus, device, precision, backend, verbose
     )
-    if not folders and from_file is None:
-        raise UsageError("give folders to scan or --from-file LIST")
-    options = ScanOptions(output, fmt, overwrite, retry_failed, store_path(report) if report else None, classify)
+    thumbnails = store_path(report) if report else None
+    options = ScanOptions(output, fmt, overwrite, retry_failed, thumbnails, classify, reclassify_changed)
     labelset = resolve_labels(labels)
     check_scorable(labelset, multi_label, f"--labels {labels}")
     check_writable(output)
     check_report(report, output)
-    found = collect_paths(
-        folders or [], listed_paths(from_file), recursive=recursive, pattern=glob, extensions=ext, shard=shard
-    )
-    watching = _watching(watch, settle, poll, folders, from_file, ray, (recursive, glob, ext, shard), quiet)
-    found = watching.first(found) if watching is not None else found
+    asked = (watch, settle, poll, reclassify_changed)
+    found, watching = _find(folders, from_file, (recursive, glob, ext, shard), asked, ray, quiet)
     progress = _ScanFeedback(output, quiet, watching is not None, report)
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
@@ -157,6 +155,27 @@ def scan(
             if report is not None and progress.plan is not None:  # also on Ctrl-C: the page of what is done
                 _write_scan_report(report, output, progress.finished)
     finish(summary.counts, output if summary.plan.todo or summary.done else None, report, quiet=quiet)
+
+
+def _find(
+    folders: list[str] | None,
+    from_file: str | None,
+    finding: tuple[bool, str | None, str | None, str | None],
+    asked: tuple[bool, float, bool, bool],
+    ray: Any,
+    quiet: bool,
+) -> tuple[list[str], _Watching | None]:
+    """The videos to scan now, and ``--watch``'s set-up (None without it)."""
+    from xclip_cli.media.discovery import collect_paths
+
+    if not folders and from_file is None:
+        raise UsageError("give folders to scan or --from-file LIST")
+    recursive, pattern, extensions, shard = finding
+    found = collect_paths(
+        folders or [], listed_paths(from_file), recursive=recursive, pattern=pattern, extensions=extensions, shard=shard
+    )
+    watching = _watching(asked, folders, from_file, ray, finding, quiet)
+    return (watching.first(found) if watching is not None else found), watching
 
 
 class _Watching:
@@ -188,19 +207,21 @@ class _Watching:
 
 
 def _watching(
-    watch: bool,
-    settle: float,
-    poll: bool,
+    asked: tuple[bool, float, bool, bool],
     folders: list[str] | None,
     from_file: str | None,
     ray: Any,
     finding: tuple[bool, str | None, str | None, str | None],
     quiet: bool,
 ) -> _Watching | None:
-    """``--watch``'s set-up (None without it); what it cannot do is refused before any work."""
+    """``--watch``'s set-up (None without it); what it cannot do is refused before any work.
+    ``asked``: --watch, --settle, --poll, --reclassify-changed."""
+    watch, settle, poll, reclassify_changed = asked
     if not watch:
-        if settle != 5.0 or poll:
-            raise UsageError(f"{'--poll' if poll else '--settle'} needs --watch")
+        given = [name for name, is_set in (("--settle", settle != 5.0), ("--poll", poll)) if is_set]
+        given += ["--reclassify-changed"] if reclassify_changed else []
+        if given:
+            raise UsageError(f"{given[0]} needs --watch")
         return None
     from xclip_cli.media.discovery import collect_paths, watched
     from xclip_cli.media.watch import WatchOptions

@@ -26,6 +26,7 @@ from xclip_cli.store.results_file import Earlier, ResultRows, RunSettings, drop_
 
 if TYPE_CHECKING:
     from xclip_cli.jobs.classify import Executor
+    from xclip_cli.media.watch import Arrived
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ScanPlan:
     kept_failed: int = 0  # ... of which errors (not retried): the exit code says they remain
     retried: int = 0  # error rows of earlier runs removed to be done again (--retry-failed)
     rows: frozenset[str] = frozenset()  # the videos (identities) the output keeps a row for
+    failed_rows: frozenset[str] = frozenset()  # ... of which the error rows
 
     @property
     def skipped(self) -> int:
@@ -71,6 +73,7 @@ def plan_scan(
     return ScanPlan(
         tuple(paths), todo, appending=bool(kept) or (output is not None and retried != frozenset()),
         kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried), rows=frozenset(done),
+        failed_rows=frozenset(earlier.failed - retried),
     )  # fmt: skip
 
 
@@ -87,6 +90,7 @@ class ScanOptions:
     retry_failed: bool = False  # classify again the videos whose earlier row is an error
     thumbnails: Path | None = None  # keep each video's thumbnails here (the HTML report's store)
     classify: ClassifyOptions = ClassifyOptions()
+    reclassify_changed: bool = False  # watching: a file written again replaces its video's row
 
     def __post_init__(self) -> None:
         if self.fmt not in ("csv", "jsonl"):
@@ -103,11 +107,16 @@ class ScanSummary:
     plan: ScanPlan
     done: int  # videos classified by this run
     failed: int  # ... of which errors
+    replaced: int = 0  # rows (earlier runs' or this run's) replaced by a new row (reclassify_changed)
+    replaced_failed: int = 0  # ... of which error rows
 
     @property
     def counts(self) -> Tally:
         """Every row the file holds now that this run wrote or kept, errors included."""
-        return Tally(done=self.done + self.plan.kept, failed=self.failed + self.plan.kept_failed)
+        return Tally(
+            done=self.done + self.plan.kept - self.replaced,
+            failed=self.failed + self.plan.kept_failed - self.replaced_failed,
+        )
 
 
 def scan_videos(
@@ -119,7 +128,7 @@ def scan_videos(
     stream: TextIO | None = None,
     on_plan: Callable[[ScanPlan], None] | None = None,
     on_result: Callable[[VideoResult], None] | None = None,
-    arrivals: Iterable[Sequence[str]] | None = None,
+    arrivals: Iterable[Arrived] | None = None,
     on_arrival: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> ScanSummary:
@@ -133,8 +142,9 @@ def scan_videos(
 
     Watching (``media.watch.arrivals``): after ``paths``, each batch of ``arrivals`` is
     classified in turn, but for the videos the file already holds or this run has seen
-    (``on_arrival`` hears how many are new). ``stop`` set ends the scan between two videos,
-    as finished as any other.
+    (``on_arrival`` hears how many are new); with ``options.reclassify_changed`` a video whose
+    file was written again is classified again, its new row (with a warning that says so)
+    replacing the old one. ``stop`` set ends the scan between two videos, as finished as any.
     """
     output, classify = options.output, options.classify
     settings = RunSettings(
@@ -159,19 +169,18 @@ def scan_videos(
         with contextlib.ExitStack() as stack:
             if store is not None:
                 stack.callback(store.close)
-            sink: TextIO = stream or sys.stdout
-            if output is not None:
-                mode = "a" if plan.appending else "w"  # a new file, or one whose rows all go (--overwrite)
-                opened = open(output, mode, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-                sink = cast(TextIO, stack.enter_context(opened))
-            rows = ResultRows(sink, options.fmt, classify.top_k, plan.appending)
+            written = _Written(output, stream or sys.stdout, options.fmt, classify.top_k, plan)
+            stack.callback(written.close)
             if arrivals is not None:
                 seen = set(plan.rows) | {video_identity(path) for path in plan.todo}
-                later = _arrived(arrivals, seen, lambda new: executor.classify(new, labelset, classify), on_arrival)
+                later = _arrived(
+                    arrivals, seen, lambda new: executor.classify(new, labelset, classify), on_arrival,
+                    written.drop if options.reclassify_changed else None,
+                )  # fmt: skip
                 results = itertools.chain(results, later)
             for named in results:
                 result = replace(named, resolved_path=video_identity(named.path))
-                rows.write(result)
+                written.write(result)
                 if store is not None:
                     store.add(result.path, result.thumbnails)
                 done, failed = done + 1, failed + (not result.ok)
@@ -179,24 +188,82 @@ def scan_videos(
                     on_result(result)
                 if stop is not None and stop.is_set():
                     break
-    return ScanSummary(plan, done, failed)
+    return ScanSummary(plan, done, failed, written.replaced, written.replaced_failed)
+
+
+class _Written:
+    """The results file (or stream) as a scan writes it: each row appended and flushed; a
+    video's row replaced (``drop``: removed atomically, then the file opened again to append)."""
+
+    def __init__(self, output: Path | None, stream: TextIO, fmt: str, top_k: int, plan: ScanPlan) -> None:
+        self.output, self.stream, self.fmt, self.top_k = output, stream, fmt, top_k
+        self.ok = {identity: identity not in plan.failed_rows for identity in plan.rows}  # the file's rows
+        self.replaced = self.replaced_failed = 0
+        # A new file, or one whose rows all go (--overwrite): written afresh; else continued.
+        self._open(appending=plan.appending)
+
+    def _open(self, appending: bool) -> None:
+        self.sink = self.stream
+        if self.output is not None:
+            mode = "a" if appending else "w"
+            opened = open(self.output, mode, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+            self.sink = cast(TextIO, opened)
+        self.rows = ResultRows(self.sink, self.fmt, self.top_k, appending)
+
+    def write(self, result: VideoResult) -> None:
+        self.rows.write(result)
+        self.ok[result.resolved_path or result.path] = result.ok
+
+    def drop(self, identity: str) -> None:
+        """Remove ``identity``'s row before its new one is written (to a stream: nothing to remove)."""
+        if self.output is None or identity not in self.ok:
+            return
+        self.sink.close()
+        drop_rows(self.output, frozenset({identity}), self.fmt)
+        self._open(appending=True)
+        self.replaced += 1
+        self.replaced_failed += not self.ok.pop(identity)
+
+    def close(self) -> None:
+        if self.sink is not self.stream:
+            self.sink.close()
+
+
+AGAIN = "classified again: the file was written after its earlier row"
 
 
 def _arrived(
-    batches: Iterable[Sequence[str]],
+    batches: Iterable[Arrived],
     seen: set[str],
     classify: Callable[[list[str]], Iterator[VideoResult]],
     on_arrival: Callable[[int], None] | None,
+    drop: Callable[[str], None] | None,
 ) -> Iterator[VideoResult]:
-    """The results of each batch's videos not ``seen`` before (``seen`` grows with them)."""
+    """The results of each batch's videos not ``seen`` before (``seen`` grows with them); with
+    ``drop``, also of those seen whose file was written again, each row replacing the old one."""
     for batch in batches:
-        new = []
-        for path in batch:
+        new, again = [], []
+        for path in batch.paths:
             identity = video_identity(path)
             if identity not in seen:
                 seen.add(identity)
                 new.append(path)
-        if new:
+            elif drop is not None and path in batch.written:
+                again.append(path)
+        if new or again:
             if on_arrival is not None:
-                on_arrival(len(new))
+                on_arrival(len(new) + len(again))
             yield from classify(new)
+            if drop is not None:
+                yield from _again(again, classify, drop)
+
+
+def _again(
+    paths: list[str], classify: Callable[[list[str]], Iterator[VideoResult]], drop: Callable[[str], None]
+) -> Iterator[VideoResult]:
+    """Each path classified again, one at a time: its old row goes just before the new one comes
+    (a kill between the two leaves it without a row, and the rerun classifies it)."""
+    for path in paths:
+        for result in classify([path]):
+            drop(video_identity(path))
+            yield replace(result, warnings=(*result.warnings, AGAIN))

@@ -35,6 +35,15 @@ class WatchOptions:
                 raise UsageError(f"{name} {value}: expected a positive number of seconds")
 
 
+@dataclass(frozen=True)
+class Arrived:
+    """Files that are complete now; ``written``: those the OS reported written since the watch
+    began (the others were found by listing the folders): only these can be a replaced file."""
+
+    paths: tuple[str, ...]
+    written: frozenset[str] = frozenset()
+
+
 class Settling:
     """Files heard of, until each has kept its size and modification time for ``settle``
     seconds of ``clock``; ``due`` hands those over, once each."""
@@ -42,14 +51,27 @@ class Settling:
     def __init__(self, settle: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.settle, self.clock = settle, clock
         self.pending: dict[str, tuple[tuple[int, int], float]] = {}  # path -> (size, mtime), since
+        self.written: set[str] = set()  # of the pending, those heard of through a write
 
-    def saw(self, path: str) -> None:
-        """``path`` changed (or is new): it settles from now, unless it has not changed at all."""
+    def saw(self, path: str, written: bool = False) -> None:
+        """``path`` changed (or is new): it settles from now, unless it has not changed at all.
+        ``written``: the OS reported a write to it (not a listing that found it)."""
         signature = _signature(path)
         if signature is None:
             self.pending.pop(path, None)  # gone again: nothing to do
-        elif path not in self.pending or self.pending[path][0] != signature:
+            self.written.discard(path)
+            return
+        if path not in self.pending or self.pending[path][0] != signature:
             self.pending[path] = (signature, self.clock())
+        if written:
+            self.written.add(path)
+
+    def arrived(self) -> Arrived:
+        """``due``'s files, with those that were written."""
+        ready = self.due()
+        written = frozenset(path for path in ready if path in self.written)
+        self.written -= written
+        return Arrived(tuple(ready), written)
 
     def due(self) -> list[str]:
         """The files that have settled now (sorted), no longer pending; files that changed
@@ -59,6 +81,7 @@ class Settling:
             current = _signature(path)
             if current is None:
                 del self.pending[path]
+                self.written.discard(path)
             elif current != signature:
                 self.pending[path] = (current, now)
             elif now - since >= self.settle:
@@ -96,7 +119,7 @@ def arrivals(
     find: Callable[[], Iterable[str]],
     settling: Iterable[str] = (),
     clock: Callable[[], float] = time.monotonic,
-) -> Iterator[list[str]]:
+) -> Iterator[Arrived]:
     """Batches of complete files under ``roots`` as they arrive, until ``stop`` is set.
 
     ``name`` (``media.discovery.watched``) gives a changed file's scan name, or None for a file
@@ -121,11 +144,11 @@ def arrivals(
         for change, path in changes:
             found = name(path)
             if found is not None and change != Change.deleted:
-                pending.saw(found)
+                pending.saw(found, written=True)
             elif found is not None:
-                pending.pending.pop(found, None)
-        ready = pending.due()
-        if ready:
+                pending.saw(found)  # gone: dropped
+        ready = pending.arrived()
+        if ready.paths:
             yield ready
         if stop.is_set():
             return

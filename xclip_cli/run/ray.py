@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import math
 import os
 import pickle
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -47,14 +45,21 @@ from xclip_cli.media.preprocess import PreprocessConfig
 from xclip_cli.model.backend import ONNX_PRECISIONS
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
+from xclip_cli.run.ray_cluster import (
+    DECODE_MEMORY,
+    check_fits,
+    connect,
+    first_line,
+    import_ray,
+    quiet_logs,
+    resolve_address,
+)
 
 # Paths per input block: small enough that a handful of videos keeps every CPU busy, large
 # enough that a million paths do not become a million tasks.
 PATHS_PER_BLOCK = 32
 MIN_BLOCKS = 64
-CONNECT_TIMEOUT = 5.0  # seconds to wait for a cluster's address to answer
 DECODE_ATTEMPTS = 3  # deaths of a decoding process on one video before it becomes an error row
-DECODE_MEMORY = 512 * 2**20  # bytes a decoding task may use: frames are resized as they are decoded
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def classify_videos_on_ray(
     options = ClassifyOptions() if options is None else options
     _check_options(ray_options)
     ray = import_ray()
-    address = _resolve_address(ray_options.address)  # before loading anything: fail fast
+    address = resolve_address(ray_options.address)  # before loading anything: fail fast
     from xclip_cli.model.open import open_backend
 
     # With no GPU reserved, Ray still shows actors every GPU: "auto" would crowd them onto one.
@@ -135,10 +140,10 @@ def classify_videos_on_ray(
     del driver  # the driver only needed it for the text side: free its memory for the scan
     if not paths:
         return iter(())
-    started_here = _connect(ray, address, ray_options)
+    started_here = connect(ray, address, ray_options)
     try:
         if started_here:
-            _check_fits(ray.cluster_resources(), ray_options)
+            check_fits(ray.cluster_resources(), ray_options)
         attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
         # A cluster that was joined may have other nodes, without this one's cache: they get the
         # prepared graphs through the object store (in a list, so only an actor that needs them fetches).
@@ -172,7 +177,7 @@ def _pipeline(
     """The (lazy) Ray Data dataset: paths -> decoding tasks -> model actors -> pickled results."""
     import ray.data
 
-    _quiet_logs(ray_options.verbose)  # after importing ray.data, which configures its loggers
+    quiet_logs(ray_options.verbose)  # after importing ray.data, which configures its loggers
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws its own, on stderr
     context.print_on_execution_start = False
@@ -349,111 +354,6 @@ def _check_options(ray_options: RayOptions) -> None:
         raise UsageError("--num-gpus must be >= 0, --cpus-per-actor and --decode-cpus > 0")
 
 
-def _check_fits(resources: dict[str, float], ray_options: RayOptions) -> None:
-    """On an instance started here, refuse actors that leave no CPU for decoding (Ray would wait forever).
-
-    A cluster that was joined may be autoscaling: it is left to Ray to wait for its nodes.
-    """
-    cpus, gpus, memory = resources.get("CPU", 0.0), resources.get("GPU", 0.0), resources.get("memory", 0.0)
-    actors = ray_options.concurrency
-    if memory < DECODE_MEMORY:
-        raise UsageError(
-            f"this machine's Ray has {memory / 2**20:.0f} MiB of memory for tasks; "
-            f"decoding needs {DECODE_MEMORY // 2**20} MiB"
-        )
-    if ray_options.num_gpus * actors > gpus:
-        raise UsageError(
-            f"this machine's Ray has {gpus:g} GPUs: {actors} model actors x --num-gpus {ray_options.num_gpus:g} "
-            "cannot start"
-        )
-    if ray_options.cpus_per_actor * actors + ray_options.decode_cpus > cpus:
-        raise UsageError(
-            f"this machine's Ray has {cpus:g} CPUs: {actors} model actors x --cpus-per-actor "
-            f"{ray_options.cpus_per_actor:g} leave none for decoding; lower --concurrency or --cpus-per-actor"
-        )
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependency("--engine ray needs Ray: pip install 'xclip-cli[ray]'") from None
-    return ray
-
-
-def _resolve_address(address: str | None) -> str:
-    """The address to give ``ray.init``: the option, else ``RAY_ADDRESS``, else ``"local"``.
-
-    ``"local"`` starts a new instance even where ``ray start`` runs one (``ray.init()`` alone
-    would join it). A host:port that does not answer fails now, not after Ray's minutes of retries.
-    """
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if host and port.isdigit():
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
-        except OSError as exc:
-            raise EngineError(
-                f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
-                "(is `ray start --head` running there? is the port open?)"
-            ) from None
-    return address
-
-
-def _connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
-    """Join the cluster at ``address``, or start a local instance; True when this call started one."""
-    if ray.is_initialized():
-        return False
-    local = address == "local"
-    # Ray's C++ core prints its own error-level lines on this process's stderr (one for every Ray
-    # Data actor: arguments in the object store with restarts on, ray#53727, which the actors here
-    # are built to survive): off unless --verbose or the user's own setting, read as Ray starts.
-    quiet = not ray_options.verbose and "RAY_BACKEND_LOG_LEVEL" not in os.environ
-    try:
-        with _ray_backend_quiet() if quiet else contextlib.nullcontext():
-            ray.init(
-                address=address,
-                num_cpus=ray_options.num_cpus if local else None,
-                include_dashboard=False,
-                logging_level=logging.INFO if ray_options.verbose else logging.ERROR,
-                log_to_driver=ray_options.verbose,
-                configure_logging=True,
-            )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        if address == "auto":
-            raise EngineError(
-                "--ray-address auto: no Ray cluster is running on this machine "
-                "(start one with `ray start --head`, or leave out --ray-address for a new one)"
-            ) from None
-        where = "a local Ray instance" if local else f"the Ray cluster at {address}"
-        raise EngineError(f"cannot start or reach {where}: {_first_line(exc)}") from None
-    return local
-
-
-@contextlib.contextmanager
-def _ray_backend_quiet() -> Iterator[None]:
-    """Ray's C++ logging at fatal only, for the Ray started (or joined) meanwhile; its note that
-    it read the setting, written on file descriptor 2, goes to /dev/null."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        del os.environ["RAY_BACKEND_LOG_LEVEL"]
-
-
-def _quiet_logs(verbose: bool) -> None:
-    """Ray Data logs a failed run with full tracebacks; the one-line error says it all."""
-    level = logging.INFO if verbose else logging.CRITICAL
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(level)
-
-
 def _engine_error(exc: BaseException) -> XClipError:
     """The domain error a worker raised, if any, else what Ray reported, on one line.
 
@@ -469,7 +369,7 @@ def _engine_error(exc: BaseException) -> XClipError:
         if found and found["name"] in _RAISABLE:
             return _RAISABLE[found["name"]](found["message"])
         seen = seen.__cause__ or seen.__context__
-    return EngineError(f"the Ray scan failed: {type(exc).__name__}: {_first_line(exc)}")
+    return EngineError(f"the Ray scan failed: {type(exc).__name__}: {first_line(exc)}")
 
 
 _WORKER_ERROR = re.compile(r"^xclip_cli\.errors\.(?P<name>\w+): (?P<message>.+)$", re.MULTILINE)
@@ -477,8 +377,3 @@ _RAISABLE: dict[str, type[XClipError]] = {
     error.__name__: error
     for error in (EngineError, LabelSetError, MissingDependency, ModelLoadError, OutputError, UsageError)
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
