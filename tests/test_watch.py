@@ -236,3 +236,30 @@ def test_a_file_written_again_replaces_its_row_only_when_asked(tiny_model_dir: P
     listed = Arrived((clips[1],))  # found by a listing, not written: never classified again
     scan_videos(clips, labels, executor, ScanOptions(output=out, reclassify_changed=True), arrivals=[listed])
     assert rows_of(out) == rows
+
+
+@pytest.mark.heavy
+def test_a_watched_folder_on_ray(onnx_ready: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--engine ray: Ray starts once for the scan and its batches; SIGTERM still ends it between
+    videos with exit 0, and the rows equal the local engine's."""
+    inbox, out = tmp_path / "inbox", tmp_path / "r.csv"
+    inbox.mkdir()
+    write_video(inbox / "there.mp4", num_frames=12, size=(32, 24))
+    model = ["--model", str(tiny_model_dir), "--labels", LABELS_TEXT, "--backend", "onnx", "-q"]
+    command = [sys.executable, "-m", "xclip_cli", "scan", str(inbox), *model]
+    watching = [*command, "-o", str(out), "--watch", "--settle", str(SETTLE), "--engine", "ray"]
+    process = subprocess.Popen(watching, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
+    wait_for_rows(out, 1, process, seconds=180)
+    shutil.copy(inbox / "there.mp4", inbox / "later.mp4")
+    wait_for_rows(out, 2, process, seconds=180)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == ExitCode.OK, process.stderr.read().decode() if process.stderr else ""
+    plain = tmp_path / "plain.csv"
+    subprocess.run([*command, "-o", str(plain)], check=True)
+    on_ray = {row["path"]: row for row in rows_of(out)}
+    local = {row["path"]: row for row in rows_of(plain)}
+    assert on_ray.keys() == local.keys() and len(rows_of(out)) == 2
+    for path, row in local.items():
+        assert [float(on_ray[path][f"top{k}_probability"]) for k in (1, 2, 3)] == pytest.approx(
+            [float(row[f"top{k}_probability"]) for k in (1, 2, 3)], abs=1e-5
+        )

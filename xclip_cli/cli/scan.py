@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -139,14 +140,13 @@ def scan(
     check_writable(output)
     check_report(report, output)
     asked = (watch, settle, poll, reclassify_changed)
-    found, watching = _find(folders, from_file, (recursive, glob, ext, shard), asked, ray, quiet)
+    found, watching = _find(folders, from_file, (recursive, glob, ext, shard), asked, quiet)
     progress = _ScanFeedback(output, quiet, watching is not None, report)
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
     with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext(), progress:
         try:
-            with resumable(output, report):
-                executor = _executor(model, device, precision, backend, ray)
+            with resumable(output, report), _executing(model, device, precision, backend, ray) as executor:
                 summary = scan_videos(
                     found, labelset, executor, options, stream=data_out, on_plan=progress.start,
                     on_result=progress.update, on_arrival=progress.grow, **(watching.more() if watching else {}),
@@ -162,7 +162,6 @@ def _find(
     from_file: str | None,
     finding: tuple[bool, str | None, str | None, str | None],
     asked: tuple[bool, float, bool, bool],
-    ray: Any,
     quiet: bool,
 ) -> tuple[list[str], _Watching | None]:
     """The videos to scan now, and ``--watch``'s set-up (None without it)."""
@@ -174,7 +173,7 @@ def _find(
     found = collect_paths(
         folders or [], listed_paths(from_file), recursive=recursive, pattern=pattern, extensions=extensions, shard=shard
     )
-    watching = _watching(asked, folders, from_file, ray, finding, quiet)
+    watching = _watching(asked, folders, from_file, finding, quiet)
     return (watching.first(found) if watching is not None else found), watching
 
 
@@ -183,13 +182,11 @@ class _Watching:
     the stop that SIGTERM sets (a service manager's stop: between two videos, exit 0)."""
 
     def __init__(self, folders: list[str], options: Any, name: Any, find: Any) -> None:
-        import signal
         import threading
 
         self.folders, self.options, self.name, self.find = folders, options, name, find
         self.stop = threading.Event()
         self.recent: list[str] = []
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
 
     def first(self, found: list[str]) -> list[str]:
         """The files found at the start that are complete; the rest settle like new ones."""
@@ -200,8 +197,12 @@ class _Watching:
 
     def more(self) -> dict[str, Any]:
         """``scan_videos``'s arguments for what arrives: the batches, and the stop."""
+        import signal
+
         from xclip_cli.media.watch import arrivals
 
+        # Here, as the scan starts: after Ray's start, which installs its own SIGTERM handler.
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         batches = arrivals(self.folders, self.name, self.options, self.stop, self.find, settling=self.recent)
         return {"arrivals": batches, "stop": self.stop}
 
@@ -210,7 +211,6 @@ def _watching(
     asked: tuple[bool, float, bool, bool],
     folders: list[str] | None,
     from_file: str | None,
-    ray: Any,
     finding: tuple[bool, str | None, str | None, str | None],
     quiet: bool,
 ) -> _Watching | None:
@@ -228,8 +228,6 @@ def _watching(
 
     if not folders or from_file is not None:
         raise UsageError("--watch watches folders: give folders, not --from-file")
-    if ray is not None:
-        raise UsageError("--watch runs on the local engine (--engine local)")
     recursive, pattern, extensions, shard = finding
     name = watched(folders, recursive=recursive, pattern=pattern, extensions=extensions, shard=shard)
     options = WatchOptions(settle=settle, poll=poll)
@@ -283,15 +281,19 @@ class _ScanFeedback:
         self.stack.__exit__(*exc_info)  # the bar hears of an error: then no summary line
 
 
-def _executor(model: str, device: str, precision: str, backend: str, ray: Any) -> Executor:
-    """Where the scan runs: a Ray cluster (``ray``: its options), or this process."""
+@contextlib.contextmanager
+def _executing(model: str, device: str, precision: str, backend: str, ray: Any) -> Iterator[Executor]:
+    """Where the scan runs: a Ray cluster (``ray``: its options) joined or started once for the
+    whole scan (a watched one's batches too), or this process."""
     if ray is not None:
         from xclip_cli.run.ray import RayExecutor
 
-        return RayExecutor(model, ray, say)
+        with RayExecutor(model, ray, say).session() as executor:
+            yield executor
+        return
     from xclip_cli.jobs.classify import LocalExecutor
 
-    return LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
+    yield LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
 
 
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:

@@ -93,6 +93,22 @@ class RayExecutor:
     def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
         return classify_videos_on_ray(self.model, paths, labelset, options, self.options, self.say)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[RayExecutor]:
+        """Ray joined (or started here) once for many ``classify`` calls (a watched scan's
+        batches), and a Ray started here stopped at the end; without it each call starts its own."""
+        _check_options(self.options)
+        ray = import_ray()
+        address = resolve_address(self.options.address)
+        started_here = connect(ray, address, self.options)
+        try:
+            if started_here:
+                check_fits(ray.cluster_resources(), self.options)
+            yield self
+        finally:
+            if started_here:
+                ray.shutdown()
+
 
 def classify_videos_on_ray(
     model_id: str,
@@ -147,12 +163,14 @@ def classify_videos_on_ray(
         attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
         # A cluster that was joined may have other nodes, without this one's cache: they get the
         # prepared graphs through the object store (in a list, so only an actor that needs them fetches).
-        shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and not started_here else []
+        driver_node = ray.get_runtime_context().get_node_id()
+        others = any(node["Alive"] and node["NodeID"] != driver_node for node in ray.nodes())
+        shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and others else []
         # Large actor arguments go by reference, owned and held by this process for the whole scan:
         # an actor restarted after its node was lost fetches them again (passed by value, Ray would
         # keep them in the object store without the bookkeeping a restart needs: ray#53727).
         shared = [ray.put((labelset, text_features))]
-        settings = replace(settings, driver_node=ray.get_runtime_context().get_node_id(), version=__version__)
+        settings = replace(settings, driver_node=driver_node, version=__version__)
         scored = _pipeline(ray, paths, settings, options, ray_options, attempts, shared, shipped)
         if ray_options.verbose:
             with contextlib.redirect_stdout(sys.stderr):  # stdout may carry results
