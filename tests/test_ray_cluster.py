@@ -8,6 +8,7 @@ killed in the middle of a scan, and a node that runs another version of xclip-cl
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -125,27 +126,52 @@ def test_a_killed_driver_is_resumed_by_a_rerun(
     assert sorted(rows) == sorted(str(path) for path in many.iterdir())
 
 
+def scan_on_one_odd_node(site: Path, model: Path, clips: Path, out: Path) -> subprocess.CompletedProcess[bytes]:
+    """A scan on a cluster whose only worker node's Python starts with ``site`` first on its path
+    (the driver's node runs nothing: no CPU)."""
+    env = {**node_env(out.parent / "cache"), "PYTHONPATH": str(site)}
+    small = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        small.add_node(num_cpus=3, env_vars=env)  # two actors and a decoder
+        return subprocess.run(ray_scan_command(model, clips, out, small.address), capture_output=True)
+    finally:
+        small.shutdown()
+
+
 def test_a_node_with_another_xclip_version_is_named_in_one_line(
     tmp_path: Path, onnx_ready: Path, tiny_model_dir: Path, clip_dir: Path
 ) -> None:
     """A worker whose Python has another xclip-cli (a copy of the package with another version,
-    first on its PYTHONPATH, imported at start-up); the driver's node runs nothing (no CPU)."""
+    imported at start-up, before Ray puts the driver's folder first on its path)."""
     other = tmp_path / "other-site"
     shutil.copytree(Path(xclip_cli.__file__).parent, other / "xclip_cli")
     init = other / "xclip_cli" / "__init__.py"
     init.write_text(init.read_text().replace(f'__version__ = "{xclip_cli.__version__}"', '__version__ = "0.0.1"'))
-    # Imported as the node's processes start, before Ray puts the driver's folder first on their path.
     (other / "sitecustomize.py").write_text("import xclip_cli\n")
-    env = {**node_env(tmp_path / "cache"), "PYTHONPATH": str(other)}
-    small = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    try:
-        small.add_node(num_cpus=3, env_vars=env)  # two actors and a decoder
-        out = tmp_path / "r.csv"
-        done = subprocess.run(ray_scan_command(tiny_model_dir, clip_dir, out, small.address), capture_output=True)
-    finally:
-        small.shutdown()
+    done = scan_on_one_odd_node(other, tiny_model_dir, clip_dir, tmp_path / "r.csv")
     said = done.stderr.decode().strip().splitlines()
     assert done.returncode == ExitCode.ENGINE, said
-    assert said[-1].startswith("xclip: error: Ray node ") and said[-1].endswith(
-        f"runs xclip-cli 0.0.1, the driver {xclip_cli.__version__}: install the same version on every node"
+    assert (
+        len(said) == 1
+        and said[0].startswith("xclip: error: Ray node ")
+        and said[0].endswith(
+            f"runs xclip-cli 0.0.1, the driver {xclip_cli.__version__}: install the same version on every node"
+        )
+    ), said
+
+
+def test_a_node_without_the_ray_extra_is_named_in_one_line(
+    tmp_path: Path, onnx_ready: Path, tiny_model_dir: Path, clip_dir: Path
+) -> None:
+    """A worker whose Python lacks pyarrow (Ray without its [data] extra, which xclip-cli[ray] brings)."""
+    site = tmp_path / "no-pyarrow"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['pyarrow'] = None  # not installed here\n")
+    done = scan_on_one_odd_node(site, tiny_model_dir, clip_dir, tmp_path / "r.csv")
+    said = done.stderr.decode().strip().splitlines()
+    assert done.returncode == ExitCode.MISSING, said
+    assert len(said) == 1 and re.fullmatch(
+        r"xclip: error: Ray node [\d.]+ cannot run the scan: no module 'pyarrow' there; install 'xclip-cli\[ray\]' "
+        r"\(the same version as here\) on every node",
+        said[0],
     ), said

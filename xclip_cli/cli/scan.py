@@ -4,6 +4,7 @@ with ``--watch``, the videos that arrive after it too."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,7 +145,7 @@ def scan(
     progress = _ScanFeedback(output, quiet, watching is not None, report)
     data_out = sys.stdout
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
-    with contextlib.redirect_stdout(sys.stderr) if ray is not None else contextlib.nullcontext(), progress:
+    with _ray_prints(ray, verbose), progress:
         try:
             with resumable(output, report), _executing(model, device, precision, backend, ray) as executor:
                 summary = scan_videos(
@@ -279,6 +280,18 @@ class _ScanFeedback:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stack.__exit__(*exc_info)  # the bar hears of an error: then no summary line
+
+
+@contextlib.contextmanager
+def _ray_prints(ray: Any, verbose: bool) -> Iterator[None]:
+    """Ray prints what its nodes report (worker tracebacks, retries) on this process's stdout,
+    which carries results: to stderr with --verbose, else nowhere (the scan's one-line error
+    and its summary say what happened)."""
+    if ray is None:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(sys.stderr if verbose else devnull):
+        yield
 
 
 @contextlib.contextmanager

@@ -386,8 +386,21 @@ def _engine_error(exc: BaseException) -> XClipError:
         found = _WORKER_ERROR.search(text)
         if found and found["name"] in _RAISABLE:
             return _RAISABLE[found["name"]](found["message"])
+        missing = _MISSING_MODULE.search(text)
+        if missing:  # a node whose Python lacks what the [ray] extra brings (pyarrow, pandas...)
+            node = _NODE_IP.search(text)
+            where = f"Ray node {node[1]}" if node else "a Ray node"
+            return MissingDependency(
+                f"{where} cannot run the scan: no module {missing[1] or missing[2]!r} there; install 'xclip-cli[ray]' "
+                "(the same version as here) on every node"
+            )
         seen = seen.__cause__ or seen.__context__
     return EngineError(f"the Ray scan failed: {type(exc).__name__}: {first_line(exc)}")
+
+
+# "No module named 'x'", or "import of x halted; None in sys.modules" (a module taken out)
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'|import of ([\w.]+) halted")
+_NODE_IP = re.compile(r"\bip=([0-9a-fA-F.:]+)\)")
 
 
 _WORKER_ERROR = re.compile(r"^xclip_cli\.errors\.(?P<name>\w+): (?P<message>.+)$", re.MULTILINE)
