@@ -147,7 +147,7 @@ def start_ray() -> float:
     import ray
 
     started = time.perf_counter()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     return time.perf_counter() - started
 
 

@@ -133,7 +133,9 @@ def test_the_cli_on_ray_writes_the_local_engines_rows(tiny_model_dir: Path, foot
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """One local Ray instance with 2 CPUs for the rest of this module; the engine joins it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # "local": a new instance even while a cluster of test_ray_cluster.py runs (in another test
+    # process): without an address, ray.init joins the newest cluster it finds on the machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -56,6 +56,59 @@ def test_a_file_is_due_once_unchanged_for_the_settle_time(tmp_path: Path) -> Non
     assert settling.due() == [str(path)]
 
 
+def test_an_empty_file_waits_for_its_first_bytes(tmp_path: Path) -> None:
+    clock = Clock()
+    settling = Settling(1.0, clock)
+    path = tmp_path / "a.mp4"
+    path.write_bytes(b"")  # created, its data still to come (a slow upload)
+    settling.saw(str(path))
+    clock.now += 60
+    assert settling.due() == []
+    path.write_bytes(b"data")
+    assert settling.due() == []
+    clock.now += 1.0
+    assert settling.due() == [str(path)]
+
+
+def test_arrivals_look_inside_a_folder_moved_in_and_survive_an_undecodable_name(tmp_path: Path) -> None:
+    """The real watcher: a folder moved into the watched one brings no event for its files; a
+    file name that is not UTF-8 makes watchfiles raise. Both, then the files still arrive."""
+    import threading
+
+    from xclip_cli.media.watch import arrivals
+
+    inbox, staging = tmp_path / "inbox", tmp_path / "staging" / "batch"
+    inbox.mkdir()
+    staging.mkdir(parents=True)
+    (staging / "moved.mp4").write_bytes(b"a video")
+    stop = threading.Event()
+    name = watched([str(inbox)])
+    found = arrivals([str(inbox)], name, WatchOptions(settle=0.3, tick=0.1), stop, lambda: collect_paths([str(inbox)]))
+
+    def arrive() -> None:
+        time.sleep(0.5)  # the watcher listens by now (it lists the folder once it does)
+        (inbox / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"x")
+        time.sleep(0.3)
+        os.rename(staging, inbox / "batch")
+        (inbox / "plain.mp4").write_bytes(b"another video")
+
+    threading.Thread(target=arrive, daemon=True).start()
+    threading.Timer(30, stop.set).start()  # a bound, should the files never arrive
+    seen: set[str] = set()
+    for batch in found:
+        seen |= set(batch.paths)
+        if {str(inbox / "batch" / "moved.mp4"), str(inbox / "plain.mp4")} <= seen:
+            stop.set()
+    assert seen == {str(inbox / "batch" / "moved.mp4"), str(inbox / "plain.mp4")}
+
+
+def test_reclassify_changed_needs_a_results_file() -> None:
+    from xclip_cli.jobs.scan import ScanOptions
+
+    with pytest.raises(UsageError, match="--reclassify-changed replaces rows of an -o results file"):
+        ScanOptions(reclassify_changed=True)
+
+
 def test_a_file_gone_before_it_settles_is_dropped_without_an_error(tmp_path: Path) -> None:
     clock = Clock()
     settling = Settling(1.0, clock)

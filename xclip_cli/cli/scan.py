@@ -147,7 +147,7 @@ def scan(
     # Ray prints worker failures to this process's stdout: keep it for the results alone.
     with _ray_prints(ray, verbose), progress:
         try:
-            with resumable(output, report), _executing(model, device, precision, backend, ray) as executor:
+            with resumable(output, report), _executing(model, (device, precision, backend), ray, watching) as executor:
                 summary = scan_videos(
                     found, labelset, executor, options, stream=data_out, on_plan=progress.start,
                     on_result=progress.update, on_arrival=progress.grow, **(watching.more() if watching else {}),
@@ -194,16 +194,13 @@ class _Watching:
         from xclip_cli.media.watch import recently_changed
 
         self.recent = recently_changed(found, self.options.settle)
-        return [path for path in found if path not in set(self.recent)]
+        recent = set(self.recent)
+        return [path for path in found if path not in recent]
 
     def more(self) -> dict[str, Any]:
         """``scan_videos``'s arguments for what arrives: the batches, and the stop."""
-        import signal
-
         from xclip_cli.media.watch import arrivals
 
-        # Here, as the scan starts: after Ray's start, which installs its own SIGTERM handler.
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         batches = arrivals(self.folders, self.name, self.options, self.stop, self.find, settling=self.recent)
         return {"arrivals": batches, "stop": self.stop}
 
@@ -295,18 +292,27 @@ def _ray_prints(ray: Any, verbose: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _executing(model: str, device: str, precision: str, backend: str, ray: Any) -> Iterator[Executor]:
+def _executing(model: str, how: tuple[str, str, str], ray: Any, watching: _Watching | None) -> Iterator[Executor]:
     """Where the scan runs: a Ray cluster (``ray``: its options) joined or started once for the
-    whole scan (a watched one's batches too), or this process."""
-    if ray is not None:
-        from xclip_cli.run.ray import RayExecutor
+    whole scan (a watched one's batches too), or this process (``how``: device, precision,
+    backend). Watching, SIGTERM sets the watch's stop meanwhile (installed after Ray's start,
+    which sets its own handler; the previous one is put back)."""
+    import signal
 
-        with RayExecutor(model, ray, say).session() as executor:
-            yield executor
-        return
-    from xclip_cli.jobs.classify import LocalExecutor
+    with contextlib.ExitStack() as stack:
+        if ray is not None:
+            from xclip_cli.run.ray import RayExecutor
 
-    yield LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
+            executor: Executor = stack.enter_context(RayExecutor(model, ray, say).session())
+        else:
+            from xclip_cli.jobs.classify import LocalExecutor
+
+            device, precision, backend = how
+            executor = LocalExecutor(model, precision, lambda: load_runner(model, device, precision, backend))
+        if watching is not None:
+            previous = signal.signal(signal.SIGTERM, lambda *_: watching.stop.set())
+            stack.callback(signal.signal, signal.SIGTERM, previous)
+        yield executor
 
 
 def _write_scan_report(report: Path, output: Path | None, finished: list[VideoResult]) -> None:

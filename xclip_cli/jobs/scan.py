@@ -95,6 +95,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.fmt not in ("csv", "jsonl"):
             raise UsageError(f"a scan writes csv or jsonl, not {self.fmt}")
+        if self.reclassify_changed and self.output is None:
+            raise UsageError("--reclassify-changed replaces rows of an -o results file: name it with -o")
         if self.retry_failed and (self.overwrite or self.output is None):
             how = "--overwrite starts it afresh: give one of them" if self.overwrite else "name the file with -o"
             raise UsageError(f"--retry-failed redoes the error rows of an -o results file; {how}")
@@ -253,7 +255,8 @@ def _arrived(
         if new or again:
             if on_arrival is not None:
                 on_arrival(len(new) + len(again))
-            yield from classify(new)
+            if new:
+                yield from classify(new)
             if drop is not None:
                 yield from _again(again, classify, drop)
 

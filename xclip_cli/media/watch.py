@@ -3,10 +3,12 @@
 A file is complete when its size and modification time have stayed the same for the settle
 time: a copy in progress keeps changing both, so it is never read half written (the OS's
 close-after-write event is not offered by every platform's watcher, so the settle time is the
-one rule everywhere). Events come from ``watchfiles`` (inotify, FSEvents, ReadDirectoryChanges),
-or from polling the folders (``poll``: network filesystems, where no events arrive). A file
-deleted or renamed before it settles is dropped without an error. ``scan_videos`` takes the
-batches ``arrivals`` yields (``jobs.scan``) and classifies each file it has no row for.
+one rule everywhere); an empty file waits for its first bytes. Events come from
+``watchfiles`` (inotify, FSEvents, ReadDirectoryChanges), or from polling the folders
+(``poll``: network filesystems, where no events arrive). A file deleted or renamed before it
+settles is dropped without an error; a folder moved in is looked inside; a file name the
+watcher cannot decode makes it listen (and list the folders) again. ``scan_videos``
+(``jobs.scan``) takes the batches ``arrivals`` yields and classifies each file it has no row for.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class Settling:
                 self.written.discard(path)
             elif current != signature:
                 self.pending[path] = (current, now)
-            elif now - since >= self.settle:
+            elif now - since >= self.settle and current[0] > 0:  # an empty file waits for its data
                 del self.pending[path]
                 ready.append(path)
         return sorted(ready)
@@ -127,11 +129,28 @@ def arrivals(
     watcher listens, ``find`` lists the folders again: what arrived before it listened (while
     the files found at the start were classified) is handed on too; files the scan has rows
     for are its to skip."""
-    from watchfiles import Change, watch
-
     pending = Settling(options.settle, clock)
     for path in settling:
         pending.saw(path)
+    while not stop.is_set():
+        try:
+            yield from _watched(roots, name, options, stop, find, pending)
+        except RuntimeError as exc:  # watchfiles cannot decode a file name (not UTF-8): listen again
+            if "decode" not in str(exc).lower():
+                raise
+
+
+def _watched(
+    roots: Iterable[str],
+    name: Callable[[str], str | None],
+    options: WatchOptions,
+    stop: threading.Event,
+    find: Callable[[], Iterable[str]],
+    pending: Settling,
+) -> Iterator[Arrived]:
+    """``arrivals`` from one watcher: it lists the folders once it listens, then follows events."""
+    from watchfiles import Change, watch
+
     tick = max(1, int(options.tick * 1000))
     changes_seen = watch(
         *roots, watch_filter=None, debounce=tick, step=min(50, tick), stop_event=stop, rust_timeout=tick,
@@ -142,6 +161,11 @@ def arrivals(
             for path in find():
                 pending.saw(path)
         for change, path in changes:
+            if change != Change.deleted and os.path.isdir(path):  # a folder moved in: no event for its files
+                for folder, _, files in os.walk(path):
+                    for inside in filter(None, (name(os.path.join(folder, file)) for file in files)):
+                        pending.saw(inside)
+                continue
             found = name(path)
             if found is not None and change != Change.deleted:
                 pending.saw(found, written=True)

@@ -85,13 +85,14 @@ class RayExecutor:
     model: str
     options: RayOptions = RayOptions()
     say: Callable[[str], None] | None = None
+    ship: bool | None = None  # the prepared graphs to other nodes (None: when Ray was joined, not started)
 
     @property
     def precision(self) -> str:
         return self.options.precision
 
     def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
-        return classify_videos_on_ray(self.model, paths, labelset, options, self.options, self.say)
+        return classify_videos_on_ray(self.model, paths, labelset, options, self.options, self.say, self.ship)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RayExecutor]:
@@ -104,7 +105,7 @@ class RayExecutor:
         try:
             if started_here:
                 check_fits(ray.cluster_resources(), self.options)
-            yield self
+            yield replace(self, ship=not started_here)  # a joined cluster may have (or gain) other nodes
         finally:
             if started_here:
                 ray.shutdown()
@@ -117,6 +118,7 @@ def classify_videos_on_ray(
     options: ClassifyOptions | None = None,
     ray_options: RayOptions = RayOptions(),
     say: Callable[[str], None] | None = None,
+    ship: bool | None = None,
 ) -> Iterator[VideoResult]:
     """One result per path, as each finishes (not in input order); failed videos give error results.
 
@@ -161,11 +163,12 @@ def classify_videos_on_ray(
         if started_here:
             check_fits(ray.cluster_resources(), ray_options)
         attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
-        # A cluster that was joined may have other nodes, without this one's cache: they get the
-        # prepared graphs through the object store (in a list, so only an actor that needs them fetches).
         driver_node = ray.get_runtime_context().get_node_id()
-        others = any(node["Alive"] and node["NodeID"] != driver_node for node in ray.nodes())
-        shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and others else []
+        # A joined cluster may have other nodes, now or later (autoscaling), without this one's
+        # cache: they get the prepared graphs through the object store (in a list, so only an
+        # actor that needs them fetches them). ``ship``: the caller knows (a session it started).
+        ship = not started_here if ship is None else ship
+        shipped = [ray.put(_folder_files(onnx_folder))] if onnx_folder is not None and ship else []
         # Large actor arguments go by reference, owned and held by this process for the whole scan:
         # an actor restarted after its node was lost fetches them again (passed by value, Ray would
         # keep them in the object store without the bookkeeping a restart needs: ray#53727).
