@@ -35,7 +35,7 @@ from common import add_bench_arguments, bench_session, log
 
 from xclip_cli.jobs.classify import load_frames, view_pixels
 from xclip_cli.model.onnx.export import prepare
-from xclip_cli.model.onnx.runner import OnnxRunner, open_session
+from xclip_cli.model.onnx.runner import OnnxRunner, open_session, session_options
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
 
@@ -116,9 +116,7 @@ def profile(folder: Path, pixels: np.ndarray, work: Path, runs: int, flops: int)
     counts agreeing shows the profile's rate is computed over the same work."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine
+    options = session_options()  # the engine's
     options.enable_profiling = True
     options.profile_file_prefix = str(work / "vision-profile")
     session = onnxruntime.InferenceSession(str(folder / "vision.onnx"), options, providers=["CPUExecutionProvider"])

@@ -27,7 +27,7 @@ from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
 from xclip_cli.model.onnx.cache import HEAD, TEXT, VISION
 from xclip_cli.model.onnx.export import prepare
-from xclip_cli.model.onnx.runner import OnnxRunner
+from xclip_cli.model.onnx.runner import OnnxRunner, session_options
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
 
@@ -88,9 +88,7 @@ def session_load(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]:
     def opened(prepack: bool) -> list[Any]:
         sessions = []
         for name in (VISION, HEAD, TEXT):
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine
+            options = session_options()  # the engine's
             if not prepack:
                 options.add_session_config_entry("session.disable_prepacking", "1")
             sessions.append(
@@ -123,9 +121,7 @@ def session_settings(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]
 
     lines = []
     for threads in (1, 2, 0):  # 0: ORT's default (one per physical core)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine
+        options = session_options(threads)  # the engine's, these threads
         session = onnxruntime.InferenceSession(str(folder / "vision.onnx"), options, providers=["CPUExecutionProvider"])
         for batch in (1, 4):
             inputs = {"pixel_values": np.ascontiguousarray(np.repeat(pixels[:1], batch, axis=0))}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -54,6 +54,7 @@ from xclip_cli.cli.options import (
 )
 from xclip_cli.errors import UsageError
 from xclip_cli.labels import check_scorable, resolve_labels
+from xclip_cli.media.watch import SETTLE
 from xclip_cli.model.checkpoints import DEFAULT_MODEL
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
@@ -113,7 +114,7 @@ def scan(
     ] = False,
     settle: Annotated[
         float, typer.Option(help="With --watch: seconds a file's size and time must stay the same before it is read.")
-    ] = 5.0,
+    ] = SETTLE,
     poll: Annotated[
         bool, typer.Option(help="With --watch: look at the folders every half second (network filesystems).")
     ] = False,
@@ -171,10 +172,14 @@ def _find(
     if not folders and from_file is None:
         raise UsageError("give folders to scan or --from-file LIST")
     recursive, pattern, extensions, shard = finding
-    found = collect_paths(
-        folders or [], listed_paths(from_file), recursive=recursive, pattern=pattern, extensions=extensions, shard=shard
-    )
-    watching = _watching(asked, folders, from_file, finding, quiet)
+
+    def find(listed: Iterable[str] = ()) -> list[str]:
+        return collect_paths(
+            folders or [], listed, recursive=recursive, pattern=pattern, extensions=extensions, shard=shard
+        )
+
+    found = find(listed_paths(from_file))
+    watching = _watching(asked, folders, from_file, finding, find, quiet)
     return (watching.first(found) if watching is not None else found), watching
 
 
@@ -210,30 +215,27 @@ def _watching(
     folders: list[str] | None,
     from_file: str | None,
     finding: tuple[bool, str | None, str | None, str | None],
+    find: Callable[[], list[str]],
     quiet: bool,
 ) -> _Watching | None:
     """``--watch``'s set-up (None without it); what it cannot do is refused before any work.
-    ``asked``: --watch, --settle, --poll, --reclassify-changed."""
+    ``asked``: --watch, --settle, --poll, --reclassify-changed; ``find`` lists the folders."""
+    from xclip_cli.media.watch import WatchOptions
+
     watch, settle, poll, reclassify_changed = asked
     if not watch:
-        given = [name for name, is_set in (("--settle", settle != 5.0), ("--poll", poll)) if is_set]
+        given = [name for name, is_set in (("--settle", settle != SETTLE), ("--poll", poll)) if is_set]
         given += ["--reclassify-changed"] if reclassify_changed else []
         if given:
             raise UsageError(f"{given[0]} needs --watch")
         return None
-    from xclip_cli.media.discovery import collect_paths, watched
-    from xclip_cli.media.watch import WatchOptions
+    from xclip_cli.media.discovery import watched
 
     if not folders or from_file is not None:
         raise UsageError("--watch watches folders: give folders, not --from-file")
     recursive, pattern, extensions, shard = finding
     name = watched(folders, recursive=recursive, pattern=pattern, extensions=extensions, shard=shard)
-    options = WatchOptions(settle=settle, poll=poll)
-
-    def find() -> list[str]:
-        return collect_paths(folders, recursive=recursive, pattern=pattern, extensions=extensions, shard=shard)
-
-    watching = _Watching(folders, options, name, find)
+    watching = _Watching(folders, WatchOptions(settle=settle, poll=poll), name, find)
     if not quiet:
         rule = f"a file is read once unchanged for {settle:g} s"
         say(f"xclip: watching {', '.join(folders)} ({rule}); Ctrl-C or SIGTERM stops")

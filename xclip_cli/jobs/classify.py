@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
+from functools import cached_property, partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -245,9 +245,10 @@ class LocalExecutor:
     model: str
     precision: str
     load: Callable[[], Backend]
-    _loaded: list[Backend] = field(default_factory=list, repr=False, compare=False)
+
+    @cached_property
+    def backend(self) -> Backend:
+        return self.load()
 
     def classify(self, paths: Sequence[str], labelset: LabelSet, options: ClassifyOptions) -> Iterator[VideoResult]:
-        if not self._loaded:
-            self._loaded.append(self.load())
-        return classify_videos(self._loaded[0], paths, labelset, options)
+        return classify_videos(self.backend, paths, labelset, options)

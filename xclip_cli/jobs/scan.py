@@ -36,11 +36,18 @@ class ScanPlan:
     paths: tuple[str, ...]
     todo: tuple[str, ...]
     appending: bool  # the output holds earlier rows: continue it
-    kept: int = 0  # rows of earlier runs that stay in the output
-    kept_failed: int = 0  # ... of which errors (not retried): the exit code says they remain
+    rows: frozenset[str] = frozenset()  # the videos (identities) whose earlier rows stay in the output
+    failed_rows: frozenset[str] = frozenset()  # ... of which errors (not retried): the exit code says they remain
     retried: int = 0  # error rows of earlier runs removed to be done again (--retry-failed)
-    rows: frozenset[str] = frozenset()  # the videos (identities) the output keeps a row for
-    failed_rows: frozenset[str] = frozenset()  # ... of which the error rows
+
+    @property
+    def kept(self) -> int:
+        """Rows of earlier runs that stay in the output."""
+        return len(self.rows)
+
+    @property
+    def kept_failed(self) -> int:
+        return len(self.failed_rows)
 
     @property
     def skipped(self) -> int:
@@ -69,11 +76,9 @@ def plan_scan(
         drop_rows(output, retried, fmt)
     done = earlier.done - retried
     todo = tuple(path for path in paths if identities[path] not in done)
-    kept = len(earlier.done) - len(retried)
     return ScanPlan(
-        tuple(paths), todo, appending=bool(kept) or (output is not None and retried != frozenset()),
-        kept=kept, kept_failed=len(earlier.failed) - len(retried), retried=len(retried), rows=frozenset(done),
-        failed_rows=frozenset(earlier.failed - retried),
+        tuple(paths), todo, appending=bool(done) or (output is not None and retried != frozenset()),
+        rows=frozenset(done), failed_rows=frozenset(earlier.failed - retried), retried=len(retried),
     )  # fmt: skip
 
 

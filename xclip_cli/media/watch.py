@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 from xclip_cli.errors import UsageError
 
+SETTLE = 5.0  # seconds, by default, a file's size and modification time must stay the same
+
 
 @dataclass(frozen=True)
 class WatchOptions:
     """How a watched scan decides that a file is complete, and how it hears of files."""
 
-    settle: float = 5.0  # seconds a file's size and modification time must stay the same
+    settle: float = SETTLE  # seconds a file's size and modification time must stay the same
     poll: bool = False  # stat the folders every tick instead of the OS's events (network filesystems)
     tick: float = 0.5  # seconds between looks at the files still settling
 

@@ -47,7 +47,6 @@ from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import VideoResult
 from xclip_cli.run.ray_cluster import (
     DECODE_MEMORY,
-    check_fits,
     connect,
     first_line,
     import_ray,
@@ -103,8 +102,6 @@ class RayExecutor:
         address = resolve_address(self.options.address)
         started_here = connect(ray, address, self.options)
         try:
-            if started_here:
-                check_fits(ray.cluster_resources(), self.options)
             yield replace(self, ship=not started_here)  # a joined cluster may have (or gain) other nodes
         finally:
             if started_here:
@@ -160,8 +157,6 @@ def classify_videos_on_ray(
         return iter(())
     started_here = connect(ray, address, ray_options)
     try:
-        if started_here:
-            check_fits(ray.cluster_resources(), ray_options)
         attempts = Path(tempfile.gettempdir()) / "xclip-decode-attempts" / uuid.uuid4().hex
         driver_node = ray.get_runtime_context().get_node_id()
         # A joined cluster may have other nodes, now or later (autoscaling), without this one's
@@ -300,9 +295,7 @@ class _ScoreVideos:
     ) -> None:
         import ray
 
-        from xclip_cli import __version__
-
-        if __version__ != settings.version:
+        if __version__ != settings.version:  # this node's xclip_cli, imported with this module
             raise EngineError(
                 f"Ray node {ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]}) "
                 f"runs xclip-cli {__version__}, the driver {settings.version}: install the same version on every node"

@@ -51,7 +51,8 @@ def resolve_address(address: str | None) -> str:
 
 
 def connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
-    """Join the cluster at ``address``, or start a local instance; True when this call started one."""
+    """Join the cluster at ``address``, or start a local instance; True when this call started
+    one, which must hold the asked actors (``check_fits``; else it is stopped again)."""
     if ray.is_initialized():
         return False
     local = address == "local"
@@ -77,6 +78,12 @@ def connect(ray: Any, address: str, ray_options: RayOptions) -> bool:
             ) from None
         where = "a local Ray instance" if local else f"the Ray cluster at {address}"
         raise EngineError(f"cannot start or reach {where}: {first_line(exc)}") from None
+    if local:
+        try:
+            check_fits(ray.cluster_resources(), ray_options)
+        except BaseException:
+            ray.shutdown()
+            raise
     return local
 
 

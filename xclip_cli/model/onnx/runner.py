@@ -24,7 +24,8 @@ from xclip_cli.model.onnx.cache import HEAD, HEAD_WEIGHTS, TEXT, TOKENIZER, VISI
 from xclip_cli.model.text import TextMethods, TextSide, length_batches
 
 
-def open_session(path: Path, threads: int | None = None) -> Any:
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime's session settings of the engine (the benchmarks start from them too)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -34,6 +35,13 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
+    return options
+
+
+def open_session(path: Path, threads: int | None = None) -> Any:
+    import onnxruntime
+
+    options = session_options(threads)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
