@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import LABELS_TEXT, interruptible, write_video
+from helpers import LABELS_TEXT, interruptible, invoke, write_video
 
 from xclip_cli.errors import ExitCode, UsageError
 from xclip_cli.jobs.scan import AGAIN
@@ -321,3 +321,23 @@ def test_a_watched_folder_on_ray(onnx_ready: Path, tiny_model_dir: Path, tmp_pat
         assert [float(on_ray[path][f"top{k}_probability"]) for k in (1, 2, 3)] == pytest.approx(
             [float(row[f"top{k}_probability"]) for k in (1, 2, 3)], abs=PROBABILITY_TOLERANCE
         )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["--settle", "2"], "xclip: error: --settle needs --watch"),
+        (["--poll"], "xclip: error: --poll needs --watch"),
+        (["--reclassify-changed"], "xclip: error: --reclassify-changed needs --watch"),
+        (["--watch", "--from-file", "-"], "xclip: error: --watch watches folders: give folders, not --from-file"),
+        (["--watch", "--settle", "0"], "xclip: error: --settle 0: expected a positive number of seconds"),
+    ],
+)
+def test_watch_options_that_cannot_mean_what_was_asked_are_refused_in_one_line(
+    tmp_path: Path, arguments: list[str], said: str
+) -> None:
+    write_video(tmp_path / "a.mp4", num_frames=12, size=(32, 24))
+    out = tmp_path / "r.csv"
+    result = invoke(["scan", str(tmp_path), "-o", str(out), "--model", "/no/model", *arguments], input="")
+    assert (result.exit_code, result.stderr) == (ExitCode.USAGE, said + "\n")
+    assert not out.exists()

@@ -36,7 +36,7 @@ class WatchOptions:
     def __post_init__(self) -> None:
         for name, value in (("--settle", self.settle), ("the watch tick", self.tick)):
             if not (math.isfinite(value) and value > 0):
-                raise UsageError(f"{name} {value}: expected a positive number of seconds")
+                raise UsageError(f"{name} {value:g}: expected a positive number of seconds")
 
 
 @dataclass(frozen=True)
