@@ -223,7 +223,9 @@ def test_a_watched_folder_classifies_each_arrival_once_when_complete(tiny_model_
     os.utime(inbox / "meanwhile.mp4", (time.time() - 60, time.time() - 60))  # complete long ago
     command.append("--reclassify-changed")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible)
-    wait_for_rows(out, 53, process)
+    wait_for_rows(out, 53, process)  # meanwhile.mp4, from the first pass
+    shutil.copy(inbox / "there.mp4", inbox / "later.mp4")
+    wait_for_rows(out, 54, process)  # through the watcher: it listens now, and hears the next write
     shutil.copy(source, inbox / "burst07.mp4")  # another video under a known name
     deadline = time.monotonic() + 120
     while rows_of(out)[-1]["path"] != str(inbox / "burst07.mp4"):
@@ -233,7 +235,9 @@ def test_a_watched_folder_classifies_each_arrival_once_when_complete(tiny_model_
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED
     rows = rows_of(out)
     paths = [row["path"] for row in rows]
-    assert len(paths) == len(set(paths)) == 53 and paths[-2] == str(inbox / "meanwhile.mp4")
+    assert len(paths) == len(set(paths)) == 54 and paths[-3:-1] == [
+        str(inbox / n) for n in ("meanwhile.mp4", "later.mp4")
+    ]
     assert rows[-1]["warnings"] == AGAIN and rows[-1]["top_k"] != watched_rows[str(inbox / "burst07.mp4")]["top_k"]
 
 
