@@ -28,7 +28,7 @@ import numpy as np
 
 from xclip_cli.errors import ModelLoadError, UsageError
 
-CHUNK = 64  # windows at a time: every temporary stays a few MB, in cache and off the page-fault path
+CHUNK = 256  # windows at a time: the largest temporary (their centred patches) stays about 26 MB
 _CONFIG = ("heads", "layers", "activation", "vision_eps", "text_eps", "logit_scale")
 
 
@@ -81,9 +81,17 @@ def conditioned_text(weights: HeadWeights, patches: np.ndarray, text: np.ndarray
     if weights.activation != "quick_gelu":  # every published X-CLIP checkpoint's
         raise UsageError(f"moment search supports X-CLIP's quick_gelu prompt generator, not {weights.activation!r}")
     w = weights.tensors
-    text, visual = _floating(text), _floating(patches)
-    visual = _layer_norm(visual, w["layernorm.weight"], w["layernorm.bias"], weights.vision_eps)  # (N, P, D)
-    videos, texts, width = len(visual), len(text), text.shape[-1]
+    text = _floating(text)
+    # The prompt generator's LayerNorm of the patches, never written out (it cost as much as the
+    # rest of the head): each patch is centred and scaled by its 1/std where it is used; the
+    # LayerNorm's gain goes into the folded queries, and its shift, the same for every patch,
+    # drops out of the attention scores and is added to their weighted mean.
+    centred = patches.astype(np.promote_types(patches.dtype, np.float32))  # a copy, changed in place
+    centred -= centred.mean(axis=-1, keepdims=True)  # (N, P, D)
+    variance = np.matmul(centred[..., None, :], centred[..., :, None])[..., 0, 0] / centred.shape[-1]
+    inverse_std = (1 / np.sqrt(variance + weights.vision_eps))[:, None, :]  # (N, 1, P)
+    gain, shift = w["layernorm.weight"], w["layernorm.bias"]
+    videos, texts, width = len(centred), len(text), text.shape[-1]
     heads = weights.heads
     size = width // heads
     x = text  # the texts' states: (Q, D) while they are the same for every video, then (N*Q, D)
@@ -91,15 +99,16 @@ def conditioned_text(weights: HeadWeights, patches: np.ndarray, text: np.ndarray
         prefix = f"decoder.{layer}."
         query = _layer_norm(x, w[prefix + "norm1.weight"], w[prefix + "norm1.bias"], weights.text_eps)
         query = query @ w[prefix + "cross_attn.q_proj.weight"].T * size**-0.5
-        # Each head's query taken back through W_k: (rows, H, D), then scored against the patches.
-        keys = w[prefix + "cross_attn.k_proj.weight"].reshape(heads, size, width)
+        # Each head's query taken back through W_k (and the LayerNorm's gain): (rows, H, D).
+        keys = w[prefix + "cross_attn.k_proj.weight"].reshape(heads, size, width) * gain
         folded = np.matmul(query.reshape(len(query), heads, size).transpose(1, 0, 2), keys).transpose(1, 0, 2)
         if layer == 0:  # the texts are the same for every video: one product over all patches
-            scores = visual.reshape(-1, width) @ folded.reshape(texts * heads, width).T
-            scores = scores.reshape(videos, -1, texts * heads).transpose(0, 2, 1).copy()
+            scores = centred.reshape(-1, width) @ folded.reshape(texts * heads, width).T
+            scores = scores.reshape(videos, -1, texts * heads).transpose(0, 2, 1)
         else:
-            scores = np.matmul(folded.reshape(videos, texts * heads, width), visual.transpose(0, 2, 1))
-        mixed = np.matmul(_softmax(scores), visual)  # (N, Q*H, D): each head's attention-weighted patch mean
+            scores = np.matmul(folded.reshape(videos, texts * heads, width), centred.transpose(0, 2, 1))
+        attention = _softmax(scores * inverse_std) * inverse_std  # (N, Q*H, P), over centred patches
+        mixed = np.matmul(attention, centred) * gain + shift  # each head's attention-weighted patch mean
         values = w[prefix + "cross_attn.v_proj.weight"].reshape(heads, size, width)
         out = np.matmul(mixed.reshape(videos * texts, heads, width).transpose(1, 0, 2), values.transpose(0, 2, 1))
         out = out.transpose(1, 0, 2).copy().reshape(videos * texts, width)  # heads side by side
