@@ -20,11 +20,15 @@ from helpers import (
 )
 
 from xclip_cli.cli.errors import ExitCode
+from xclip_cli.jobs import moments
 from xclip_cli.jobs.classify import load_frames, view_pixels
-from xclip_cli.jobs.index import TABLE, Index, IndexEntry, read_entries
-from xclip_cli.jobs.moments import MomentOptions, merge_windows, search_moments, window_scores
+from xclip_cli.jobs.index import TABLE, Index, IndexEntry, IndexWriter, read_entries
+from xclip_cli.jobs.moments import MomentOptions, first_pass, merge_windows, search_moments, window_scores
+from xclip_cli.model.backend import VideoFeatures
+from xclip_cli.model.head import head_logits
 from xclip_cli.model.open import open_backend
 from xclip_cli.options import ClassifyOptions
+from xclip_cli.results import VideoResult
 
 # Float32's unit roundoff: storing an embedding unit-length rounds each element twice more
 # (the norm's own error cancels in the head's normalisation), moving a cosine by at most 4u relatively.
@@ -81,6 +85,68 @@ def test_window_scores_equal_classify_of_the_same_window(tiny_model_dir: Path, t
     for moment, number in zip(moments, range(len(queries)), strict=True):
         best = max(windows, key=lambda w: _classify_logit(runner, clip, w, text, number))
         assert (moment.start, moment.end) == (best.start, best.end) and moment.query == queries[number]
+
+
+def _blended_index(runner: object, folder: Path, windows: int) -> Index:
+    """An index of ``windows`` windows, each a random convex blend of three of six random
+    feature sets of the model's shapes (bench_search.py blends real windows so; the tiny random
+    model's real windows are all alike), in float32."""
+    rng = np.random.default_rng(0)
+    size = runner.preprocess.crop[0]  # type: ignore[attr-defined]
+    shapes = runner.video_features(np.zeros((1, runner.num_frames, 3, size, size), np.float32))  # type: ignore[attr-defined]
+    source = VideoFeatures(
+        rng.standard_normal((6, shapes.embeds.shape[1])).astype(np.float32),
+        rng.standard_normal((6, *shapes.patches.shape[1:])).astype(np.float32),
+    )
+    picks = np.stack([rng.choice(6, 3, replace=False) for _ in range(windows)])
+    blend = rng.dirichlet(np.ones(3), windows).astype(np.float32)
+    embeds = np.einsum("nk,nkd->nd", blend, source.embeds[picks])
+    embeds /= np.linalg.norm(embeds, axis=1, keepdims=True)
+    patches = np.einsum("nk,nkpd->npd", blend, source.patches[picks])
+    writer = IndexWriter(folder, runner, windows="8s every 4s")  # type: ignore[arg-type]
+    extents = [(4.0 * i, 4.0 * i + 8) for i in range(windows)]
+    video = VideoResult(path="/archive/a.mp4", model="tiny", duration=4.0 * windows + 4)
+    writer.add(video, VideoFeatures(embeds, patches), extents)
+    writer.close()
+    return Index(folder)
+
+
+def test_the_first_pass_scores_each_window_with_its_nearest_guides_conditioning(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass by its definition, computed another way: a window's value is the largest
+    cosine of its embedding with the texts as the head conditions them on one of its three
+    nearest guides (by embedding), each pair through the head itself. Then the two-stage scores:
+    the best first-pass windows of each query get exactly the exact pass's scores, others none."""
+    runner = open_backend(str(tiny_model_dir), "cpu", "fp32", "torch")
+    index = _blended_index(runner, tmp_path / "index", 60)
+    windows = [entry for entry in index.entries if entry.status == "ok"]
+    monkeypatch.setattr(moments, "GUIDES", 8)
+    text = runner.text_features(["a red screen", "white stripes", "a cat, a dog"])
+    head = runner.head_weights()
+    stored = index.features(windows)
+    guides = np.linspace(0, 59, 8).round().astype(int)
+    similarity = stored.embeds.astype(np.float64) @ stored.embeds[guides].T.astype(np.float64)
+    ranked = np.sort(similarity, axis=1)[:, ::-1]
+    assert (ranked[:, 2] - ranked[:, 3]).min() > 1e-4  # no near-tie for third nearest: float32 finds the same three
+    nearest = guides[np.argsort(-similarity, axis=1)[:, :3]]  # (60, 3) window numbers
+    rows, guide_rows = np.repeat(np.arange(60), 3), nearest.reshape(-1)
+    embeds, patches = stored.embeds[rows], stored.patches[guide_rows]
+    pairs = head_logits(head, embeds, patches, text).reshape(60, 3, -1)
+    exact_pairs = float64_head_logits(tiny_model_dir, embeds, patches, text)
+    # Both sides are float32 runs of the same head on the same pairs (batched differently): each
+    # within its rounding bound of the float64 result, so within twice that of each other.
+    bound = 2 * head_rounding_bound(head, embeds, patches, text, exact_pairs)
+    ours = first_pass(head, index, windows, text) * np.exp(head.logit_scale)
+    assert np.abs(ours - pairs.max(axis=1)).max() <= bound
+    # Two stages: each query keeps its 50 best of the first pass (one moment asked: 50 candidates).
+    options = MomentOptions(top_k=1, candidates=1)
+    two_stage = window_scores(head, index, windows, text, options)
+    every = window_scores(head, index, windows, text, MomentOptions(exact=True))
+    for column in range(len(text)):
+        kept = np.flatnonzero(~np.isnan(two_stage[:, column]))
+        assert set(kept) == set(np.argsort(-ours[:, column])[:50])
+        np.testing.assert_array_equal(two_stage[kept, column], every[kept, column])
 
 
 def _classify_logit(runner: object, clip: Path, window: IndexEntry, text: np.ndarray, number: int) -> float:

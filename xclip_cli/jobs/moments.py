@@ -5,12 +5,13 @@ vision side of every window (what X-CLIP's head needs to score any text later) i
 the window's start and end, a video's rows all in one shard (``index.IndexWriter``).
 
 Search: X-CLIP conditions the text on each video (the prompt generator), so an exact score
-needs the head for every window and query. ``search_moments`` ranks in two stages: the cosine
-of the stored video embedding and the plain text feature (a matrix product over all windows),
-then the full head on the best ``candidates`` of that first pass; ``exact`` runs the head on
-every window. The head runs in numpy, arranged for many windows and few texts
-(``model.head``: a tenth of the graph's work per window). Neighbouring windows of one video
-that both match merge into one moment.
+needs the head for every window and query. ``search_moments`` ranks in two stages. The first
+pass conditions the text on a few guide windows only (``GUIDES``, evenly spaced over the index)
+and scores every window against the texts conditioned on its nearest guides (by embedding; the
+best of ``NEAREST_GUIDES``): a matrix product per window instead of the head. The full head then
+scores the best ``candidates`` of that pass; ``exact`` runs it on every window. The head runs in
+numpy, arranged for many windows and few texts (``model.head``: a tenth of the graph's work per
+window). Neighbouring windows of one video that both match merge into one moment.
 ``moment_thumbnails`` shows what the model saw in each moment's best window (``--report``).
 """
 
@@ -27,15 +28,22 @@ from xclip_cli.jobs.classify import load_frames
 from xclip_cli.jobs.index import WHOLE_VIDEOS, Index, IndexEntry
 from xclip_cli.media.thumbnails import video_thumbnails
 from xclip_cli.model.backend import Backend
-from xclip_cli.model.head import HeadWeights, head_logits
+from xclip_cli.model.head import HeadWeights, conditioned_text, head_logits
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import Moment
 
 # Windows per query the full head scores after the first pass, and at least this many per moment
-# asked. On bench_search's 100,000 windows the exact top 10 lay within the first pass's best 586
-# (8 queries); 1024 cost 0.4 s there (docs/index-and-search.md).
+# asked. With the guides below, on bench_search's 100,000 windows the exact top 10 of 32 queries
+# lay within the first pass's best 3,053 (best 334 for all but one; docs/performance.md).
 CANDIDATES = 1024
 CANDIDATES_PER_MOMENT = 50
+# The first pass's guide windows: the texts are conditioned on these exactly, and each window is
+# scored against the conditioning of its nearest guides. Finding the nearest costs a product with
+# every window's embedding (0.18 s for 100,000 windows and 512 guides); 1,024 guides doubled that
+# and agreed no better (benchmarks/bench_search.py).
+GUIDES = 512
+NEAREST_GUIDES = 3
+PASS_CHUNK = 4096  # windows at a time in the first pass
 READ_CHUNK = 1024  # windows read from the index at a time (float32: 100 MB for base-patch32)
 TOUCHING = 1e-3  # seconds: windows this close are neighbours (times are kept to the millisecond)
 
@@ -106,7 +114,7 @@ def window_scores(
     wanted = max(options.candidates, CANDIDATES_PER_MOMENT * options.top_k)
     keep = np.ones((len(windows), len(text)), dtype=bool)
     if not options.exact and len(windows) > wanted:
-        first = index.embeddings(windows) @ (text / np.linalg.norm(text, axis=1, keepdims=True)).T
+        first = first_pass(head, index, windows, text)
         keep[:] = False
         for column in range(len(text)):
             keep[np.argpartition(-first[:, column], wanted - 1)[:wanted], column] = True
@@ -117,6 +125,27 @@ def window_scores(
         features = index.features([windows[row] for row in rows])
         scores[rows] = head_logits(head, features.embeds, features.patches, text)
     scores[~keep] = np.nan
+    return scores
+
+
+def first_pass(head: HeadWeights, index: Index, windows: list[IndexEntry], text: np.ndarray) -> np.ndarray:
+    """Each window's approximate cosine with each text (windows, Q): X-CLIP's cosine with the
+    text as the prompt generator conditions it on a guide window, the best over the window's
+    ``NEAREST_GUIDES`` nearest guides (a guide is its own nearest). Close to the exact cosine
+    where the conditioning of a window's near guides is close to its own."""
+    embeds = index.embeddings(windows)  # unit length
+    guides = np.unique(np.linspace(0, len(windows) - 1, min(GUIDES, len(windows))).round().astype(np.int64))
+    conditioned = conditioned_text(head, index.features([windows[i] for i in guides]).patches, text)  # (G, Q, D)
+    nearest = min(NEAREST_GUIDES, len(guides))
+    scores = np.full((len(windows), len(text)), -np.inf, dtype=np.float32)
+    for start in range(0, len(windows), PASS_CHUNK):
+        rows = slice(start, start + PASS_CHUNK)
+        similarity = embeds[rows] @ embeds[guides].T
+        for _ in range(nearest):  # the nearest guide, then the next (argmax: 8x faster than argpartition here)
+            guide = np.argmax(similarity, axis=1)
+            similarity[np.arange(len(guide)), guide] = -np.inf
+            cosines = np.matmul(conditioned[guide], embeds[rows, :, None])[:, :, 0]
+            np.maximum(scores[rows], cosines, out=scores[rows])
     return scores
 
 
