@@ -34,11 +34,13 @@ def open_backend(
     backend: str = "auto",
     say: Callable[[str], None] | None = None,
     threads: int | None = None,
+    eager: bool = True,
 ) -> Backend:
     """The checkpoint on the asked backend: ``onnx``, ``torch`` or ``auto`` (see the module).
 
     ``say`` receives one-line notes (preparing, warnings); ``threads`` caps ONNX Runtime's
-    threads (a Ray actor's share of a node).
+    threads (a Ray actor's share of a node); ``eager=False``: ONNX Runtime's graphs load on
+    first use (a run that scores stored features; ``OnnxRunner.open``).
     """
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -48,7 +50,7 @@ def open_backend(
         raise UsageError(f"--backend onnx runs fp32 or int8, not --precision {precision}: use --backend torch")
     prepared = _prepared_folder(model)
     if prepared is not None:
-        return _open_prepared(prepared, device, precision, backend, say, threads)
+        return _open_prepared(prepared, device, precision, backend, say, threads, eager)
     if backend != "torch" and precision in ONNX_PRECISIONS and _installed("onnxruntime"):
         from xclip_cli.model.device import surely_cpu
         from xclip_cli.model.onnx.cache import add_int8, find_prepared
@@ -58,7 +60,7 @@ def open_backend(
         if folder is not None and (precision != "int8" or _installed("onnx")):
             if precision == "int8":
                 add_int8(folder, say)  # quantised from the fp32 graph: no torch needed
-            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads)
+            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, eager=eager)
     return _open_with_torch(model, device, precision, backend, say, threads)
 
 
@@ -127,7 +129,13 @@ def _prepared_folder(model: str) -> Path | None:
 
 
 def _open_prepared(
-    folder: Path, device: str, precision: str, backend: str, say: Callable[[str], None] | None, threads: int | None
+    folder: Path,
+    device: str,
+    precision: str,
+    backend: str,
+    say: Callable[[str], None] | None,
+    threads: int | None,
+    eager: bool,
 ) -> Backend:
     """A prepared folder on ONNX Runtime: the only way it runs."""
     from xclip_cli.model.onnx.cache import VISION_INT8, add_int8, read_manifest
@@ -149,7 +157,7 @@ def _open_prepared(
                 "(or prepare it with --precision int8)"
             )
         add_int8(folder, say)
-    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads)
+    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads, eager=eager)
 
 
 def _installed(name: str) -> bool:

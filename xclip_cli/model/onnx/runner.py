@@ -62,16 +62,29 @@ class OnnxRunner(TextMethods):
     _text_side: TextSide | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None) -> OnnxRunner:
-        """Open a prepared folder (``find_prepared`` or ``onnx_export.prepare`` gives it)."""
+    def open(
+        cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None, eager: bool = True
+    ) -> OnnxRunner:
+        """Open a prepared folder (``find_prepared`` or ``onnx_export.prepare`` gives it).
+
+        ``eager``: the per-video graphs (vision, head) load now, while a first video decodes;
+        without it each loads on first use (a search over stored features needs neither: 0.6 s
+        saved). The text encoder always loads on first use (a text-cache miss)."""
         manifest = read_manifest(folder)
         if manifest is None or (int8 and VISION_INT8 not in manifest["sizes"]):
             raise ModelLoadError(f"{folder}: not a whole prepared model; run `xclip models prepare {model_id}`")
         runner = cls(model_id, folder, manifest, int8, threads)
-        # The per-video graphs load now (every run needs them); the text encoder on a cache miss.
-        runner._sessions["vision"] = open_session(folder / (VISION_INT8 if int8 else VISION), threads)
-        runner._sessions["head"] = open_session(folder / HEAD, threads)
+        if eager:
+            runner._session("vision")
+            runner._session("head")
         return runner
+
+    def _session(self, name: str) -> Any:
+        """The ONNX Runtime session of one graph (vision, head or text), opened on first use."""
+        if name not in self._sessions:
+            graph = {"vision": VISION_INT8 if self.int8 else VISION, "head": HEAD, "text": TEXT}[name]
+            self._sessions[name] = open_session(self.folder / graph, self.threads)
+        return self._sessions[name]
 
     # --- what the checkpoint is --------------------------------------------------------------
 
@@ -130,19 +143,17 @@ class OnnxRunner(TextMethods):
         return list(self._tokenizer.encode(text).ids)
 
     def _encode_texts(self, token_ids: list[list[int]]) -> np.ndarray:
-        if "text" not in self._sessions:
-            self._sessions["text"] = open_session(self.folder / TEXT, self.threads)
         config = self.manifest["config"]
         out = np.empty((len(token_ids), int(config["projection_dim"])), dtype=np.float32)
         for rows, ids, mask in length_batches(token_ids, int(config["pad_token_id"])):
-            (out[rows],) = self._sessions["text"].run(None, {"input_ids": ids, "attention_mask": mask})
+            (out[rows],) = self._session("text").run(None, {"input_ids": ids, "attention_mask": mask})
         return out
 
     # --- video side --------------------------------------------------------------------------
 
     def video_features(self, pixel_values: np.ndarray) -> VideoFeatures:
         pixels = np.ascontiguousarray(pixel_values, dtype=np.float32)
-        embeds, patches = self._sessions["vision"].run(None, {"pixel_values": pixels})
+        embeds, patches = self._session("vision").run(None, {"pixel_values": pixels})
         return VideoFeatures(embeds, patches)
 
     def logits_from_features(self, features: VideoFeatures, text_features: np.ndarray) -> np.ndarray:
@@ -151,7 +162,7 @@ class OnnxRunner(TextMethods):
             "patches": np.ascontiguousarray(features.patches, dtype=np.float32),
             "text_features": np.ascontiguousarray(text_features, dtype=np.float32),
         }
-        (logits,) = self._sessions["head"].run(None, inputs)
+        (logits,) = self._session("head").run(None, inputs)
         return np.asarray(logits)
 
     def head_weights(self) -> HeadWeights:
