@@ -34,13 +34,13 @@ from xclip_cli.results import Moment
 
 # Windows per query the full head scores after the first pass, and at least this many per moment
 # asked. With the guides below, on bench_search's 100,000 windows the exact top 10 of 32 queries
-# lay within the first pass's best 3,053 (best 334 for all but one; docs/performance.md).
+# lay within the first pass's best 3,053 (within the best 21 for 28 of them; docs/performance.md).
 CANDIDATES = 1024
 CANDIDATES_PER_MOMENT = 50
 # The first pass's guide windows: the texts are conditioned on these exactly, and each window is
 # scored against the conditioning of its nearest guides. Finding the nearest costs a product with
-# every window's embedding (0.18 s for 100,000 windows and 512 guides); 1,024 guides doubled that
-# and agreed no better (benchmarks/bench_search.py).
+# every window's embedding (about 0.15 s for 100,000 windows and 512 guides); 1,024 guides cost
+# 0.2 s more and agreed with --exact 99-100% against 99.1-100% (benchmarks/bench_search.py).
 GUIDES = 512
 NEAREST_GUIDES = 3
 PASS_CHUNK = 4096  # windows at a time in the first pass
