@@ -77,13 +77,21 @@ def condition_prompt_generator(model: Any) -> None:
     a model the bound is ~20x larger (tiny, 5 labels, 3 random videos: 3.7e-3 against 1.9e-4
     scaled), near the 1e-2 logit errors that real bugs make. Scaled, random weights test the
     arithmetic instead of amplifying its rounding.
+
+    Its LayerNorms get random gains (1 ± ~0.2) and shifts (± ~0.2): transformers starts them at
+    1 and 0, which would leave the code that applies them (the search head folds them into
+    other products) untested.
     """
     import torch
 
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in model.prompts_generator.modules():
             if isinstance(module, torch.nn.Linear):
                 module.weight.mul_(module.in_features**-0.5)
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.add_(0.2 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.add_(0.2 * torch.randn(module.bias.shape, generator=generator))
 
 
 def save_tiny_checkpoint(

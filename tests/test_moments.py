@@ -117,36 +117,49 @@ def test_the_first_pass_scores_each_window_with_its_nearest_guides_conditioning(
     """The first pass by its definition, computed another way: a window's value is the largest
     cosine of its embedding with the texts as the head conditions them on one of its three
     nearest guides (by embedding), each pair through the head itself. Then the two-stage scores:
-    the best first-pass windows of each query get exactly the exact pass's scores, others none."""
+    the best first-pass windows of each query get the exact pass's scores, others none."""
     runner = open_backend(str(tiny_model_dir), "cpu", "fp32", "torch")
-    index = _blended_index(runner, tmp_path / "index", 60)
+    index = _blended_index(runner, tmp_path / "index", 200)
     windows = [entry for entry in index.entries if entry.status == "ok"]
     monkeypatch.setattr(moments, "GUIDES", 8)
+    monkeypatch.setattr(moments, "PASS_CHUNK", 16)  # the pass's chunks, and a last short one
     text = runner.text_features(["a red screen", "white stripes", "a cat, a dog"])
     head = runner.head_weights()
     stored = index.features(windows)
-    guides = np.linspace(0, 59, 8).round().astype(int)
+    count, width = stored.embeds.shape
+    guides = np.linspace(0, count - 1, 8).round().astype(int)
     similarity = stored.embeds.astype(np.float64) @ stored.embeds[guides].T.astype(np.float64)
     ranked = np.sort(similarity, axis=1)[:, ::-1]
-    assert (ranked[:, 2] - ranked[:, 3]).min() > 1e-4  # no near-tie for third nearest: float32 finds the same three
-    nearest = guides[np.argsort(-similarity, axis=1)[:, :3]]  # (60, 3) window numbers
-    rows, guide_rows = np.repeat(np.arange(60), 3), nearest.reshape(-1)
+    # A float32 dot product of unit vectors is within width·u of exact; with a gap of twice that
+    # between the third and fourth nearest, the pass finds the same three guides.
+    assert (ranked[:, 2] - ranked[:, 3]).min() > 2 * width * UNIT_ROUNDOFF
+    nearest = guides[np.argsort(-similarity, axis=1)[:, :3]]  # (windows, 3) window numbers
+    rows, guide_rows = np.repeat(np.arange(count), 3), nearest.reshape(-1)
     embeds, patches = stored.embeds[rows], stored.patches[guide_rows]
-    pairs = head_logits(head, embeds, patches, text).reshape(60, 3, -1)
+    pairs = head_logits(head, embeds, patches, text).reshape(count, 3, -1)
     exact_pairs = float64_head_logits(tiny_model_dir, embeds, patches, text)
     # Both sides are float32 runs of the same head on the same pairs (batched differently): each
-    # within its rounding bound of the float64 result, so within twice that of each other.
-    bound = 2 * head_rounding_bound(head, embeds, patches, text, exact_pairs)
+    # within its rounding bound of the float64 result, so within twice that of each other; the
+    # pass takes the stored embeddings as unit length (the head normalises them) and scales in
+    # float64: their norms' distance from 1, and 2u, of the largest logit more.
+    norms = np.abs(np.linalg.norm(stored.embeds.astype(np.float64), axis=1) - 1).max()
+    bound = (
+        2 * head_rounding_bound(head, embeds, patches, text, exact_pairs)
+        + (norms + 2 * UNIT_ROUNDOFF) * np.abs(pairs).max()
+    )
     ours = first_pass(head, index, windows, text) * np.exp(head.logit_scale)
     assert np.abs(ours - pairs.max(axis=1)).max() <= bound
-    # Two stages: each query keeps its 50 best of the first pass (one moment asked: 50 candidates).
-    options = MomentOptions(top_k=1, candidates=1)
-    two_stage = window_scores(head, index, windows, text, options)
+    # Two stages: each query keeps its 50 best of the first pass (one moment asked: 50 candidates),
+    # scored by the head as the exact pass scores them (in other batches: within twice the bound).
+    two_stage = window_scores(head, index, windows, text, MomentOptions(top_k=1, candidates=1))
     every = window_scores(head, index, windows, text, MomentOptions(exact=True))
+    exact = float64_head_logits(tiny_model_dir, stored.embeds, stored.patches, text)
+    head_bound = head_rounding_bound(head, stored.embeds, stored.patches, text, exact)
     for column in range(len(text)):
         kept = np.flatnonzero(~np.isnan(two_stage[:, column]))
         assert set(kept) == set(np.argsort(-ours[:, column])[:50])
-        np.testing.assert_array_equal(two_stage[kept, column], every[kept, column])
+        assert np.abs(two_stage[kept, column] - every[kept, column]).max() <= 2 * head_bound
+    assert len(np.flatnonzero(~np.isnan(two_stage).all(axis=1))) < count  # the queries together left some out
 
 
 def _classify_logit(runner: object, clip: Path, window: IndexEntry, text: np.ndarray, number: int) -> float:

@@ -164,7 +164,7 @@ def _classify_index(
         raise UsageError(f"{folder}: the index holds videos sampled with --sampling {index.sampling}, not {sampling}")
     top_k = options.top_k
     # An explicit --model wins (and is checked against the index).
-    runner = load_runner(model or index.model, device or "auto", precision or "fp32", backend, eager=False)
+    runner = load_runner(model or index.model, device or "auto", precision or "fp32", backend, vision=False)
     with open_output(output, fmt=writer_class.name) as stream:
         scored = score_index(runner, index, labelset, top_k, options.multi_label)
         results = (replace(result, path=display_path(result.path)) for result in scored)

@@ -210,13 +210,13 @@ def set_verbose(verbose: bool) -> None:
         av.logging.set_level(av.logging.WARNING)
 
 
-def load_runner(model: str, device: str, precision: str, backend: str = "auto", eager: bool = True) -> Backend:
+def load_runner(model: str, device: str, precision: str, backend: str = "auto", vision: bool = True) -> Backend:
     """``model.open.open_backend`` with a spinner while it loads and its notes on stderr
-    (``eager=False`` for commands that score stored features)."""
+    (``vision=False`` for commands that score stored features)."""
     from xclip_cli.model.open import open_backend
 
     with status(f"Loading {model}"):
-        return open_backend(model, device, precision, backend, say, eager=eager)
+        return open_backend(model, device, precision, backend, say, vision=vision)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from xclip_cli.jobs.classify import load_frames
 from xclip_cli.jobs.index import WHOLE_VIDEOS, Index, IndexEntry
 from xclip_cli.media.thumbnails import video_thumbnails
 from xclip_cli.model.backend import Backend
-from xclip_cli.model.head import HeadWeights, conditioned_text, head_logits
+from xclip_cli.model.head import CHUNK, HeadWeights, conditioned_text, head_logits
 from xclip_cli.options import ClassifyOptions
 from xclip_cli.results import Moment
 
@@ -113,7 +113,7 @@ def window_scores(
     finds does not depend on the others asked with it."""
     wanted = max(options.candidates, CANDIDATES_PER_MOMENT * options.top_k)
     keep = np.ones((len(windows), len(text)), dtype=bool)
-    if not options.exact and len(windows) > wanted:
+    if not options.exact and len(windows) > wanted + GUIDES:  # else the head on every window costs no more
         first = first_pass(head, index, windows, text)
         keep[:] = False
         for column in range(len(text)):
@@ -135,7 +135,12 @@ def first_pass(head: HeadWeights, index: Index, windows: list[IndexEntry], text:
     where the conditioning of a window's near guides is close to its own."""
     embeds = index.embeddings(windows)  # unit length
     guides = np.unique(np.linspace(0, len(windows) - 1, min(GUIDES, len(windows))).round().astype(np.int64))
-    conditioned = conditioned_text(head, index.features([windows[i] for i in guides]).patches, text)  # (G, Q, D)
+    conditioned = np.concatenate(  # (G, Q, D)
+        [
+            conditioned_text(head, index.features([windows[i] for i in part]).patches, text)
+            for part in np.array_split(guides, -(-len(guides) // CHUNK))
+        ]
+    )
     nearest = min(NEAREST_GUIDES, len(guides))
     scores = np.full((len(windows), len(text)), -np.inf, dtype=np.float32)
     for start in range(0, len(windows), PASS_CHUNK):
@@ -145,7 +150,7 @@ def first_pass(head: HeadWeights, index: Index, windows: list[IndexEntry], text:
             guide = np.argmax(similarity, axis=1)
             similarity[np.arange(len(guide)), guide] = -np.inf
             cosines = np.matmul(conditioned[guide], embeds[rows, :, None])[:, :, 0]
-            np.maximum(scores[rows], cosines, out=scores[rows])
+            np.fmax(scores[rows], cosines, out=scores[rows])  # a NaN cosine (damaged features) is passed over
     return scores
 
 

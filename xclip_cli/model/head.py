@@ -28,7 +28,7 @@ import numpy as np
 
 from xclip_cli.errors import ModelLoadError, UsageError
 
-CHUNK = 256  # windows at a time: the largest temporary (their centred patches) stays about 26 MB
+CHUNK = 256  # windows at a time: their centred patches (26 MB for base-patch32), per text 8 heads' mixes (4 MB)
 _CONFIG = ("heads", "layers", "activation", "vision_eps", "text_eps", "logit_scale")
 
 
@@ -99,9 +99,10 @@ def conditioned_text(weights: HeadWeights, patches: np.ndarray, text: np.ndarray
         prefix = f"decoder.{layer}."
         query = _layer_norm(x, w[prefix + "norm1.weight"], w[prefix + "norm1.bias"], weights.text_eps)
         query = query @ w[prefix + "cross_attn.q_proj.weight"].T * size**-0.5
-        # Each head's query taken back through W_k (and the LayerNorm's gain): (rows, H, D).
-        keys = w[prefix + "cross_attn.k_proj.weight"].reshape(heads, size, width) * gain
-        folded = np.matmul(query.reshape(len(query), heads, size).transpose(1, 0, 2), keys).transpose(1, 0, 2)
+        # Each head's query taken back through W_k, then the LayerNorm's gain: (rows, H, D). (Never
+        # a product of weights alone: every rounding stays in the arithmetic the tests simulate.)
+        keys = w[prefix + "cross_attn.k_proj.weight"].reshape(heads, size, width)
+        folded = np.matmul(query.reshape(len(query), heads, size).transpose(1, 0, 2), keys).transpose(1, 0, 2) * gain
         if layer == 0:  # the texts are the same for every video: one product over all patches
             scores = centred.reshape(-1, width) @ folded.reshape(texts * heads, width).T
             scores = scores.reshape(videos, -1, texts * heads).transpose(0, 2, 1)

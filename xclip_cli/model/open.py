@@ -34,13 +34,13 @@ def open_backend(
     backend: str = "auto",
     say: Callable[[str], None] | None = None,
     threads: int | None = None,
-    eager: bool = True,
+    vision: bool = True,
 ) -> Backend:
     """The checkpoint on the asked backend: ``onnx``, ``torch`` or ``auto`` (see the module).
 
     ``say`` receives one-line notes (preparing, warnings); ``threads`` caps ONNX Runtime's
-    threads (a Ray actor's share of a node); ``eager=False``: ONNX Runtime's graphs load on
-    first use (a run that scores stored features; ``OnnxRunner.open``).
+    threads (a Ray actor's share of a node); ``vision=False``: on ONNX Runtime the vision graph
+    loads on first use, if ever (a run that scores stored features; ``OnnxRunner.open``).
     """
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -50,7 +50,7 @@ def open_backend(
         raise UsageError(f"--backend onnx runs fp32 or int8, not --precision {precision}: use --backend torch")
     prepared = _prepared_folder(model)
     if prepared is not None:
-        return _open_prepared(prepared, device, precision, backend, say, threads, eager)
+        return _open_prepared(prepared, device, precision, backend, say, threads, vision)
     if backend != "torch" and precision in ONNX_PRECISIONS and _installed("onnxruntime"):
         from xclip_cli.model.device import surely_cpu
         from xclip_cli.model.onnx.cache import add_int8, find_prepared
@@ -60,12 +60,18 @@ def open_backend(
         if folder is not None and (precision != "int8" or _installed("onnx")):
             if precision == "int8":
                 add_int8(folder, say)  # quantised from the fp32 graph: no torch needed
-            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, eager=eager)
-    return _open_with_torch(model, device, precision, backend, say, threads)
+            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, vision=vision)
+    return _open_with_torch(model, device, precision, backend, say, threads, vision)
 
 
 def _open_with_torch(
-    model: str, device: str, precision: str, backend: str, say: Callable[[str], None] | None, threads: int | None
+    model: str,
+    device: str,
+    precision: str,
+    backend: str,
+    say: Callable[[str], None] | None,
+    threads: int | None,
+    vision: bool,
 ) -> Backend:
     """Load with transformers; for ONNX Runtime, export the graphs first (once per checkpoint)."""
     missing = [name for name in TORCH_PACKAGES if not _installed(name)]
@@ -113,7 +119,7 @@ def _open_with_torch(
             say(f"xclip: warning: {exc}; running on torch")
         return runner
     del runner  # its memory is the graphs' now
-    return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads)
+    return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, vision=vision)
 
 
 def _prepared_folder(model: str) -> Path | None:
@@ -135,7 +141,7 @@ def _open_prepared(
     backend: str,
     say: Callable[[str], None] | None,
     threads: int | None,
-    eager: bool,
+    vision: bool,
 ) -> Backend:
     """A prepared folder on ONNX Runtime: the only way it runs."""
     from xclip_cli.model.onnx.cache import VISION_INT8, add_int8, read_manifest
@@ -157,7 +163,7 @@ def _open_prepared(
                 "(or prepare it with --precision int8)"
             )
         add_int8(folder, say)
-    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads, eager=eager)
+    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads, vision=vision)
 
 
 def _installed(name: str) -> bool:

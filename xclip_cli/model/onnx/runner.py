@@ -63,20 +63,20 @@ class OnnxRunner(TextMethods):
 
     @classmethod
     def open(
-        cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None, eager: bool = True
+        cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None, vision: bool = True
     ) -> OnnxRunner:
         """Open a prepared folder (``find_prepared`` or ``onnx_export.prepare`` gives it).
 
-        ``eager``: the per-video graphs (vision, head) load now, while a first video decodes;
-        without it each loads on first use (a search over stored features needs neither: 0.6 s
-        saved). The text encoder always loads on first use (a text-cache miss)."""
+        The head loads now, and the vision graph too while a first video decodes; ``vision=False``
+        for a run that scores stored features (search, classify from an index: 0.5 s saved),
+        where it loads on first use, if ever. The text encoder loads on a text-cache miss."""
         manifest = read_manifest(folder)
         if manifest is None or (int8 and VISION_INT8 not in manifest["sizes"]):
             raise ModelLoadError(f"{folder}: not a whole prepared model; run `xclip models prepare {model_id}`")
         runner = cls(model_id, folder, manifest, int8, threads)
-        if eager:
+        runner._session("head")
+        if vision:
             runner._session("vision")
-            runner._session("head")
         return runner
 
     def _session(self, name: str) -> Any:
