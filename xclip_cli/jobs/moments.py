@@ -141,12 +141,12 @@ def first_pass(head: HeadWeights, index: Index, windows: list[IndexEntry], text:
             for part in np.array_split(guides, -(-len(guides) // CHUNK))
         ]
     )
-    nearest = min(NEAREST_GUIDES, len(guides))
+    nearest, guide_embeds = min(NEAREST_GUIDES, len(guides)), embeds[guides].T
     scores = np.full((len(windows), len(text)), -np.inf, dtype=np.float32)
     for start in range(0, len(windows), PASS_CHUNK):
         rows = slice(start, start + PASS_CHUNK)
-        similarity = embeds[rows] @ embeds[guides].T
-        for _ in range(nearest):  # the nearest guide, then the next (argmax: 8x faster than argpartition here)
+        similarity = embeds[rows] @ guide_embeds
+        for _ in range(nearest):  # the nearest guide, then the next (argmax: 5x faster than argpartition here)
             guide = np.argmax(similarity, axis=1)
             similarity[np.arange(len(guide)), guide] = -np.inf
             cosines = np.matmul(conditioned[guide], embeds[rows, :, None])[:, :, 0]
