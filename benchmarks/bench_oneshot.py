@@ -8,7 +8,9 @@ Each round starts fresh processes, interleaved, on the 10 s 720p clip with 400 K
   disk text cache (the count of cached files shows no run recomputed them);
 * the recipe as a fresh script (``recipe.py``: imports, ``from_pretrained``, one video);
 * the imports alone (torch, transformers' ``XCLIPModel``): what any process using transformers'
-  X-CLIP pays before it can load weights.
+  X-CLIP pays before it can load weights;
+* decoding the clip's sampled frames alone in a fresh process (the interpreter, PyAV and
+  ``sample_video``, no model): the floor of any one-shot run that classifies those exact frames.
 
 Run it with ``python benchmarks/bench_oneshot.py [--repeat N] [--quick] [--smoke] [--workdir DIR]``.
 """
@@ -45,6 +47,7 @@ from xclip_cli.labels import resolve_labels
 from xclip_cli.model.torch.runner import XClipRunner
 
 IMPORTS_ONLY = "import torch; from transformers import XCLIPModel; XCLIPModel"
+DECODE_ONLY = "import sys; from xclip_cli.media.decode import sample_video; sample_video(sys.argv[1], int(sys.argv[2]))"
 
 
 def count_cache_files() -> int:
@@ -59,7 +62,9 @@ def measure(bench: Bench, model_dir: Path, clip: Path, prepare: bool = True) -> 
     labelset = resolve_labels(LABELSET)
     labels_file = write_labels_file(bench, labelset.names)
     prepared = prepare_onnx(model_dir, env) if prepare else None
-    XClipRunner.from_pretrained(str(model_dir), device="cpu").label_text_features(labelset)  # warm disk cache
+    runner = XClipRunner.from_pretrained(str(model_dir), device="cpu")
+    runner.label_text_features(labelset)  # warm disk cache
+    frames = str(runner.num_frames)
     cached_before = count_cache_files()
     rows: list[tuple[Timing, Callable[[], tuple[str, float]]]] = [
         (Timing("recipe as a fresh script"), lambda: run_recipe_script(model_dir, clip, labels_file, env)),
@@ -77,10 +82,15 @@ def measure(bench: Bench, model_dir: Path, clip: Path, prepare: bool = True) -> 
         return call
 
     imports = Timing("imports alone (torch, transformers' XCLIPModel)", note="before any weights load")
+    decode = Timing(f"decoding the {frames} sampled frames alone", note="fresh process, no model: the floor")
     interleaved(
         [
             *[(timing, noting(timing, run)) for timing, run in rows],
             (imports, lambda: subprocess.run([sys.executable, "-c", IMPORTS_ONLY], env=env, check=True)),
+            (
+                decode,
+                lambda: subprocess.run([sys.executable, "-c", DECODE_ONLY, str(clip), frames], env=env, check=True),
+            ),
         ],
         bench.repeat,
         warmup=False,  # every round is a fresh process; the disk cache is warm already
@@ -88,16 +98,18 @@ def measure(bench: Bench, model_dir: Path, clip: Path, prepare: bool = True) -> 
     for timing, _ in rows:
         timing.note += f"; peak RSS {peaks[timing.name]:.0f} MB"
     rows[1][0].note += f"; text-cache files {cached_before} -> {count_cache_files()}"
-    return [*(timing for timing, _ in rows), imports, *([prepared] if prepared else [])]
+    return [*(timing for timing, _ in rows), imports, decode, *([prepared] if prepared else [])]
 
 
 def ratios(timings: Sequence[Timing]) -> list[str]:
-    recipe, onnx, torch, imports = timings[:4]
+    recipe, onnx, torch, imports, decode = timings[:5]
     return [
         ratio_line("recipe script / xclip classify (ONNX Runtime)", recipe, onnx, "(issue #14: >= 3.3x)"),
         ratio_line("recipe script / xclip classify --backend torch", recipe, torch, "(issue #8 target >= 2x)"),
         ratio_line("xclip classify --backend torch / ONNX Runtime", torch, onnx),
         ratio_line("recipe script / imports alone", recipe, imports, "(the best a torch one-shot run can do)"),
+        ratio_line("recipe script / decoding alone", recipe, decode, "(the best any run of these frames can do)"),
+        ratio_line("xclip classify (ONNX Runtime) / decoding alone", onnx, decode),
     ]
 
 

@@ -7,7 +7,7 @@ and the logit drift between the two on the same frames; then the same for ``--pr
 
 Then the vision graph alone with ONNX Runtime's thread settings and several videos per call.
 
-    python benchmarks/bench_onnx.py [--repeat 3] [--videos 6] [--quick] [--smoke] [--workdir DIR]
+    python benchmarks/bench_onnx.py [--repeat 3] [--videos 6] [--load-only] [--quick] [--smoke] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +24,8 @@ from common import Timing, add_bench_arguments, bench_session, interleaved, log,
 
 from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import resolve_labels
-from xclip_cli.model.onnx.cache import HEAD, TEXT, VISION
 from xclip_cli.model.onnx.export import prepare
-from xclip_cli.model.onnx.runner import OnnxRunner, session_options
+from xclip_cli.model.onnx.runner import FEW_VIDEOS, OnnxRunner, session_options
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
 
@@ -79,38 +77,36 @@ def float64_logits(runner: XClipRunner, pixels: np.ndarray, text: np.ndarray) ->
     return logits.double().numpy()
 
 
-def session_load(folder: Path, pixels: np.ndarray, repeat: int) -> list[str]:
-    """Opening the three sessions as a run does, against the same with ONNX Runtime's weight
-    prepacking turned off (``session.disable_prepacking``), and the vision graph's time per
-    video in each: what the load is made of, and what skipping it would cost every video."""
-    import onnxruntime
+def session_load(folder: Path, model_id: str, pixels: np.ndarray, repeat: int, int8: bool = False) -> list[str]:
+    """Opening the graphs as a run does (``OnnxRunner.open``: head and vision), for a run of many
+    videos (weights prepacked) and of a few (``FEW_VIDEOS``: not), interleaved, and the vision
+    graph's time per video in each: what a one-shot run saves, what a long one would pay per
+    video without prepacking, and the count where the two break even."""
+    kinds = {"prepacked": None, f"a few videos (<= {FEW_VIDEOS})": 1}
+    loads = {kind: Timing(kind) for kind in kinds}
+    runs = {kind: Timing(kind) for kind in kinds}
+    opened: dict[str, OnnxRunner] = {}
 
-    def opened(prepack: bool) -> list[Any]:
-        sessions = []
-        for name in (VISION, HEAD, TEXT):
-            options = session_options()  # the engine's
-            if not prepack:
-                options.add_session_config_entry("session.disable_prepacking", "1")
-            sessions.append(
-                onnxruntime.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
-            )
-        return sessions
+    def open_and_keep(kind: str) -> None:
+        opened[kind] = OnnxRunner.open(folder, model_id, int8=int8, videos=kinds[kind])
 
-    inputs = {"pixel_values": np.ascontiguousarray(pixels[:1])}
-    loads = {prepack: Timing(f"prepack {prepack}") for prepack in (True, False)}
-    runs = {prepack: Timing(f"prepack {prepack}") for prepack in (True, False)}
-    vision: dict[bool, Any] = {}
+    def run(kind: str) -> None:
+        opened[kind].video_features(pixels)
 
-    def open_and_keep(prepack: bool) -> None:
-        vision[prepack] = opened(prepack)[0]
-
-    interleaved([(loads[prepack], lambda p=prepack: open_and_keep(p)) for prepack in (True, False)], repeat)
-    interleaved([(runs[prepack], lambda p=prepack: vision[p].run(None, inputs)) for prepack in (True, False)], repeat)
+    interleaved([(loads[kind], lambda k=kind: open_and_keep(k)) for kind in kinds], repeat)
+    interleaved([(runs[kind], lambda k=kind: run(k)) for kind in kinds], repeat)
+    (many, few) = kinds
+    saved = loads[many].median - loads[few].median
+    extra = runs[few].median - runs[many].median
+    even = f"{saved / extra:.0f} videos" if extra > 0 else "never (no slower per video)"
+    precision = "int8" if int8 else "fp32"
     return [
-        f"session load, three graphs, as a run opens them: {loads[True].median:.2f} s ({loads[True].spread}); "
-        f"without weight prepacking {loads[False].median:.2f} s ({loads[False].spread})",
-        f"vision graph per video: prepacked {runs[True].median:.3f} s, not prepacked {runs[False].median:.3f} s "
-        f"({runs[False].median / runs[True].median:.2f}x)",
+        f"session load ({precision}, head + vision, as a run opens them): prepacked {loads[many].median:.3f} s "
+        f"({loads[many].spread}); for {few} {loads[few].median:.3f} s ({loads[few].spread}), "
+        f"{loads[many].median / loads[few].median:.1f}x less",
+        f"vision graph per video ({precision}): prepacked {runs[many].median:.3f} s ({runs[many].spread}), "
+        f"not {runs[few].median:.3f} s ({runs[few].spread}, {runs[few].median / runs[many].median:.2f}x); "
+        f"prepacking pays after {even}",
     ]
 
 
@@ -156,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add_bench_arguments(parser)
     parser.add_argument("--videos", type=int, default=6, help="videos in the scan-path measurement")
+    parser.add_argument("--load-only", action="store_true", help="only the session loads (fp32 and int8)")
     args = parser.parse_args(argv)
     with bench_session(args) as bench:
         model_dir, clip = bench.checkpoint(), bench.clip(10)
@@ -170,10 +167,17 @@ def main(argv: list[str] | None = None) -> None:
         load = time.perf_counter() - started
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {clip.name}")
         print(f"prepare: {export:.1f} s, {size:.0f} MB on disk; session load {load:.2f} s")
+        pixels = view_pixels(load_frames(onnx, str(clip), ClassifyOptions()))
+        if args.load_only:
+            int8_folder = prepare(runner, int8=True)
+            for line in session_load(folder, runner.model_id, pixels, bench.repeat):
+                print(line)
+            for line in session_load(int8_folder, runner.model_id, pixels, bench.repeat, int8=True):
+                print(line)
+            return
         for line in compare(runner, onnx, clip, args.videos, bench.repeat):
             print(line)
-        pixels = view_pixels(load_frames(onnx, str(clip), ClassifyOptions()))
-        for line in session_load(folder, pixels, bench.repeat):
+        for line in session_load(folder, runner.model_id, pixels, bench.repeat):
             print(line)
         for line in session_settings(folder, pixels, bench.repeat):
             print(line)

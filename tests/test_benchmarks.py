@@ -64,9 +64,11 @@ def test_bench_onnx_compares_the_backends(
     pixels = bench_onnx.view_pixels(bench_onnx.load_frames(onnx, str(clip), bench_onnx.ClassifyOptions()))
     settings = bench_onnx.session_settings(onnx.folder, pixels, repeat=1)
     assert len(settings) == 6 and all(line.endswith("s per video") for line in settings)
-    load = bench_onnx.session_load(onnx.folder, pixels, repeat=1)
-    assert "without weight prepacking" in load[0] and load[1].startswith("vision graph per video: prepacked")
+    load = bench_onnx.session_load(onnx.folder, onnx.model_id, pixels, repeat=1)
+    assert load[0].startswith("session load (fp32") and "prepacking pays after" in load[1]
     int8_runner = OnnxRunner.open(prepare(runner, int8=True), runner.model_id, int8=True)
+    load = bench_onnx.session_load(int8_runner.folder, onnx.model_id, pixels, repeat=1, int8=True)
+    assert load[0].startswith("session load (int8") and load[1].startswith("vision graph per video (int8)")
     int8 = bench_onnx.compare_int8(onnx, int8_runner, clip, repeat=1)
     assert "fp32/int8" in int8[0] and "same top-5 set" in int8[1]
 

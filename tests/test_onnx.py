@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ from xclip_cli.jobs.classify import classify_videos, load_frames, view_pixels
 from xclip_cli.labels import inline_labelset, parse_labelset
 from xclip_cli.model.onnx.cache import checkpoint_stamp, find_prepared, read_manifest
 from xclip_cli.model.onnx.export import is_prepared, prepare, prepared_folder
-from xclip_cli.model.onnx.runner import OnnxRunner
+from xclip_cli.model.onnx.runner import FEW_VIDEOS, OnnxRunner
 from xclip_cli.model.torch.runner import XClipRunner
 from xclip_cli.options import ClassifyOptions
 
@@ -120,15 +121,43 @@ def test_text_encoder_and_ensembles_equal_torch(tiny_model_dir: Path, engines: t
 def test_a_runner_for_stored_features_opens_the_vision_graph_on_first_use(
     engines: tuple[XClipRunner, OnnxRunner], random_inputs_bound: float
 ) -> None:
-    """``vision=False`` (search, classify from an index): the head loads at open (a damaged one
+    """``videos=0`` (search, classify from an index): the head loads at open (a damaged one
     is refused before any output), the vision graph when first used, with the same logits."""
     runner, onnx = engines
-    lazy = OnnxRunner.open(onnx.folder, onnx.model_id, vision=False)
+    lazy = OnnxRunner.open(onnx.folder, onnx.model_id, videos=0)
     assert set(lazy._sessions) == {"head"} and set(onnx._sessions) >= {"vision", "head"}
     pixels = random_pixels(2, runner)
     text = onnx.text_features(["cooking", "surfing"])
     ours = lazy.video_logits(pixels, text)
     assert set(lazy._sessions) == {"vision", "head"}
+    assert_within_float32_rounding(ours, onnx.video_logits(pixels, text), 2 * random_inputs_bound)
+
+
+def prepacked(session: Any) -> bool:
+    """Whether ONNX Runtime repacked the session's matrix weights at open (its default)."""
+    try:
+        return session.get_session_options().get_session_config_entry("session.disable_prepacking") != "1"
+    except RuntimeError:  # onnxruntime: "does not have configuration with key": not set, the default
+        return True
+
+
+def test_a_run_of_few_videos_opens_the_vision_graph_without_prepacking(
+    engines: tuple[XClipRunner, OnnxRunner], random_inputs_bound: float
+) -> None:
+    """A one-shot classify (at most FEW_VIDEOS videos times views) opens the vision graph
+    without weight prepacking, faster; the head and text graphs, and runs of more videos or of
+    an unknown count, prepack. The logits are the prepacked ones, within float32's rounding."""
+    runner, onnx = engines
+    counts = (1, FEW_VIDEOS, FEW_VIDEOS + 1, None)
+    kinds = {videos: OnnxRunner.open(onnx.folder, onnx.model_id, videos=videos) for videos in counts}
+    pixels = random_pixels(2, runner)
+    text = kinds[1].text_features(["cooking", "surfing"])  # opens the text graph too
+    for videos, opened in kinds.items():
+        few = videos is not None and videos <= FEW_VIDEOS
+        assert prepacked(opened._session("vision")) is not few, videos
+        assert prepacked(opened._session("head"))
+    assert prepacked(kinds[1]._session("text"))
+    ours = kinds[1].video_logits(pixels, text)
     assert_within_float32_rounding(ours, onnx.video_logits(pixels, text), 2 * random_inputs_bound)
 
 

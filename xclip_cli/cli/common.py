@@ -210,13 +210,14 @@ def set_verbose(verbose: bool) -> None:
         av.logging.set_level(av.logging.WARNING)
 
 
-def load_runner(model: str, device: str, precision: str, backend: str = "auto", vision: bool = True) -> Backend:
+def load_runner(model: str, device: str, precision: str, backend: str = "auto", videos: int | None = None) -> Backend:
     """``model.open.open_backend`` with a spinner while it loads and its notes on stderr
-    (``vision=False`` for commands that score stored features)."""
+    (``videos``: how many the run passes through the vision graph, when known; 0 for commands
+    that score stored features)."""
     from xclip_cli.model.open import open_backend
 
     with status(f"Loading {model}"):
-        return open_backend(model, device, precision, backend, say, vision=vision)
+        return open_backend(model, device, precision, backend, say, videos=videos)
 
 
 @contextlib.contextmanager

@@ -176,7 +176,7 @@ def search(
     check_writable(output)
     check_replaceable(output, overwrite)
     check_report(report, output)
-    runner = load_runner(model or opened.model, device, precision, backend, vision=False)  # stored features
+    runner = load_runner(model or opened.model, device, precision, backend, videos=0)  # stored features
     with open_output(output, fmt=output_format) as stream:
         found = _write_found(runner, opened, queries, moments or top_k, output_format, stream)
     if report is not None:

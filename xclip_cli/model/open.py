@@ -34,13 +34,14 @@ def open_backend(
     backend: str = "auto",
     say: Callable[[str], None] | None = None,
     threads: int | None = None,
-    vision: bool = True,
+    videos: int | None = None,
 ) -> Backend:
     """The checkpoint on the asked backend: ``onnx``, ``torch`` or ``auto`` (see the module).
 
     ``say`` receives one-line notes (preparing, warnings); ``threads`` caps ONNX Runtime's
-    threads (a Ray actor's share of a node); ``vision=False``: on ONNX Runtime the vision graph
-    loads on first use, if ever (a run that scores stored features; ``OnnxRunner.open``).
+    threads (a Ray actor's share of a node); ``videos``: how many videos (times views) the run
+    will pass through the vision graph, when known: on ONNX Runtime a few open it faster, and 0
+    (a run that scores stored features) loads it on first use, if ever (``OnnxRunner.open``).
     """
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -50,7 +51,7 @@ def open_backend(
         raise UsageError(f"--backend onnx runs fp32 or int8, not --precision {precision}: use --backend torch")
     prepared = _prepared_folder(model)
     if prepared is not None:
-        return _open_prepared(prepared, device, precision, backend, say, threads, vision)
+        return _open_prepared(prepared, device, precision, backend, say, threads, videos)
     if backend != "torch" and precision in ONNX_PRECISIONS and _installed("onnxruntime"):
         from xclip_cli.model.device import surely_cpu
         from xclip_cli.model.onnx.cache import add_int8, find_prepared
@@ -60,8 +61,8 @@ def open_backend(
         if folder is not None and (precision != "int8" or _installed("onnx")):
             if precision == "int8":
                 add_int8(folder, say)  # quantised from the fp32 graph: no torch needed
-            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, vision=vision)
-    return _open_with_torch(model, device, precision, backend, say, threads, vision)
+            return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, videos=videos)
+    return _open_with_torch(model, device, precision, backend, say, threads, videos)
 
 
 def _open_with_torch(
@@ -71,7 +72,7 @@ def _open_with_torch(
     backend: str,
     say: Callable[[str], None] | None,
     threads: int | None,
-    vision: bool,
+    videos: int | None,
 ) -> Backend:
     """Load with transformers; for ONNX Runtime, export the graphs first (once per checkpoint)."""
     missing = [name for name in TORCH_PACKAGES if not _installed(name)]
@@ -119,7 +120,7 @@ def _open_with_torch(
             say(f"xclip: warning: {exc}; running on torch")
         return runner
     del runner  # its memory is the graphs' now
-    return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, vision=vision)
+    return OnnxRunner.open(folder, model, int8=precision == "int8", threads=threads, videos=videos)
 
 
 def _prepared_folder(model: str) -> Path | None:
@@ -141,7 +142,7 @@ def _open_prepared(
     backend: str,
     say: Callable[[str], None] | None,
     threads: int | None,
-    vision: bool,
+    videos: int | None,
 ) -> Backend:
     """A prepared folder on ONNX Runtime: the only way it runs."""
     from xclip_cli.model.onnx.cache import VISION_INT8, add_int8, read_manifest
@@ -163,7 +164,7 @@ def _open_prepared(
                 "(or prepare it with --precision int8)"
             )
         add_int8(folder, say)
-    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads, vision=vision)
+    return OnnxRunner.open(folder, str(manifest["model"]), int8=precision == "int8", threads=threads, videos=videos)
 
 
 def _installed(name: str) -> bool:

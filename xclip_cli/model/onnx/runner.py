@@ -1,9 +1,10 @@
 """X-CLIP on ONNX Runtime, without torch or transformers: the fast CPU backend.
 
 ``OnnxRunner`` opens a folder that ``onnx_export.prepare`` wrote (``onnx_cache`` finds it):
-the vision and head graphs load at once, the text encoder and the ``tokenizers`` tokenizer on a
-text-cache miss. Preprocessing, frame count and identities come from the folder's manifest,
-which holds what transformers loaded when the checkpoint was prepared.
+the head graph loads at once, the vision graph too unless the run scores stored features, the
+text encoder and the ``tokenizers`` tokenizer on a text-cache miss. Preprocessing, frame count
+and identities come from the folder's manifest, which holds what transformers loaded when the
+checkpoint was prepared.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ from xclip_cli.model.head import HeadWeights
 from xclip_cli.model.onnx.cache import HEAD, HEAD_WEIGHTS, TEXT, TOKENIZER, VISION, VISION_INT8, read_manifest
 from xclip_cli.model.text import TextMethods, TextSide, length_batches
 
+# A run that passes at most this many videos (times views) through the vision graph opens it
+# without weight prepacking: prepacking costs about 0.35 s at open and saves about 0.06 s per
+# video (base-patch32 fp32 on 2 cores: it pays after 6 videos, int8 after 5;
+# python benchmarks/bench_onnx.py --load-only).
+FEW_VIDEOS = 4
 
-def session_options(threads: int | None = None) -> Any:
-    """ONNX Runtime's session settings of the engine (the benchmarks start from them too)."""
+
+def session_options(threads: int | None = None, prepack: bool = True) -> Any:
+    """ONNX Runtime's session settings of the engine (the benchmarks start from them too).
+
+    ``prepack=False``: the weights of matrix products are not repacked for the CPU's kernels
+    at open (``session.disable_prepacking``) but as each product runs: a session that opens in
+    about a fifth of the time and runs each call about 1.2x slower (``FEW_VIDEOS``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -35,13 +46,15 @@ def session_options(threads: int | None = None) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     return options
 
 
-def open_session(path: Path, threads: int | None = None) -> Any:
+def open_session(path: Path, threads: int | None = None, prepack: bool = True) -> Any:
     import onnxruntime
 
-    options = session_options(threads)
+    options = session_options(threads, prepack)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
@@ -57,25 +70,29 @@ class OnnxRunner(TextMethods):
     manifest: dict[str, Any]
     int8: bool = False  # the vision graph with int8 weights (lossy)
     threads: int | None = None  # ONNX Runtime's intra-op threads; None: one per physical core
+    prepack: bool = True  # the vision graph's weights prepacked at open (session_options)
     _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _text_side: TextSide | None = field(default=None, repr=False)
 
     @classmethod
     def open(
-        cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None, vision: bool = True
+        cls, folder: Path, model_id: str, int8: bool = False, threads: int | None = None, videos: int | None = None
     ) -> OnnxRunner:
         """Open a prepared folder (``find_prepared`` or ``onnx_export.prepare`` gives it).
 
-        The head loads now, and the vision graph too while a first video decodes; ``vision=False``
-        for a run that scores stored features (search, classify from an index: 0.5 s saved),
-        where it loads on first use, if ever. The text encoder loads on a text-cache miss."""
+        ``videos``: how many videos (times views) the run will pass through the vision graph,
+        when the caller knows. The head loads now, and the vision graph too while a first video
+        decodes: prepacked, unless the run has at most ``FEW_VIDEOS`` (a one-shot classify: head
+        and vision then open in 0.09 s instead of 0.45 s). ``videos=0``, a run that scores stored
+        features (search, classify from an index), loads it on first use, if ever. The text
+        encoder loads on a text-cache miss."""
         manifest = read_manifest(folder)
         if manifest is None or (int8 and VISION_INT8 not in manifest["sizes"]):
             raise ModelLoadError(f"{folder}: not a whole prepared model; run `xclip models prepare {model_id}`")
-        runner = cls(model_id, folder, manifest, int8, threads)
+        runner = cls(model_id, folder, manifest, int8, threads, prepack=videos is None or videos > FEW_VIDEOS)
         runner._session("head")
-        if vision:
+        if videos != 0:
             runner._session("vision")
         return runner
 
@@ -83,7 +100,8 @@ class OnnxRunner(TextMethods):
         """The ONNX Runtime session of one graph (vision, head or text), opened on first use."""
         if name not in self._sessions:
             graph = {"vision": VISION_INT8 if self.int8 else VISION, "head": HEAD, "text": TEXT}[name]
-            self._sessions[name] = open_session(self.folder / graph, self.threads)
+            prepack = self.prepack or name != "vision"
+            self._sessions[name] = open_session(self.folder / graph, self.threads, prepack)
         return self._sessions[name]
 
     # --- what the checkpoint is --------------------------------------------------------------
